@@ -1,0 +1,57 @@
+//! `cairn backup`.
+
+use anyhow::Result;
+use cairn::{
+    ops::backup::{self, BackupOptions},
+    report::human_bytes,
+    session::password,
+};
+
+use super::{Ctx, print_json, print_targets, write_exit};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Add a tag to this snapshot (repeatable).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Host name to record (default: `[repository] host`, else this machine's).
+    #[arg(long)]
+    host: Option<String>,
+    /// Create the repository first if no target holds one.
+    #[arg(long)]
+    init: bool,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    let pw = password(&ctx.cfg)?;
+    let opts = BackupOptions {
+        tags: args.tags,
+        host: args.host,
+        init: args.init,
+    };
+    let r = backup::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone())?;
+    if ctx.json {
+        print_json(&r)?;
+    } else {
+        println!("snapshot {} saved", &r.snapshot[..8]);
+        if let Some(p) = &r.parent {
+            println!("parent   {} (unchanged files were not read)", &p[..8]);
+        }
+        println!(
+            "files    {} new, {} changed, {} unmodified",
+            r.files_new, r.files_changed, r.files_unmodified
+        );
+        println!(
+            "bytes    {} total, {} new ({} stored per target) in {:.1}s",
+            human_bytes(r.bytes_total),
+            human_bytes(r.bytes_new),
+            human_bytes(r.bytes_new_stored),
+            r.duration_secs
+        );
+        print_targets(&r.targets);
+        if r.partial {
+            println!("PARTIAL: a required target did not receive this snapshot (see above)");
+        }
+    }
+    Ok(write_exit(r.partial))
+}

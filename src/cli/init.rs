@@ -1,0 +1,27 @@
+//! `cairn init`.
+
+use anyhow::Result;
+use cairn::{ops::init, report::is_partial, session::password};
+
+use super::{Ctx, print_json, print_targets, write_exit};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
+    let pw = password(&ctx.cfg)?;
+    let report = init::run(&ctx.cfg, &pw, ctx.observer(), ctx.reporter.clone())?;
+    let code = write_exit(is_partial(&report.targets));
+    if ctx.json {
+        print_json(&report)?;
+    } else {
+        let what = if report.created {
+            "created"
+        } else {
+            "extended"
+        };
+        println!("repository {} {what}", &report.repository_id);
+        print_targets(&report.targets);
+    }
+    Ok(code)
+}

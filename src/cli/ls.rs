@@ -1,0 +1,61 @@
+//! `cairn ls`.
+
+use anyhow::Result;
+use cairn::{ops::ls, session::password};
+
+use super::{Ctx, exit};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshot id (or `latest`), optionally with `:PATH` inside it.
+    #[arg(default_value = "latest")]
+    snapshot: String,
+    /// Read from this target only.
+    #[arg(long)]
+    from: Option<String>,
+    /// Show type, size and time.
+    #[arg(short, long)]
+    long: bool,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    let pw = password(&ctx.cfg)?;
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    ls::run(
+        &ctx.cfg,
+        &pw,
+        &args.snapshot,
+        args.from.as_deref(),
+        ctx.observer(),
+        ctx.reporter.clone(),
+        |e| {
+            use std::io::Write;
+            // One JSON object per line: a listing can be larger than memory.
+            let r = if ctx.json {
+                serde_json::to_string(&e)
+                    .map_err(std::io::Error::other)
+                    .and_then(|s| writeln!(out, "{s}"))
+            } else if args.long {
+                writeln!(
+                    out,
+                    "{:<8} {:>12} {:<30} {}",
+                    e.kind,
+                    e.size,
+                    e.mtime.as_deref().unwrap_or("-"),
+                    e.path.display()
+                )
+            } else {
+                writeln!(out, "{}", e.path.display())
+            };
+            if let Err(err) = r {
+                failed.get_or_insert(err);
+            }
+        },
+    )?;
+    match failed {
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(exit::OK),
+        Some(e) => Err(e.into()),
+        None => Ok(exit::OK),
+    }
+}

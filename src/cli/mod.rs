@@ -1,0 +1,136 @@
+//! The command line: clap arguments, one file per verb (arguments -> library call -> output).
+
+mod backup;
+pub mod exit;
+mod init;
+mod ls;
+mod progress;
+mod restore;
+mod snapshots;
+
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::Result;
+use cairn::{
+    config::Config,
+    report::{TargetOutcome, TargetState, human_bytes},
+};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use progress::{Mode, Reporter};
+
+/// cairn: one encrypted, deduplicated backup written to every target at once
+/// (local/USB, SFTP, Azure Blob, S3), each a complete restic repository.
+#[derive(Debug, Parser)]
+#[command(version, after_help = exit::TABLE)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "targets.toml",
+        env = "CAIRN_CONFIG"
+    )]
+    pub config: PathBuf,
+    /// Print one JSON document on stdout instead of text; no progress output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the repository on every target (or add it to targets that lack it).
+    #[command(after_help = exit::TABLE)]
+    Init(init::Args),
+    /// Back up the configured sources to every target.
+    #[command(after_help = exit::TABLE)]
+    Backup(backup::Args),
+    /// List snapshots and which targets hold each.
+    #[command(after_help = exit::TABLE)]
+    Snapshots(snapshots::Args),
+    /// List the files of a snapshot.
+    #[command(after_help = exit::TABLE)]
+    Ls(ls::Args),
+    /// Restore a snapshot (or a path in it) into a folder.
+    #[command(after_help = exit::TABLE)]
+    Restore(restore::Args),
+}
+
+/// What a verb hands back to `main`: its exit code.
+pub struct Ctx {
+    pub cfg: Config,
+    pub json: bool,
+    pub reporter: Reporter,
+}
+
+impl Ctx {
+    fn observer(&self) -> Arc<dyn cairn::progress::Observer> {
+        Arc::new(self.reporter.clone())
+    }
+}
+
+/// Runs the parsed command; returns the exit code.
+///
+/// # Errors
+/// Any failure; `main` maps it to an exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    let cfg = Config::load(&cli.config)?;
+    let reporter = Reporter::new(Mode::detect(cli.json));
+    let ctx = Ctx {
+        cfg,
+        json: cli.json,
+        reporter,
+    };
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Backup(a) => backup::run(&ctx, a),
+        Command::Snapshots(a) => snapshots::run(&ctx, a),
+        Command::Ls(a) => ls::run(&ctx, a),
+        Command::Restore(a) => restore::run(&ctx, a),
+    }
+}
+
+/// Prints `value` as JSON on stdout.
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// The per-target table every write command prints.
+fn print_targets(targets: &[TargetOutcome]) {
+    println!(
+        "{:<16} {:<7} {:<15} {:>12} {:>7}  detail",
+        "target", "kind", "state", "written", "files"
+    );
+    for t in targets {
+        let state = serde_json::to_value(t.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let req = if t.required { "" } else { " (optional)" };
+        println!(
+            "{:<16} {:<7} {:<15} {:>12} {:>7}  {}{req}",
+            t.name,
+            t.kind,
+            state,
+            human_bytes(t.bytes_written),
+            t.files_written,
+            t.detail
+                .as_deref()
+                .unwrap_or(if t.state == TargetState::Complete {
+                    "ok"
+                } else {
+                    ""
+                }),
+        );
+    }
+}
+
+/// Exit code for a finished write command.
+fn write_exit(partial: bool) -> i32 {
+    if partial { exit::PARTIAL } else { exit::OK }
+}

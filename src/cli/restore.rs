@@ -1,0 +1,50 @@
+//! `cairn restore`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cairn::{
+    ops::restore::{self, RestoreOptionsCairn},
+    report::human_bytes,
+    session::password,
+};
+
+use super::{Ctx, exit, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshot id (or `latest`), optionally with `:PATH` inside it.
+    snapshot: String,
+    /// Destination folder.
+    #[arg(long, short = 't')]
+    target: PathBuf,
+    /// Read from this target only (default: the first that answers).
+    #[arg(long)]
+    from: Option<String>,
+    /// Replace files that already exist in the destination.
+    #[arg(long)]
+    overwrite: bool,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    let pw = password(&ctx.cfg)?;
+    let opts = RestoreOptionsCairn {
+        snapshot_path: args.snapshot,
+        dest: args.target,
+        from: args.from,
+        overwrite: args.overwrite,
+    };
+    let r = restore::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone())?;
+    if ctx.json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "restored {} file(s), {} folder(s), {} to {}",
+            r.files,
+            r.dirs,
+            human_bytes(r.bytes),
+            r.dest.display()
+        );
+    }
+    Ok(exit::OK)
+}

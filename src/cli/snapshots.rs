@@ -1,0 +1,59 @@
+//! `cairn snapshots`.
+
+use anyhow::Result;
+use cairn::{
+    ops::snapshots,
+    report::{TargetState, human_bytes},
+    session::password,
+};
+
+use super::{Ctx, print_json, write_exit};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
+    let pw = password(&ctx.cfg)?;
+    let r = snapshots::run(&ctx.cfg, &pw, ctx.observer(), ctx.reporter.clone())?;
+    if ctx.json {
+        print_json(&r)?;
+        return Ok(write_exit(r.partial));
+    }
+    println!(
+        "{:<9} {:<26} {:<16} {:>10}  {:<24} paths",
+        "id", "time", "host", "size", "targets"
+    );
+    for s in &r.snapshots {
+        println!(
+            "{:<9} {:<26} {:<16} {:>10}  {:<24} {}{}",
+            &s.id[..8],
+            s.time,
+            s.host,
+            human_bytes(s.bytes),
+            s.targets.join(","),
+            s.paths.join(" "),
+            if s.tags.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", s.tags.join(","))
+            }
+        );
+    }
+    println!("{} snapshot(s)", r.snapshots.len());
+    for t in r
+        .targets
+        .iter()
+        .filter(|t| t.state != TargetState::Available)
+    {
+        let state = serde_json::to_value(t.state)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        println!(
+            "target `{}` {state}: {}",
+            t.name,
+            t.detail.as_deref().unwrap_or("")
+        );
+    }
+    Ok(write_exit(r.partial))
+}

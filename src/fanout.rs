@@ -1,0 +1,474 @@
+//! The fan-out backend: one rustic_core backend over every usable target.
+//!
+//! rustic_core encrypts and compresses once; each resulting repository file is handed to every
+//! target *concurrently*, so a slow target does not serialise the others. A target that fails a
+//! write is dropped for the rest of the run and receives nothing more: since rustic_core writes
+//! packs, then index files, then the snapshot, a dropped target can never get a snapshot whose
+//! data it lacks. The run fails only when no target is left. Reads go to the targets in order and
+//! fall back to the next one on any error.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    thread,
+};
+
+use bytes::Bytes;
+use rustic_core::{
+    BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
+};
+
+use crate::{progress::Observer, target::Store};
+
+/// The path of a repository file, as restic lays it out.
+#[must_use]
+pub fn file_path(tpe: FileType, id: &Id) -> String {
+    let hex = id.to_hex();
+    match tpe {
+        FileType::Config => "config".to_string(),
+        FileType::Pack => format!("data/{}/{}", &hex[..2], hex.as_str()),
+        _ => format!("{}/{}", tpe.dirname(), hex.as_str()),
+    }
+}
+
+/// One target taking part in a run.
+#[derive(Debug)]
+pub struct Member {
+    /// The target's name.
+    pub name: String,
+    /// Whether the run is only partially done if this target misses something.
+    pub required: bool,
+    store: Arc<dyn Store>,
+    failure: Mutex<Option<String>>,
+    bytes_written: AtomicU64,
+    files_written: AtomicU64,
+}
+
+impl Member {
+    /// A member over `store`.
+    #[must_use]
+    pub fn new(name: String, required: bool, store: Arc<dyn Store>) -> Self {
+        Self {
+            name,
+            required,
+            store,
+            failure: Mutex::new(None),
+            bytes_written: AtomicU64::new(0),
+            files_written: AtomicU64::new(0),
+        }
+    }
+    /// The error that dropped this member from the run, if any.
+    #[must_use]
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().map_or(None, |f| f.clone())
+    }
+    /// Bytes written to this target so far in this run.
+    #[must_use]
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+    /// Files written to this target so far in this run.
+    #[must_use]
+    pub fn files_written(&self) -> u64 {
+        self.files_written.load(Ordering::Relaxed)
+    }
+    /// The target's storage.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+    fn is_active(&self) -> bool {
+        self.failure().is_none()
+    }
+    fn fail(&self, msg: String) {
+        if let Ok(mut f) = self.failure.lock()
+            && f.is_none()
+        {
+            *f = Some(msg);
+        }
+    }
+}
+
+/// rustic_core's backend over several targets.
+#[derive(Debug, Clone)]
+pub struct Fanout {
+    members: Arc<Vec<Arc<Member>>>,
+    observer: Arc<dyn Observer>,
+}
+
+impl Fanout {
+    /// A fan-out over `members`, read in the given order.
+    #[must_use]
+    pub fn new(members: Vec<Arc<Member>>, observer: Arc<dyn Observer>) -> Self {
+        Self {
+            members: Arc::new(members),
+            observer,
+        }
+    }
+
+    /// All members, failed ones included.
+    #[must_use]
+    pub fn members(&self) -> &[Arc<Member>] {
+        &self.members
+    }
+
+    fn active(&self) -> Vec<&Arc<Member>> {
+        self.members.iter().filter(|m| m.is_active()).collect()
+    }
+
+    fn drop_member(&self, m: &Member, what: &str, err: &str) {
+        let msg = format!("{what}: {err}");
+        m.fail(msg.clone());
+        self.observer.target_failed(&m.name, &msg);
+    }
+
+    /// Runs `f` on each active member, concurrently; a member whose call fails is dropped.
+    /// Fails only when no member succeeded.
+    fn on_all(
+        &self,
+        what: &str,
+        f: impl Fn(&dyn Store) -> Result<u64, String> + Sync,
+    ) -> RusticResult<()> {
+        let active = self.active();
+        if active.is_empty() {
+            return Err(no_target(what, &self.members));
+        }
+        let results: Vec<Result<u64, String>> = thread::scope(|s| {
+            let handles: Vec<_> = active[1..]
+                .iter()
+                .map(|m| s.spawn(|| f(m.store.as_ref())))
+                .collect();
+            let first = f(active[0].store.as_ref());
+            std::iter::once(first)
+                .chain(handles.into_iter().map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("storage client panicked".to_string()))
+                }))
+                .collect()
+        });
+        let mut ok = 0;
+        for (m, r) in active.iter().zip(results) {
+            match r {
+                Ok(bytes) => {
+                    ok += 1;
+                    m.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+                    m.files_written
+                        .fetch_add(u64::from(bytes > 0), Ordering::Relaxed);
+                }
+                Err(e) => self.drop_member(m, what, &e),
+            }
+        }
+        if ok == 0 {
+            return Err(no_target(what, &self.members));
+        }
+        Ok(())
+    }
+
+    /// Tries the active members in order until one answers.
+    fn first_ok<T>(
+        &self,
+        what: &str,
+        f: impl Fn(&dyn Store) -> Result<T, String>,
+    ) -> RusticResult<T> {
+        let mut errors = Vec::new();
+        for m in self.active() {
+            match f(m.store.as_ref()) {
+                Ok(v) => {
+                    if !errors.is_empty() {
+                        self.observer.warn(&format!(
+                            "{what}: read from `{}` after: {}",
+                            m.name,
+                            errors.join("; ")
+                        ));
+                    }
+                    return Ok(v);
+                }
+                Err(e) => errors.push(format!("`{}`: {e}", m.name)),
+            }
+        }
+        if errors.is_empty() {
+            return Err(no_target(what, &self.members));
+        }
+        Err(RusticError::new(
+            ErrorKind::Backend,
+            format!("{what} failed on every target: {}", errors.join("; ")),
+        ))
+    }
+}
+
+fn no_target(what: &str, members: &[Arc<Member>]) -> Box<RusticError> {
+    let why: Vec<String> = members
+        .iter()
+        .map(|m| {
+            format!(
+                "`{}`: {}",
+                m.name,
+                m.failure().unwrap_or_else(|| "no error".into())
+            )
+        })
+        .collect();
+    RusticError::new(
+        ErrorKind::Backend,
+        format!("{what}: no target is left to use ({})", why.join("; ")),
+    )
+}
+
+/// Parses the listed names of one file type into ids, skipping foreign files.
+pub(crate) fn ids_of(tpe: FileType, listed: Vec<(String, u64)>) -> Vec<(Id, u32)> {
+    if tpe == FileType::Config {
+        return listed
+            .into_iter()
+            .map(|(_, s)| (Id::default(), u32::try_from(s).unwrap_or(u32::MAX)))
+            .collect();
+    }
+    listed
+        .into_iter()
+        .filter_map(|(name, size)| {
+            let id = name.parse::<Id>().ok()?;
+            Some((id, u32::try_from(size).unwrap_or(u32::MAX)))
+        })
+        .collect()
+}
+
+/// Lists one file type on one store.
+pub(crate) fn list_type(store: &dyn Store, tpe: FileType) -> Result<Vec<(Id, u32)>, String> {
+    let listed = if tpe == FileType::Config {
+        store
+            .stat("config")
+            .map_err(|e| e.to_string())?
+            .map(|s| vec![("config".to_string(), s)])
+            .unwrap_or_default()
+    } else {
+        store.list(tpe.dirname()).map_err(|e| e.to_string())?
+    };
+    Ok(ids_of(tpe, listed))
+}
+
+impl ReadBackend for Fanout {
+    fn location(&self) -> String {
+        let names: Vec<_> = self.members.iter().map(|m| m.name.as_str()).collect();
+        format!("cairn:{}", names.join("+"))
+    }
+
+    fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
+        self.first_ok(&format!("listing {}", tpe.dirname()), |s| list_type(s, tpe))
+    }
+
+    fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
+        let path = file_path(tpe, id);
+        self.first_ok(&format!("reading {path}"), |s| {
+            s.read(&path).map_err(|e| e.to_string())
+        })
+    }
+
+    fn read_partial(
+        &self,
+        tpe: FileType,
+        id: &Id,
+        _cacheable: bool,
+        offset: u32,
+        length: u32,
+    ) -> RusticResult<Bytes> {
+        let path = file_path(tpe, id);
+        self.first_ok(&format!("reading {path}"), |s| {
+            s.read_range(&path, u64::from(offset), u64::from(length))
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn warmup_path(&self, tpe: FileType, id: &Id) -> String {
+        file_path(tpe, id)
+    }
+}
+
+/// The folders a restic repository has where storages have folders.
+#[must_use]
+pub fn repository_dirs() -> Vec<String> {
+    let mut dirs: Vec<String> = ["keys", "snapshots", "index", "data", "locks"]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    dirs.extend((0..=255u8).map(|i| format!("data/{i:02x}")));
+    dirs
+}
+
+impl WriteBackend for Fanout {
+    fn create(&self) -> RusticResult<()> {
+        let dirs = repository_dirs();
+        self.on_all("creating folders", |s| {
+            s.create_dirs(&dirs).map(|()| 0).map_err(|e| e.to_string())
+        })
+    }
+
+    fn write_bytes(
+        &self,
+        tpe: FileType,
+        id: &Id,
+        _cacheable: bool,
+        buf: BytesList,
+    ) -> RusticResult<()> {
+        let path = file_path(tpe, id);
+        let parts = buf.into_vec();
+        let size: u64 = parts.iter().map(|b| b.len() as u64).sum();
+        // Bytes clones share one allocation: every target writes the same buffers.
+        self.on_all(&format!("writing {path}"), |s| {
+            s.write(&path, parts.clone())
+                .map(|()| size)
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
+        let path = file_path(tpe, id);
+        self.on_all(&format!("removing {path}"), |s| {
+            s.delete(&path).map(|()| 0).map_err(|e| e.to_string())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::{StoreError, StoreErrorKind, StoreResult};
+    use std::collections::BTreeMap;
+
+    /// An in-memory store, optionally failing every write: the fault a real server cannot be
+    /// told to produce on demand. Real storages are exercised by the integration tests.
+    #[derive(Debug, Default)]
+    struct Mem {
+        files: Mutex<BTreeMap<String, Bytes>>,
+        fail_writes: bool,
+    }
+
+    impl Store for Mem {
+        fn location(&self) -> String {
+            "mem".into()
+        }
+        fn stat(&self, p: &str) -> StoreResult<Option<u64>> {
+            Ok(self.files.lock().unwrap().get(p).map(|b| b.len() as u64))
+        }
+        fn read(&self, p: &str) -> StoreResult<Bytes> {
+            self.files
+                .lock()
+                .unwrap()
+                .get(p)
+                .cloned()
+                .ok_or_else(|| StoreError::new(StoreErrorKind::NotFound, p))
+        }
+        fn read_range(&self, p: &str, o: u64, l: u64) -> StoreResult<Bytes> {
+            Ok(self.read(p)?.slice(o as usize..(o + l) as usize))
+        }
+        fn write(&self, p: &str, d: Vec<Bytes>) -> StoreResult<()> {
+            if self.fail_writes {
+                return Err(StoreError::new(StoreErrorKind::Transient, "disk on fire"));
+            }
+            self.files
+                .lock()
+                .unwrap()
+                .insert(p.into(), Bytes::from(d.concat()));
+            Ok(())
+        }
+        fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
+            let prefix = format!("{dir}/");
+            Ok(self
+                .files
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.rsplit('/').next().unwrap().to_string(), v.len() as u64))
+                .collect())
+        }
+        fn delete(&self, p: &str) -> StoreResult<()> {
+            self.files.lock().unwrap().remove(p);
+            Ok(())
+        }
+        fn create_dirs(&self, _: &[String]) -> StoreResult<()> {
+            Ok(())
+        }
+    }
+
+    fn fanout(stores: Vec<Arc<Mem>>) -> Fanout {
+        let members = stores
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| Arc::new(Member::new(format!("t{i}"), true, s as Arc<dyn Store>)))
+            .collect();
+        Fanout::new(members, Arc::new(crate::progress::Silent))
+    }
+
+    #[test]
+    fn a_failing_target_is_dropped_and_gets_nothing_more() {
+        let good = Arc::new(Mem::default());
+        let bad = Arc::new(Mem {
+            fail_writes: true,
+            ..Mem::default()
+        });
+        let f = fanout(vec![bad.clone(), good.clone()]);
+        let id = Id::random();
+        f.write_bytes(
+            FileType::Pack,
+            &id,
+            false,
+            Bytes::from_static(b"pack").into(),
+        )
+        .unwrap();
+        assert!(f.members()[0].failure().unwrap().contains("disk on fire"));
+        assert_eq!(f.members()[1].bytes_written(), 4);
+        // Reads skip the dropped target and come from the good one.
+        assert_eq!(&f.read_full(FileType::Pack, &id).unwrap()[..], b"pack");
+        assert_eq!(f.list_with_size(FileType::Pack).unwrap(), vec![(id, 4)]);
+    }
+
+    #[test]
+    fn the_run_fails_when_no_target_is_left() {
+        let bad = Arc::new(Mem {
+            fail_writes: true,
+            ..Mem::default()
+        });
+        let f = fanout(vec![bad]);
+        let e = f
+            .write_bytes(
+                FileType::Index,
+                &Id::random(),
+                false,
+                Bytes::from_static(b"x").into(),
+            )
+            .unwrap_err();
+        assert!(e.to_string().contains("disk on fire"), "{e}");
+    }
+
+    #[test]
+    fn reads_fall_back_to_the_next_target() {
+        let a = Arc::new(Mem::default());
+        let b = Arc::new(Mem::default());
+        let id = Id::random();
+        b.write(
+            &file_path(FileType::Snapshot, &id),
+            vec![Bytes::from_static(b"s")],
+        )
+        .unwrap();
+        let f = fanout(vec![a, b]);
+        assert_eq!(&f.read_full(FileType::Snapshot, &id).unwrap()[..], b"s");
+        assert!(
+            f.members().iter().all(|m| m.failure().is_none()),
+            "reads never drop a target"
+        );
+    }
+
+    #[test]
+    fn paths_follow_restic_layout() {
+        let id: Id = "ab".repeat(32).parse().unwrap();
+        assert_eq!(
+            file_path(FileType::Pack, &id),
+            format!("data/ab/{}", "ab".repeat(32))
+        );
+        assert_eq!(
+            file_path(FileType::Key, &id),
+            format!("keys/{}", "ab".repeat(32))
+        );
+        assert_eq!(file_path(FileType::Config, &id), "config");
+    }
+}

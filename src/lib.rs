@@ -1,0 +1,17 @@
+//! cairn: an encrypted, deduplicating backup engine that chunks, compresses and encrypts a
+//! backup once and writes the identical restic-format repository to every configured target.
+//!
+//! The data path reads top to bottom: [`config`] -> [`target`] -> [`fanout`] -> rustic_core ->
+//! [`report`]. The commands live in [`ops`], one file each. The library never prints; progress
+//! and warnings reach the caller through [`progress::Observer`].
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod fanout;
+pub mod ops;
+pub mod progress;
+pub mod report;
+pub mod secret;
+pub mod session;
+pub mod target;

@@ -1,0 +1,147 @@
+//! `cairn backup`: the configured sources to one snapshot, written once to every usable target.
+//!
+//! Policy when a target fails (see the README): a target that fails any write is dropped for
+//! the rest of the run and gets no snapshot; the others complete. The run is *partially done*
+//! when any required target is not complete (failed, offline, unreachable, lagging or not
+//! initialised), and *failed* when no target received the snapshot.
+
+use std::{path::PathBuf, sync::Arc};
+
+use rustic_core::{
+    BackupOptions as RusticBackupOptions, Excludes, LocalSourceFilterOptions, PathList,
+    ProgressBars, SnapshotOptions,
+};
+use serde::Serialize;
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    ops::init,
+    progress::Observer,
+    report::{TargetOutcome, is_partial},
+    secret::Secret,
+    session::{Mode, Session},
+};
+
+/// Options of one backup run, beyond the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Extra tags for this snapshot.
+    pub tags: Vec<String>,
+    /// Host name to record (default: configuration, then this machine's).
+    pub host: Option<String>,
+    /// Create the repository first if no target holds one.
+    pub init: bool,
+}
+
+/// What a backup did.
+#[derive(Debug, Serialize)]
+pub struct BackupReport {
+    /// The new snapshot's id.
+    pub snapshot: String,
+    /// The parent snapshot whose unchanged files were not read again.
+    pub parent: Option<String>,
+    /// Files seen for the first time.
+    pub files_new: u64,
+    /// Files changed since the parent.
+    pub files_changed: u64,
+    /// Files unchanged since the parent (not read).
+    pub files_unmodified: u64,
+    /// Bytes of all files in the snapshot.
+    pub bytes_total: u64,
+    /// New data, before compression.
+    pub bytes_new: u64,
+    /// New data as stored (compressed, encrypted), written to each target.
+    pub bytes_new_stored: u64,
+    /// Seconds the backup took.
+    pub duration_secs: f64,
+    /// Whether some required target is not complete.
+    pub partial: bool,
+    /// Every target's outcome.
+    pub targets: Vec<TargetOutcome>,
+}
+
+/// Backs up the configured sources.
+///
+/// # Errors
+/// A source is missing; no target holds the repository; wrong password; every target failed.
+pub fn run<P: ProgressBars + Clone>(
+    cfg: &Config,
+    password: &Secret,
+    opts: &BackupOptions,
+    observer: Arc<dyn Observer>,
+    pb: P,
+) -> Result<BackupReport> {
+    let sources = check_sources(&cfg.backup.sources)?;
+    let session = match Session::open(cfg, Mode::Write, None, observer.clone()) {
+        Err(Error::NoRepository) if opts.init => {
+            init::run(cfg, password, observer.clone(), pb.clone())?;
+            Session::open(cfg, Mode::Write, None, observer.clone())?
+        }
+        other => other?,
+    };
+    let repo = session.repository(password, pb)?.to_indexed_ids()?;
+
+    let mut globs: Vec<String> = cfg
+        .backup
+        .excludes
+        .iter()
+        .map(|g| format!("!{g}"))
+        .collect();
+    globs.sort();
+    let rustic_opts = RusticBackupOptions::default()
+        .excludes(Excludes::default().globs(globs))
+        .ignore_filter_opts(
+            LocalSourceFilterOptions::default()
+                .exclude_if_present(cfg.backup.exclude_if_present.clone())
+                .one_file_system(cfg.backup.one_file_system),
+        );
+    let mut snap_opts = SnapshotOptions::default();
+    if let Some(host) = opts.host.clone().or_else(|| cfg.repository.host.clone()) {
+        snap_opts = snap_opts.host(host);
+    }
+    let tags: Vec<String> = cfg.backup.tags.iter().chain(&opts.tags).cloned().collect();
+    if !tags.is_empty() {
+        snap_opts = snap_opts.add_tags(&tags.join(","))?;
+    }
+    let snap = snap_opts.to_snapshot()?;
+    let paths = PathList::from_iter(sources)
+        .sanitize()
+        .map_err(|e| Error::Input(e.to_string()))?;
+
+    observer.writing_to(session.fanout.members());
+    let result = repo.backup(&rustic_opts, &paths, snap);
+    observer.writing_done();
+    let snap = result?;
+
+    let targets = session.outcomes();
+    let s = snap.summary.clone().unwrap_or_default();
+    Ok(BackupReport {
+        snapshot: snap.id.to_hex().to_string(),
+        parent: snap.parent.map(|p| p.to_hex().to_string()),
+        files_new: s.files_new,
+        files_changed: s.files_changed,
+        files_unmodified: s.files_unmodified,
+        bytes_total: s.total_bytes_processed,
+        bytes_new: s.data_added,
+        bytes_new_stored: s.data_added_packed,
+        duration_secs: s.backup_duration,
+        partial: is_partial(&targets),
+        targets,
+    })
+}
+
+/// Every source must exist before anything is written, so a typo never yields a snapshot
+/// that silently lacks a folder.
+fn check_sources(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if sources.is_empty() {
+        return Err(Error::Input(
+            "no sources configured: set `sources` under [backup]".into(),
+        ));
+    }
+    for s in sources {
+        std::fs::symlink_metadata(s)
+            .map_err(|e| Error::Input(format!("source {}: {e}", s.display())))?;
+    }
+    Ok(sources.to_vec())
+}

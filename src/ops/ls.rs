@@ -1,0 +1,72 @@
+//! `cairn ls`: the files of a snapshot.
+
+use std::{path::PathBuf, sync::Arc};
+
+use rustic_core::{LsOptions, ProgressBars, repofile::NodeType};
+use serde::Serialize;
+
+use crate::{
+    config::Config,
+    error::Result,
+    progress::Observer,
+    secret::Secret,
+    session::{Mode, Session},
+};
+
+/// One entry of a snapshot.
+#[derive(Debug, Serialize)]
+pub struct LsEntry {
+    /// Path inside the snapshot.
+    pub path: PathBuf,
+    /// `file`, `dir`, `symlink`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Size in bytes (files).
+    pub size: u64,
+    /// Unix mode bits, if recorded.
+    pub mode: Option<u32>,
+    /// Modification time (RFC 3339), if recorded.
+    pub mtime: Option<String>,
+    /// Target of a symlink.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+/// Calls `each` for every entry below `snapshot[:path]` (`latest` works as a snapshot id).
+///
+/// # Errors
+/// No such snapshot or path; wrong password; no target usable.
+pub fn run<P: ProgressBars>(
+    cfg: &Config,
+    password: &Secret,
+    snapshot_path: &str,
+    from: Option<&str>,
+    observer: Arc<dyn Observer>,
+    pb: P,
+    mut each: impl FnMut(LsEntry),
+) -> Result<()> {
+    let session = Session::open(cfg, Mode::Read, from, observer)?;
+    let repo = session.repository(password, pb)?.to_indexed()?;
+    let node = repo.node_from_snapshot_path(snapshot_path, |_| true)?;
+    for item in repo.ls(&node, &LsOptions::default().recursive(true))? {
+        let (path, node) = item?;
+        let (kind, link) = match &node.node_type {
+            NodeType::File => ("file".to_string(), None),
+            NodeType::Dir => ("dir".to_string(), None),
+            NodeType::Symlink { .. } => (
+                "symlink".to_string(),
+                Some(node.node_type.to_link().to_string_lossy().into_owned()),
+            ),
+            other => (other.to_string(), None),
+        };
+        each(LsEntry {
+            path,
+            kind,
+            size: node.meta.size,
+            mode: node.meta.mode,
+            mtime: node.meta.mtime.map(|t| t.to_string()),
+            link,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! `cairn restore`: a snapshot, or a path inside it, into a folder, from one chosen target or
+//! from whichever target answers. Existing files are never overwritten unless asked.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rustic_core::{LocalDestination, LsOptions, ProgressBars, RestoreOptions, repofile::NodeType};
+use serde::Serialize;
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    progress::Observer,
+    report::TargetOutcome,
+    secret::Secret,
+    session::{Mode, Session},
+};
+
+/// Options of one restore.
+#[derive(Debug, Clone)]
+pub struct RestoreOptionsCairn {
+    /// `ID[:PATH]`, `latest` allowed.
+    pub snapshot_path: String,
+    /// Destination folder (created if missing).
+    pub dest: PathBuf,
+    /// Read only from this target.
+    pub from: Option<String>,
+    /// Replace files that already exist in the destination.
+    pub overwrite: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Serialize)]
+pub struct RestoreReport {
+    /// Files restored.
+    pub files: u64,
+    /// Folders restored.
+    pub dirs: u64,
+    /// Bytes of the restored files.
+    pub bytes: u64,
+    /// Where.
+    pub dest: PathBuf,
+    /// Targets' states (which were readable).
+    pub targets: Vec<TargetOutcome>,
+}
+
+/// Restores files.
+///
+/// # Errors
+/// Files would be overwritten without `overwrite`; no such snapshot or path; no target usable.
+pub fn run<P: ProgressBars>(
+    cfg: &Config,
+    password: &Secret,
+    opts: &RestoreOptionsCairn,
+    observer: Arc<dyn Observer>,
+    pb: P,
+) -> Result<RestoreReport> {
+    let session = Session::open(cfg, Mode::Read, opts.from.as_deref(), observer)?;
+    let repo = session.repository(password, pb)?.to_indexed()?;
+    let node = repo.node_from_snapshot_path(&opts.snapshot_path, |_| true)?;
+    let ls_opts = LsOptions::default().recursive(true);
+    let is_file = !node.is_dir();
+
+    let (mut files, mut dirs, mut bytes) = (0, 0, 0);
+    let mut conflicts = Vec::new();
+    for item in repo.ls(&node, &ls_opts)? {
+        let (path, n) = item?;
+        let target = dest_path(&opts.dest, &path, is_file);
+        match n.node_type {
+            NodeType::Dir => dirs += 1,
+            _ => {
+                files += 1;
+                bytes += n.meta.size;
+                if target.symlink_metadata().is_ok() {
+                    conflicts.push(target);
+                }
+            }
+        }
+    }
+    if !opts.overwrite && !conflicts.is_empty() {
+        let shown: Vec<String> = conflicts
+            .iter()
+            .take(5)
+            .map(|p| p.display().to_string())
+            .collect();
+        return Err(Error::Input(format!(
+            "{} file(s) already exist in the destination (e.g. {}); nothing was restored. \
+             Use --overwrite to replace them, or restore into an empty folder",
+            conflicts.len(),
+            shown.join(", ")
+        )));
+    }
+    let dest_str = opts.dest.to_string_lossy();
+    let dest = LocalDestination::new(&dest_str, true, is_file)?;
+    let ropts = RestoreOptions::default();
+    let plan = repo.prepare_restore(&ropts, repo.ls(&node, &ls_opts)?, &dest, false)?;
+    repo.restore(plan, &ropts, repo.ls(&node, &ls_opts)?, &dest)?;
+    Ok(RestoreReport {
+        files,
+        dirs,
+        bytes,
+        dest: opts.dest.clone(),
+        targets: session.outcomes(),
+    })
+}
+
+fn dest_path(dest: &Path, path: &Path, is_file: bool) -> PathBuf {
+    if is_file {
+        dest.to_path_buf()
+    } else {
+        dest.join(path)
+    }
+}

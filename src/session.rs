@@ -1,0 +1,411 @@
+//! One command's view of the targets: probe each (concurrently), decide which take part, and
+//! open the repository through the fan-out backend.
+//!
+//! The consistency gate: every target holding a repository must hold the *same* one (identical
+//! `config` file). For a write, only targets holding every index file and key the most complete
+//! target holds take part; a target that missed earlier runs is *lagging* and is not written,
+//! because a new snapshot there would reference packs it does not have.
+
+use std::{collections::BTreeSet, sync::Arc, thread};
+
+use bytes::Bytes;
+use rustic_core::{
+    Credentials, FileType, Id, OpenStatus, ProgressBars, Repository, RepositoryBackends,
+    RepositoryOptions,
+};
+
+use crate::{
+    config::{Config, TargetConfig},
+    error::{Error, Result},
+    fanout::{Fanout, Member, list_type},
+    progress::Observer,
+    report::{TargetOutcome, TargetState},
+    secret::{Secret, SecretRef},
+    target::{self, Store, StoreErrorKind},
+};
+
+/// What probing a target found.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// A removable disk that is not mounted.
+    Offline(String),
+    /// Could not be opened, asked or listed.
+    Unreachable(String),
+    /// Reachable, no repository.
+    Empty,
+    /// Holds a repository.
+    Ready {
+        /// The raw (encrypted) `config` file: equal bytes mean the same repository.
+        config: Bytes,
+        /// Key file ids.
+        keys: BTreeSet<Id>,
+        /// Index file ids.
+        index: BTreeSet<Id>,
+    },
+}
+
+/// A configured target and what probing it found.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    /// Its configuration.
+    pub cfg: TargetConfig,
+    /// Its storage, when it could be opened.
+    pub store: Option<Arc<dyn Store>>,
+    /// What was found.
+    pub probe: Probe,
+}
+
+impl Probed {
+    /// Where the target is (no secrets).
+    #[must_use]
+    pub fn location(&self) -> String {
+        self.store
+            .as_ref()
+            .map_or_else(|| self.cfg.kind.name().to_string(), |s| s.location())
+    }
+}
+
+fn probe_one(cfg: &TargetConfig) -> Probed {
+    let store: Arc<dyn Store> = match target::open(cfg) {
+        Ok(s) => Arc::from(s),
+        Err(e) => {
+            let probe = if e.kind == StoreErrorKind::Offline {
+                Probe::Offline(e.message)
+            } else {
+                Probe::Unreachable(e.message)
+            };
+            return Probed {
+                cfg: cfg.clone(),
+                store: None,
+                probe,
+            };
+        }
+    };
+    let probe = (|| {
+        let config = match store.read("config") {
+            Ok(c) => c,
+            Err(e) if e.is_not_found() => {
+                // Make sure "empty" is true and not an unreadable storage.
+                store.list("keys").map_err(|e| e.to_string())?;
+                return Ok(Probe::Empty);
+            }
+            Err(e) if e.kind == StoreErrorKind::Offline => return Err(Probe::Offline(e.message)),
+            Err(e) => return Err(Probe::Unreachable(e.message)),
+        };
+        let keys = list_type(store.as_ref(), FileType::Key)?;
+        let index = list_type(store.as_ref(), FileType::Index)?;
+        Ok(Probe::Ready {
+            config,
+            keys: keys.into_iter().map(|(id, _)| id).collect(),
+            index: index.into_iter().map(|(id, _)| id).collect(),
+        })
+    })()
+    .unwrap_or_else(|e: Probe| e);
+    let probe = match probe {
+        Probe::Unreachable(m) | Probe::Offline(m) if m.is_empty() => {
+            Probe::Unreachable("unknown error".into())
+        }
+        p => p,
+    };
+    Probed {
+        cfg: cfg.clone(),
+        store: Some(store),
+        probe,
+    }
+}
+
+impl From<String> for Probe {
+    fn from(m: String) -> Self {
+        Self::Unreachable(m)
+    }
+}
+
+/// Probes the targets concurrently (all, or only `only`), in configuration order.
+///
+/// # Errors
+/// `only` names no configured target.
+pub fn probe_all(cfg: &Config, only: Option<&str>) -> Result<Vec<Probed>> {
+    let chosen: Vec<&TargetConfig> = match only {
+        Some(name) => vec![cfg.target(name)?],
+        None => cfg.targets.iter().collect(),
+    };
+    Ok(thread::scope(|s| {
+        let handles: Vec<_> = chosen.iter().map(|t| s.spawn(|| probe_one(t))).collect();
+        handles
+            .into_iter()
+            .zip(&chosen)
+            .map(|(h, t)| {
+                h.join().unwrap_or_else(|_| Probed {
+                    cfg: (*t).clone(),
+                    store: None,
+                    probe: Probe::Unreachable("probe panicked".into()),
+                })
+            })
+            .collect()
+    }))
+}
+
+/// What the session is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Reading: every target holding the repository, most complete first.
+    Read,
+    /// Writing: only targets level with the most complete one.
+    Write,
+}
+
+/// The targets of one command and the fan-out over those taking part.
+#[derive(Debug)]
+pub struct Session {
+    /// Every configured target (or the one chosen with `--from`), probed.
+    pub probed: Vec<Probed>,
+    /// Indices into `probed` of the members, in fan-out order.
+    members: Vec<usize>,
+    /// Why each non-member stays out.
+    left_out: Vec<(usize, TargetState, String)>,
+    /// Names of configured targets not probed (`--from` chose another).
+    not_used: Vec<TargetConfig>,
+    mode: Mode,
+    /// The fan-out backend over the members.
+    pub fanout: Fanout,
+}
+
+impl Session {
+    /// Probes the targets and applies the consistency gate.
+    ///
+    /// # Errors
+    /// No target holds the repository ([`Error::NoRepository`] or, when some could not be
+    /// reached, [`Error::NoTargetUsable`]); two targets hold different repositories.
+    pub fn open(
+        cfg: &Config,
+        mode: Mode,
+        from: Option<&str>,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Self> {
+        let probed = probe_all(cfg, from)?;
+        let not_used = cfg
+            .targets
+            .iter()
+            .filter(|t| !probed.iter().any(|p| p.cfg.name == t.name))
+            .cloned()
+            .collect();
+        Self::from_probed(probed, not_used, mode, observer)
+    }
+
+    pub(crate) fn from_probed(
+        probed: Vec<Probed>,
+        not_used: Vec<TargetConfig>,
+        mode: Mode,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Self> {
+        let ready: Vec<usize> = (0..probed.len())
+            .filter(|&i| matches!(probed[i].probe, Probe::Ready { .. }))
+            .collect();
+        let mut left_out = Vec::new();
+        for (i, p) in probed.iter().enumerate() {
+            match &p.probe {
+                Probe::Offline(m) => left_out.push((i, TargetState::Offline, m.clone())),
+                Probe::Unreachable(m) => left_out.push((i, TargetState::Unreachable, m.clone())),
+                Probe::Empty => left_out.push((
+                    i,
+                    TargetState::NotInitialised,
+                    "holds no repository (run `cairn init`)".to_string(),
+                )),
+                Probe::Ready { .. } => {}
+            }
+        }
+        // The most complete target is the reference; configuration order breaks ties.
+        let Some(&reference) = ready.iter().max_by_key(|&&i| match &probed[i].probe {
+            Probe::Ready { index, .. } => (index.len(), std::cmp::Reverse(i)),
+            _ => (0, std::cmp::Reverse(i)),
+        }) else {
+            let reasons: Vec<String> = left_out
+                .iter()
+                .filter(|(_, s, _)| *s != TargetState::NotInitialised)
+                .map(|(i, _, m)| format!("`{}`: {m}", probed[*i].cfg.name))
+                .collect();
+            return Err(if reasons.is_empty() {
+                Error::NoRepository
+            } else {
+                Error::NoTargetUsable(reasons.join("; "))
+            });
+        };
+        let Probe::Ready {
+            config: ref_config,
+            keys: ref_keys,
+            index: ref_index,
+        } = &probed[reference].probe
+        else {
+            unreachable!("the reference is ready")
+        };
+        let mut members = vec![reference];
+        for &i in &ready {
+            let Probe::Ready {
+                config,
+                keys,
+                index,
+            } = &probed[i].probe
+            else {
+                continue;
+            };
+            if config != ref_config {
+                return Err(Error::ForeignRepository {
+                    target: probed[i].cfg.name.clone(),
+                    message: format!(
+                        "its `config` differs from the one on `{}`; refusing to touch either",
+                        probed[reference].cfg.name
+                    ),
+                });
+            }
+            if i == reference {
+                continue;
+            }
+            let missing_index = ref_index.difference(index).count();
+            let missing_keys = ref_keys.difference(keys).count();
+            if mode == Mode::Write && (missing_index > 0 || missing_keys > 0) {
+                left_out.push((
+                    i,
+                    TargetState::Lagging,
+                    format!(
+                        "lacks {missing_index} index file(s) and {missing_keys} key(s) that `{}` has; \
+                         not written until it is brought level",
+                        probed[reference].cfg.name
+                    ),
+                ));
+            } else {
+                members.push(i);
+            }
+        }
+        // Reads and writes go in configuration order after the reference.
+        members[1..].sort_unstable();
+        let fanout = Fanout::new(
+            members
+                .iter()
+                .map(|&i| {
+                    let p = &probed[i];
+                    Arc::new(Member::new(
+                        p.cfg.name.clone(),
+                        p.cfg.required,
+                        p.store
+                            .clone()
+                            .unwrap_or_else(|| unreachable!("ready targets have a store")),
+                    ))
+                })
+                .collect(),
+            observer,
+        );
+        Ok(Self {
+            probed,
+            members,
+            left_out,
+            not_used,
+            mode,
+            fanout,
+        })
+    }
+
+    /// Opens the repository through the fan-out.
+    ///
+    /// # Errors
+    /// [`Error::WrongPassword`], or the repository could not be read.
+    pub fn repository<P: ProgressBars>(
+        &self,
+        password: &Secret,
+        pb: P,
+    ) -> Result<Repository<OpenStatus>> {
+        open_repository(Arc::new(self.fanout.clone()), password, pb)
+    }
+
+    /// What became of every configured target, in configuration order.
+    #[must_use]
+    pub fn outcomes(&self) -> Vec<TargetOutcome> {
+        let mut out: Vec<(usize, TargetOutcome)> = Vec::new();
+        for (pos, &i) in self.members.iter().enumerate() {
+            let p = &self.probed[i];
+            let m = &self.fanout.members()[pos];
+            let failure = m.failure();
+            let state = match (&failure, self.mode) {
+                (Some(_), _) => TargetState::Failed,
+                (None, Mode::Write) => TargetState::Complete,
+                (None, Mode::Read) => TargetState::Available,
+            };
+            out.push((
+                i,
+                outcome(p, state, failure, m.bytes_written(), m.files_written()),
+            ));
+        }
+        for (i, state, msg) in &self.left_out {
+            out.push((
+                *i,
+                outcome(&self.probed[*i], *state, Some(msg.clone()), 0, 0),
+            ));
+        }
+        out.sort_by_key(|(i, _)| *i);
+        let mut outcomes: Vec<TargetOutcome> = out.into_iter().map(|(_, o)| o).collect();
+        outcomes.extend(self.not_used.iter().map(|t| TargetOutcome {
+            name: t.name.clone(),
+            kind: t.kind.name().to_string(),
+            location: String::new(),
+            required: t.required,
+            state: TargetState::NotUsed,
+            bytes_written: 0,
+            files_written: 0,
+            detail: None,
+        }));
+        outcomes
+    }
+}
+
+pub(crate) fn outcome(
+    p: &Probed,
+    state: TargetState,
+    detail: Option<String>,
+    bytes: u64,
+    files: u64,
+) -> TargetOutcome {
+    TargetOutcome {
+        name: p.cfg.name.clone(),
+        kind: p.cfg.kind.name().to_string(),
+        location: p.location(),
+        required: p.cfg.required,
+        state,
+        bytes_written: bytes,
+        files_written: files,
+        detail,
+    }
+}
+
+/// Opens a repository over any backend (the fan-out, or one target alone).
+///
+/// # Errors
+/// [`Error::WrongPassword`], or the repository could not be read.
+pub fn open_repository<P: ProgressBars>(
+    be: Arc<dyn rustic_core::WriteBackend>,
+    password: &Secret,
+    pb: P,
+) -> Result<Repository<OpenStatus>> {
+    // No cache: all targets share one repository id, and a shared cache would hide a target's
+    // missing index or snapshot files.
+    let opts = RepositoryOptions::default().no_cache(true);
+    let repo = Repository::new_with_progress(&opts, &RepositoryBackends::new(be, None), pb)?;
+    Ok(repo.open(&Credentials::password(password.expose()))?)
+}
+
+/// The repository password: `[repository] password`, else `CAIRN_PASSWORD`.
+///
+/// # Errors
+/// Neither is set, or the reference cannot be resolved.
+pub fn password(cfg: &Config) -> Result<Secret> {
+    if let Some(r) = &cfg.repository.password {
+        return r.resolve("repository.password");
+    }
+    SecretRef::Env("CAIRN_PASSWORD".into())
+        .resolve("repository password")
+        .map_err(|_| {
+            Error::Input(
+                "no repository password: set CAIRN_PASSWORD or `password = \"env:NAME\"` \
+                 (or file:/command:) under [repository]"
+                    .into(),
+            )
+        })
+}
