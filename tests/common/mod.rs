@@ -1,0 +1,279 @@
+//! Shared helpers for the integration tests: the real servers' settings (from
+//! `scripts/test-servers/start-all.sh`), a test corpus, running the `cairn` binary and stock
+//! `restic`, and tree comparison.
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use sha2::{Digest, Sha256};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A server setting exported by start-all.sh. Missing means the servers were not started:
+/// the test fails (it never passes as skipped).
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests through scripts/test.sh, which starts the servers")
+    })
+}
+
+/// A name unique to this test process and call, for prefixes on shared servers.
+pub fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{tag}-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn local_target(name: &str, path: &Path) -> String {
+    format!(
+        "[[target]]\nname = \"{name}\"\nkind = \"local\"\npath = \"{}\"\n\n",
+        path.display()
+    )
+}
+
+/// An SFTP target under the test server's data folder; returns (toml, folder on disk).
+pub fn sftp_target(name: &str, prefix: &str) -> (String, String) {
+    let path = format!("{}/{prefix}", env("SFTP_ROOT"));
+    let toml = format!(
+        "[[target]]\nname = \"{name}\"\nkind = \"sftp\"\nhost = \"{}\"\nport = {}\nuser = \"{}\"\n\
+         key_file = \"{}\"\npath = \"{path}\"\ntimeout = 10\nretries = 1\n\n",
+        env("SFTP_HOST"),
+        env("SFTP_PORT"),
+        env("SFTP_USER"),
+        env("SFTP_KEY"),
+    );
+    (toml, path)
+}
+
+pub fn azblob_target(name: &str, prefix: &str) -> String {
+    format!(
+        "[[target]]\nname = \"{name}\"\nkind = \"azblob\"\nendpoint = \"{}\"\naccount = \"{}\"\n\
+         container = \"{}\"\npath = \"{prefix}\"\nkey = \"env:AZBLOB_ACCOUNT_KEY\"\n\n",
+        env("AZBLOB_ENDPOINT"),
+        env("AZBLOB_ACCOUNT_NAME"),
+        env("AZBLOB_CONTAINER"),
+    )
+}
+
+pub fn s3_target(name: &str, prefix: &str) -> String {
+    format!(
+        "[[target]]\nname = \"{name}\"\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{}\"\n\
+         region = \"{}\"\npath = \"{prefix}\"\naccess_key_id = \"env:S3_ACCESS_KEY_ID\"\n\
+         secret_access_key = \"env:S3_SECRET_ACCESS_KEY\"\n\n",
+        env("S3_ENDPOINT"),
+        env("S3_BUCKET"),
+        env("S3_REGION"),
+    )
+}
+
+/// Writes `targets.toml` in `dir` backing up `sources`; returns its path.
+pub fn write_config(dir: &Path, sources: &[&Path], targets: &str) -> PathBuf {
+    let sources: Vec<String> = sources
+        .iter()
+        .map(|s| format!("\"{}\"", s.display()))
+        .collect();
+    let text = format!(
+        "[repository]\nname = \"test\"\n\n[backup]\nsources = [{}]\n\n{targets}",
+        sources.join(", ")
+    );
+    let path = dir.join("targets.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the cairn binary with the test password.
+pub fn cairn(config: &Path, args: &[&str]) -> Output {
+    cairn_with_password(config, PASSWORD, args)
+}
+
+pub fn cairn_with_password(config: &Path, password: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("CAIRN_PASSWORD", password)
+        .output()
+        .expect("cairn runs")
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Asserts the exit code, showing the whole output otherwise.
+pub fn expect_code(o: &Output, code: i32) {
+    assert_eq!(o.status.code(), Some(code), "{}", text(o));
+}
+
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(o)))
+}
+
+/// Deterministic bytes.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Nested folders, empty files and folders, symlinks, unicode names, a file larger than a pack
+/// (rustic's data packs start at 4 MiB), compressible text and duplicates.
+pub fn make_corpus(root: &Path) {
+    fs::create_dir_all(root.join("a/b/c/d")).unwrap();
+    fs::create_dir_all(root.join("empty-dir")).unwrap();
+    fs::create_dir_all(root.join("ünïcödé/日本語")).unwrap();
+    fs::write(root.join("empty.txt"), b"").unwrap();
+    fs::write(root.join("a/b/c/d/deep.txt"), b"deep\n").unwrap();
+    fs::write(root.join("ünïcödé/日本語/ファイル.txt"), "こんにちは\n").unwrap();
+    fs::write(
+        root.join("ünïcödé/naïve café.md"),
+        "crème brûlée\n".repeat(100),
+    )
+    .unwrap();
+    fs::write(root.join("big.bin"), pseudo_random(1, 12 << 20)).unwrap();
+    let text: String = (0..20_000)
+        .map(|i| format!("line {i} of a compressible log\n"))
+        .collect();
+    fs::write(root.join("a/log.txt"), &text).unwrap();
+    fs::write(root.join("a/b/log-copy.txt"), &text).unwrap();
+    for i in 0..50 {
+        fs::write(
+            root.join(format!("a/b/small-{i:02}.dat")),
+            pseudo_random(100 + i, 1000 + i as usize * 37),
+        )
+        .unwrap();
+    }
+    symlink("a/b/c/d/deep.txt", root.join("link-to-deep")).unwrap();
+    symlink("/nonexistent/target", root.join("dangling-link")).unwrap();
+}
+
+/// What a tree holds: path -> "dir" | "file:<sha256>" | "link:<target>".
+pub fn tree_digest(root: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let ft = e.file_type().unwrap();
+            if ft.is_symlink() {
+                out.insert(
+                    rel,
+                    format!("link:{}", fs::read_link(&p).unwrap().display()),
+                );
+            } else if ft.is_dir() {
+                out.insert(rel, "dir".into());
+                walk(root, &p, out);
+            } else {
+                out.insert(
+                    rel,
+                    format!("file:{}", hex(&Sha256::digest(fs::read(&p).unwrap()))),
+                );
+            }
+        }
+    }
+    walk(root, root, &mut out);
+    out
+}
+
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    let (e, a) = (tree_digest(expected), tree_digest(actual));
+    assert!(
+        !e.is_empty(),
+        "expected tree {} is empty",
+        expected.display()
+    );
+    if e != a {
+        let missing: Vec<_> = e.keys().filter(|k| !a.contains_key(*k)).collect();
+        let extra: Vec<_> = a.keys().filter(|k| !e.contains_key(*k)).collect();
+        let differ: Vec<_> = e
+            .iter()
+            .filter(|(k, v)| a.get(*k).is_some_and(|x| x != *v))
+            .map(|(k, _)| k)
+            .collect();
+        panic!(
+            "{} differs from {}: missing {missing:?}, extra {extra:?}, different {differ:?}",
+            actual.display(),
+            expected.display()
+        );
+    }
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Where a restore of `latest` puts a backed-up absolute path.
+pub fn restored(dest: &Path, source: &Path) -> PathBuf {
+    dest.join(source.strip_prefix("/").unwrap())
+}
+
+/// Runs stock restic with the test password.
+pub fn restic(repo: &str, extra_env: &[(&str, String)], args: &[&str]) -> Output {
+    let mut c = Command::new("restic");
+    c.arg("-r")
+        .arg(repo)
+        .args(args)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env(
+            "RESTIC_CACHE_DIR",
+            std::env::temp_dir().join("cairn-test-restic-cache"),
+        );
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    c.output()
+        .expect("restic is installed (scripts/test-servers/start-all.sh installs it)")
+}
+
+/// Every file of a repository on a target: relative path -> sha256 of its bytes.
+pub fn repo_files(store: &dyn cairn::target::Store) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let config = store.read("config").expect("config readable");
+    out.insert("config".to_string(), hex(&Sha256::digest(&config)));
+    for dir in ["keys", "snapshots", "index", "data"] {
+        for (name, _) in store.list(dir).expect("listable") {
+            let path = if dir == "data" {
+                format!("data/{}/{name}", &name[..2])
+            } else {
+                format!("{dir}/{name}")
+            };
+            let bytes = store.read(&path).expect("readable");
+            out.insert(path, hex(&Sha256::digest(&bytes)));
+        }
+    }
+    out
+}
+
+/// Opens one configured target's storage through the library.
+pub fn open_store(config: &Path, name: &str) -> Box<dyn cairn::target::Store> {
+    let cfg = cairn::config::Config::load(config).unwrap();
+    cairn::target::open(cfg.target(name).unwrap()).unwrap()
+}
