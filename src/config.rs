@@ -234,13 +234,16 @@ impl Source<'_> {
             + 1
     }
 
-    /// The line of `key = ...` inside the byte range of one table.
+    /// The line of `key = ...` in the table whose header starts at `span` (toml's span of an
+    /// array-of-tables entry may cover only its header, so search until the next header).
     fn key_line(&self, span: std::ops::Range<usize>, key: &str) -> usize {
         let start = span.start.min(self.text.len());
-        let end = span.end.min(self.text.len());
         let mut offset = start;
-        for line in self.text[start..end].split_inclusive('\n') {
+        for (n, line) in self.text[start..].split_inclusive('\n').enumerate() {
             let t = line.trim_start();
+            if n > 0 && t.starts_with('[') {
+                break;
+            }
             if t.strip_prefix(key)
                 .is_some_and(|r| r.trim_start().starts_with('='))
             {

@@ -331,83 +331,74 @@ impl WriteBackend for Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::{StoreError, StoreErrorKind, StoreResult};
-    use std::collections::BTreeMap;
+    use crate::{
+        config::{TargetConfig, TargetKind},
+        target::{StoreError, StoreErrorKind, StoreResult},
+    };
 
-    /// An in-memory store, optionally failing every write: the fault a real server cannot be
-    /// told to produce on demand. Real storages are exercised by the integration tests.
-    #[derive(Debug, Default)]
-    struct Mem {
-        files: Mutex<BTreeMap<String, Bytes>>,
-        fail_writes: bool,
+    fn local(dir: &std::path::Path) -> Box<dyn Store> {
+        let cfg = TargetConfig {
+            name: "t".into(),
+            required: true,
+            retries: 0,
+            timeout: std::time::Duration::from_secs(5),
+            kind: TargetKind::Local {
+                path: dir.to_path_buf(),
+                removable: false,
+            },
+        };
+        crate::target::open(&cfg).unwrap()
     }
 
-    impl Store for Mem {
+    /// A real local folder whose writes fail: the fault a real server cannot be told to
+    /// produce on demand, layered on top of a real store.
+    #[derive(Debug)]
+    struct FailingWrites(Box<dyn Store>);
+
+    impl Store for FailingWrites {
         fn location(&self) -> String {
-            "mem".into()
+            self.0.location()
         }
         fn stat(&self, p: &str) -> StoreResult<Option<u64>> {
-            Ok(self.files.lock().unwrap().get(p).map(|b| b.len() as u64))
+            self.0.stat(p)
         }
         fn read(&self, p: &str) -> StoreResult<Bytes> {
-            self.files
-                .lock()
-                .unwrap()
-                .get(p)
-                .cloned()
-                .ok_or_else(|| StoreError::new(StoreErrorKind::NotFound, p))
+            self.0.read(p)
         }
         fn read_range(&self, p: &str, o: u64, l: u64) -> StoreResult<Bytes> {
-            Ok(self.read(p)?.slice(o as usize..(o + l) as usize))
+            self.0.read_range(p, o, l)
         }
-        fn write(&self, p: &str, d: Vec<Bytes>) -> StoreResult<()> {
-            if self.fail_writes {
-                return Err(StoreError::new(StoreErrorKind::Transient, "disk on fire"));
-            }
-            self.files
-                .lock()
-                .unwrap()
-                .insert(p.into(), Bytes::from(d.concat()));
-            Ok(())
+        fn write(&self, _: &str, _: Vec<Bytes>) -> StoreResult<()> {
+            Err(StoreError::new(StoreErrorKind::Transient, "disk on fire"))
         }
-        fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
-            let prefix = format!("{dir}/");
-            Ok(self
-                .files
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(k, _)| k.starts_with(&prefix))
-                .map(|(k, v)| (k.rsplit('/').next().unwrap().to_string(), v.len() as u64))
-                .collect())
+        fn list(&self, d: &str) -> StoreResult<Vec<(String, u64)>> {
+            self.0.list(d)
         }
         fn delete(&self, p: &str) -> StoreResult<()> {
-            self.files.lock().unwrap().remove(p);
-            Ok(())
+            self.0.delete(p)
         }
-        fn create_dirs(&self, _: &[String]) -> StoreResult<()> {
-            Ok(())
+        fn create_dirs(&self, d: &[String]) -> StoreResult<()> {
+            self.0.create_dirs(d)
         }
     }
 
-    fn fanout(stores: Vec<Arc<Mem>>) -> Fanout {
+    fn fanout(stores: Vec<Box<dyn Store>>) -> Fanout {
         let members = stores
             .into_iter()
             .enumerate()
-            .map(|(i, s)| Arc::new(Member::new(format!("t{i}"), true, s as Arc<dyn Store>)))
+            .map(|(i, s)| Arc::new(Member::new(format!("t{i}"), true, Arc::from(s))))
             .collect();
         Fanout::new(members, Arc::new(crate::progress::Silent))
     }
 
     #[test]
     fn a_failing_target_is_dropped_and_gets_nothing_more() {
-        let good = Arc::new(Mem::default());
-        let bad = Arc::new(Mem {
-            fail_writes: true,
-            ..Mem::default()
-        });
-        let f = fanout(vec![bad.clone(), good.clone()]);
-        let id = Id::random();
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let f = fanout(vec![
+            Box::new(FailingWrites(local(a.path()))),
+            local(b.path()),
+        ]);
+        let (id, id2) = (Id::random(), Id::random());
         f.write_bytes(
             FileType::Pack,
             &id,
@@ -417,6 +408,16 @@ mod tests {
         .unwrap();
         assert!(f.members()[0].failure().unwrap().contains("disk on fire"));
         assert_eq!(f.members()[1].bytes_written(), 4);
+        // Later files, the snapshot above all, go only to the targets still in the run.
+        f.write_bytes(
+            FileType::Snapshot,
+            &id2,
+            false,
+            Bytes::from_static(b"snap").into(),
+        )
+        .unwrap();
+        assert!(!a.path().join(file_path(FileType::Snapshot, &id2)).exists());
+        assert!(b.path().join(file_path(FileType::Snapshot, &id2)).exists());
         // Reads skip the dropped target and come from the good one.
         assert_eq!(&f.read_full(FileType::Pack, &id).unwrap()[..], b"pack");
         assert_eq!(f.list_with_size(FileType::Pack).unwrap(), vec![(id, 4)]);
@@ -424,11 +425,8 @@ mod tests {
 
     #[test]
     fn the_run_fails_when_no_target_is_left() {
-        let bad = Arc::new(Mem {
-            fail_writes: true,
-            ..Mem::default()
-        });
-        let f = fanout(vec![bad]);
+        let a = tempfile::tempdir().unwrap();
+        let f = fanout(vec![Box::new(FailingWrites(local(a.path())))]);
         let e = f
             .write_bytes(
                 FileType::Index,
@@ -441,21 +439,22 @@ mod tests {
     }
 
     #[test]
-    fn reads_fall_back_to_the_next_target() {
-        let a = Arc::new(Mem::default());
-        let b = Arc::new(Mem::default());
+    fn writes_are_identical_everywhere_and_reads_fall_back() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let f = fanout(vec![local(a.path()), local(b.path())]);
         let id = Id::random();
-        b.write(
-            &file_path(FileType::Snapshot, &id),
-            vec![Bytes::from_static(b"s")],
-        )
-        .unwrap();
-        let f = fanout(vec![a, b]);
-        assert_eq!(&f.read_full(FileType::Snapshot, &id).unwrap()[..], b"s");
-        assert!(
-            f.members().iter().all(|m| m.failure().is_none()),
-            "reads never drop a target"
+        let parts = BytesList::from(vec![1u8, 2, 3]);
+        f.write_bytes(FileType::Index, &id, false, parts).unwrap();
+        let path = file_path(FileType::Index, &id);
+        assert_eq!(std::fs::read(a.path().join(&path)).unwrap(), vec![1, 2, 3]);
+        assert_eq!(std::fs::read(b.path().join(&path)).unwrap(), vec![1, 2, 3]);
+        // The first target loses the file: the read comes from the second, and no target is dropped.
+        std::fs::remove_file(a.path().join(&path)).unwrap();
+        assert_eq!(
+            &f.read_partial(FileType::Index, &id, false, 1, 2).unwrap()[..],
+            &[2, 3]
         );
+        assert!(f.members().iter().all(|m| m.failure().is_none()));
     }
 
     #[test]

@@ -224,7 +224,10 @@ impl Session {
                 .filter(|(_, s, _)| *s != TargetState::NotInitialised)
                 .map(|(i, _, m)| format!("`{}`: {m}", probed[*i].cfg.name))
                 .collect();
-            return Err(if reasons.is_empty() {
+            let any_empty = left_out
+                .iter()
+                .any(|(_, s, _)| *s == TargetState::NotInitialised);
+            return Err(if any_empty {
                 Error::NoRepository
             } else {
                 Error::NoTargetUsable(reasons.join("; "))

@@ -1,0 +1,302 @@
+//! Bad input gets a clear error, a distinct non-zero exit, and changes no repository.
+
+mod common;
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+/// Every file under `dir` with its content hash: "no repository is changed" is asserted on it.
+fn snapshot_of(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, String> {
+    tree_digest(dir)
+}
+
+/// A repository on one local target with one snapshot.
+fn local_repo(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let src = tmp.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.txt"), b"hello").unwrap();
+    let repo = tmp.join("repo");
+    let config = write_config(tmp, &[&src], &local_target("disk", &repo));
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    (config, repo)
+}
+
+#[test]
+fn malformed_toml_names_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("targets.toml");
+    fs::write(
+        &config,
+        "[backup]\nsources = [\"/x\"]\nexcludes = *.tmp\n\n[[target]]\nname = \"a\"\n",
+    )
+    .unwrap();
+    let o = cairn(&config, &["backup"]);
+    expect_code(&o, 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("targets.toml") && err.contains("line 3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_target_kind_and_unknown_key_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        &[tmp.path()],
+        "[[target]]\nname = \"x\"\nkind = \"ftp\"\npath = \"/tmp/x\"\n",
+    );
+    let o = cairn(&config, &["backup"]);
+    expect_code(&o, 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("line 9")
+            && err.contains("\"ftp\"")
+            && err.contains("local, sftp, azblob, s3"),
+        "{err}"
+    );
+
+    let config = write_config(
+        tmp.path(),
+        &[tmp.path()],
+        "[[target]]\nname = \"x\"\nkind = \"local\"\npath = \"/tmp/x\"\ncompress = true\n",
+    );
+    let o = cairn(&config, &["backup"]);
+    expect_code(&o, 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("line 11") && err.contains("compress"), "{err}");
+}
+
+#[test]
+fn wrong_password_says_so_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, repo) = local_repo(tmp.path());
+    let before = snapshot_of(&repo);
+    for verb in [&["backup"][..], &["snapshots"], &["init"], &["ls"]] {
+        let o = cairn_with_password(&config, "not the password", verb);
+        expect_code(&o, 12);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("wrong password"), "{verb:?}: {err}");
+        assert!(
+            !err.contains("not the password"),
+            "the password is never printed: {err}"
+        );
+    }
+    assert_eq!(snapshot_of(&repo), before);
+}
+
+#[test]
+fn missing_source_is_named_and_nothing_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, repo) = local_repo(tmp.path());
+    let before = snapshot_of(&repo);
+    let missing = tmp.path().join("no-such-folder");
+    let config = write_config(
+        tmp.path(),
+        &[&tmp.path().join("src"), &missing],
+        &local_target("disk", &repo),
+    );
+    let o = cairn(&config, &["backup"]);
+    expect_code(&o, 1);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(missing.to_str().unwrap()),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(snapshot_of(&repo), before);
+}
+
+#[test]
+fn unreachable_sftp_server_fails_fast_and_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.txt"), b"hello").unwrap();
+    // A port nothing listens on: bind, note it, release it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!(
+        "[[target]]\nname = \"dead-dc\"\nkind = \"sftp\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{}\"\n\
+         key_file = \"{}\"\npath = \"/srv/x\"\ntimeout = 5\nretries = 1\n\n",
+        env("SFTP_USER"),
+        env("SFTP_KEY")
+    );
+    let repo = tmp.path().join("repo");
+
+    // Alone, it makes the command fail with "no target reachable", naming it.
+    let config = write_config(tmp.path(), &[&src], &dead);
+    let start = Instant::now();
+    let o = cairn(&config, &["backup", "--init"]);
+    expect_code(&o, 4);
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("dead-dc"),
+        "{}",
+        text(&o)
+    );
+
+    // Beside a working target, the backup completes there and the run is partial (exit 3),
+    // with the dead target named as unreachable, not shown as empty.
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!("{}{dead}", local_target("disk", &repo)),
+    );
+    let o = cairn(&config, &["--json", "backup", "--init"]);
+    expect_code(&o, 3);
+    let r = json(&o);
+    assert_eq!(r["targets"][0]["state"], "complete");
+    assert_eq!(r["targets"][1]["name"], "dead-dc");
+    assert_eq!(r["targets"][1]["state"], "unreachable");
+    let o = cairn(&config, &["--json", "snapshots"]);
+    expect_code(&o, 3);
+    let r = json(&o);
+    assert_eq!(r["snapshots"].as_array().unwrap().len(), 1);
+    assert_eq!(r["targets"][1]["state"], "unreachable");
+}
+
+#[test]
+fn no_repository_and_foreign_repository_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &local_target("disk", &tmp.path().join("r")),
+    );
+    expect_code(&cairn(&config, &["backup"]), 10);
+
+    // Two repositories made separately, then put in one configuration.
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for r in [&a, &b] {
+        let c = write_config(tmp.path(), &[&src], &local_target("t", r));
+        expect_code(&cairn(&c, &["init"]), 0);
+    }
+    let before = (snapshot_of(&a), snapshot_of(&b));
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!("{}{}", local_target("a", &a), local_target("b", &b)),
+    );
+    for verb in ["init", "backup"] {
+        let o = cairn(&config, &[verb]);
+        expect_code(&o, 1);
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("different repository"),
+            "{}",
+            text(&o)
+        );
+    }
+    assert_eq!((snapshot_of(&a), snapshot_of(&b)), before);
+}
+
+#[test]
+fn restore_refuses_to_overwrite_unless_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = local_repo(tmp.path());
+    let dest = tmp.path().join("dest");
+    expect_code(
+        &cairn(
+            &config,
+            &["restore", "latest", "--target", dest.to_str().unwrap()],
+        ),
+        0,
+    );
+    let restored_file = restored(&dest, &tmp.path().join("src")).join("f.txt");
+    fs::write(&restored_file, b"local edit").unwrap();
+    let o = cairn(
+        &config,
+        &["restore", "latest", "--target", dest.to_str().unwrap()],
+    );
+    expect_code(&o, 1);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("already exist"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(fs::read(&restored_file).unwrap(), b"local edit");
+    expect_code(
+        &cairn(
+            &config,
+            &[
+                "restore",
+                "latest",
+                "--overwrite",
+                "--target",
+                dest.to_str().unwrap(),
+            ],
+        ),
+        0,
+    );
+    assert_eq!(fs::read(&restored_file).unwrap(), b"hello");
+}
+
+#[test]
+fn an_unplugged_removable_disk_is_offline_and_never_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.txt"), b"hello").unwrap();
+    // Under /tmp, on the root filesystem: what an empty mount point looks like.
+    let usb = tmp.path().join("media/usb/cairn");
+    let targets = format!(
+        "{}[[target]]\nname = \"usb\"\nkind = \"local\"\npath = \"{}\"\nremovable = true\n\n",
+        local_target("disk", &tmp.path().join("repo")),
+        usb.display()
+    );
+    let config = write_config(tmp.path(), &[&src], &targets);
+    let o = cairn(&config, &["--json", "backup", "--init"]);
+    expect_code(&o, 0); // removable implies optional
+    let r = json(&o);
+    assert_eq!(r["targets"][1]["state"], "offline", "{r}");
+    assert!(
+        !tmp.path().join("media").exists(),
+        "nothing written for an absent disk"
+    );
+}
+
+#[test]
+fn a_target_added_later_gets_the_repository_and_is_lagging_until_level() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, repo) = local_repo(tmp.path());
+    let new = tmp.path().join("new-disk");
+    let src = tmp.path().join("src");
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!(
+            "{}{}",
+            local_target("disk", &repo),
+            local_target("new", &new)
+        ),
+    );
+    let o = cairn(&config, &["--json", "init"]);
+    expect_code(&o, 0);
+    assert_eq!(json(&o)["created"], false);
+    assert_eq!(
+        fs::read(new.join("config")).unwrap(),
+        fs::read(repo.join("config")).unwrap()
+    );
+    // It lacks the first snapshot's data, so a backup must not write a snapshot there.
+    let o = cairn(&config, &["--json", "backup"]);
+    expect_code(&o, 3);
+    let r = json(&o);
+    assert_eq!(r["targets"][0]["state"], "complete");
+    assert_eq!(r["targets"][1]["state"], "lagging");
+    assert_eq!(fs::read_dir(new.join("snapshots")).unwrap().count(), 0);
+}
