@@ -135,18 +135,16 @@ fn one_backup_lands_identically_on_all_four_kinds_and_each_restores_alone() {
         fs::create_dir_all(dest.parent().unwrap()).unwrap();
         fs::write(dest, az.read(path).unwrap()).unwrap();
     }
-    let repos: Vec<(&str, String, Vec<String>, Vec<(&str, String)>)> = vec![
+    let repos: Vec<(&str, String, Vec<String>)> = vec![
         (
             "usb",
             tmp.path().join("local-repo").display().to_string(),
-            vec![],
             vec![],
         ),
         (
             "dc",
             format!("sftp:{}@{}:{sftp_dir}", env("SFTP_USER"), env("SFTP_HOST")),
             vec!["-o".into(), sftp_cmd],
-            vec![],
         ),
         // restic 0.14 lists no packs through s3s-fs even in a repository restic made itself;
         // s3s-fs keeps each object verbatim as a file, so restic reads the uploaded objects there.
@@ -154,19 +152,18 @@ fn one_backup_lands_identically_on_all_four_kinds_and_each_restores_alone() {
             "s3",
             format!("{}/s3/data/{}/{prefix}", env("TS_RUN"), env("S3_BUCKET")),
             vec![],
-            vec![],
         ),
-        ("azure", azure_copy.display().to_string(), vec![], vec![]),
+        ("azure", azure_copy.display().to_string(), vec![]),
     ];
-    for (name, repo, opts, envs) in repos {
+    for (name, repo, opts) in repos {
         let mut args: Vec<&str> = opts.iter().map(String::as_str).collect();
         args.extend(["check", "--read-data"]);
-        let o = restic(&repo, &envs, &args);
+        let o = restic(&repo, &args);
         assert!(o.status.success(), "restic check on {name}: {}", text(&o));
         let dest = tmp.path().join(format!("restic-restore-{name}"));
         let mut args: Vec<&str> = opts.iter().map(String::as_str).collect();
         args.extend(["restore", "latest", "--target", dest.to_str().unwrap()]);
-        let o = restic(&repo, &envs, &args);
+        let o = restic(&repo, &args);
         assert!(o.status.success(), "restic restore on {name}: {}", text(&o));
         assert_same_tree(&src, &restored(&dest, &src));
     }

@@ -148,13 +148,6 @@ impl Reporter {
         }
     }
 
-    /// Informational line (not in quiet mode).
-    pub fn info(&self, msg: &str) {
-        if self.mode != Mode::Quiet {
-            self.print("INFO", msg);
-        }
-    }
-
     fn tick_lines(shared: &Shared, started: Instant) {
         let mut msg = format!("[{:>4}s]", started.elapsed().as_secs());
         if let Ok(lines) = shared.lines.lock() {

@@ -25,9 +25,9 @@ pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
     );
     for s in &r.snapshots {
         println!(
-            "{:<9} {:<26} {:<16} {:>10}  {:<24} {}{}",
+            "{:<9} {:<20} {:<16} {:>10}  {:<24} {}{}",
             &s.id[..8],
-            s.time,
+            s.time.get(..19).map_or(s.time.clone(), |t| format!("{t}Z")),
             s.host,
             human_bytes(s.bytes),
             s.targets.join(","),

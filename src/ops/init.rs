@@ -171,16 +171,25 @@ fn create<P: ProgressBars>(
     let targets = probed
         .iter()
         .map(|p| match &p.probe {
-            Probe::Empty => {
-                let m = fanout.members().iter().find(|m| m.name == p.cfg.name);
-                match m.and_then(|m| m.failure().map(|f| (m, f)).or(None)) {
-                    Some((_, f)) => outcome(p, TargetState::Failed, Some(f), 0, 0),
-                    None => {
-                        let (b, f) = m.map_or((0, 0), |m| (m.bytes_written(), m.files_written()));
-                        outcome(p, TargetState::Complete, None, b, f)
-                    }
-                }
-            }
+            Probe::Empty => match fanout.members().iter().find(|m| m.name == p.cfg.name) {
+                Some(m) => match m.failure() {
+                    Some(f) => outcome(p, TargetState::Failed, Some(f), 0, 0),
+                    None => outcome(
+                        p,
+                        TargetState::Complete,
+                        None,
+                        m.bytes_written(),
+                        m.files_written(),
+                    ),
+                },
+                None => outcome(
+                    p,
+                    TargetState::Unreachable,
+                    Some("could not be opened".into()),
+                    0,
+                    0,
+                ),
+            },
             other => {
                 let (state, why) = unusable(other);
                 outcome(p, state, Some(why), 0, 0)

@@ -82,7 +82,7 @@ pub fn run<P: ProgressBars>(
             paths: s.paths.iter().cloned().collect(),
             tags: s.tags.iter().cloned().collect(),
             bytes: s.summary.as_ref().map_or(0, |x| x.total_bytes_processed),
-            targets: holders.remove(&Id::from(*s.id)).unwrap_or_default(),
+            targets: holders.remove(&*s.id).unwrap_or_default(),
         })
         .collect();
     let mut targets = session.outcomes();

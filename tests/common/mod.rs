@@ -236,7 +236,7 @@ pub fn restored(dest: &Path, source: &Path) -> PathBuf {
 }
 
 /// Runs stock restic with the test password.
-pub fn restic(repo: &str, extra_env: &[(&str, String)], args: &[&str]) -> Output {
+pub fn restic(repo: &str, args: &[&str]) -> Output {
     let mut c = Command::new("restic");
     c.arg("-r")
         .arg(repo)
@@ -246,9 +246,6 @@ pub fn restic(repo: &str, extra_env: &[(&str, String)], args: &[&str]) -> Output
             "RESTIC_CACHE_DIR",
             std::env::temp_dir().join("cairn-test-restic-cache"),
         );
-    for (k, v) in extra_env {
-        c.env(k, v);
-    }
     c.output()
         .expect("restic is installed (scripts/test-servers/start-all.sh installs it)")
 }

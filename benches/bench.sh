@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Benchmark: cairn vs stock restic on one deterministic mixed corpus, in one run.
+#   benches/bench.sh [SIZE_MIB]      (default 1024; needs ~6x that free in $BENCH_DIR)
+# Prints wall time, MB/s (corpus bytes / wall time) and peak RSS for: initial backup to 1 and
+# to 4 local targets, an unchanged incremental backup, a full restore; the same with restic
+# when it is installed; and the ratios cairn/restic and 4-targets/1-target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE=${1:-1024}
+B=${BENCH_DIR:-/tmp/cairn-bench}
+export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$B/restic-cache
+cargo build --release --locked -q
+CAIRN=$PWD/target/release/cairn
+
+if [ ! -f "$B/corpus.done-$SIZE" ]; then
+  rm -rf "$B"; mkdir -p "$B/corpus"
+  python3 benches/corpus.py "$B/corpus" "$SIZE"
+  touch "$B/corpus.done-$SIZE"
+fi
+rm -rf "$B"/t* "$B"/restore-* "$B"/restic-repo "$B"/restic-cache "$B"/results
+BYTES=$(du -sb "$B/corpus" | cut -f1)
+FILES=$(find "$B/corpus" -type f | wc -l)
+
+cfg() { # cfg FILE N : N local targets
+  { echo "[backup]"; echo "sources = [\"$B/corpus\"]"; echo
+    for i in $(seq 1 "$2"); do printf '[[target]]\nname = "t%s-%s"\nkind = "local"\npath = "%s/t%s-%s"\n\n' "$2" "$i" "$B" "$2" "$i"; done
+  } >"$1"
+}
+cfg "$B/one.toml" 1; cfg "$B/four.toml" 4
+
+# measure NAME CMD... : appends "NAME wall_s peak_rss_kib" to results
+measure() {
+  local name=$1; shift
+  sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+  /usr/bin/time -f "%e %M" -o "$B/time.out" "$@" >"$B/last.log" 2>&1 || { cat "$B/last.log"; exit 1; }
+  echo "$name $(cat "$B/time.out")" >>"$B/results"
+  echo "  $name: $(cat "$B/time.out" | awk '{printf "%.1fs, %d MiB peak RSS", $1, $2/1024}')" >&2
+}
+
+echo "corpus: $((BYTES / 1048576)) MiB in $FILES files at $B/corpus" >&2
+measure cairn-backup-1   "$CAIRN" -c "$B/one.toml" backup --init
+measure cairn-backup-4   "$CAIRN" -c "$B/four.toml" backup --init
+measure cairn-incr-1     "$CAIRN" -c "$B/one.toml" backup
+measure cairn-restore-1  "$CAIRN" -c "$B/one.toml" restore latest --target "$B/restore-cairn"
+if command -v restic >/dev/null; then
+  restic -r "$B/restic-repo" init -q >/dev/null
+  measure restic-backup  restic -r "$B/restic-repo" backup -q "$B/corpus"
+  measure restic-incr    restic -r "$B/restic-repo" backup -q "$B/corpus"
+  measure restic-restore restic -r "$B/restic-repo" restore latest -q --target "$B/restore-restic"
+  RV=$(restic version | cut -d' ' -f2)
+fi
+
+python3 - "$B/results" "$BYTES" "${RV:-}" <<'PY'
+import sys
+rows = {l.split()[0]: (float(l.split()[1]), int(l.split()[2])) for l in open(sys.argv[1])}
+size = int(sys.argv[2]); rv = sys.argv[3]
+print(f"\ncorpus {size/2**20:.0f} MiB; MB/s = corpus MB / wall time; restic {rv or 'not installed'}")
+print(f"{'run':<18}{'wall s':>8}{'MB/s':>9}{'peak RSS MiB':>14}")
+for k, (t, rss) in rows.items():
+    print(f"{k:<18}{t:>8.1f}{size/1e6/max(t, 0.01):>9.1f}{rss/1024:>14.0f}")
+def ratio(a, b, label):
+    if a in rows and b in rows:
+        print(f"{label:<40}{rows[a][0]/max(rows[b][0], 0.01):>6.2f}x")
+print()
+ratio("cairn-backup-4", "cairn-backup-1", "wall 4 targets / 1 target")
+ratio("cairn-backup-1", "restic-backup", "wall cairn / restic, initial backup")
+ratio("cairn-incr-1", "restic-incr", "wall cairn / restic, unchanged backup")
+ratio("cairn-restore-1", "restic-restore", "wall cairn / restic, full restore")
+PY
