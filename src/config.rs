@@ -30,6 +30,101 @@ pub struct Config {
     pub backup: BackupConfig,
     /// Where every snapshot is written.
     pub targets: Vec<TargetConfig>,
+    /// Defaults of `cairn verify`.
+    pub verify: VerifyConfig,
+}
+
+/// `[verify]`: the defaults the nightly sample restore uses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Files to sample (default 50 when neither this nor `percent` is set).
+    pub files: Option<usize>,
+    /// Percentage of the files to sample.
+    pub percent: Option<f64>,
+    /// Byte budget of a sample, e.g. `"2GiB"`.
+    pub max_bytes: Option<ByteCount>,
+    /// `"latest"` (default), `"all"`, or the number of newest snapshots to sample across.
+    pub snapshots: Option<SnapshotSelection>,
+    /// Targets to verify (default: all).
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Shell command run when a verification fails or a target is unreachable; `$1` is the
+    /// report's path.
+    pub on_failure: Option<String>,
+    /// Folder to restore sampled files into (default: a scratch folder, removed afterwards).
+    pub restore_to: Option<PathBuf>,
+}
+
+/// A byte count written as `"2GiB"`, `"500 MB"` or a plain integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteCount(pub u64);
+
+impl std::str::FromStr for ByteCount {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        s.trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| Self(b.as_u64()))
+            .map_err(|e| format!("{s:?} is not a size like \"2GiB\": {e}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Self(n)),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Which snapshots a verification samples across.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotSelection {
+    /// The newest snapshot.
+    Latest,
+    /// The N newest.
+    Newest(usize),
+    /// Every snapshot.
+    All,
+}
+
+impl std::str::FromStr for SnapshotSelection {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "latest" => Ok(Self::Latest),
+            "all" => Ok(Self::All),
+            n => match n.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(Self::Newest(n)),
+                _ => Err(format!(
+                    "{s:?}: expected \"latest\", \"all\" or a number of snapshots"
+                )),
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SnapshotSelection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(usize),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => n.to_string().parse().map_err(serde::de::Error::custom),
+            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// `[repository]`.
@@ -191,6 +286,7 @@ struct RawFile {
     backup: BackupConfig,
     #[serde(default)]
     target: Vec<Spanned<RawTarget>>,
+    verify: Option<Spanned<VerifyConfig>>,
 }
 
 // Every key of every kind; which ones a kind accepts is checked in `RawTarget::build`.
@@ -476,6 +572,26 @@ impl Config {
             targets.push(target);
         }
 
+        let (verify_span, mut verify) = raw.verify.map_or((0..0, VerifyConfig::default()), |v| {
+            (v.span(), v.into_inner())
+        });
+        for name in &verify.targets {
+            if !names.contains(name) {
+                return Err(err(format!(
+                    "line {}: [verify] key `targets`: no target named `{name}`",
+                    src.key_line(verify_span.clone(), "targets")
+                )));
+            }
+        }
+        if verify.percent.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {
+            return Err(err(format!(
+                "line {}: [verify] key `percent` must be more than 0 and at most 100",
+                src.key_line(verify_span, "percent")
+            )));
+        }
+        verify.restore_to = verify
+            .restore_to
+            .map(|p| if p.is_relative() { base.join(p) } else { p });
         let mut repository = raw.repository;
         if let Some(p) = &mut repository.password {
             p.rebase(&base);
@@ -491,6 +607,7 @@ impl Config {
             repository,
             backup,
             targets,
+            verify,
         })
     }
 

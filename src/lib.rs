@@ -12,6 +12,7 @@ pub mod fanout;
 pub mod ops;
 pub mod progress;
 pub mod report;
+pub mod sample;
 pub mod secret;
 pub mod session;
 pub mod target;

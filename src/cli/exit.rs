@@ -10,8 +10,11 @@ pub const FAILED: i32 = 1;
 pub const USAGE: i32 = 2;
 /// Partially done: a required target did not get everything (it is named), the others did.
 pub const PARTIAL: i32 = 3;
-/// No target could be reached or used at all.
+/// No target could be reached or used at all; for `verify`: a target could not be reached
+/// (the others were verified and passed).
 pub const UNREACHABLE: i32 = 4;
+/// `verify`: a verification failed on at least one target.
+pub const VERIFY_FAILED: i32 = 5;
 /// No repository on any reachable target.
 pub const NO_REPOSITORY: i32 = 10;
 /// Wrong repository password.
@@ -24,7 +27,8 @@ Exit codes:
   1   failed (nothing or not everything was done; see the message)
   2   bad command line or configuration (file, line and key are named)
   3   partially done: a required target is offline, unreachable, lagging or failed; the others are complete
-  4   no target could be reached or used
+  4   no target could be reached or used; verify: a target could not be reached (the others passed)
+  5   verify: a verification failed (a sampled file is damaged, missing or unreadable on a target)
   10  no repository on any reachable target (run `cairn init`)
   12  wrong repository password
   130 interrupted (Ctrl-C)";

@@ -7,6 +7,7 @@ mod ls;
 mod progress;
 mod restore;
 mod snapshots;
+mod verify;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -58,6 +59,9 @@ pub enum Command {
     /// Restore a snapshot (or a path in it) into a folder.
     #[command(after_help = exit::TABLE)]
     Restore(restore::Args),
+    /// Restore a random sample of files from each target on its own and prove them intact.
+    #[command(after_help = exit::TABLE)]
+    Verify(verify::Args),
 }
 
 /// What a verb hands back to `main`: its exit code.
@@ -91,6 +95,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
+        Command::Verify(a) => verify::run(&ctx, a),
     }
 }
 

@@ -139,7 +139,7 @@ impl Reporter {
         }
     }
 
-    fn print(&self, level: &str, msg: &str) {
+    pub fn print(&self, level: &str, msg: &str) {
         match self.mode {
             Mode::Bars => {
                 let _ = self.mp.println(format!("{level}: {msg}"));

@@ -5,3 +5,4 @@ pub mod init;
 pub mod ls;
 pub mod restore;
 pub mod snapshots;
+pub mod verify;

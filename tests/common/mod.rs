@@ -274,3 +274,52 @@ pub fn open_store(config: &Path, name: &str) -> Box<dyn cairn::target::Store> {
     let cfg = cairn::config::Config::load(config).unwrap();
     cairn::target::open(cfg.target(name).unwrap()).unwrap()
 }
+
+/// For every file of the latest snapshot, as read from target `name` alone: the data packs
+/// holding its chunks (hex ids). Paths are as in the snapshot (no leading `/`).
+pub fn file_packs(
+    config: &Path,
+    name: &str,
+) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    use std::sync::Arc;
+    let store: Arc<dyn cairn::target::Store> = Arc::from(open_store(config, name));
+    let fan = cairn::fanout::Fanout::new(
+        vec![Arc::new(cairn::fanout::Member::new(
+            name.into(),
+            true,
+            store,
+        ))],
+        Arc::new(cairn::progress::Silent),
+    );
+    let pw = cairn::secret::Secret::new(PASSWORD.into());
+    let repo = cairn::session::open_repository(Arc::new(fan), &pw, rustic_core::NoProgressBars)
+        .unwrap()
+        .to_indexed()
+        .unwrap();
+    let root = repo.node_from_snapshot_path("latest", |_| true).unwrap();
+    let mut out = BTreeMap::new();
+    for item in repo.ls(&root, &rustic_core::LsOptions::default()).unwrap() {
+        let (path, node) = item.unwrap();
+        if let Some(content) = &node.content {
+            let packs = content
+                .iter()
+                .map(|id| repo.get_index_entry(id).unwrap().pack.to_hex().to_string())
+                .collect();
+            out.insert(path.to_string_lossy().into_owned(), packs);
+        }
+    }
+    out
+}
+
+/// A byte flipped in the middle of a repository file on a target, written back through the
+/// target's own storage (any kind).
+pub fn flip_byte(store: &dyn cairn::target::Store, path: &str) {
+    let mut bytes = store.read(path).unwrap().to_vec();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    store.write(path, vec![bytes.into()]).unwrap();
+}
+
+pub fn pack_path(hex: &str) -> String {
+    format!("data/{}/{hex}", &hex[..2])
+}

@@ -1,0 +1,189 @@
+//! `cairn verify`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cairn::{
+    config::{ByteCount, SnapshotSelection},
+    ops::verify::{self, VerifyOptions, VerifyState},
+    report::human_bytes,
+    sample::SampleSpec,
+    session::password,
+};
+
+use super::{Ctx, exit, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshot to sample (repeatable; `latest` works). Default: `[verify] snapshots`, else latest.
+    #[arg(long = "snapshot")]
+    snapshot: Vec<String>,
+    /// Sample across the N newest snapshots, or `all`.
+    #[arg(long, value_name = "N|all|latest")]
+    snapshots: Option<SnapshotSelection>,
+    /// Sample this many files (with --percent, the larger count wins).
+    #[arg(long)]
+    files: Option<usize>,
+    /// Sample this percentage of the files.
+    #[arg(long)]
+    percent: Option<f64>,
+    /// At most this many bytes in all, e.g. 2GiB.
+    #[arg(long, value_name = "SIZE")]
+    max_bytes: Option<ByteCount>,
+    /// Seed of the random sample; the same seed samples the same files.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Verify only this target (repeatable). Default: `[verify] targets`, else all.
+    #[arg(long = "only", value_name = "TARGET")]
+    only: Vec<String>,
+    /// Keep the restored files in this folder (default: a scratch folder, removed).
+    #[arg(long, value_name = "DIR")]
+    restore_to: Option<PathBuf>,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    let pw = password(&ctx.cfg)?;
+    let mut opts = VerifyOptions::from_config(&ctx.cfg.verify);
+    // A count or percentage on the command line replaces both of the configuration's.
+    if args.files.is_some() || args.percent.is_some() {
+        opts.spec = SampleSpec {
+            files: args.files,
+            percent: args.percent,
+            max_bytes: opts.spec.max_bytes,
+        };
+    }
+    if let Some(b) = args.max_bytes {
+        opts.spec.max_bytes = Some(b.0);
+    }
+    if args.percent.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {
+        anyhow::bail!("--percent must be more than 0 and at most 100");
+    }
+    opts.snapshots = args.snapshot;
+    if let Some(s) = args.snapshots {
+        opts.selection = s;
+    }
+    opts.seed = args.seed;
+    if !args.only.is_empty() {
+        opts.targets = args.only;
+    }
+    if args.restore_to.is_some() {
+        opts.restore_to = args.restore_to;
+    }
+
+    let mut report = verify::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone())?;
+    let code = if report.failed() {
+        exit::VERIFY_FAILED
+    } else if !report.unreachable_targets.is_empty() {
+        exit::UNREACHABLE
+    } else {
+        exit::OK
+    };
+    if let Some(path) = &args.report {
+        verify::write_report(&report, path)?;
+    }
+    if code != exit::OK
+        && let Some(command) = &ctx.cfg.verify.on_failure
+    {
+        // The hook gets a report file even without --report; it is kept for the incident.
+        let path = match &args.report {
+            Some(p) => p.clone(),
+            None => {
+                let p = std::env::temp_dir().join(format!(
+                    "cairn-verify-{}-{}.json",
+                    report.seed,
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs())
+                ));
+                verify::write_report(&report, &p)?;
+                p
+            }
+        };
+        let hook = verify::run_hook(command, &path, &report);
+        let result = match (hook.exit_code, &hook.error) {
+            (Some(0), _) => "exited 0".to_string(),
+            (Some(c), _) => format!("FAILED with exit code {c}"),
+            (None, Some(e)) => format!("could not be run: {e}"),
+            (None, None) => "was killed by a signal".to_string(),
+        };
+        ctx.reporter.print(
+            "WARN",
+            &format!("on_failure hook {result} (report: {})", path.display()),
+        );
+        report.hook = Some(hook);
+        if let Some(p) = &args.report {
+            verify::write_report(&report, p)?;
+        }
+    }
+
+    if ctx.json {
+        print_json(&report)?;
+        return Ok(code);
+    }
+    println!(
+        "sampled {} of {} files ({}) from snapshot(s) {}; seed {}",
+        report.sample.len(),
+        report.candidates,
+        human_bytes(report.sample.iter().map(|c| c.size).sum()),
+        report
+            .snapshots
+            .iter()
+            .map(|s| &s[..8])
+            .collect::<Vec<_>>()
+            .join(","),
+        report.seed
+    );
+    println!(
+        "{:<16} {:<7} {:<12} {:>6} {:>10} {:>6} {:>9} {:>8} {:>11} {:>9} {:>8} {:>7}",
+        "target",
+        "kind",
+        "state",
+        "files",
+        "bytes",
+        "ok",
+        "mismatch",
+        "missing",
+        "unreadable",
+        "vs-source",
+        "changed",
+        "time"
+    );
+    for t in &report.targets {
+        let state = serde_json::to_value(t.state)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        println!(
+            "{:<16} {:<7} {:<12} {:>6} {:>10} {:>6} {:>9} {:>8} {:>11} {:>9} {:>8} {:>6.1}s",
+            t.name,
+            t.kind,
+            state,
+            t.files,
+            human_bytes(t.bytes),
+            t.ok,
+            t.mismatch,
+            t.missing,
+            t.unreadable,
+            t.compared_with_source,
+            t.changed_since_snapshot,
+            t.seconds
+        );
+        if matches!(t.state, VerifyState::Unreachable | VerifyState::Offline) {
+            println!("    {}", t.detail.as_deref().unwrap_or(""));
+        }
+    }
+    for f in &report.failures {
+        let class = serde_json::to_value(f.class)?
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        match &f.path {
+            Some(p) => println!("FAIL [{}] {class}: /{p}: {}", f.target, f.what),
+            None => println!("FAIL [{}] {class}: {}", f.target, f.what),
+        }
+    }
+    Ok(code)
+}

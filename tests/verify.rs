@@ -1,0 +1,263 @@
+//! `cairn verify` against the real servers: a clean repository passes reproducibly; injected
+//! faults are each caught and attributed to the right target and file; an unreachable target has
+//! its own exit code; the failure hook receives the report.
+
+mod common;
+
+use std::{collections::BTreeSet, fs, time::SystemTime};
+
+use common::*;
+use serde_json::Value;
+
+fn failures_of<'a>(r: &'a Value, target: &str) -> Vec<&'a Value> {
+    r["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["target"] == target)
+        .collect()
+}
+
+fn target<'a>(r: &'a Value, name: &str) -> &'a Value {
+    r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap()
+}
+
+#[test]
+fn verify_proves_clean_targets_and_attributes_every_injected_fault() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_corpus(&src);
+    let prefix = unique("verify");
+    let hook_dir = tmp.path().join("hook");
+    fs::create_dir_all(&hook_dir).unwrap();
+    let targets = format!(
+        "{}{}{}{}[verify]\non_failure = \"cp \\\"$1\\\" {h}/report.json && printf %s \\\"$CAIRN_FAILED_TARGETS\\\" > {h}/failed.txt\"\n",
+        local_target("usb", &tmp.path().join("local-repo")),
+        sftp_target("dc", &prefix).0,
+        azblob_target("azure", &prefix),
+        s3_target("s3", &prefix),
+        h = hook_dir.display(),
+    );
+    let config = write_config(tmp.path(), &[&src], &targets);
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+
+    // Clean: every sampled file passes on every target and matches the live source.
+    let o = cairn(
+        &config,
+        &["--json", "verify", "--percent", "100", "--seed", "7"],
+    );
+    expect_code(&o, 0);
+    let clean = json(&o);
+    assert_eq!(clean["seed"], 7);
+    let files = clean["sample"].as_array().unwrap().len() as u64;
+    assert!(files >= 55, "{files}");
+    for t in clean["targets"].as_array().unwrap() {
+        assert_eq!(t["state"], "verified", "{t}");
+        assert_eq!(t["ok"], files, "{t}");
+        assert_eq!(t["compared_with_source"], files, "{t}");
+        assert!(t["repository_files_hashed"].as_u64().unwrap() >= 4, "{t}");
+    }
+    assert!(!hook_dir.join("report.json").exists(), "no hook on success");
+
+    // Reproducible: the same seed picks the same files; the default seed is reported.
+    let pick = |seed: &str| {
+        let o = cairn(
+            &config,
+            &[
+                "--json", "verify", "--files", "5", "--seed", seed, "--only", "usb",
+            ],
+        );
+        expect_code(&o, 0);
+        json(&o)["sample"].clone()
+    };
+    assert_eq!(pick("99"), pick("99"));
+    assert_ne!(pick("99"), pick("100"));
+
+    // Faults, one per target, plus two changes to the live source.
+    let packs = file_packs(&config, "usb");
+    let small = packs
+        .keys()
+        .find(|p| p.ends_with("a/b/small-07.dat"))
+        .unwrap()
+        .clone();
+    let big = packs
+        .keys()
+        .find(|p| p.ends_with("big.bin"))
+        .unwrap()
+        .clone();
+    let flipped = packs[&small].iter().next().unwrap().clone();
+    // The small corpus may sit in one pack: then the same pack is damaged in two different ways
+    // on two different targets, and each failure must still name its own target.
+    let deleted = packs[&big].iter().next().unwrap().clone();
+    let uses = |pack: &str| -> BTreeSet<String> {
+        packs
+            .iter()
+            .filter(|(_, p)| p.contains(pack))
+            .map(|(f, _)| f.clone())
+            .collect()
+    };
+    flip_byte(open_store(&config, "dc").as_ref(), &pack_path(&flipped));
+    open_store(&config, "azure")
+        .delete(&pack_path(&deleted))
+        .unwrap();
+    let s3 = open_store(&config, "s3");
+    let index: Vec<String> = s3
+        .list("index")
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(index.len(), 1);
+    s3.delete(&format!("index/{}", index[0])).unwrap();
+    // Same size and mtime, different bytes: only the source comparison can see it.
+    let silent = src.join("a/b/c/d/deep.txt");
+    let mtime = fs::metadata(&silent).unwrap().modified().unwrap();
+    fs::write(&silent, b"DEEP\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&silent)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    // A legitimate change: new content and mtime.
+    let changed = src.join("ünïcödé/naïve café.md");
+    fs::write(&changed, "changed after the snapshot\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&changed)
+        .unwrap()
+        .set_modified(SystemTime::now())
+        .unwrap();
+
+    let report_file = tmp.path().join("verify.json");
+    let o = cairn(
+        &config,
+        &[
+            "--json",
+            "verify",
+            "--percent",
+            "100",
+            "--seed",
+            "7",
+            "--report",
+            report_file.to_str().unwrap(),
+        ],
+    );
+    expect_code(&o, 5);
+    let r = json(&o);
+    let rel = |p: &std::path::Path| p.strip_prefix("/").unwrap().to_string_lossy().into_owned();
+    let (silent_rel, changed_rel) = (rel(&silent), rel(&changed));
+
+    // The silent source change is a mismatch on every target, and the legitimate change is
+    // reported as changed, never as a failure.
+    for name in ["usb", "dc", "azure", "s3"] {
+        let t = target(&r, name);
+        assert_eq!(t["state"], "failed", "{t}");
+        if name != "s3" {
+            // (s3 cannot even read the snapshot's tree: see below)
+            assert!(t["changed_since_snapshot"].as_u64().unwrap() >= 1, "{t}");
+        }
+        // It may still fail for repository damage on that target, never for the change itself.
+        assert!(
+            failures_of(&r, name)
+                .iter()
+                .all(|f| f["path"] != changed_rel.as_str()
+                    || !f["what"].as_str().unwrap().contains("live source")),
+            "{name}"
+        );
+    }
+    let usb = failures_of(&r, "usb");
+    assert_eq!(usb.len(), 1, "{usb:?}");
+    assert_eq!(usb[0]["path"], silent_rel.as_str());
+    assert_eq!(usb[0]["class"], "mismatch");
+    assert!(
+        usb[0]["what"].as_str().unwrap().contains("live source"),
+        "{usb:?}"
+    );
+
+    // dc: exactly the files using the flipped pack (plus the silent source change).
+    let dc: BTreeSet<String> = failures_of(&r, "dc")
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    let mut want = uses(&flipped);
+    want.insert(silent_rel.clone());
+    assert_eq!(dc, want);
+    assert!(
+        failures_of(&r, "dc")
+            .iter()
+            .filter(|f| f["path"] != silent_rel.as_str())
+            .all(|f| f["class"] == "mismatch" && f["what"].as_str().unwrap().contains(&flipped))
+    );
+
+    // azure: the files using the deleted pack are missing data.
+    let az: BTreeSet<String> = failures_of(&r, "azure")
+        .iter()
+        .filter(|f| f["class"] == "missing")
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(az, uses(&deleted));
+    assert!(az.contains(&big));
+
+    // s3: with its only index file gone, not even the snapshot's tree can be read there:
+    // every sampled file is missing, and nothing on s3 is compared with the source.
+    let s3_missing = failures_of(&r, "s3")
+        .iter()
+        .filter(|f| f["class"] == "missing")
+        .count() as u64;
+    assert_eq!(s3_missing, files);
+    assert_eq!(target(&r, "s3")["compared_with_source"], 0);
+
+    // The hook ran with the report and the failing targets.
+    let hooked: Value =
+        serde_json::from_slice(&fs::read(hook_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(hooked["failures"], r["failures"]);
+    assert_eq!(
+        fs::read_to_string(hook_dir.join("failed.txt")).unwrap(),
+        "usb,dc,azure,s3"
+    );
+    assert_eq!(r["hook"]["exit_code"], 0);
+    let written: Value = serde_json::from_slice(&fs::read(&report_file).unwrap()).unwrap();
+    assert_eq!(
+        written["hook"]["exit_code"], 0,
+        "--report includes the hook's result"
+    );
+}
+
+#[test]
+fn an_unreachable_target_has_its_own_exit_code_and_the_others_are_verified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.txt"), b"hello").unwrap();
+    let repo = tmp.path().join("repo");
+    let config = write_config(tmp.path(), &[&src], &local_target("disk", &repo));
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!(
+        "[[target]]\nname = \"dead\"\nkind = \"sftp\"\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"x\"\n\
+         key_file = \"{}\"\npath = \"/x\"\ntimeout = 5\nretries = 0\n\n",
+        env("SFTP_KEY")
+    );
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!("{}{dead}", local_target("disk", &repo)),
+    );
+    let o = cairn(&config, &["--json", "verify"]);
+    expect_code(&o, 4);
+    let r = json(&o);
+    assert_eq!(target(&r, "disk")["state"], "verified");
+    assert_eq!(target(&r, "disk")["ok"], 1);
+    assert_eq!(target(&r, "dead")["state"], "unreachable");
+    assert_eq!(r["unreachable_targets"], serde_json::json!(["dead"]));
+}
