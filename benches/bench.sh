@@ -3,7 +3,9 @@
 #   benches/bench.sh [SIZE_MIB]      (default 1024; needs ~6x that free in $BENCH_DIR)
 # Prints wall time, MB/s (corpus bytes / wall time) and peak RSS for: initial backup to 1 and
 # to 4 local targets, an unchanged incremental backup, a full restore; the same with restic
-# when it is installed; and the ratios cairn/restic and 4-targets/1-target.
+# when it is installed; and the ratios cairn/restic and 4-targets/1-target. Then verification:
+# `cairn verify` of a 1% and a 10% sample (of files) on the 1-target and 4-target repositories,
+# next to `restic check --read-data-subset` of the same percentage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${1:-1024}
@@ -32,7 +34,8 @@ cfg "$B/one.toml" 1; cfg "$B/four.toml" 4
 measure() {
   local name=$1; shift
   sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-  /usr/bin/time -f "%e %M" -o "$B/time.out" "$@" >"$B/last.log" 2>&1 || { cat "$B/last.log"; exit 1; }
+  /usr/bin/time -f "%e %M" -o "$B/time.out" "$@" >"$B/last.log" 2>"$B/last.err" || { cat "$B/last.log" "$B/last.err"; exit 1; }
+  cp "$B/last.log" "$B/out-$name"
   echo "$name $(cat "$B/time.out")" >>"$B/results"
   echo "  $name: $(cat "$B/time.out" | awk '{printf "%.1fs, %d MiB peak RSS", $1, $2/1024}')" >&2
 }
@@ -49,9 +52,16 @@ if command -v restic >/dev/null; then
   measure restic-restore restic -r "$B/restic-repo" restore latest -q --target "$B/restore-restic"
   RV=$(restic version | cut -d' ' -f2)
 fi
+for pct in 1 10; do
+  measure "cairn-verify-1t-${pct}pct" "$CAIRN" -c "$B/one.toml" --json verify --percent "$pct" --seed 1 --max-bytes 1TiB
+  measure "cairn-verify-4t-${pct}pct" "$CAIRN" -c "$B/four.toml" --json verify --percent "$pct" --seed 1 --max-bytes 1TiB
+  if command -v restic >/dev/null; then
+    measure "restic-check-${pct}pct" restic -r "$B/restic-repo" check --read-data-subset="${pct}%"
+  fi
+done
 
-python3 - "$B/results" "$BYTES" "${RV:-}" <<'PY'
-import sys
+python3 - "$B/results" "$BYTES" "${RV:-}" "$B" <<'PY'
+import json, os, sys
 rows = {l.split()[0]: (float(l.split()[1]), int(l.split()[2])) for l in open(sys.argv[1])}
 size = int(sys.argv[2]); rv = sys.argv[3]
 print(f"\ncorpus {size/2**20:.0f} MiB; MB/s = corpus MB / wall time; restic {rv or 'not installed'}")
@@ -66,4 +76,19 @@ ratio("cairn-backup-4", "cairn-backup-1", "wall 4 targets / 1 target")
 ratio("cairn-backup-1", "restic-backup", "wall cairn / restic, initial backup")
 ratio("cairn-incr-1", "restic-incr", "wall cairn / restic, unchanged backup")
 ratio("cairn-restore-1", "restic-restore", "wall cairn / restic, full restore")
+
+print("\nverification (cairn: files sampled by count, restored and checked per target; "
+      "restic: check --read-data-subset of packs)")
+print(f"{'run':<22}{'sampled MB':>11}{'wall s':>8}{'MB/s/target':>13}{'peak RSS MiB':>14}")
+for k, (t, rss) in rows.items():
+    if not (k.startswith("cairn-verify") or k.startswith("restic-check")):
+        continue
+    if k.startswith("cairn"):
+        r = json.load(open(os.path.join(sys.argv[4], "out-" + k)))
+        mb = sum(c["size"] for c in r["sample"]) / 1e6
+        per = [mb / max(x["seconds"], 0.01) for x in r["targets"]]
+        rate = f"{min(per):.0f}-{max(per):.0f}" if len(per) > 1 else f"{per[0]:.0f}"
+        print(f"{k:<22}{mb:>11.0f}{t:>8.1f}{rate:>13}{rss/1024:>14.0f}")
+    else:
+        print(f"{k:<22}{'':>11}{t:>8.1f}{'':>13}{rss/1024:>14.0f}")
 PY
