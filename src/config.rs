@@ -218,6 +218,25 @@ pub enum TargetKind {
         /// SAS token.
         sas: Option<SecretRef>,
     },
+    /// A NAS share over SMB2/3 (spoken natively; no mount needed).
+    Smb {
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// Share name.
+        share: String,
+        /// Folder inside the share.
+        path: String,
+        /// Login name.
+        user: String,
+        /// Domain or workgroup (empty for a local account).
+        domain: String,
+        /// Password.
+        password: SecretRef,
+        /// What the session must be protected by.
+        security: SmbSecurity,
+    },
     /// An S3-compatible object store.
     S3 {
         /// e.g. `https://s3.eu-central-1.amazonaws.com`.
@@ -235,6 +254,18 @@ pub enum TargetKind {
         /// `https://BUCKET.endpoint/` instead of `https://endpoint/BUCKET/`.
         virtual_host_style: bool,
     },
+}
+
+/// What an SMB session must be protected by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SmbSecurity {
+    /// Signing or encryption (the default).
+    Sign,
+    /// Encryption.
+    Encrypt,
+    /// Neither (not for production).
+    None,
 }
 
 /// How an SFTP target checks the server's host key.
@@ -257,6 +288,7 @@ impl TargetKind {
             Self::Local { .. } => "local",
             Self::Sftp { .. } => "sftp",
             Self::Azblob { .. } => "azblob",
+            Self::Smb { .. } => "smb",
             Self::S3 { .. } => "s3",
         }
     }
@@ -273,7 +305,7 @@ impl fmt::Debug for TargetConfig {
     }
 }
 
-const KINDS: &str = "local, sftp, azblob, s3";
+const KINDS: &str = "local, sftp, smb, azblob, s3";
 const DEFAULT_RETRIES: usize = 3;
 const DEFAULT_TIMEOUT_SECS: u64 = 30;
 
@@ -315,6 +347,10 @@ struct RawTarget {
     access_key_id: Option<SecretRef>,
     secret_access_key: Option<SecretRef>,
     virtual_host_style: Option<bool>,
+    share: Option<String>,
+    domain: Option<String>,
+    password: Option<SecretRef>,
+    security: Option<SmbSecurity>,
 }
 
 /// Position helper: byte offsets to 1-based line numbers of the source text.
@@ -353,7 +389,7 @@ impl Source<'_> {
 
 impl RawTarget {
     fn present_keys(&self) -> Vec<&'static str> {
-        let keys: [(&'static str, bool); 20] = [
+        let keys: [(&'static str, bool); 24] = [
             ("required", self.required.is_some()),
             ("retries", self.retries.is_some()),
             ("timeout", self.timeout.is_some()),
@@ -374,6 +410,10 @@ impl RawTarget {
             ("access_key_id", self.access_key_id.is_some()),
             ("secret_access_key", self.secret_access_key.is_some()),
             ("virtual_host_style", self.virtual_host_style.is_some()),
+            ("share", self.share.is_some()),
+            ("domain", self.domain.is_some()),
+            ("password", self.password.is_some()),
+            ("security", self.security.is_some()),
         ];
         keys.into_iter()
             .filter(|(_, p)| *p)
@@ -409,6 +449,9 @@ impl RawTarget {
                 "key_file",
                 "path",
                 "host_key_checking",
+            ],
+            "smb" => &[
+                "host", "port", "share", "path", "user", "domain", "password", "security",
             ],
             "azblob" => &["endpoint", "account", "container", "path", "key", "sas"],
             "s3" => &[
@@ -465,6 +508,25 @@ impl RawTarget {
                 })?),
                 path: need(self.path, "path")?,
                 host_key_checking: self.host_key_checking.unwrap_or(HostKeyChecking::Strict),
+            },
+            "smb" => TargetKind::Smb {
+                host: need(self.host, "host")?,
+                port: self.port.unwrap_or(445),
+                share: need(self.share, "share")?,
+                path: prefix(self.path),
+                user: need(self.user, "user")?,
+                domain: self.domain.unwrap_or_default(),
+                password: {
+                    let mut p = self.password.ok_or_else(|| {
+                        format!(
+                            "{}: key `password` is required for kind = \"smb\"",
+                            at("kind")
+                        )
+                    })?;
+                    p.rebase(base);
+                    p
+                },
+                security: self.security.unwrap_or(SmbSecurity::Sign),
             },
             "azblob" => {
                 if self.key.is_some() == self.sas.is_some() {

@@ -1,4 +1,4 @@
-//! One backup to local + SFTP + Azure Blob + S3 at once, against the real servers. Afterwards
+//! One backup to local + SFTP + SMB + Azure Blob + S3 at once, against the real servers. Afterwards
 //! every target, opened alone, restores the same files, holds byte-identical repository files,
 //! and stock restic checks and restores it.
 
@@ -9,14 +9,15 @@ use std::fs;
 use common::*;
 
 #[test]
-fn one_backup_lands_identically_on_all_four_kinds_and_each_restores_alone() {
+fn one_backup_lands_identically_on_all_five_kinds_and_each_restores_alone() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_corpus(&src);
     let prefix = unique("roundtrip");
     let (sftp, sftp_dir) = sftp_target("dc", &prefix);
+    let (smb, smb_dir) = smb_target("nas", &prefix);
     let targets = format!(
-        "{}{sftp}{}{}",
+        "{}{sftp}{smb}{}{}",
         local_target("usb", &tmp.path().join("local-repo")),
         azblob_target("azure", &prefix),
         s3_target("s3", &prefix),
@@ -71,17 +72,17 @@ fn one_backup_lands_identically_on_all_four_kinds_and_each_restores_alone() {
         );
     }
 
-    // `snapshots` shows both snapshots on all four targets.
+    // `snapshots` shows both snapshots on all five targets.
     let o = cairn(&config, &["--json", "snapshots"]);
     expect_code(&o, 0);
     let snaps = json(&o);
     assert_eq!(snaps["snapshots"].as_array().unwrap().len(), 2);
     for s in snaps["snapshots"].as_array().unwrap() {
-        assert_eq!(s["targets"].as_array().unwrap().len(), 4, "{s}");
+        assert_eq!(s["targets"].as_array().unwrap().len(), 5, "{s}");
     }
 
     // Each target alone restores byte-identical files.
-    for name in ["usb", "dc", "azure", "s3"] {
+    for name in ["usb", "dc", "nas", "azure", "s3"] {
         let dest = tmp.path().join(format!("restore-{name}"));
         let o = cairn(
             &config,
@@ -154,6 +155,8 @@ fn one_backup_lands_identically_on_all_four_kinds_and_each_restores_alone() {
             vec![],
         ),
         ("azure", azure_copy.display().to_string(), vec![]),
+        // The SMB share's folder on the server's disk.
+        ("nas", smb_dir.clone(), vec![]),
     ];
     for (name, repo, opts) in repos {
         let mut args: Vec<&str> = opts.iter().map(String::as_str).collect();

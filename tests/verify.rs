@@ -36,9 +36,10 @@ fn verify_proves_clean_targets_and_attributes_every_injected_fault() {
     let hook_dir = tmp.path().join("hook");
     fs::create_dir_all(&hook_dir).unwrap();
     let targets = format!(
-        "{}{}{}{}[verify]\non_failure = \"cp \\\"$1\\\" {h}/report.json && printf %s \\\"$CAIRN_FAILED_TARGETS\\\" > {h}/failed.txt\"\n",
+        "{}{}{}{}{}[verify]\non_failure = \"cp \\\"$1\\\" {h}/report.json && printf %s \\\"$CAIRN_FAILED_TARGETS\\\" > {h}/failed.txt\"\n",
         local_target("usb", &tmp.path().join("local-repo")),
         sftp_target("dc", &prefix).0,
+        smb_target("nas", &prefix).0,
         azblob_target("azure", &prefix),
         s3_target("s3", &prefix),
         h = hook_dir.display(),
@@ -78,7 +79,7 @@ fn verify_proves_clean_targets_and_attributes_every_injected_fault() {
     assert_eq!(pick("99"), pick("99"));
     assert_ne!(pick("99"), pick("100"));
 
-    // Faults, one per target, plus two changes to the live source.
+    // Faults on three targets (nas and usb stay undamaged), plus two changes to the live source.
     let packs = file_packs(&config, "usb");
     let small = packs
         .keys()
@@ -155,7 +156,7 @@ fn verify_proves_clean_targets_and_attributes_every_injected_fault() {
 
     // The silent source change is a mismatch on every target, and the legitimate change is
     // reported as changed, never as a failure.
-    for name in ["usb", "dc", "azure", "s3"] {
+    for name in ["usb", "dc", "nas", "azure", "s3"] {
         let t = target(&r, name);
         assert_eq!(t["state"], "failed", "{t}");
         if name != "s3" {
@@ -219,7 +220,7 @@ fn verify_proves_clean_targets_and_attributes_every_injected_fault() {
     assert_eq!(hooked["failures"], r["failures"]);
     assert_eq!(
         fs::read_to_string(hook_dir.join("failed.txt")).unwrap(),
-        "usb,dc,azure,s3"
+        "usb,dc,nas,azure,s3"
     );
     assert_eq!(r["hook"]["exit_code"], 0);
     let written: Value = serde_json::from_slice(&fs::read(&report_file).unwrap()).unwrap();

@@ -323,3 +323,30 @@ pub fn flip_byte(store: &dyn cairn::target::Store, path: &str) {
 pub fn pack_path(hex: &str) -> String {
     format!("data/{}/{hex}", &hex[..2])
 }
+
+/// An SMB target on the shared test server; returns (toml, folder on disk behind the share).
+pub fn smb_target(name: &str, prefix: &str) -> (String, String) {
+    smb_target_at(
+        name,
+        prefix,
+        &env("SMB_PORT"),
+        &env("SMB_SHARE"),
+        "env:SMB_PASSWORD",
+    )
+}
+
+pub fn smb_target_at(
+    name: &str,
+    prefix: &str,
+    port: &str,
+    share: &str,
+    password: &str,
+) -> (String, String) {
+    let toml = format!(
+        "[[target]]\nname = \"{name}\"\nkind = \"smb\"\nhost = \"{}\"\nport = {port}\nshare = \"{share}\"\n\
+         path = \"{prefix}\"\nuser = \"{}\"\npassword = \"{password}\"\ntimeout = 10\nretries = 1\n\n",
+        env("SMB_HOST"),
+        env("SMB_USER"),
+    );
+    (toml, format!("{}/{prefix}", env("SMB_SHARE_DIR")))
+}
