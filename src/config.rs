@@ -763,6 +763,31 @@ path = "/srv/cairn"
     }
 
     #[test]
+    fn smb_targets_default_to_port_445_and_signing_and_need_a_password() {
+        let smb = "[[target]]\nname = \"nas\"\nkind = \"smb\"\nhost = \"nas\"\nshare = \"b\"\nuser = \"u\"\n";
+        let c = parse(&format!("{smb}password = \"env:P\"\n")).unwrap();
+        match &c.targets[0].kind {
+            TargetKind::Smb {
+                port,
+                security,
+                path,
+                ..
+            } => {
+                assert_eq!(*port, 445);
+                assert_eq!(*security, SmbSecurity::Sign);
+                assert_eq!(path, "");
+            }
+            k => panic!("{k:?}"),
+        }
+        let m = msg(smb);
+        assert!(m.contains("`password`") && m.contains("smb"), "{m}");
+        let m = msg(&format!(
+            "{smb}password = \"env:P\"\nsecurity = \"maybe\"\n"
+        ));
+        assert!(m.contains("line 8"), "{m}");
+    }
+
+    #[test]
     fn unknown_key_names_line_and_key() {
         let m = msg(&OK.replace("removable = true", "removable = true\ncolour = \"red\""));
         assert!(m.contains("line 13") && m.contains("colour"), "{m}");
