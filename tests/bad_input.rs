@@ -59,7 +59,7 @@ fn unknown_target_kind_and_unknown_key_are_named() {
     assert!(
         err.contains("line 9")
             && err.contains("\"ftp\"")
-            && err.contains("local, sftp, azblob, s3"),
+            && err.contains("local, sftp, smb, azblob, s3"),
         "{err}"
     );
 
