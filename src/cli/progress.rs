@@ -154,6 +154,10 @@ impl Reporter {
             for l in lines.iter().filter(|l| !l.done.load(Ordering::Relaxed)) {
                 let prefix = l.prefix.lock().map(|p| p.clone()).unwrap_or_default();
                 let (pos, len) = (l.pos.load(Ordering::Relaxed), l.len.load(Ordering::Relaxed));
+                // A counter that has not started says nothing.
+                if l.kind == ProgressType::Counter && len == 0 && pos == 0 {
+                    continue;
+                }
                 let _ = match l.kind {
                     ProgressType::Bytes => write!(
                         msg,
