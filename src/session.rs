@@ -81,31 +81,15 @@ fn probe_one(cfg: &TargetConfig) -> Probed {
             };
         }
     };
-    let probe = (|| {
-        let config = match store.read("config") {
-            Ok(c) => c,
-            Err(e) if e.is_not_found() => {
-                // Make sure "empty" is true and not an unreadable storage.
-                store.list("keys").map_err(|e| e.to_string())?;
-                return Ok(Probe::Empty);
-            }
-            Err(e) if e.kind == StoreErrorKind::Offline => return Err(Probe::Offline(e.message)),
-            Err(e) => return Err(Probe::Unreachable(e.message)),
-        };
-        let keys = list_type(store.as_ref(), FileType::Key)?;
-        let index = list_type(store.as_ref(), FileType::Index)?;
-        Ok(Probe::Ready {
-            config,
-            keys: keys.into_iter().map(|(id, _)| id).collect(),
-            index: index.into_iter().map(|(id, _)| id).collect(),
-        })
-    })()
-    .unwrap_or_else(|e: Probe| e);
-    let probe = match probe {
-        Probe::Unreachable(m) | Probe::Offline(m) if m.is_empty() => {
-            Probe::Unreachable("unknown error".into())
-        }
-        p => p,
+    let probe = match store.read("config") {
+        Ok(config) => ready(store.as_ref(), config),
+        // Make sure "empty" is true and not an unreadable storage.
+        Err(e) if e.is_not_found() => match store.list("keys") {
+            Ok(_) => Probe::Empty,
+            Err(e) => Probe::Unreachable(e.message),
+        },
+        Err(e) if e.kind == StoreErrorKind::Offline => Probe::Offline(e.message),
+        Err(e) => Probe::Unreachable(e.message),
     };
     Probed {
         cfg: cfg.clone(),
@@ -114,9 +98,17 @@ fn probe_one(cfg: &TargetConfig) -> Probed {
     }
 }
 
-impl From<String> for Probe {
-    fn from(m: String) -> Self {
-        Self::Unreachable(m)
+fn ready(store: &dyn Store, config: Bytes) -> Probe {
+    let ids = |tpe| {
+        list_type(store, tpe).map(|v| v.into_iter().map(|(id, _)| id).collect::<BTreeSet<Id>>())
+    };
+    match (ids(FileType::Key), ids(FileType::Index)) {
+        (Ok(keys), Ok(index)) => Probe::Ready {
+            config,
+            keys,
+            index,
+        },
+        (Err(e), _) | (_, Err(e)) => Probe::Unreachable(e),
     }
 }
 

@@ -155,7 +155,7 @@ impl Reporter {
                 let prefix = l.prefix.lock().map(|p| p.clone()).unwrap_or_default();
                 let (pos, len) = (l.pos.load(Ordering::Relaxed), l.len.load(Ordering::Relaxed));
                 // A counter that has not started says nothing.
-                if l.kind == ProgressType::Counter && len == 0 && pos == 0 {
+                if matches!(l.kind, ProgressType::Counter) && len == 0 && pos == 0 {
                     continue;
                 }
                 let _ = match l.kind {

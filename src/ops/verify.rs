@@ -584,8 +584,14 @@ fn verify_target<P: ProgressBars + Clone>(
             .or_insert_with(|| hash_pack(store.as_ref(), &pack))
             .clone()
         {
-            for &i in pack_users.get(&pack).map(Vec::as_slice).unwrap_or_default() {
-                outcomes[i].failure.get_or_insert((class, what.clone()));
+            match pack_users.get(&pack) {
+                Some(users) => {
+                    for &i in users {
+                        outcomes[i].failure.get_or_insert((class, what.clone()));
+                    }
+                }
+                // A pack read only for the snapshot's trees: the damage is the target's.
+                None => failures.push(target_failure(&name, class, what)),
             }
         }
     }
