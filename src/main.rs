@@ -23,5 +23,7 @@ fn main() {
             code
         }
     };
+    // Every store is dropped by now; close their connections before leaving.
+    cairn::target::shutdown();
     std::process::exit(code);
 }

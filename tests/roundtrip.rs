@@ -171,3 +171,28 @@ fn one_backup_lands_identically_on_all_five_kinds_and_each_restores_alone() {
         assert_same_tree(&src, &restored(&dest, &src));
     }
 }
+
+/// opendal's SFTP connections are `ssh` control masters; none may outlive a cairn run (a nightly
+/// job would otherwise leave one behind per connection per night).
+#[test]
+fn no_ssh_process_outlives_a_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.txt"), b"hello").unwrap();
+    // A key file at a path only this test uses, to find this test's ssh processes.
+    let key = tmp.path().join("unique-key");
+    fs::copy(env("SFTP_KEY"), &key).unwrap();
+    let (sftp, _) = sftp_target("dc", &unique("ssh-leak"));
+    let sftp = sftp.replace(&env("SFTP_KEY"), key.to_str().unwrap());
+    let config = write_config(tmp.path(), &[&src], &sftp);
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    expect_code(&cairn(&config, &["snapshots"]), 0);
+    let leftovers: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(key.to_str().unwrap()))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

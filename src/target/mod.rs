@@ -1,0 +1,195 @@
+//! Targets: one small storage trait ([`Store`]) and one file per kind saying how to open it.
+//!
+//! A store addresses repository files by their restic path (`config`, `keys/ID`, `data/ab/ID`)
+//! relative to the target's own folder or prefix. Errors are classified ([`StoreErrorKind`]) so
+//! callers can tell "no such file" from "cannot reach the target"; an empty listing always
+//! means empty, never "could not ask". Every kind bounds each attempt with the target's
+//! `timeout` and retries only transient errors, `retries` times.
+
+mod azblob;
+mod local;
+mod opendal_store;
+mod s3;
+mod sftp;
+mod smb;
+
+use std::{
+    fmt,
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
+
+use crate::config::{TargetConfig, TargetKind};
+
+pub use local::{MountState, mount_state};
+
+/// What kind of failure a storage operation met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The file does not exist.
+    NotFound,
+    /// A removable disk is not mounted.
+    Offline,
+    /// Worth retrying: a timeout, a dropped connection, a busy server.
+    Transient,
+    /// Will fail again: refused credentials, a missing share or bucket, a full disk.
+    Permanent,
+}
+
+/// A classified storage error. Its message never holds a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct StoreError {
+    /// The class.
+    pub kind: StoreErrorKind,
+    /// What failed.
+    pub message: String,
+}
+
+impl StoreError {
+    /// An error of `kind`.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+    /// Whether the file simply does not exist.
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        self.kind == StoreErrorKind::NotFound
+    }
+}
+
+/// Result with [`StoreError`].
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One target's storage, addressed by repository-relative paths.
+pub trait Store: fmt::Debug + Send + Sync {
+    /// Where it is, for messages and reports (no secrets).
+    fn location(&self) -> String;
+    /// The size of a file, or `None` if it does not exist.
+    fn stat(&self, path: &str) -> StoreResult<Option<u64>>;
+    /// A whole file.
+    fn read(&self, path: &str) -> StoreResult<Bytes>;
+    /// `length` bytes from `offset`.
+    fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes>;
+    /// Writes a file (replacing it); a reader never sees it half-written.
+    fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()>;
+    /// The files below `dir`, at any depth, as (file name, size). A missing folder is empty.
+    fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>>;
+    /// Removes a file; one that is already gone is not an error.
+    fn delete(&self, path: &str) -> StoreResult<()>;
+    /// Creates folders (where the storage has folders).
+    fn create_dirs(&self, dirs: &[String]) -> StoreResult<()>;
+}
+
+/// Opens a target's storage. Nothing is written; a removable disk that is not mounted is
+/// [`StoreErrorKind::Offline`].
+///
+/// # Errors
+/// The target cannot be set up (an unreadable secret, an invalid setting, an unplugged disk).
+pub fn open(cfg: &TargetConfig) -> StoreResult<Box<dyn Store>> {
+    let policy = Policy {
+        retries: cfg.retries,
+        timeout: cfg.timeout,
+    };
+    match &cfg.kind {
+        TargetKind::Local { path, removable } => local::open(path, *removable, policy),
+        TargetKind::Sftp { .. } => sftp::open(&cfg.kind, policy),
+        TargetKind::Smb { .. } => smb::open(&cfg.kind, policy),
+        TargetKind::Azblob { .. } => azblob::open(&cfg.kind, policy),
+        TargetKind::S3 { .. } => s3::open(&cfg.kind, policy),
+    }
+}
+
+/// How hard one target tries before an operation fails.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    /// Extra attempts after a transient error.
+    pub retries: usize,
+    /// Time limit of one attempt.
+    pub timeout: Duration,
+}
+
+impl Policy {
+    pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(200);
+    pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(2);
+}
+
+// The async storage clients (opendal, smb2) run on one runtime owned here, so that it can be
+// shut down before the process exits: dropping it closes their connections (opendal's SFTP
+// connections are `ssh` control masters, which otherwise outlive the process).
+static RUNTIME: Mutex<Option<tokio::runtime::Runtime>> = Mutex::new(None);
+static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+
+/// The runtime the storage clients run on, started on first use.
+///
+/// # Errors
+/// The runtime cannot be started, or was shut down.
+pub(crate) fn runtime() -> StoreResult<tokio::runtime::Handle> {
+    let mut guard = RUNTIME
+        .lock()
+        .map_err(|_| StoreError::new(StoreErrorKind::Permanent, "storage runtime poisoned"))?;
+    if let Some(rt) = guard.as_ref() {
+        return Ok(rt.handle().clone());
+    }
+    if HANDLE.get().is_some() {
+        return Err(StoreError::new(
+            StoreErrorKind::Permanent,
+            "storage runtime already shut down",
+        ));
+    }
+    // reqwest is built without a TLS provider of its own (opendal's default pulls aws-lc);
+    // ring serves TLS, and opendal's HTTP services use reqwest once it is installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    opendal_http_transport_reqwest::install_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .thread_name("cairn-io")
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Permanent,
+                format!("cannot start the I/O runtime: {e}"),
+            )
+        })?;
+    let handle = rt.handle().clone();
+    let _ = HANDLE.set(handle.clone());
+    *guard = Some(rt);
+    Ok(handle)
+}
+
+/// Stops the storage runtime, closing every connection still open. Call once, after every
+/// store is dropped, before the process exits.
+pub fn shutdown() {
+    let rt = RUNTIME.lock().ok().and_then(|mut g| g.take());
+    if let Some(rt) = rt {
+        rt.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
+/// Replaces each secret in `msg` with `***` (storage libraries may echo a URL or a token).
+pub(crate) fn redact(msg: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 4)
+        .fold(msg.to_string(), |m, s| m.replace(s.as_str(), "***"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_every_occurrence_of_each_secret() {
+        let m = redact(
+            "GET https://a/b?sv=2020&sig=abcd1234 failed: sig=abcd1234",
+            &["sig=abcd1234".into(), "x".into()],
+        );
+        assert_eq!(m, "GET https://a/b?sv=2020&*** failed: ***");
+    }
+}

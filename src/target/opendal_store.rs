@@ -1,0 +1,246 @@
+//! [`Store`] over an opendal service (local folders, SFTP, Azure Blob, S3).
+//!
+//! Layer order, set here once: a timeout on each attempt, inside a retry of transient errors
+//! with jittered backoff. Writes are made atomic where the service is not: object stores put a
+//! whole object at once, a local folder writes through opendal's atomic write folder, and SFTP
+//! writes to a temporary name and renames it into place.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use opendal::{
+    Buffer, ErrorKind, Operator,
+    layers::{RetryLayer, TimeoutLayer},
+    options::{ListOptions, ReadOptions},
+};
+
+use super::{Policy, Store, StoreError, StoreErrorKind, StoreResult, redact, runtime};
+
+/// Where temporary files live until renamed into place; restic ignores the folder.
+pub(crate) const TMP_DIR: &str = ".cairn-tmp";
+
+/// How a write reaches its final name without ever being seen half-done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Atomicity {
+    /// The service (or its configuration) already writes atomically.
+    Native,
+    /// Write to [`TMP_DIR`], then rename.
+    TmpThenRename,
+}
+
+/// A blocking opendal operator with cairn's layers and error classification.
+#[derive(Debug)]
+pub(crate) struct OpendalStore {
+    op: opendal::blocking::Operator,
+    location: String,
+    /// Values to scrub from error messages (tokens that may appear in URLs).
+    secrets: Vec<String>,
+    atomicity: Atomicity,
+    has_dirs: bool,
+}
+
+impl OpendalStore {
+    /// Builds the operator with the target's timeout and retry policy.
+    pub(crate) fn new(
+        builder: impl opendal::Builder,
+        policy: Policy,
+        location: String,
+        secrets: Vec<String>,
+        atomicity: Atomicity,
+        has_dirs: bool,
+    ) -> StoreResult<Self> {
+        let handle = runtime()?;
+        let _entered = handle.enter();
+        let setup = |e: opendal::Error| {
+            StoreError::new(
+                StoreErrorKind::Permanent,
+                redact(&format!("{location}: cannot set up: {e}"), &secrets),
+            )
+        };
+        let op = Operator::new(builder)
+            .map_err(setup)?
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(policy.timeout)
+                    .with_io_timeout(policy.timeout),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_max_times(policy.retries)
+                    .with_min_delay(Policy::MIN_BACKOFF)
+                    .with_max_delay(Policy::MAX_BACKOFF)
+                    .with_jitter(),
+            );
+        let op = opendal::blocking::Operator::new(op).map_err(setup)?;
+        Ok(Self {
+            op,
+            location,
+            secrets,
+            atomicity,
+            has_dirs,
+        })
+    }
+
+    fn error(&self, what: &str, path: &str, e: &opendal::Error) -> StoreError {
+        let kind = if e.kind() == ErrorKind::NotFound {
+            StoreErrorKind::NotFound
+        } else if e.is_temporary() {
+            StoreErrorKind::Transient
+        } else {
+            StoreErrorKind::Permanent
+        };
+        StoreError::new(
+            kind,
+            redact(
+                &format!("{what} {path} on {}: {}", self.location, brief(e)),
+                &self.secrets,
+            ),
+        )
+    }
+
+    fn write_via_tmp(&self, path: &str, buf: Buffer) -> StoreResult<()> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let tmp = format!(
+            "{TMP_DIR}/{}-{}-{}",
+            path.rsplit('/').next().unwrap_or(path),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let result = self
+            .op
+            .write(&tmp, buf)
+            .map_err(|e| self.error("writing", &tmp, &e))
+            .and_then(|_| self.rename_over(&tmp, path));
+        if result.is_err() {
+            let _ = self.op.delete(&tmp);
+        }
+        result
+    }
+
+    // SFTP's rename refuses an existing destination; content-addressed files are only ever
+    // replaced by equal bytes (or on purpose, by tests), so deleting first is safe.
+    fn rename_over(&self, tmp: &str, path: &str) -> StoreResult<()> {
+        match self.op.rename(tmp, path) {
+            Ok(()) => Ok(()),
+            Err(first) => {
+                if self.stat(path)?.is_none() {
+                    return Err(self.error("renaming into", path, &first));
+                }
+                self.delete(path)?;
+                self.op
+                    .rename(tmp, path)
+                    .map_err(|e| self.error("renaming into", path, &e))
+            }
+        }
+    }
+}
+
+/// opendal's message without the chain of contexts it appends.
+fn brief(e: &opendal::Error) -> String {
+    let msg = e.to_string();
+    // "Kind (status) at op, context: { ... } => message, source: ..."
+    let tail = msg.split_once(" => ").map_or(msg.as_str(), |(_, t)| t);
+    let kind = e.kind().to_string();
+    if tail.is_empty() || tail == msg {
+        msg.clone()
+    } else {
+        format!("{kind}: {tail}")
+    }
+}
+
+impl Store for OpendalStore {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
+        match self.op.stat(path) {
+            Ok(m) => Ok(Some(m.content_length())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.error("checking", path, &e)),
+        }
+    }
+
+    fn read(&self, path: &str) -> StoreResult<Bytes> {
+        self.op
+            .read(path)
+            .map(|b| b.to_bytes())
+            .map_err(|e| self.error("reading", path, &e))
+    }
+
+    fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes> {
+        let opts = ReadOptions {
+            range: (offset..offset + length).into(),
+            ..ReadOptions::default()
+        };
+        let bytes = self
+            .op
+            .read_options(path, opts)
+            .map(|b| b.to_bytes())
+            .map_err(|e| self.error("reading", path, &e))?;
+        if bytes.len() as u64 != length {
+            return Err(StoreError::new(
+                StoreErrorKind::Permanent,
+                format!(
+                    "reading {path} on {}: got {} of {length} bytes at offset {offset}",
+                    self.location,
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
+        let buf = Buffer::from(parts);
+        match self.atomicity {
+            Atomicity::Native => self
+                .op
+                .write(path, buf)
+                .map(|_| ())
+                .map_err(|e| self.error("writing", path, &e)),
+            Atomicity::TmpThenRename => self.write_via_tmp(path, buf),
+        }
+    }
+
+    fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
+        let opts = ListOptions {
+            recursive: true,
+            ..ListOptions::default()
+        };
+        let entries = match self.op.list_options(&format!("{dir}/"), opts) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(self.error("listing", dir, &e)),
+        };
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.metadata().is_file())
+            .map(|e| (e.name().to_string(), e.metadata().content_length()))
+            .collect())
+    }
+
+    fn delete(&self, path: &str) -> StoreResult<()> {
+        match self.op.delete(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.error("deleting", path, &e)),
+        }
+    }
+
+    fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
+        if !self.has_dirs {
+            return Ok(());
+        }
+        let mut all: Vec<&str> = dirs.iter().map(String::as_str).collect();
+        if self.atomicity == Atomicity::TmpThenRename {
+            all.push(TMP_DIR);
+        }
+        for d in all {
+            self.op
+                .create_dir(&format!("{d}/"))
+                .map_err(|e| self.error("creating folder", d, &e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,53 @@
+//! `kind = "s3"`: an S3-compatible object store. Credentials come only from `targets.toml`:
+//! no `~/.aws` files, no environment, no instance metadata, so a backup never runs under
+//! credentials nobody configured for it.
+
+use super::{
+    Policy, Store, StoreResult,
+    azblob::secret_error,
+    opendal_store::{Atomicity, OpendalStore},
+};
+use crate::config::TargetKind;
+
+pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Store>> {
+    let TargetKind::S3 {
+        endpoint,
+        bucket,
+        region,
+        path,
+        access_key_id,
+        secret_access_key,
+        virtual_host_style,
+    } = kind
+    else {
+        unreachable!("s3::open is called for s3 targets")
+    };
+    let id = access_key_id
+        .resolve("s3 access_key_id")
+        .map_err(secret_error)?;
+    let key = secret_access_key
+        .resolve("s3 secret_access_key")
+        .map_err(secret_error)?;
+    let mut builder = opendal::services::S3::default()
+        .endpoint(endpoint)
+        .bucket(bucket)
+        .region(region)
+        .root(&format!("/{path}"))
+        .access_key_id(id.expose())
+        .secret_access_key(key.expose())
+        .disable_config_load()
+        .disable_ec2_metadata();
+    if *virtual_host_style {
+        builder = builder.enable_virtual_host_style();
+    }
+    let location = format!("s3:{}/{bucket}/{path}", endpoint.trim_end_matches('/'));
+    let store = OpendalStore::new(
+        builder,
+        policy,
+        location,
+        vec![key.expose().to_string()],
+        Atomicity::Native,
+        false,
+    )?;
+    Ok(Box::new(store))
+}

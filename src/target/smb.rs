@@ -1,0 +1,519 @@
+//! `kind = "smb"`: a NAS share over SMB2/3, spoken natively by the `smb2` crate (opendal has no
+//! SMB service, and a kernel mount would need root and leave a mount behind).
+//!
+//! Up to [`CONNECTIONS`] sessions are kept open so the fan-out's concurrent writes do not queue
+//! behind one another. Each attempt is bounded by the target's timeout; a connection that timed
+//! out or dropped is discarded and the operation retried on a fresh one, up to `retries` times.
+//! Writes go to a temporary file and are renamed over the final name in one step, so a reader
+//! (or a crash) never meets a short file. The session must be signed or encrypted unless the
+//! target says `security = "none"`: a NAS that silently negotiates an unprotected session would
+//! otherwise let anyone on the path alter the backup in transit.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Condvar, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use bytes::Bytes;
+use smb2::{ClientConfig, ErrorKind, RenameOptions, SmbClient, Tree};
+
+use super::{
+    Policy, Store, StoreError, StoreErrorKind, StoreResult, azblob::secret_error,
+    opendal_store::TMP_DIR, redact, runtime,
+};
+use crate::{
+    config::{SmbSecurity, TargetKind},
+    secret::Secret,
+};
+
+/// Sessions kept open per target.
+const CONNECTIONS: usize = 4;
+
+/// One authenticated session with the share connected.
+struct Conn {
+    client: SmbClient,
+    tree: Tree,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Conn>,
+    open: usize,
+}
+
+struct SmbStore {
+    host: String,
+    port: u16,
+    share: String,
+    prefix: String,
+    user: String,
+    domain: String,
+    password: Secret,
+    security: SmbSecurity,
+    policy: Policy,
+    handle: tokio::runtime::Handle,
+    pool: Mutex<Pool>,
+    freed: Condvar,
+}
+
+impl std::fmt::Debug for SmbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmbStore")
+            .field("location", &self.location())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Store>> {
+    let TargetKind::Smb {
+        host,
+        port,
+        share,
+        path,
+        user,
+        domain,
+        password,
+        security,
+    } = kind
+    else {
+        unreachable!("smb::open is called for smb targets")
+    };
+    let password = password.resolve("smb password").map_err(secret_error)?;
+    Ok(Box::new(SmbStore {
+        host: host.clone(),
+        port: *port,
+        share: share.clone(),
+        prefix: path.clone(),
+        user: user.clone(),
+        domain: domain.clone(),
+        password,
+        security: *security,
+        policy,
+        handle: runtime()?,
+        pool: Mutex::new(Pool::default()),
+        freed: Condvar::new(),
+    }))
+}
+
+/// An operation's future over one borrowed connection.
+type Op<'a, T> = Pin<Box<dyn Future<Output = smb2::Result<T>> + Send + 'a>>;
+
+/// Why an attempt failed: the connection could not be made, or the operation failed on it.
+enum Failure {
+    Connect(StoreError),
+    Op(smb2::Error),
+    Timeout,
+}
+
+impl SmbStore {
+    fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    fn full(&self, path: &str) -> String {
+        match (self.prefix.is_empty(), path.is_empty()) {
+            (true, _) => path.to_string(),
+            (false, true) => self.prefix.clone(),
+            (false, false) => format!("{}/{path}", self.prefix),
+        }
+    }
+
+    fn err(&self, kind: StoreErrorKind, msg: String) -> StoreError {
+        StoreError::new(kind, redact(&msg, &[self.password.expose().to_string()]))
+    }
+
+    async fn connect(&self) -> StoreResult<Conn> {
+        let config = ClientConfig {
+            addr: self.addr(),
+            timeout: self.policy.timeout,
+            username: self.user.clone(),
+            password: self.password.expose().to_string(),
+            domain: self.domain.clone(),
+            auto_reconnect: false,
+            dfs_enabled: false,
+            response_timeout: Some(self.policy.timeout),
+            ..ClientConfig::default()
+        };
+        let mut client = SmbClient::connect(config).await.map_err(|e| {
+            let (kind, what) = match e.kind() {
+                ErrorKind::AuthRequired | ErrorKind::AccessDenied => (
+                    StoreErrorKind::Permanent,
+                    format!(
+                        "logon failure: the server refused user `{}` (wrong user, domain or password)",
+                        self.user
+                    ),
+                ),
+                ErrorKind::SigningRequired => (
+                    StoreErrorKind::Permanent,
+                    format!("logon failure: {e}"),
+                ),
+                _ if matches!(e, smb2::Error::GuestSessionRefused { .. }) => (
+                    StoreErrorKind::Permanent,
+                    format!(
+                        "logon failure: user `{}` was only let in as a guest (wrong password?)",
+                        self.user
+                    ),
+                ),
+                k if transient(k) => (StoreErrorKind::Transient, format!("cannot connect: {e}")),
+                _ => (StoreErrorKind::Permanent, format!("cannot connect: {e}")),
+            };
+            self.err(kind, format!("{}: {what}", self.location()))
+        })?;
+        let tree = client.connect_share(&self.share).await.map_err(|e| {
+            let kind = if transient(e.kind()) {
+                StoreErrorKind::Transient
+            } else {
+                StoreErrorKind::Permanent
+            };
+            let what = match e.kind() {
+                ErrorKind::NotFound => format!("share `{}` not found", self.share),
+                ErrorKind::AccessDenied => format!("access to share `{}` denied", self.share),
+                _ => format!("cannot connect share `{}`: {e}", self.share),
+            };
+            self.err(kind, format!("{}: {what}", self.location()))
+        })?;
+        let session = client.session();
+        let (signed, encrypted) = (
+            session.should_sign,
+            session.should_encrypt || tree.encrypt_data,
+        );
+        let refused = match self.security {
+            SmbSecurity::Sign if !signed && !encrypted => Some("neither signed nor encrypted"),
+            SmbSecurity::Encrypt if !encrypted => Some("not encrypted"),
+            _ => None,
+        };
+        if let Some(why) = refused {
+            return Err(self.err(
+                StoreErrorKind::Permanent,
+                format!(
+                    "{}: the server's session is {why}; refusing it (security = {:?} in targets.toml)",
+                    self.location(),
+                    self.security
+                ),
+            ));
+        }
+        Ok(Conn { client, tree })
+    }
+
+    /// An idle connection, or `None` if the caller may open a new one.
+    fn checkout(&self) -> Option<Conn> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(c) = pool.idle.pop() {
+                return Some(c);
+            }
+            if pool.open < CONNECTIONS {
+                pool.open += 1;
+                return None;
+            }
+            pool = self.freed.wait(pool).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn checkin(&self, conn: Option<Conn>) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        match conn {
+            Some(c) => pool.idle.push(c),
+            None => pool.open -= 1,
+        }
+        self.freed.notify_one();
+    }
+
+    /// One attempt: a connection (pooled or new), the operation, both within the timeout.
+    fn attempt<T>(
+        &self,
+        f: &(dyn for<'a> Fn(&'a mut Conn) -> Op<'a, T> + Sync),
+    ) -> Result<T, Failure> {
+        let pooled = self.checkout();
+        let timeout = self.policy.timeout;
+        let (conn, result) = self.handle.block_on(async {
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => match tokio::time::timeout(timeout, self.connect()).await {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => return (None, Err(Failure::Connect(e))),
+                    Err(_) => return (None, Err(Failure::Timeout)),
+                },
+            };
+            match tokio::time::timeout(timeout, f(&mut conn)).await {
+                Ok(Ok(v)) => (Some(conn), Ok(v)),
+                // A connection that lost its server is not used again.
+                Ok(Err(e)) if transient(e.kind()) => (None, Err(Failure::Op(e))),
+                Ok(Err(e)) => (Some(conn), Err(Failure::Op(e))),
+                Err(_) => (None, Err(Failure::Timeout)),
+            }
+        });
+        self.checkin(conn);
+        result
+    }
+
+    /// Runs `f` with retries of transient failures.
+    fn call<T>(
+        &self,
+        what: &str,
+        path: &str,
+        f: &(dyn for<'a> Fn(&'a mut Conn) -> Op<'a, T> + Sync),
+    ) -> StoreResult<T> {
+        let mut delay = Policy::MIN_BACKOFF;
+        let mut attempt = 0;
+        loop {
+            let err = match self.attempt(f) {
+                Ok(v) => return Ok(v),
+                Err(Failure::Connect(e)) => e,
+                Err(Failure::Timeout) => self.err(
+                    StoreErrorKind::Transient,
+                    format!(
+                        "{what} {path} on {}: no answer within {} s",
+                        self.location(),
+                        self.policy.timeout.as_secs()
+                    ),
+                ),
+                Err(Failure::Op(e)) => {
+                    let kind = match e.kind() {
+                        ErrorKind::NotFound => StoreErrorKind::NotFound,
+                        k if transient(k) => StoreErrorKind::Transient,
+                        _ => StoreErrorKind::Permanent,
+                    };
+                    self.err(kind, format!("{what} {path} on {}: {e}", self.location()))
+                }
+            };
+            if err.kind != StoreErrorKind::Transient || attempt >= self.policy.retries {
+                return Err(err);
+            }
+            attempt += 1;
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Policy::MAX_BACKOFF);
+        }
+    }
+
+    fn mkdirs(&self, dirs: Vec<String>) -> StoreResult<()> {
+        self.call("creating folders in", &self.share, &|c| {
+            let dirs = dirs.clone();
+            Box::pin(async move {
+                for d in &dirs {
+                    match c.client.create_directory(&c.tree, d).await {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Every folder from the share root down to `dir` (inclusive).
+    fn ancestry(dir: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            if !cur.is_empty() {
+                cur.push('/');
+            }
+            cur.push_str(part);
+            out.push(cur.clone());
+        }
+        out
+    }
+}
+
+fn transient(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::ConnectionLost
+            | ErrorKind::TimedOut
+            | ErrorKind::SessionExpired
+            | ErrorKind::Cancelled
+            | ErrorKind::Io
+            | ErrorKind::SharingViolation
+    )
+}
+
+fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+impl Store for SmbStore {
+    fn location(&self) -> String {
+        let mut loc = format!("smb://{}@{}/{}", self.user, self.addr(), self.share);
+        if !self.prefix.is_empty() {
+            loc.push('/');
+            loc.push_str(&self.prefix);
+        }
+        loc
+    }
+
+    fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
+        let full = self.full(path);
+        match self.call("checking", path, &|c| {
+            let full = full.clone();
+            Box::pin(async move { c.client.stat(&mut c.tree, &full).await })
+        }) {
+            Ok(info) => Ok(Some(info.size)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read(&self, path: &str) -> StoreResult<Bytes> {
+        let full = self.full(path);
+        self.call("reading", path, &|c| {
+            let full = full.clone();
+            Box::pin(async move { c.client.read_file_pipelined(&mut c.tree, &full).await })
+        })
+        .map(Bytes::from)
+    }
+
+    fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes> {
+        let full = self.full(path);
+        let bytes = self.call("reading", path, &|c| {
+            let full = full.clone();
+            Box::pin(async move {
+                let reader = c.client.open_file_reader(&c.tree, &full).await?;
+                let data = reader.read_at(offset, length).await;
+                let closed = reader.close().await;
+                let data = data?;
+                closed?;
+                Ok(data)
+            })
+        })?;
+        if bytes.len() as u64 != length {
+            return Err(self.err(
+                StoreErrorKind::Permanent,
+                format!(
+                    "reading {path} on {}: got {} of {length} bytes at offset {offset}",
+                    self.location(),
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(Bytes::from(bytes))
+    }
+
+    fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let full = self.full(path);
+        let data = Bytes::from(parts.concat());
+        let tmp = self.full(&format!(
+            "{TMP_DIR}/{}-{}-{}",
+            path.rsplit('/').next().unwrap_or(path),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let put = || {
+            self.call("writing", path, &|c| {
+                let (full, tmp, data) = (full.clone(), tmp.clone(), data.clone());
+                Box::pin(async move {
+                    let written = c.client.write_file(&c.tree, &tmp, &data).await;
+                    let renamed = match written {
+                        Ok(_) => {
+                            c.client
+                                .rename_with(
+                                    &c.tree,
+                                    &tmp,
+                                    &full,
+                                    RenameOptions::new().replace_if_exists(true),
+                                )
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if renamed.is_err() {
+                        let _ = c.client.delete_file(&c.tree, &tmp).await;
+                    }
+                    renamed
+                })
+            })
+        };
+        match put() {
+            // The temporary or the final folder is missing (a share prepared by hand, or a
+            // repository created by restic): create both, once, and write again.
+            Err(e) if e.is_not_found() => {
+                let mut dirs = Self::ancestry(parent(&tmp));
+                dirs.extend(Self::ancestry(parent(&full)));
+                dirs.dedup();
+                self.mkdirs(dirs)?;
+                put()
+            }
+            other => other,
+        }
+    }
+
+    fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
+        let root = self.full(dir);
+        let listed = self.call("listing", dir, &|c| {
+            let root = root.clone();
+            Box::pin(async move {
+                let mut out = Vec::new();
+                let mut stack = vec![root];
+                while let Some(d) = stack.pop() {
+                    for e in c.client.list_directory(&mut c.tree, &d).await? {
+                        if e.name == "." || e.name == ".." {
+                            continue;
+                        }
+                        if e.is_directory {
+                            stack.push(format!("{d}/{}", e.name));
+                        } else {
+                            out.push((e.name, e.size));
+                        }
+                    }
+                }
+                Ok(out)
+            })
+        });
+        match listed {
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
+    fn delete(&self, path: &str) -> StoreResult<()> {
+        let full = self.full(path);
+        match self.call("deleting", path, &|c| {
+            let full = full.clone();
+            Box::pin(async move { c.client.delete_file(&c.tree, &full).await })
+        }) {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
+        let mut all = Self::ancestry(&self.prefix);
+        all.extend(
+            dirs.iter()
+                .map(String::as_str)
+                .chain([TMP_DIR])
+                .map(|d| self.full(d)),
+        );
+        self.mkdirs(all)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ancestry_lists_each_folder_from_the_top() {
+        assert_eq!(
+            SmbStore::ancestry("a/b/c"),
+            vec!["a".to_string(), "a/b".into(), "a/b/c".into()]
+        );
+        assert!(SmbStore::ancestry("").is_empty());
+        assert_eq!(parent("a/b/c"), "a/b");
+        assert_eq!(parent("c"), "");
+    }
+
+    #[test]
+    fn timeouts_and_lost_connections_are_retried_refusals_are_not() {
+        assert!(transient(ErrorKind::ConnectionLost));
+        assert!(transient(ErrorKind::TimedOut));
+        assert!(!transient(ErrorKind::AccessDenied));
+        assert!(!transient(ErrorKind::NotFound));
+    }
+}
