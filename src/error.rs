@@ -43,6 +43,9 @@ pub enum Error {
         /// What failed.
         message: String,
     },
+    /// Another cairn process holds the repository lock.
+    #[error("repository is locked: {0}")]
+    Locked(String),
     /// No target could be used at all.
     #[error("no target is usable: {0}")]
     NoTargetUsable(String),

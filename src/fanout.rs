@@ -215,7 +215,7 @@ fn no_target(what: &str, members: &[Arc<Member>]) -> Box<RusticError> {
     )
 }
 
-/// Parses the listed names of one file type into ids, skipping foreign files.
+/// Parses the listed files of one file type into ids, skipping foreign files.
 pub(crate) fn ids_of(tpe: FileType, listed: Vec<(String, u64)>) -> Vec<(Id, u32)> {
     if tpe == FileType::Config {
         return listed
@@ -225,8 +225,8 @@ pub(crate) fn ids_of(tpe: FileType, listed: Vec<(String, u64)>) -> Vec<(Id, u32)
     }
     listed
         .into_iter()
-        .filter_map(|(name, size)| {
-            let id = name.parse::<Id>().ok()?;
+        .filter_map(|(rel, size)| {
+            let id = rel.rsplit('/').next()?.parse::<Id>().ok()?;
             Some((id, u32::try_from(size).unwrap_or(u32::MAX)))
         })
         .collect()

@@ -9,10 +9,13 @@
 pub mod config;
 pub mod error;
 pub mod fanout;
+pub mod lock;
 pub mod ops;
 pub mod progress;
+pub mod replica;
 pub mod report;
 pub mod sample;
 pub mod secret;
 pub mod session;
+pub mod state;
 pub mod target;

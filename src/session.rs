@@ -41,6 +41,8 @@ pub enum Probe {
         keys: BTreeSet<Id>,
         /// Index file ids.
         index: BTreeSet<Id>,
+        /// Snapshot file ids.
+        snapshots: BTreeSet<Id>,
     },
 }
 
@@ -102,13 +104,18 @@ fn ready(store: &dyn Store, config: Bytes) -> Probe {
     let ids = |tpe| {
         list_type(store, tpe).map(|v| v.into_iter().map(|(id, _)| id).collect::<BTreeSet<Id>>())
     };
-    match (ids(FileType::Key), ids(FileType::Index)) {
-        (Ok(keys), Ok(index)) => Probe::Ready {
+    match (
+        ids(FileType::Key),
+        ids(FileType::Index),
+        ids(FileType::Snapshot),
+    ) {
+        (Ok(keys), Ok(index), Ok(snapshots)) => Probe::Ready {
             config,
             keys,
             index,
+            snapshots,
         },
-        (Err(e), _) | (_, Err(e)) => Probe::Unreachable(e),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Probe::Unreachable(e),
     }
 }
 
@@ -229,6 +236,7 @@ impl Session {
             config: ref_config,
             keys: ref_keys,
             index: ref_index,
+            ..
         } = &probed[reference].probe
         else {
             unreachable!("the reference is ready")
@@ -239,6 +247,7 @@ impl Session {
                 config,
                 keys,
                 index,
+                ..
             } = &probed[i].probe
             else {
                 continue;

@@ -24,6 +24,7 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let pw = password(&ctx.cfg)?;
+    let _lock = cairn::lock::acquire(&ctx.cfg, "backup", &ctx.observer())?;
     let opts = BackupOptions {
         tags: args.tags,
         host: args.host,
@@ -48,6 +49,18 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             human_bytes(r.bytes_new_stored),
             r.duration_secs
         );
+        for t in &r.caught_up {
+            println!(
+                "caught up `{}` first: {} file(s), {}{}",
+                t.name,
+                t.files_copied,
+                human_bytes(t.bytes_copied),
+                t.detail
+                    .as_deref()
+                    .map(|d| format!(" (incomplete: {d})"))
+                    .unwrap_or_default()
+            );
+        }
         print_targets(&r.targets);
         if r.partial {
             println!("PARTIAL: a required target did not receive this snapshot (see above)");

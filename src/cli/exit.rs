@@ -17,6 +17,8 @@ pub const UNREACHABLE: i32 = 4;
 pub const VERIFY_FAILED: i32 = 5;
 /// No repository on any reachable target.
 pub const NO_REPOSITORY: i32 = 10;
+/// Another cairn process holds the repository lock.
+pub const LOCKED: i32 = 11;
 /// Wrong repository password.
 pub const WRONG_PASSWORD: i32 = 12;
 
@@ -30,6 +32,7 @@ Exit codes:
   4   no target could be reached or used; verify: a target could not be reached (the others passed)
   5   verify: a verification failed (a sampled file is damaged, missing or unreadable on a target)
   10  no repository on any reachable target (run `cairn init`)
+  11  the repository is locked by another cairn process (it is named)
   12  wrong repository password
   130 interrupted (Ctrl-C)";
 
@@ -40,6 +43,7 @@ pub fn for_error(e: &Error) -> i32 {
         Error::WrongPassword => WRONG_PASSWORD,
         Error::NoRepository => NO_REPOSITORY,
         Error::NoTargetUsable(_) => UNREACHABLE,
+        Error::Locked(_) => LOCKED,
         _ => FAILED,
     }
 }

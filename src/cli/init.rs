@@ -10,6 +10,7 @@ pub struct Args {}
 
 pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
     let pw = password(&ctx.cfg)?;
+    let _lock = cairn::lock::acquire(&ctx.cfg, "init", &ctx.observer())?;
     let report = init::run(&ctx.cfg, &pw, ctx.observer(), ctx.reporter.clone())?;
     let code = write_exit(is_partial(&report.targets));
     if ctx.json {

@@ -7,6 +7,8 @@ mod ls;
 mod progress;
 mod restore;
 mod snapshots;
+mod status;
+mod sync;
 mod verify;
 
 use std::{path::PathBuf, sync::Arc};
@@ -59,6 +61,12 @@ pub enum Command {
     /// Restore a snapshot (or a path in it) into a folder.
     #[command(after_help = exit::TABLE)]
     Restore(restore::Args),
+    /// Show every target: level, lagging, offline or unreachable, and what earlier runs recorded.
+    #[command(after_help = exit::TABLE)]
+    Status(status::Args),
+    /// Copy to lagging targets the repository files they lack, from the others (no password).
+    #[command(after_help = exit::TABLE)]
+    Sync(sync::Args),
     /// Restore a random sample of files from each target on its own and prove them intact.
     #[command(after_help = exit::TABLE)]
     Verify(verify::Args),
@@ -95,6 +103,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
+        Command::Sync(a) => sync::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
     }
 }

@@ -16,11 +16,15 @@ use serde::Serialize;
 use crate::{
     config::Config,
     error::{Error, Result},
-    ops::init,
+    ops::{
+        init,
+        sync::{self, SyncState, SyncTarget},
+    },
     progress::Observer,
     report::{TargetOutcome, is_partial},
     secret::Secret,
-    session::{Mode, Session},
+    session::{Mode, Session, probe_all},
+    state::{self, State},
 };
 
 /// Options of one backup run, beyond the configuration.
@@ -55,6 +59,8 @@ pub struct BackupReport {
     pub bytes_new_stored: u64,
     /// Seconds the backup took.
     pub duration_secs: f64,
+    /// Targets that were behind and were brought level (or could not be) before the backup.
+    pub caught_up: Vec<SyncTarget>,
     /// Whether some required target is not complete.
     pub partial: bool,
     /// Every target's outcome.
@@ -73,6 +79,25 @@ pub fn run<P: ProgressBars + Clone>(
     pb: P,
 ) -> Result<BackupReport> {
     let sources = check_sources(&cfg.backup.sources)?;
+    // A target that missed earlier runs (the USB disk plugged in again, a server back up) is
+    // brought level first, from the others: it then takes part in this backup.
+    let probed = probe_all(cfg, None)?;
+    let caught_up = if sync::lagging(&probed) {
+        match sync::run(&probed, None, &observer, &pb) {
+            Ok(r) => r
+                .targets
+                .into_iter()
+                .filter(|t| matches!(t.state, SyncState::CaughtUp | SyncState::Incomplete))
+                .collect(),
+            Err(e) => {
+                observer.warn(&format!("catch-up skipped: {e}"));
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    drop(probed);
     let session = match Session::open(cfg, Mode::Write, None, observer.clone()) {
         Err(Error::NoRepository) if opts.init => {
             init::run(cfg, password, observer.clone(), pb.clone())?;
@@ -115,9 +140,16 @@ pub fn run<P: ProgressBars + Clone>(
     let snap = result?;
 
     let targets = session.outcomes();
+    let snapshot = snap.id.to_hex().to_string();
+    record(cfg, &observer, |state| {
+        for t in caught_up.iter().filter(|t| t.state == SyncState::CaughtUp) {
+            state.record_level(&t.name);
+        }
+        state.record_backup(&snapshot, &targets);
+    });
     let s = snap.summary.clone().unwrap_or_default();
     Ok(BackupReport {
-        snapshot: snap.id.to_hex().to_string(),
+        snapshot,
         parent: snap.parent.map(|p| p.to_hex().to_string()),
         files_new: s.files_new,
         files_changed: s.files_changed,
@@ -127,6 +159,7 @@ pub fn run<P: ProgressBars + Clone>(
         bytes_new_stored: s.data_added_packed,
         duration_secs: s.backup_duration,
         partial: is_partial(&targets),
+        caught_up,
         targets,
     })
 }
@@ -144,4 +177,16 @@ fn check_sources(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
             .map_err(|e| Error::Input(format!("source {}: {e}", s.display())))?;
     }
     Ok(sources.to_vec())
+}
+
+/// Updates the durable target state; a failure to do so is a warning, not a failed backup.
+pub(crate) fn record(cfg: &Config, observer: &Arc<dyn Observer>, f: impl FnOnce(&mut State)) {
+    let done = state::dir(cfg).and_then(|dir| {
+        let mut s = State::load(&dir)?;
+        f(&mut s);
+        s.save(&dir)
+    });
+    if let Err(e) = done {
+        observer.warn(&format!("target state not recorded: {e}"));
+    }
 }

@@ -5,4 +5,6 @@ pub mod init;
 pub mod ls;
 pub mod restore;
 pub mod snapshots;
+pub mod status;
+pub mod sync;
 pub mod verify;

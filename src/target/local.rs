@@ -236,8 +236,10 @@ mod tests {
         assert!(s.read("config").unwrap_err().is_not_found());
         assert!(s.list("keys").unwrap().is_empty());
         assert!(!dir.exists());
-        s.write("keys/abc", vec![Bytes::from_static(b"k")]).unwrap();
-        assert_eq!(s.list("keys").unwrap(), vec![("abc".to_string(), 1)]);
-        assert_eq!(&s.read_range("keys/abc", 0, 1).unwrap()[..], b"k");
+        s.write("data/ab/abc", vec![Bytes::from_static(b"k")])
+            .unwrap();
+        assert_eq!(s.list("data").unwrap(), vec![("ab/abc".to_string(), 1)]);
+        assert!(!dir.join(TMP_DIR).read_dir().unwrap().any(|_| true));
+        assert_eq!(&s.read_range("data/ab/abc", 0, 1).unwrap()[..], b"k");
     }
 }

@@ -78,7 +78,8 @@ pub trait Store: fmt::Debug + Send + Sync {
     fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes>;
     /// Writes a file (replacing it); a reader never sees it half-written.
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()>;
-    /// The files below `dir`, at any depth, as (file name, size). A missing folder is empty.
+    /// The files below `dir`, at any depth, as (path relative to `dir`, size), e.g.
+    /// `("ab/ab12…", 123)` for `data`. A missing folder is empty.
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>>;
     /// Removes a file; one that is already gone is not an error.
     fn delete(&self, path: &str) -> StoreResult<()>;

@@ -213,10 +213,14 @@ impl Store for OpendalStore {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.error("listing", dir, &e)),
         };
+        let prefix = format!("{dir}/");
         Ok(entries
             .into_iter()
             .filter(|e| e.metadata().is_file())
-            .map(|e| (e.name().to_string(), e.metadata().content_length()))
+            .map(|e| {
+                let rel = e.path().strip_prefix(&prefix).unwrap_or(e.path());
+                (rel.to_string(), e.metadata().content_length())
+            })
             .collect())
     }
 

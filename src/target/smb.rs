@@ -278,7 +278,13 @@ impl SmbStore {
                         k if transient(k) => StoreErrorKind::Transient,
                         _ => StoreErrorKind::Permanent,
                     };
-                    self.err(kind, format!("{what} {path} on {}: {e}", self.location()))
+                    let why = match e.kind() {
+                        ErrorKind::DiskFull => format!("the share is full ({e})"),
+                        ErrorKind::ConnectionLost => format!("connection lost ({e})"),
+                        ErrorKind::AccessDenied => format!("access denied ({e})"),
+                        _ => e.to_string(),
+                    };
+                    self.err(kind, format!("{what} {path} on {}: {why}", self.location()))
                 }
             };
             if err.kind != StoreErrorKind::Transient || attempt >= self.policy.retries {
@@ -449,16 +455,22 @@ impl Store for SmbStore {
             let root = root.clone();
             Box::pin(async move {
                 let mut out = Vec::new();
-                let mut stack = vec![root];
-                while let Some(d) = stack.pop() {
+                // (folder on the share, its path relative to `dir`)
+                let mut stack = vec![(root, String::new())];
+                while let Some((d, rel)) = stack.pop() {
                     for e in c.client.list_directory(&mut c.tree, &d).await? {
                         if e.name == "." || e.name == ".." {
                             continue;
                         }
-                        if e.is_directory {
-                            stack.push(format!("{d}/{}", e.name));
+                        let r = if rel.is_empty() {
+                            e.name.clone()
                         } else {
-                            out.push((e.name, e.size));
+                            format!("{rel}/{}", e.name)
+                        };
+                        if e.is_directory {
+                            stack.push((format!("{d}/{}", e.name), r));
+                        } else {
+                            out.push((r, e.size));
                         }
                     }
                 }

@@ -256,12 +256,8 @@ pub fn repo_files(store: &dyn cairn::target::Store) -> BTreeMap<String, String> 
     let config = store.read("config").expect("config readable");
     out.insert("config".to_string(), hex(&Sha256::digest(&config)));
     for dir in ["keys", "snapshots", "index", "data"] {
-        for (name, _) in store.list(dir).expect("listable") {
-            let path = if dir == "data" {
-                format!("data/{}/{name}", &name[..2])
-            } else {
-                format!("{dir}/{name}")
-            };
+        for (rel, _) in store.list(dir).expect("listable") {
+            let path = format!("{dir}/{rel}");
             let bytes = store.read(&path).expect("readable");
             out.insert(path, hex(&Sha256::digest(&bytes)));
         }

@@ -1,0 +1,62 @@
+//! `cairn status`.
+
+use anyhow::Result;
+use cairn::ops::status::{self, NowState};
+
+use super::{Ctx, exit, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
+    let r = status::run(&ctx.cfg)?;
+    if ctx.json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "{:<16} {:<7} {:<16} {:>9} {:>8}  {:<10} {:<26} {:<26} last error",
+            "target",
+            "kind",
+            "now",
+            "snapshots",
+            "missing",
+            "last snap",
+            "complete at",
+            "lagging since"
+        );
+        for t in &r.targets {
+            let state = serde_json::to_value(t.state)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let rec = &t.recorded;
+            let short = |s: &Option<String>| {
+                s.as_deref()
+                    .map_or("-", |s| &s[..s.len().min(8)])
+                    .to_string()
+            };
+            let or_dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+            println!(
+                "{:<16} {:<7} {:<16} {:>9} {:>8}  {:<10} {:<26} {:<26} {}",
+                t.name,
+                t.kind,
+                state,
+                t.snapshots,
+                t.missing_files,
+                short(&rec.last_complete_snapshot),
+                or_dash(&rec.last_complete_at),
+                or_dash(&rec.lagging_since),
+                t.detail
+                    .clone()
+                    .or_else(|| rec.last_error.clone())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    // Status reports; it fails only if a required target cannot be used or is behind.
+    let behind = r
+        .targets
+        .iter()
+        .any(|t| t.required && !matches!(t.state, NowState::Level));
+    Ok(if behind { exit::PARTIAL } else { exit::OK })
+}

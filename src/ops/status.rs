@@ -1,0 +1,127 @@
+//! `cairn status`: every target as it is now (probed) and as remembered (last complete
+//! snapshot, lagging since, last error). Needs no password and takes no lock.
+
+use std::collections::BTreeSet;
+
+use rustic_core::Id;
+use serde::Serialize;
+
+use crate::{
+    config::Config,
+    error::Result,
+    session::{Probe, probe_all},
+    state::{self, State, TargetRecord},
+};
+
+/// What a target looks like right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NowState {
+    /// Holds every key, index and snapshot file any other target holds.
+    Level,
+    /// Lacks some the others hold (`cairn sync`, or the next backup, catches it up).
+    Lagging,
+    /// A removable disk that is not mounted.
+    Offline,
+    /// Could not be reached or listed.
+    Unreachable,
+    /// Holds no repository.
+    NotInitialised,
+}
+
+/// One target.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetStatus {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: String,
+    /// Where it is.
+    pub location: String,
+    /// Whether it is required.
+    pub required: bool,
+    /// As probed now.
+    pub state: NowState,
+    /// Snapshot files it holds.
+    pub snapshots: usize,
+    /// Snapshot and index files it lacks that another target holds.
+    pub missing_files: usize,
+    /// Why it is not level, when probing says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// What earlier runs recorded.
+    pub recorded: TargetRecord,
+}
+
+/// Every target.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    /// In configuration order.
+    pub targets: Vec<TargetStatus>,
+}
+
+/// Probes every target and joins what earlier runs recorded.
+///
+/// # Errors
+/// The state file exists but cannot be read.
+pub fn run(cfg: &Config) -> Result<StatusReport> {
+    let recorded = State::load(&state::dir(cfg)?)?;
+    let probed = probe_all(cfg, None)?;
+    let mut union: BTreeSet<(u8, Id)> = BTreeSet::new();
+    let sets = |p: &Probe| -> Option<BTreeSet<(u8, Id)>> {
+        match p {
+            Probe::Ready {
+                keys,
+                index,
+                snapshots,
+                ..
+            } => Some(
+                keys.iter()
+                    .map(|i| (0, *i))
+                    .chain(index.iter().map(|i| (1, *i)))
+                    .chain(snapshots.iter().map(|i| (2, *i)))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    };
+    for p in &probed {
+        union.extend(sets(&p.probe).unwrap_or_default());
+    }
+    let targets = probed
+        .iter()
+        .map(|p| {
+            let (state, detail, missing, snapshots) = match &p.probe {
+                Probe::Ready { snapshots, .. } => {
+                    let have = sets(&p.probe).unwrap_or_default();
+                    let missing = union.difference(&have).count();
+                    let state = if missing == 0 {
+                        NowState::Level
+                    } else {
+                        NowState::Lagging
+                    };
+                    (state, None, missing, snapshots.len())
+                }
+                Probe::Offline(m) => (NowState::Offline, Some(m.clone()), 0, 0),
+                Probe::Unreachable(m) => (NowState::Unreachable, Some(m.clone()), 0, 0),
+                Probe::Empty => (NowState::NotInitialised, None, union.len(), 0),
+            };
+            TargetStatus {
+                name: p.cfg.name.clone(),
+                kind: p.cfg.kind.name().to_string(),
+                location: p.location(),
+                required: p.cfg.required,
+                state,
+                snapshots,
+                missing_files: missing,
+                detail,
+                recorded: recorded
+                    .targets
+                    .get(&p.cfg.name)
+                    .cloned()
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(StatusReport { targets })
+}

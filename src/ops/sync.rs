@@ -1,0 +1,372 @@
+//! `cairn sync`: bring lagging targets level by copying the repository files they lack from the
+//! others, without reading the sources again and without the password.
+//!
+//! The files every target should hold are the union of what the targets holding the repository
+//! have (a file present anywhere was written there by a run, or copied after its hash was
+//! checked). Each missing file is read from a target holding it, its SHA-256 checked against
+//! its name, written, and its size checked. Files are copied in dependency order (config and
+//! keys, then packs, then index files, then snapshots) and a stage starts only when the
+//! previous one is complete on that target, so an interrupted or failing catch-up never leaves
+//! a target with an index or snapshot whose data it lacks. A target that was never initialised
+//! is filled the same way, `config` first.
+//!
+//! Not handled here: files that exist but are damaged (`cairn check --heal`), and deletions
+//! (there is no forget/prune yet; once there is, deleted files must not come back from a
+//! target that missed the deletion).
+
+use std::{collections::BTreeMap, sync::Arc, thread, time::Instant};
+
+use rustic_core::{ProgressBars, ProgressType};
+use serde::Serialize;
+
+use crate::{
+    error::{Error, Result},
+    fanout::repository_dirs,
+    progress::Observer,
+    replica::{AfterWrite, Inventory, Source, copy_many, inventory, stage},
+    session::{Probe, Probed},
+};
+
+/// What became of one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncState {
+    /// Held everything already.
+    Level,
+    /// Was missing files and now holds everything.
+    CaughtUp,
+    /// Some files could not be copied; it is still lagging.
+    Incomplete,
+    /// A removable disk that is not mounted.
+    Offline,
+    /// Could not be reached or listed.
+    Unreachable,
+    /// Not looked at (`--only` chose another).
+    NotUsed,
+}
+
+/// One target's catch-up.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncTarget {
+    /// Target name.
+    pub name: String,
+    /// Whether it is required.
+    pub required: bool,
+    /// What became of it.
+    pub state: SyncState,
+    /// Files it lacked before.
+    pub missing: usize,
+    /// Files copied to it.
+    pub files_copied: u64,
+    /// Bytes copied to it.
+    pub bytes_copied: u64,
+    /// Seconds spent on it.
+    pub seconds: f64,
+    /// Why it is not level, if it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    /// Every target, in configuration order.
+    pub targets: Vec<SyncTarget>,
+    /// Whether some required target is not level.
+    pub partial: bool,
+}
+
+/// Whether any reachable target lacks a key, index or snapshot file another target has, or
+/// holds no repository while others do (a cheap test on the probes; packs are not listed).
+#[must_use]
+pub fn lagging(probed: &[Probed]) -> bool {
+    let ready: Vec<_> = probed
+        .iter()
+        .filter_map(|p| match &p.probe {
+            Probe::Ready {
+                keys,
+                index,
+                snapshots,
+                ..
+            } => Some((keys, index, snapshots)),
+            _ => None,
+        })
+        .collect();
+    if ready.is_empty() {
+        return false;
+    }
+    let any_empty = probed.iter().any(|p| matches!(p.probe, Probe::Empty));
+    any_empty
+        || ready.iter().any(|(k, i, s)| {
+            ready
+                .iter()
+                .any(|(k2, i2, s2)| !k2.is_subset(k) || !i2.is_subset(i) || !s2.is_subset(s))
+        })
+}
+
+/// Brings every reachable target (or only `only`) level with the union of the others.
+///
+/// # Errors
+/// No target holds the repository; two targets hold different repositories.
+pub fn run<P: ProgressBars>(
+    probed: &[Probed],
+    only: Option<&str>,
+    observer: &Arc<dyn Observer>,
+    pb: &P,
+) -> Result<SyncReport> {
+    let configs: Vec<(&Probed, &bytes::Bytes)> = probed
+        .iter()
+        .filter_map(|p| match &p.probe {
+            Probe::Ready { config, .. } => Some((p, config)),
+            _ => None,
+        })
+        .collect();
+    let Some((first, config)) = configs.first() else {
+        return Err(if probed.iter().any(|p| matches!(p.probe, Probe::Empty)) {
+            Error::NoRepository
+        } else {
+            Error::NoTargetUsable("no target holding the repository is reachable".into())
+        });
+    };
+    if let Some((other, _)) = configs.iter().find(|(_, c)| c != config) {
+        return Err(Error::ForeignRepository {
+            target: other.cfg.name.clone(),
+            message: format!(
+                "its `config` differs from the one on `{}`; refusing to copy between them",
+                first.cfg.name
+            ),
+        });
+    }
+
+    // Inventories of every target that holds the repository or is empty, concurrently.
+    let inventories: Vec<Option<std::result::Result<Inventory, String>>> = thread::scope(|s| {
+        let handles: Vec<_> = probed
+            .iter()
+            .map(|p| {
+                s.spawn(move || match (&p.probe, &p.store) {
+                    (Probe::Ready { .. } | Probe::Empty, Some(store)) => {
+                        Some(inventory(store.as_ref()).map_err(|e| e.to_string()))
+                    }
+                    _ => None,
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Some(Err("listing panicked".into())))
+            })
+            .collect()
+    });
+    // The union, from targets holding the repository only.
+    let mut union: BTreeMap<&str, u64> = BTreeMap::new();
+    for (p, inv) in probed.iter().zip(&inventories) {
+        if let (Probe::Ready { .. }, Some(Ok(inv))) = (&p.probe, inv) {
+            for (path, size) in &inv.files {
+                union.entry(path.as_str()).or_insert(*size);
+            }
+        }
+    }
+    let sources_of = |dest: usize| {
+        let probed = &probed;
+        let inventories = &inventories;
+        move |path: &str| {
+            probed
+                .iter()
+                .zip(inventories.iter())
+                .enumerate()
+                .filter(|(i, (p, inv))| {
+                    *i != dest
+                        && matches!(p.probe, Probe::Ready { .. })
+                        && matches!(inv, Some(Ok(inv)) if inv.files.contains_key(path))
+                })
+                .filter_map(|(_, (p, _))| {
+                    p.store
+                        .as_deref()
+                        .map(|s| -> Source<'_> { (p.cfg.name.as_str(), s) })
+                })
+                .collect()
+        }
+    };
+
+    let targets: Vec<SyncTarget> = thread::scope(|s| {
+        let handles: Vec<_> = probed
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let inv = &inventories[i];
+                let union = &union;
+                let sources = sources_of(i);
+                s.spawn(move || {
+                    let mut t = SyncTarget {
+                        name: p.cfg.name.clone(),
+                        required: p.cfg.required,
+                        state: SyncState::Level,
+                        missing: 0,
+                        files_copied: 0,
+                        bytes_copied: 0,
+                        seconds: 0.0,
+                        detail: None,
+                    };
+                    if only.is_some_and(|o| o != p.cfg.name) {
+                        t.state = SyncState::NotUsed;
+                        return t;
+                    }
+                    let (inv, store) = match (&p.probe, inv, &p.store) {
+                        (_, Some(Ok(inv)), Some(store)) => (inv, store),
+                        (Probe::Offline(m), _, _) => {
+                            t.state = SyncState::Offline;
+                            t.detail = Some(m.clone());
+                            return t;
+                        }
+                        (Probe::Unreachable(m), _, _) => {
+                            t.state = SyncState::Unreachable;
+                            t.detail = Some(m.clone());
+                            return t;
+                        }
+                        (_, Some(Err(m)), _) => {
+                            t.state = SyncState::Unreachable;
+                            t.detail = Some(m.clone());
+                            return t;
+                        }
+                        _ => {
+                            t.state = SyncState::Unreachable;
+                            return t;
+                        }
+                    };
+                    let mut missing: Vec<(usize, String, u64)> = union
+                        .iter()
+                        .filter(|(path, _)| !inv.files.contains_key(**path))
+                        .map(|(path, size)| (stage(path), (*path).to_string(), *size))
+                        .collect();
+                    missing.sort();
+                    t.missing = missing.len();
+                    if missing.is_empty() {
+                        return t;
+                    }
+                    let started = Instant::now();
+                    // A target that never held the repository gets restic's folder layout first.
+                    if !inv.files.contains_key("config")
+                        && let Err(e) = store.create_dirs(&repository_dirs())
+                    {
+                        t.state = SyncState::Incomplete;
+                        t.detail = Some(e.to_string());
+                        return t;
+                    }
+                    let progress =
+                        pb.progress(ProgressType::Bytes, &format!("catching up {}", p.cfg.name));
+                    progress.set_length(missing.iter().map(|m| m.2).sum());
+                    for st in 0..crate::replica::COPY_ORDER.len() {
+                        let paths: Vec<String> = missing
+                            .iter()
+                            .filter(|m| m.0 == st)
+                            .map(|m| m.1.clone())
+                            .collect();
+                        if paths.is_empty() {
+                            continue;
+                        }
+                        let results = copy_many(
+                            &paths,
+                            &sources,
+                            store.as_ref(),
+                            AfterWrite::Size,
+                            &progress,
+                        );
+                        let mut errors = Vec::new();
+                        for (_, r) in results {
+                            match r {
+                                Ok(n) => {
+                                    t.files_copied += 1;
+                                    t.bytes_copied += n;
+                                }
+                                Err(e) => errors.push(e),
+                            }
+                        }
+                        if let Some(e) = errors.first() {
+                            t.state = SyncState::Incomplete;
+                            t.detail = Some(format!(
+                                "{} file(s) could not be copied, so nothing after `{}` was \
+                                 copied; first: {e}",
+                                errors.len(),
+                                crate::replica::COPY_ORDER[st]
+                            ));
+                            break;
+                        }
+                    }
+                    progress.finish();
+                    if t.state == SyncState::Level {
+                        t.state = SyncState::CaughtUp;
+                    }
+                    t.seconds = started.elapsed().as_secs_f64();
+                    t
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(probed)
+            .map(|(h, p)| {
+                h.join().unwrap_or_else(|_| SyncTarget {
+                    name: p.cfg.name.clone(),
+                    required: p.cfg.required,
+                    state: SyncState::Incomplete,
+                    missing: 0,
+                    files_copied: 0,
+                    bytes_copied: 0,
+                    seconds: 0.0,
+                    detail: Some("catch-up panicked".into()),
+                })
+            })
+            .collect()
+    });
+    for t in &targets {
+        if t.state == SyncState::Incomplete {
+            observer.warn(&format!(
+                "catch-up of `{}` incomplete: {}",
+                t.name,
+                t.detail.as_deref().unwrap_or_default()
+            ));
+        }
+    }
+    Ok(summarise(targets))
+}
+
+/// [`run`], then the targets' durable state updated.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_and_record<P: ProgressBars>(
+    cfg: &crate::config::Config,
+    probed: &[Probed],
+    only: Option<&str>,
+    observer: &Arc<dyn Observer>,
+    pb: &P,
+) -> Result<SyncReport> {
+    let report = run(probed, only, observer, pb)?;
+    crate::ops::backup::record(cfg, observer, |state| {
+        for t in &report.targets {
+            match t.state {
+                SyncState::CaughtUp | SyncState::Level => state.record_level(&t.name),
+                SyncState::Incomplete | SyncState::Unreachable | SyncState::Offline => {
+                    let lagging = t.state == SyncState::Incomplete;
+                    let why = t.detail.as_deref().unwrap_or("not level");
+                    state.record_error(&t.name, why, lagging);
+                }
+                SyncState::NotUsed => {}
+            }
+        }
+    });
+    Ok(report)
+}
+
+fn summarise(targets: Vec<SyncTarget>) -> SyncReport {
+    let partial = targets.iter().any(|t| {
+        t.required
+            && matches!(
+                t.state,
+                SyncState::Incomplete | SyncState::Offline | SyncState::Unreachable
+            )
+    });
+    SyncReport { targets, partial }
+}

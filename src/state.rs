@@ -1,0 +1,204 @@
+//! Durable state on this machine: where it lives, and what is known about each target between
+//! runs (last complete snapshot, lagging since, last error), shown by `cairn status`.
+//!
+//! The folder is `$CAIRN_STATE_DIR`, else `$XDG_STATE_HOME/cairn`, else `~/.local/state/cairn`,
+//! with one subfolder per configuration file. Files are replaced atomically (write, then
+//! rename), so a crash leaves the previous state, never a torn one.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::Config,
+    error::{Error, Result},
+    replica::sha256_hex,
+    report::{TargetOutcome, TargetState},
+};
+
+/// The state folder of this configuration (created on demand).
+///
+/// # Errors
+/// The folder cannot be created.
+pub fn dir(cfg: &Config) -> Result<PathBuf> {
+    let base = std::env::var_os("CAIRN_STATE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("cairn")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/cairn")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/cairn"));
+    let config = std::path::absolute(&cfg.path).unwrap_or_else(|_| cfg.path.clone());
+    let name = cfg.repository.name.as_deref().unwrap_or("repository");
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let key = sha256_hex(config.to_string_lossy().as_bytes());
+    let dir = base.join(format!("{safe}-{}", &key[..12]));
+    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
+}
+
+/// Now, as RFC 3339 text.
+#[must_use]
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// What is remembered about one target.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TargetRecord {
+    /// The newest snapshot it received in full, and when.
+    pub last_complete_snapshot: Option<String>,
+    /// When it received it.
+    pub last_complete_at: Option<String>,
+    /// Since when it has missed snapshots (unset while it is level).
+    pub lagging_since: Option<String>,
+    /// The last error seen on it, and when.
+    pub last_error: Option<String>,
+    /// When the last error was seen.
+    pub last_error_at: Option<String>,
+    /// When it was last part of a run (or skipped by one).
+    pub last_seen_at: Option<String>,
+}
+
+/// Every target's record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    /// By target name.
+    pub targets: BTreeMap<String, TargetRecord>,
+}
+
+const FILE: &str = "targets.json";
+
+impl State {
+    /// Reads the state (empty if there is none yet).
+    ///
+    /// # Errors
+    /// The file exists but cannot be read or parsed.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(FILE);
+        match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Io {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
+    /// Writes the state atomically.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(FILE);
+        let tmp = dir.join(format!("{FILE}.tmp-{}", std::process::id()));
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let text = serde_json::to_vec_pretty(self)
+            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+
+    /// Records a backup's outcome: complete targets got `snapshot`; the others are lagging
+    /// from now on (unless they already were).
+    pub fn record_backup(&mut self, snapshot: &str, targets: &[TargetOutcome]) {
+        let now = now();
+        for t in targets {
+            if t.state == TargetState::NotUsed {
+                continue;
+            }
+            let r = self.targets.entry(t.name.clone()).or_default();
+            r.last_seen_at = Some(now.clone());
+            if t.state == TargetState::Complete {
+                r.last_complete_snapshot = Some(snapshot.to_string());
+                r.last_complete_at = Some(now.clone());
+                r.lagging_since = None;
+            } else {
+                r.lagging_since.get_or_insert_with(|| now.clone());
+            }
+            if let Some(d) = &t.detail
+                && t.state != TargetState::Complete
+            {
+                r.last_error = Some(d.clone());
+                r.last_error_at = Some(now.clone());
+            }
+        }
+    }
+
+    /// Records that a target is level again (a catch-up completed).
+    pub fn record_level(&mut self, target: &str) {
+        let r = self.targets.entry(target.to_string()).or_default();
+        r.lagging_since = None;
+        r.last_seen_at = Some(now());
+    }
+
+    /// Records an error on a target, and whether it leaves the target behind.
+    pub fn record_error(&mut self, target: &str, error: &str, lagging: bool) {
+        let now = now();
+        let r = self.targets.entry(target.to_string()).or_default();
+        if lagging {
+            r.lagging_since.get_or_insert_with(|| now.clone());
+        }
+        r.last_error = Some(error.to_string());
+        r.last_error_at = Some(now.clone());
+        r.last_seen_at = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(name: &str, state: TargetState, detail: Option<&str>) -> TargetOutcome {
+        TargetOutcome {
+            name: name.into(),
+            kind: "local".into(),
+            location: String::new(),
+            required: true,
+            state,
+            bytes_written: 0,
+            files_written: 0,
+            detail: detail.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn lagging_since_is_kept_until_the_target_is_complete_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::load(dir.path()).unwrap();
+        s.record_backup(
+            "s1",
+            &[
+                outcome("a", TargetState::Complete, None),
+                outcome("usb", TargetState::Offline, Some("not mounted")),
+            ],
+        );
+        s.save(dir.path()).unwrap();
+        let first = State::load(dir.path()).unwrap().targets["usb"].clone();
+        assert!(first.lagging_since.is_some());
+        assert_eq!(first.last_error.as_deref(), Some("not mounted"));
+        assert_eq!(first.last_complete_snapshot, None);
+        s.record_backup("s2", &[outcome("usb", TargetState::Offline, None)]);
+        assert_eq!(s.targets["usb"].lagging_since, first.lagging_since);
+        s.record_backup("s3", &[outcome("usb", TargetState::Complete, None)]);
+        assert_eq!(s.targets["usb"].lagging_since, None);
+        assert_eq!(
+            s.targets["usb"].last_complete_snapshot.as_deref(),
+            Some("s3")
+        );
+        assert_eq!(s.targets["a"].last_complete_snapshot.as_deref(), Some("s1"));
+    }
+}
