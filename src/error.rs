@@ -73,8 +73,34 @@ impl From<Box<rustic_core::RusticError>> for Error {
         if err.is_incorrect_password() {
             Self::WrongPassword
         } else {
-            // display_log is the concise form, without backtrace and issue links.
-            Self::Rustic(err.display_log())
+            Self::Rustic(concise(&err.display_log()))
         }
+    }
+}
+
+/// rustic_core's message without its help links, context dump and backtrace, on one line.
+fn concise(msg: &str) -> String {
+    let cut = ["\n\nFor more information", "\n\nSome additional details", "\n\nBacktrace"]
+        .iter()
+        .filter_map(|m| msg.find(m))
+        .min()
+        .unwrap_or(msg.len());
+    msg[..cut]
+        .split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rustic_messages_lose_links_and_backtraces() {
+        let m = "Error: reading failed\n\nMessage:\nMAC check failed.\n\nFor more information, see: x\n\nBacktrace:\n 0: y";
+        assert_eq!(
+            super::concise(m),
+            "Error: reading failed Message: MAC check failed."
+        );
     }
 }

@@ -13,7 +13,7 @@ pub const PARTIAL: i32 = 3;
 /// No target could be reached or used at all; for `verify`: a target could not be reached
 /// (the others were verified and passed).
 pub const UNREACHABLE: i32 = 4;
-/// `verify`: a verification failed on at least one target.
+/// `verify` or `check`: damage found on at least one target (for `check --heal`: not healed).
 pub const VERIFY_FAILED: i32 = 5;
 /// No repository on any reachable target.
 pub const NO_REPOSITORY: i32 = 10;
@@ -29,8 +29,8 @@ Exit codes:
   1   failed (nothing or not everything was done; see the message)
   2   bad command line or configuration (file, line and key are named)
   3   partially done: a required target is offline, unreachable, lagging or failed; the others are complete
-  4   no target could be reached or used; verify: a target could not be reached (the others passed)
-  5   verify: a verification failed (a sampled file is damaged, missing or unreadable on a target)
+  4   no target could be reached or used; verify/check: a target could not be reached (the others passed)
+  5   verify/check: damage found on a target (a file damaged, missing, unreadable; check --heal: not healed)
   10  no repository on any reachable target (run `cairn init`)
   11  the repository is locked by another cairn process (it is named)
   12  wrong repository password

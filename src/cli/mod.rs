@@ -1,6 +1,7 @@
 //! The command line: clap arguments, one file per verb (arguments -> library call -> output).
 
 mod backup;
+mod check;
 pub mod exit;
 mod init;
 mod ls;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Restore a snapshot (or a path in it) into a folder.
     #[command(after_help = exit::TABLE)]
     Restore(restore::Args),
+    /// Compare the targets' repository files (no password needed); hash them; heal.
+    #[command(after_help = exit::TABLE)]
+    Check(check::Args),
     /// Show every target: level, lagging, offline or unreachable, and what earlier runs recorded.
     #[command(after_help = exit::TABLE)]
     Status(status::Args),
@@ -103,6 +107,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
+        Command::Check(a) => check::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
         Command::Sync(a) => sync::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),

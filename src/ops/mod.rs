@@ -1,6 +1,7 @@
 //! The commands, one file each: options in, report out. They never print.
 
 pub mod backup;
+pub mod check;
 pub mod init;
 pub mod ls;
 pub mod restore;

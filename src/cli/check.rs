@@ -1,0 +1,103 @@
+//! `cairn check`.
+
+use anyhow::Result;
+use cairn::{
+    ops::check::{self, CheckOptions, ReadData},
+    report::human_bytes,
+    session::{password, probe_all},
+};
+
+use super::{Ctx, exit, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Hash every repository file and compare it with its name.
+    #[arg(long, conflicts_with = "read_data_subset")]
+    read_data: bool,
+    /// Hash a random PERCENT of the files (the seed is reported; `--seed` repeats it).
+    #[arg(long, value_name = "PERCENT")]
+    read_data_subset: Option<f64>,
+    /// Seed of `--read-data-subset`.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Replace missing or damaged files with verified copies from other targets, and remove
+    /// stray files from the repository folders (takes the repository lock).
+    #[arg(long)]
+    heal: bool,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    if let Some(p) = args.read_data_subset
+        && !(p > 0.0 && p <= 100.0)
+    {
+        anyhow::bail!(cairn::error::Error::Input(
+            "--read-data-subset must be more than 0 and at most 100".into()
+        ));
+    }
+    let read_data = match (args.read_data, args.read_data_subset) {
+        (true, _) => ReadData::All,
+        (false, Some(p)) => ReadData::Percent(p),
+        (false, None) => ReadData::None,
+    };
+    let _lock = if args.heal {
+        Some(cairn::lock::acquire(&ctx.cfg, "check --heal", &ctx.observer())?)
+    } else {
+        None
+    };
+    // The password is optional: without it the file-level checks still run.
+    let pw = password(&ctx.cfg).ok();
+    let probed = probe_all(&ctx.cfg, None)?;
+    let opts = CheckOptions {
+        read_data,
+        heal: args.heal,
+        seed: args.seed,
+    };
+    let r = check::run(&probed, &opts, pw.as_ref(), &ctx.observer())?;
+    if ctx.json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "{:<16} {:<16} {:>7} {:>11} {:>7} {:>11} {:>8}  structure",
+            "target", "state", "files", "bytes", "hashed", "hashed b", "problems"
+        );
+        for t in &r.targets {
+            println!(
+                "{:<16} {:<16} {:>7} {:>11} {:>7} {:>11} {:>8}  {}{}",
+                t.name,
+                t.state,
+                t.files,
+                human_bytes(t.bytes),
+                t.hashed_files,
+                human_bytes(t.hashed_bytes),
+                t.problems,
+                t.structure,
+                t.detail
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            );
+        }
+        for p in &r.problems {
+            let kind = serde_json::to_value(p.kind)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let healed = match p.healed {
+                Some(true) => " [healed]",
+                Some(false) => " [NOT healed]",
+                None => "",
+            };
+            println!("{}: {kind} {}: {}{healed}", p.target, p.path, p.detail);
+        }
+        if let Some(seed) = r.seed {
+            println!("seed {seed}");
+        }
+    }
+    Ok(if r.open_problems() > 0 {
+        exit::VERIFY_FAILED
+    } else if r.unreachable {
+        exit::UNREACHABLE
+    } else {
+        exit::OK
+    })
+}

@@ -1,0 +1,500 @@
+//! `cairn check`: compare the targets' repository files with each other, and optionally hash
+//! them, without the password; with it, also run rustic_core's structural check on each target
+//! alone. `--heal` replaces a missing or damaged file on a target with a copy from another whose
+//! SHA-256 matches its name (never any other), reads it back, and removes stray files from the
+//! repository folders.
+//!
+//! What counts as expected: every repository file any target holds, once a copy of it has been
+//! found intact (a file on some targets only is hashed on those before the others are said to
+//! miss it, so one target's junk never becomes everybody's problem). Sizes that disagree
+//! between targets are settled the same way, by hashing the copies.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex},
+    thread,
+    time::Instant,
+};
+
+use rand::{Rng, SeedableRng};
+use rustic_core::{CheckOptions as RusticCheckOptions, NoProgressBars};
+use serde::Serialize;
+
+use crate::{
+    error::{Error, Result},
+    fanout::{Fanout, Member},
+    progress::{Observer, Silent},
+    replica::{AfterWrite, Inventory, Source, copy_verified, hash_matches, inventory, stage},
+    secret::Secret,
+    session::{Probe, Probed, open_repository},
+    target::Store,
+};
+
+/// How much of the data is hashed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadData {
+    /// Only listings are compared (and disagreeing copies hashed).
+    None,
+    /// Every file.
+    All,
+    /// A random share of the files, in percent.
+    Percent(f64),
+}
+
+/// Options of one check.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// What to hash.
+    pub read_data: ReadData,
+    /// Repair what can be repaired.
+    pub heal: bool,
+    /// Seed of the `Percent` selection (random when unset; always reported).
+    pub seed: Option<u64>,
+}
+
+/// What is wrong with one file on one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// Another target holds it (intact); this one does not.
+    Missing,
+    /// A file in a repository folder that is not a repository file.
+    Extra,
+    /// Its size differs from the intact copies'.
+    SizeMismatch,
+    /// Its SHA-256 does not match its name.
+    Corrupt,
+    /// It could not be read.
+    Unreadable,
+    /// rustic_core's check of this target alone reported an error.
+    Structure,
+}
+
+/// One problem.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// Target name.
+    pub target: String,
+    /// Repository path (empty for structural findings).
+    pub path: String,
+    /// What is wrong.
+    pub kind: ProblemKind,
+    /// Details.
+    pub detail: String,
+    /// With `--heal`: whether it was repaired (and re-checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healed: Option<bool>,
+}
+
+/// One target's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCheck {
+    /// Target name.
+    pub name: String,
+    /// `checked`, `offline`, `unreachable` or `not-initialised`.
+    pub state: String,
+    /// Repository files it holds.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Files hashed.
+    pub hashed_files: u64,
+    /// Bytes hashed.
+    pub hashed_bytes: u64,
+    /// Problems found on it.
+    pub problems: usize,
+    /// rustic_core's check: `ok`, `errors`, `skipped (...)`.
+    pub structure: String,
+    /// Seconds spent on it.
+    pub seconds: f64,
+    /// Why it was not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What a check found (and healed).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// Every target, in configuration order.
+    pub targets: Vec<TargetCheck>,
+    /// Every problem, by target and path.
+    pub problems: Vec<Problem>,
+    /// The seed of a percentage selection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Whether a target could not be checked.
+    pub unreachable: bool,
+}
+
+impl CheckReport {
+    /// Problems still standing (not healed).
+    #[must_use]
+    pub fn open_problems(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.healed != Some(true))
+            .count()
+    }
+}
+
+struct Checked<'a> {
+    probed: &'a Probed,
+    store: &'a dyn Store,
+    inv: Inventory,
+}
+
+/// Checks every target holding the repository.
+///
+/// # Errors
+/// Two targets hold different repositories; no target holds the repository.
+pub fn run(
+    probed: &[Probed],
+    opts: &CheckOptions,
+    password: Option<&Secret>,
+    observer: &Arc<dyn Observer>,
+) -> Result<CheckReport> {
+    let configs: Vec<&Probed> = probed
+        .iter()
+        .filter(|p| matches!(p.probe, Probe::Ready { .. }))
+        .collect();
+    let Some(first) = configs.first() else {
+        return Err(Error::NoRepository);
+    };
+    let config_of = |p: &Probed| match &p.probe {
+        Probe::Ready { config, .. } => Some(config.clone()),
+        _ => None,
+    };
+    if let Some(other) = configs.iter().find(|p| config_of(p) != config_of(first)) {
+        return Err(Error::ForeignRepository {
+            target: other.cfg.name.clone(),
+            message: format!("its `config` differs from the one on `{}`", first.cfg.name),
+        });
+    }
+    let started = Instant::now();
+    let mut summaries: Vec<TargetCheck> = probed
+        .iter()
+        .map(|p| {
+            let (state, detail) = match &p.probe {
+                Probe::Ready { .. } => ("checked", None),
+                Probe::Offline(m) => ("offline", Some(m.clone())),
+                Probe::Unreachable(m) => ("unreachable", Some(m.clone())),
+                Probe::Empty => ("not-initialised", None),
+            };
+            TargetCheck {
+                name: p.cfg.name.clone(),
+                state: state.into(),
+                files: 0,
+                bytes: 0,
+                hashed_files: 0,
+                hashed_bytes: 0,
+                problems: 0,
+                structure: "skipped".into(),
+                seconds: 0.0,
+                detail,
+            }
+        })
+        .collect();
+
+    // Listings, concurrently.
+    let listed: Vec<Option<std::result::Result<Inventory, String>>> = thread::scope(|s| {
+        let hs: Vec<_> = probed
+            .iter()
+            .map(|p| {
+                s.spawn(move || match (&p.probe, &p.store) {
+                    (Probe::Ready { .. }, Some(st)) => {
+                        Some(inventory(st.as_ref()).map_err(|e| e.to_string()))
+                    }
+                    _ => None,
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or(Some(Err("listing panicked".into()))))
+            .collect()
+    });
+    let mut checked: Vec<(usize, Checked<'_>)> = Vec::new();
+    for (i, (p, l)) in probed.iter().zip(listed).enumerate() {
+        match (l, &p.store) {
+            (Some(Ok(inv)), Some(store)) => {
+                summaries[i].files = inv.files.len();
+                summaries[i].bytes = inv.files.values().sum();
+                checked.push((
+                    i,
+                    Checked {
+                        probed: p,
+                        store: store.as_ref(),
+                        inv,
+                    },
+                ));
+            }
+            (Some(Err(e)), _) => {
+                summaries[i].state = "unreachable".into();
+                summaries[i].detail = Some(e);
+            }
+            _ => {}
+        }
+    }
+
+    let problems = Mutex::new(Vec::<Problem>::new());
+    let add = |target: &str, path: &str, kind: ProblemKind, detail: String| {
+        if let Ok(mut p) = problems.lock() {
+            p.push(Problem {
+                target: target.to_string(),
+                path: path.to_string(),
+                kind,
+                detail,
+                healed: None,
+            });
+        }
+    };
+
+    // Files whose copies disagree (held by some targets only, or of differing sizes): hash
+    // every copy, then judge each target against the intact ones.
+    let all_paths: BTreeSet<&str> = checked
+        .iter()
+        .flat_map(|(_, c)| c.inv.files.keys().map(String::as_str))
+        .collect();
+    let mut hashed: BTreeMap<(usize, String), bool> = BTreeMap::new();
+    for path in &all_paths {
+        let holders: Vec<&(usize, Checked<'_>)> = checked
+            .iter()
+            .filter(|(_, c)| c.inv.files.contains_key(*path))
+            .collect();
+        let sizes: BTreeSet<u64> = holders.iter().map(|(_, c)| c.inv.files[*path]).collect();
+        if holders.len() == checked.len() && sizes.len() == 1 {
+            continue;
+        }
+        let mut good_size = None;
+        for (i, c) in &holders {
+            let ok = match c.store.read(path) {
+                Ok(b) => {
+                    let ok = hash_matches(path, &b);
+                    if ok {
+                        good_size = Some(b.len() as u64);
+                    }
+                    ok
+                }
+                Err(e) => {
+                    add(
+                        &c.probed.cfg.name,
+                        path,
+                        ProblemKind::Unreadable,
+                        e.to_string(),
+                    );
+                    hashed.insert((*i, (*path).to_string()), false);
+                    continue;
+                }
+            };
+            hashed.insert((*i, (*path).to_string()), ok);
+        }
+        for (i, c) in &checked {
+            match (c.inv.files.get(*path), hashed.get(&(*i, (*path).to_string()))) {
+                (None, _) if good_size.is_some() => add(
+                    &c.probed.cfg.name,
+                    path,
+                    ProblemKind::Missing,
+                    "another target holds an intact copy".into(),
+                ),
+                (Some(size), Some(false)) => {
+                    let (kind, detail) = match good_size {
+                        Some(g) if g != *size => (
+                            ProblemKind::SizeMismatch,
+                            format!("{size} bytes; intact copies have {g}"),
+                        ),
+                        _ => (
+                            ProblemKind::Corrupt,
+                            "its SHA-256 does not match its name".to_string(),
+                        ),
+                    };
+                    add(&c.probed.cfg.name, path, kind, detail);
+                }
+                _ => {}
+            }
+        }
+    }
+    for (_, c) in &checked {
+        for (path, size) in &c.inv.stray {
+            add(
+                &c.probed.cfg.name,
+                path,
+                ProblemKind::Extra,
+                format!("{size} bytes; not a repository file"),
+            );
+        }
+    }
+
+    // Hashing (`--read-data`), each target concurrently.
+    let seed = match opts.read_data {
+        ReadData::Percent(_) => Some(opts.seed.unwrap_or_else(rand::random)),
+        _ => None,
+    };
+    let hash_counts: Vec<(u64, u64)> = thread::scope(|s| {
+        let hs: Vec<_> = checked
+            .iter()
+            .map(|(i, c)| {
+                let hashed = &hashed;
+                let add = &add;
+                s.spawn(move || {
+                    let chosen: Vec<(&String, &u64)> = match opts.read_data {
+                        ReadData::None => Vec::new(),
+                        ReadData::All => c.inv.files.iter().collect(),
+                        ReadData::Percent(p) => {
+                            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.unwrap_or(0));
+                            c.inv
+                                .files
+                                .iter()
+                                .filter(|_| rng.gen_range(0.0..100.0) < p)
+                                .collect()
+                        }
+                    };
+                    let (mut files, mut bytes) = (0, 0);
+                    for (path, size) in chosen {
+                        if hashed.contains_key(&(*i, path.clone())) {
+                            continue;
+                        }
+                        files += 1;
+                        bytes += size;
+                        match c.store.read(path) {
+                            Ok(b) if hash_matches(path, &b) => {}
+                            Ok(b) if b.len() as u64 != *size => add(
+                                &c.probed.cfg.name,
+                                path,
+                                ProblemKind::Corrupt,
+                                format!("read {} bytes, listed as {size}", b.len()),
+                            ),
+                            Ok(_) => add(
+                                &c.probed.cfg.name,
+                                path,
+                                ProblemKind::Corrupt,
+                                "its SHA-256 does not match its name".into(),
+                            ),
+                            Err(e) => add(
+                                &c.probed.cfg.name,
+                                path,
+                                ProblemKind::Unreadable,
+                                e.to_string(),
+                            ),
+                        }
+                    }
+                    (files, bytes)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or((0, 0))).collect()
+    });
+    for ((i, _), (files, bytes)) in checked.iter().zip(hash_counts) {
+        summaries[*i].hashed_files = files;
+        summaries[*i].hashed_bytes = bytes;
+    }
+
+    let mut problems = problems.into_inner().unwrap_or_default();
+    if opts.heal {
+        heal(&mut problems, &checked, observer);
+    }
+
+    // rustic_core's own check of each target alone, after healing.
+    for (i, c) in &checked {
+        summaries[*i].structure = match password {
+            None => "skipped (no password)".into(),
+            Some(pw) => match structure(c.probed, pw) {
+                Ok(findings) if findings.is_empty() => "ok".into(),
+                Ok(findings) => {
+                    for f in &findings {
+                        problems.push(Problem {
+                            target: c.probed.cfg.name.clone(),
+                            path: String::new(),
+                            kind: ProblemKind::Structure,
+                            detail: f.clone(),
+                            healed: None,
+                        });
+                    }
+                    format!("{} error(s)", findings.len())
+                }
+                Err(e) => {
+                    problems.push(Problem {
+                        target: c.probed.cfg.name.clone(),
+                        path: String::new(),
+                        kind: ProblemKind::Structure,
+                        detail: e.to_string(),
+                        healed: None,
+                    });
+                    "failed".into()
+                }
+            },
+        };
+    }
+    problems.sort_by(|a, b| (&a.target, &a.path).cmp(&(&b.target, &b.path)));
+    for s in &mut summaries {
+        s.problems = problems.iter().filter(|p| p.target == s.name).count();
+        s.seconds = started.elapsed().as_secs_f64();
+    }
+    let unreachable = summaries
+        .iter()
+        .any(|s| s.state == "unreachable" || (s.state == "offline" && is_required(probed, &s.name)));
+    Ok(CheckReport {
+        targets: summaries,
+        problems,
+        seed,
+        unreachable,
+    })
+}
+
+fn is_required(probed: &[Probed], name: &str) -> bool {
+    probed.iter().any(|p| p.cfg.name == name && p.cfg.required)
+}
+
+/// Repairs what can be: copies in dependency order, strays removed.
+fn heal(problems: &mut [Problem], checked: &[(usize, Checked<'_>)], observer: &Arc<dyn Observer>) {
+    let mut order: Vec<usize> = (0..problems.len()).collect();
+    order.sort_by_key(|&i| stage(&problems[i].path));
+    for i in order {
+        let p = &problems[i];
+        let Some((_, dest)) = checked.iter().find(|(_, c)| c.probed.cfg.name == p.target) else {
+            continue;
+        };
+        let result = match p.kind {
+            ProblemKind::Missing
+            | ProblemKind::Corrupt
+            | ProblemKind::SizeMismatch
+            | ProblemKind::Unreadable => {
+                let sources: Vec<Source<'_>> = checked
+                    .iter()
+                    .filter(|(_, c)| c.probed.cfg.name != p.target && c.inv.files.contains_key(&p.path))
+                    .map(|(_, c)| (c.probed.cfg.name.as_str(), c.store))
+                    .collect();
+                copy_verified(&p.path, &sources, dest.store, AfterWrite::ReadBack).map(|_| ())
+            }
+            ProblemKind::Extra => dest.store.delete(&p.path).map_err(|e| e.to_string()),
+            ProblemKind::Structure => continue,
+        };
+        let p = &mut problems[i];
+        match result {
+            Ok(()) => p.healed = Some(true),
+            Err(e) => {
+                observer.warn(&format!("`{}`: {} not healed: {e}", p.target, p.path));
+                p.detail = format!("{}; not healed: {e}", p.detail);
+                p.healed = Some(false);
+            }
+        }
+    }
+}
+
+/// rustic_core's check of one target alone: its errors.
+fn structure(p: &Probed, pw: &Secret) -> Result<Vec<String>> {
+    let Some(store) = p.store.clone() else {
+        return Ok(Vec::new());
+    };
+    let fan = Fanout::new(
+        vec![Arc::new(Member::new(p.cfg.name.clone(), true, store))],
+        Arc::new(Silent),
+    );
+    let repo = open_repository(Arc::new(fan), pw, NoProgressBars)?;
+    let results = repo.check(RusticCheckOptions::default())?;
+    Ok(results
+        .0
+        .iter()
+        // The level type is not exported by name; its Debug form is.
+        .filter(|(level, _)| format!("{level:?}") == "Error")
+        .map(|(_, e)| e.to_string())
+        .collect())
+}
