@@ -80,11 +80,15 @@ impl From<Box<rustic_core::RusticError>> for Error {
 
 /// rustic_core's message without its help links, context dump and backtrace, on one line.
 fn concise(msg: &str) -> String {
-    let cut = ["\n\nFor more information", "\n\nSome additional details", "\n\nBacktrace"]
-        .iter()
-        .filter_map(|m| msg.find(m))
-        .min()
-        .unwrap_or(msg.len());
+    let cut = [
+        "\n\nFor more information",
+        "\n\nSome additional details",
+        "\n\nBacktrace",
+    ]
+    .iter()
+    .filter_map(|m| msg.find(m))
+    .min()
+    .unwrap_or(msg.len());
     msg[..cut]
         .split('\n')
         .map(str::trim)

@@ -283,6 +283,29 @@ impl ReadBackend for Fanout {
     }
 }
 
+/// Crash tests only: with `CAIRN_TEST_HALT_AFTER_WRITES=N`, the process stops dead once N
+/// repository files have been written, and says so by creating the file named by
+/// `CAIRN_TEST_HALT_MARKER`; the test then kills it with SIGKILL at that exact point.
+fn halt_hook() {
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    static WRITTEN: AtomicU64 = AtomicU64::new(0);
+    let Some(limit) = *LIMIT.get_or_init(|| {
+        std::env::var("CAIRN_TEST_HALT_AFTER_WRITES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    }) else {
+        return;
+    };
+    if WRITTEN.fetch_add(1, Ordering::SeqCst) + 1 >= limit {
+        if let Some(marker) = std::env::var_os("CAIRN_TEST_HALT_MARKER") {
+            let _ = std::fs::write(marker, b"halted");
+        }
+        loop {
+            thread::park();
+        }
+    }
+}
+
 /// The folders a restic repository has where storages have folders.
 #[must_use]
 pub fn repository_dirs() -> Vec<String> {
@@ -313,11 +336,13 @@ impl WriteBackend for Fanout {
         let parts = buf.into_vec();
         let size: u64 = parts.iter().map(|b| b.len() as u64).sum();
         // Bytes clones share one allocation: every target writes the same buffers.
-        self.on_all(&format!("writing {path}"), |s| {
+        let done = self.on_all(&format!("writing {path}"), |s| {
             s.write(&path, parts.clone())
                 .map(|()| size)
                 .map_err(|e| e.to_string())
-        })
+        });
+        halt_hook();
+        done
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {

@@ -56,6 +56,22 @@ pub fn inventory(store: &dyn Store) -> StoreResult<Inventory> {
     Ok(inv)
 }
 
+/// Removes temporary files an interrupted run left behind (uploads never renamed into place).
+/// Only safe while holding the repository lock: another writer's uploads look the same.
+///
+/// # Errors
+/// The temporary folder cannot be listed.
+pub fn clean_tmp(store: &dyn Store) -> StoreResult<usize> {
+    let tmp = crate::target::TMP_DIR;
+    let mut removed = 0;
+    for (rel, _) in store.list(tmp)? {
+        if store.delete(&format!("{tmp}/{rel}")).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// Which stage of [`COPY_ORDER`] a path belongs to.
 #[must_use]
 pub fn stage(path: &str) -> usize {

@@ -271,7 +271,7 @@ fn an_unplugged_removable_disk_is_offline_and_never_created() {
 }
 
 #[test]
-fn a_target_added_later_gets_the_repository_and_is_lagging_until_level() {
+fn a_target_added_later_gets_the_repository_and_is_caught_up_by_the_next_backup() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, repo) = local_repo(tmp.path());
     let new = tmp.path().join("new-disk");
@@ -292,11 +292,18 @@ fn a_target_added_later_gets_the_repository_and_is_lagging_until_level() {
         fs::read(new.join("config")).unwrap(),
         fs::read(repo.join("config")).unwrap()
     );
-    // It lacks the first snapshot's data, so a backup must not write a snapshot there.
+    // It lacks the first snapshot's data: the next backup first copies it over (verified,
+    // without reading the sources), then writes the new snapshot to both.
     let o = cairn(&config, &["--json", "backup"]);
-    expect_code(&o, 3);
+    expect_code(&o, 0);
     let r = json(&o);
+    assert_eq!(r["caught_up"][0]["name"], "new", "{r}");
+    assert_eq!(r["caught_up"][0]["state"], "caught-up", "{r}");
     assert_eq!(r["targets"][0]["state"], "complete");
-    assert_eq!(r["targets"][1]["state"], "lagging");
-    assert_eq!(fs::read_dir(new.join("snapshots")).unwrap().count(), 0);
+    assert_eq!(r["targets"][1]["state"], "complete");
+    assert_eq!(fs::read_dir(new.join("snapshots")).unwrap().count(), 2);
+    assert_eq!(
+        repo_files(open_store(&config, "disk").as_ref()),
+        repo_files(open_store(&config, "new").as_ref())
+    );
 }

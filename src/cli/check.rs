@@ -40,7 +40,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         (false, None) => ReadData::None,
     };
     let _lock = if args.heal {
-        Some(cairn::lock::acquire(&ctx.cfg, "check --heal", &ctx.observer())?)
+        Some(cairn::lock::acquire(
+            &ctx.cfg,
+            "check --heal",
+            &ctx.observer(),
+        )?)
     } else {
         None
     };

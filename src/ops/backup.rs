@@ -21,9 +21,10 @@ use crate::{
         sync::{self, SyncState, SyncTarget},
     },
     progress::Observer,
+    replica::clean_tmp,
     report::{TargetOutcome, is_partial},
     secret::Secret,
-    session::{Mode, Session, probe_all},
+    session::{Mode, Probe, Session, probe_all},
     state::{self, State},
 };
 
@@ -67,7 +68,7 @@ pub struct BackupReport {
     pub targets: Vec<TargetOutcome>,
 }
 
-/// Backs up the configured sources.
+/// Backs up the configured sources. The caller holds the repository lock ([`crate::lock`]).
 ///
 /// # Errors
 /// A source is missing; no target holds the repository; wrong password; every target failed.
@@ -79,23 +80,34 @@ pub fn run<P: ProgressBars + Clone>(
     pb: P,
 ) -> Result<BackupReport> {
     let sources = check_sources(&cfg.backup.sources)?;
-    // A target that missed earlier runs (the USB disk plugged in again, a server back up) is
-    // brought level first, from the others: it then takes part in this backup.
+    // A target that missed earlier runs (the USB disk plugged in again, a server back up), or
+    // lost files, is brought level first from the others (listings compared, copies
+    // verified): it then takes part in this backup.
     let probed = probe_all(cfg, None)?;
-    let caught_up = if sync::lagging(&probed) {
-        match sync::run(&probed, None, &observer, &pb) {
-            Ok(r) => r
-                .targets
-                .into_iter()
-                .filter(|t| matches!(t.state, SyncState::CaughtUp | SyncState::Incomplete))
-                .collect(),
-            Err(e) => {
-                observer.warn(&format!("catch-up skipped: {e}"));
-                Vec::new()
-            }
+    // The caller holds the repository lock, so what sits in the temporary folders is left
+    // over from an interrupted run.
+    for p in &probed {
+        if let (Probe::Ready { .. }, Some(store)) = (&p.probe, &p.store)
+            && let Ok(n) = clean_tmp(store.as_ref())
+            && n > 0
+        {
+            observer.warn(&format!(
+                "`{}`: removed {n} temporary file(s) left by an interrupted run",
+                p.cfg.name
+            ));
         }
-    } else {
-        Vec::new()
+    }
+    let caught_up = match sync::run(&probed, None, &observer, &pb) {
+        Ok(r) => r
+            .targets
+            .into_iter()
+            .filter(|t| matches!(t.state, SyncState::CaughtUp | SyncState::Incomplete))
+            .collect(),
+        Err(Error::NoRepository) => Vec::new(),
+        Err(e) => {
+            observer.warn(&format!("catch-up skipped: {e}"));
+            Vec::new()
+        }
     };
     drop(probed);
     let session = match Session::open(cfg, Mode::Write, None, observer.clone()) {

@@ -288,7 +288,10 @@ pub fn run(
             hashed.insert((*i, (*path).to_string()), ok);
         }
         for (i, c) in &checked {
-            match (c.inv.files.get(*path), hashed.get(&(*i, (*path).to_string()))) {
+            match (
+                c.inv.files.get(*path),
+                hashed.get(&(*i, (*path).to_string())),
+            ) {
                 (None, _) if good_size.is_some() => add(
                     &c.probed.cfg.name,
                     path,
@@ -428,9 +431,9 @@ pub fn run(
         s.problems = problems.iter().filter(|p| p.target == s.name).count();
         s.seconds = started.elapsed().as_secs_f64();
     }
-    let unreachable = summaries
-        .iter()
-        .any(|s| s.state == "unreachable" || (s.state == "offline" && is_required(probed, &s.name)));
+    let unreachable = summaries.iter().any(|s| {
+        s.state == "unreachable" || (s.state == "offline" && is_required(probed, &s.name))
+    });
     Ok(CheckReport {
         targets: summaries,
         problems,
@@ -459,7 +462,9 @@ fn heal(problems: &mut [Problem], checked: &[(usize, Checked<'_>)], observer: &A
             | ProblemKind::Unreadable => {
                 let sources: Vec<Source<'_>> = checked
                     .iter()
-                    .filter(|(_, c)| c.probed.cfg.name != p.target && c.inv.files.contains_key(&p.path))
+                    .filter(|(_, c)| {
+                        c.probed.cfg.name != p.target && c.inv.files.contains_key(&p.path)
+                    })
                     .map(|(_, c)| (c.probed.cfg.name.as_str(), c.store))
                     .collect();
                 copy_verified(&p.path, &sources, dest.store, AfterWrite::ReadBack).map(|_| ())

@@ -76,34 +76,6 @@ pub struct SyncReport {
     pub partial: bool,
 }
 
-/// Whether any reachable target lacks a key, index or snapshot file another target has, or
-/// holds no repository while others do (a cheap test on the probes; packs are not listed).
-#[must_use]
-pub fn lagging(probed: &[Probed]) -> bool {
-    let ready: Vec<_> = probed
-        .iter()
-        .filter_map(|p| match &p.probe {
-            Probe::Ready {
-                keys,
-                index,
-                snapshots,
-                ..
-            } => Some((keys, index, snapshots)),
-            _ => None,
-        })
-        .collect();
-    if ready.is_empty() {
-        return false;
-    }
-    let any_empty = probed.iter().any(|p| matches!(p.probe, Probe::Empty));
-    any_empty
-        || ready.iter().any(|(k, i, s)| {
-            ready
-                .iter()
-                .any(|(k2, i2, s2)| !k2.is_subset(k) || !i2.is_subset(i) || !s2.is_subset(s))
-        })
-}
-
 /// Brings every reachable target (or only `only`) level with the union of the others.
 ///
 /// # Errors

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use crate::config::{TargetConfig, TargetKind};
 
 pub use local::{MountState, mount_state};
+pub use opendal_store::TMP_DIR;
 
 /// What kind of failure a storage operation met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

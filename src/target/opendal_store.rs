@@ -17,7 +17,7 @@ use opendal::{
 use super::{Policy, Store, StoreError, StoreErrorKind, StoreResult, redact, runtime};
 
 /// Where temporary files live until renamed into place; restic ignores the folder.
-pub(crate) const TMP_DIR: &str = ".cairn-tmp";
+pub const TMP_DIR: &str = ".cairn-tmp";
 
 /// How a write reaches its final name without ever being seen half-done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

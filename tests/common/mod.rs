@@ -101,13 +101,22 @@ pub fn cairn(config: &Path, args: &[&str]) -> Output {
 }
 
 pub fn cairn_with_password(config: &Path, password: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .arg("--config")
-        .arg(config)
+    cairn_cmd(config)
         .args(args)
         .env("CAIRN_PASSWORD", password)
         .output()
         .expect("cairn runs")
+}
+
+/// The cairn binary on `config`, with its state folder beside the configuration file and no
+/// password (add `CAIRN_PASSWORD` as needed).
+pub fn cairn_cmd(config: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    c.arg("--config")
+        .arg(config)
+        .env("CAIRN_STATE_DIR", config.parent().unwrap().join("state"))
+        .env_remove("CAIRN_PASSWORD");
+    c
 }
 
 pub fn text(o: &Output) -> String {

@@ -1,0 +1,433 @@
+//! Resilience against the real servers: a removable disk absent for two backups and caught up
+//! at the third; damage on each kind of target found by `check` and healed; the repository
+//! lock (held, stale, and a live concurrent run); SIGKILL at many points of a backup.
+
+mod common;
+
+use std::{
+    fs,
+    os::unix::fs::symlink,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+/// A folder on another filesystem (tmpfs), standing in for a USB disk's root; removed on drop.
+struct Disk(PathBuf);
+
+impl Disk {
+    fn new() -> Self {
+        let shm = Path::new("/dev/shm");
+        assert!(
+            shm.is_dir(),
+            "/dev/shm (a tmpfs) is needed to stand in for a removable disk"
+        );
+        let d = shm.join(unique("cairn-usb"));
+        fs::create_dir_all(&d).unwrap();
+        Self(d)
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn add_file(src: &Path, name: &str, seed: u64, len: usize) {
+    fs::write(src.join(name), pseudo_random(seed, len)).unwrap();
+}
+
+#[test]
+fn a_removable_disk_absent_for_two_backups_is_caught_up_at_the_third() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    add_file(&src, "first.bin", 1, 3 << 20);
+    // The mount point: an empty folder on this filesystem while the disk is unplugged.
+    let mount = tmp.path().join("mnt/usb");
+    fs::create_dir_all(&mount).unwrap();
+    let disk = Disk::new();
+    let usb_repo = mount.join("cairn");
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!(
+            "{}[[target]]\nname = \"usb\"\nkind = \"local\"\npath = \"{}\"\nremovable = true\n\n",
+            local_target("disk", &tmp.path().join("disk")),
+            usb_repo.display()
+        ),
+    );
+
+    for (i, args) in [&["--json", "backup", "--init"][..], &["--json", "backup"]]
+        .iter()
+        .enumerate()
+    {
+        let o = cairn(&config, args);
+        expect_code(&o, 0); // an optional target's absence is not a failure
+        assert_eq!(json(&o)["targets"][1]["state"], "offline");
+        assert!(!usb_repo.exists(), "nothing written into the mount point");
+        add_file(&src, &format!("more-{i}.bin"), 10 + i as u64, 1 << 20);
+    }
+    let o = cairn_with_password(&config, PASSWORD, &["--json", "status"]);
+    let r = json(&o);
+    assert_eq!(r["targets"][1]["state"], "offline", "{r}");
+    assert!(
+        r["targets"][1]["recorded"]["lagging_since"].is_string(),
+        "{r}"
+    );
+
+    // Plug it in: the mount point now leads to the other filesystem.
+    fs::remove_dir(&mount).unwrap();
+    symlink(&disk.0, &mount).unwrap();
+    let o = cairn(&config, &["--json", "backup"]);
+    expect_code(&o, 0);
+    let r = json(&o);
+    assert_eq!(r["caught_up"][0]["name"], "usb", "{r}");
+    assert_eq!(r["targets"][1]["state"], "complete", "{r}");
+
+    assert_eq!(
+        repo_files(open_store(&config, "disk").as_ref()),
+        repo_files(open_store(&config, "usb").as_ref()),
+        "the disk is byte-identical to the other target"
+    );
+    let snaps = fs::read_dir(disk.0.join("cairn/snapshots"))
+        .unwrap()
+        .count();
+    assert_eq!(snaps, 3);
+    let o = cairn(&config, &["--json", "status"]);
+    expect_code(&o, 0);
+    let r = json(&o);
+    assert_eq!(r["targets"][1]["state"], "level", "{r}");
+    assert!(
+        r["targets"][1]["recorded"]["lagging_since"].is_null(),
+        "{r}"
+    );
+    let repo = usb_repo.to_str().unwrap();
+    let o = restic(repo, &["check", "--read-data"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dest = tmp.path().join("restored");
+    let o = restic(
+        repo,
+        &["restore", "latest", "--target", dest.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert_same_tree(&src, &restored(&dest, &src));
+}
+
+#[test]
+fn check_finds_damage_on_each_kind_attributes_it_and_heal_repairs_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_corpus(&src);
+    let prefix = unique("heal");
+    let (sftp, _) = sftp_target("dc", &prefix);
+    let targets = format!(
+        "{}{sftp}{}{}",
+        local_target("disk", &tmp.path().join("disk")),
+        azblob_target("azure", &prefix),
+        s3_target("s3", &prefix),
+    );
+    let config = write_config(tmp.path(), &[&src], &targets);
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+
+    let disk = open_store(&config, "disk");
+    // Every pack (data and tree packs alike).
+    let packs: Vec<String> = disk
+        .list("data")
+        .unwrap()
+        .into_iter()
+        .map(|(rel, _)| format!("data/{rel}"))
+        .collect();
+    assert!(packs.len() >= 2, "{packs:?}");
+    let dc = open_store(&config, "dc");
+    let azure = open_store(&config, "azure");
+    let s3 = open_store(&config, "s3");
+    // disk: a byte flipped in a pack (same size: only hashing can see it)
+    let flipped = packs[0].clone();
+    flip_byte(disk.as_ref(), &flipped);
+    // dc: an index file truncated
+    let index = format!("index/{}", dc.list("index").unwrap()[0].0);
+    let whole = dc.read(&index).unwrap();
+    dc.write(&index, vec![whole.slice(..whole.len() / 2)])
+        .unwrap();
+    // azure: a pack deleted
+    let deleted = packs[1].clone();
+    azure.delete(&deleted).unwrap();
+    // s3: a stray file in a repository folder
+    let stray = "data/ab/left-over.tmp";
+    s3.write(stray, vec![bytes::Bytes::from_static(b"junk")])
+        .unwrap();
+
+    let problems = |o: &std::process::Output| -> Vec<(String, String, String)> {
+        json(o)["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["kind"] != "structure")
+            .map(|p| {
+                (
+                    p["target"].as_str().unwrap().to_string(),
+                    p["kind"].as_str().unwrap().to_string(),
+                    p["path"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let t = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+
+    // Without the password and without hashing: listings compared; disagreeing copies hashed.
+    let o = cairn_cmd(&config)
+        .args(["--json", "check"])
+        .output()
+        .unwrap();
+    expect_code(&o, 5);
+    assert_eq!(
+        problems(&o),
+        vec![
+            t("azure", "missing", &deleted),
+            t("dc", "size-mismatch", &index),
+            t("s3", "extra", stray),
+        ]
+    );
+    assert_eq!(json(&o)["targets"][0]["structure"], "skipped (no password)");
+    // Hashing finds the flipped byte too.
+    let o = cairn_cmd(&config)
+        .args(["--json", "check", "--read-data"])
+        .output()
+        .unwrap();
+    expect_code(&o, 5);
+    assert_eq!(
+        problems(&o),
+        vec![
+            t("azure", "missing", &deleted),
+            t("dc", "size-mismatch", &index),
+            t("disk", "corrupt", &flipped),
+            t("s3", "extra", stray),
+        ]
+    );
+
+    let o = cairn(&config, &["--json", "check", "--read-data", "--heal"]);
+    expect_code(&o, 0);
+    let r = json(&o);
+    assert!(
+        r["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["healed"] == true),
+        "{r}"
+    );
+    // Clean afterwards, rustic_core's structural check included, and all four identical.
+    let o = cairn(&config, &["--json", "check", "--read-data"]);
+    expect_code(&o, 0);
+    let r = json(&o);
+    assert_eq!(r["problems"].as_array().unwrap().len(), 0, "{r}");
+    for target in r["targets"].as_array().unwrap() {
+        assert_eq!(target["structure"], "ok", "{r}");
+    }
+    let reference = repo_files(disk.as_ref());
+    for store in [&dc, &azure, &s3] {
+        assert_eq!(repo_files(store.as_ref()), reference);
+    }
+}
+
+/// Runs `cairn backup` on `config` in the background.
+fn spawn_backup(config: &Path) -> std::process::Child {
+    cairn_cmd(config)
+        .args(["--json", "backup"])
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn a_second_writer_is_refused_with_the_holder_named_and_stale_locks_are_taken_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    add_file(&src, "a.bin", 1, 1 << 20);
+    let repo = tmp.path().join("disk");
+    let config = write_config(tmp.path(), &[&src], &local_target("disk", &repo));
+    expect_code(&cairn(&config, &["init"]), 0);
+
+    // A live run, frozen while it holds the lock: the second one stops at once, naming it.
+    let first = spawn_backup(&config);
+    wait_for("the first run's lock", || repo.join("cairn.lock").exists());
+    signal(first.id(), "-STOP");
+    let o = cairn(&config, &["backup"]);
+    signal(first.id(), "-CONT");
+    expect_code(&o, 11);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("pid {}", first.id())) && err.contains("cairn backup"),
+        "{err}"
+    );
+    let out = first.wait_with_output().unwrap();
+    expect_code(&out, 0);
+    assert!(!repo.join("cairn.lock").exists(), "released after the run");
+
+    // A lock file left on the target by a process that died: taken over, with a warning.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let dead_pid = dead.id();
+    dead.wait().unwrap();
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let stale = serde_json::json!({
+        "id": "0000000000000001", "host": host.trim(), "pid": dead_pid, "user": "root",
+        "command": "backup", "started": "2026-01-01T00:00:00Z",
+        "refreshed": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+    });
+    fs::write(repo.join("cairn.lock"), stale.to_string()).unwrap();
+    let o = cairn(&config, &["backup"]);
+    expect_code(&o, 0);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("stale lock"),
+        "{}",
+        text(&o)
+    );
+    // One held by a live process elsewhere and refreshed recently: refused.
+    let mut live = stale.clone();
+    live["host"] = "another-host".into();
+    fs::write(repo.join("cairn.lock"), live.to_string()).unwrap();
+    let o = cairn(&config, &["backup"]);
+    expect_code(&o, 11);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("another-host"),
+        "{}",
+        text(&o)
+    );
+    // The same, not refreshed for an hour: stale.
+    live["refreshed"] = (live["refreshed"].as_u64().unwrap() - 3600).into();
+    fs::write(repo.join("cairn.lock"), live.to_string()).unwrap();
+    expect_code(&cairn(&config, &["backup"]), 0);
+    // Read-only commands take no lock.
+    fs::write(
+        repo.join("cairn.lock"),
+        live.to_string().replace("\"refreshed\"", "\"x\""),
+    )
+    .unwrap();
+    expect_code(&cairn(&config, &["snapshots"]), 0);
+}
+
+/// Files under `dir` (recursively).
+fn count_files(dir: &Path) -> usize {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() { count_files(&p) } else { 1 }
+        })
+        .sum()
+}
+
+#[test]
+fn sigkill_at_any_point_leaves_every_target_sound_and_the_next_run_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (sftp, sftp_dir) = sftp_target("dc", &unique("kill"));
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!("{}{}{sftp}", local_target("a", &a), local_target("b", &b)),
+    );
+    expect_code(&cairn(&config, &["init"]), 0);
+    let repos = [a.clone(), b.clone(), PathBuf::from(&sftp_dir)];
+
+    // A backup of the new data below writes about six repository files (data and tree packs,
+    // index, snapshot). Kill it after each number of them, then once while it is writing a
+    // pack (a temporary file exists), the window a kill at any moment can hit.
+    for trial in 0..8u64 {
+        // New data each time (48 MiB of incompressible files), so every run writes packs.
+        for i in 0..48 {
+            add_file(
+                &src,
+                &format!("t{trial}-{i}.bin"),
+                1000 * trial + i,
+                1 << 20,
+            );
+        }
+        let marker = tmp.path().join(format!("halted-{trial}"));
+        let mut cmd = cairn_cmd(&config);
+        cmd.args(["--json", "backup"])
+            .env("CAIRN_PASSWORD", PASSWORD)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if trial < 7 {
+            cmd.env("CAIRN_TEST_HALT_AFTER_WRITES", (trial + 1).to_string())
+                .env("CAIRN_TEST_HALT_MARKER", &marker);
+        }
+        let mut run = cmd.spawn().unwrap();
+        let tmp_dir = a.join(".cairn-tmp");
+        wait_for("the chosen point of the backup", || {
+            if trial < 7 {
+                marker.exists() || run.try_wait().unwrap().is_some()
+            } else {
+                count_files(&tmp_dir) > 0 || run.try_wait().unwrap().is_some()
+            }
+        });
+        let finished = run.try_wait().unwrap().is_some();
+        let _ = run.kill(); // SIGKILL
+        let _ = run.wait();
+        if trial < 5 {
+            assert!(
+                !finished,
+                "trial {trial}: the backup ended before its kill point"
+            );
+        }
+        for repo in &repos {
+            let o = restic(repo.to_str().unwrap(), &["check"]);
+            assert!(
+                o.status.success(),
+                "trial {trial}: {}: {}",
+                repo.display(),
+                text(&o)
+            );
+        }
+        // The next run takes over the dead run's lock, catches every target up, completes.
+        let o = cairn(&config, &["--json", "backup"]);
+        expect_code(&o, 0);
+        let o = cairn(&config, &["--json", "check"]);
+        expect_code(&o, 0);
+        for repo in &repos {
+            let o = restic(repo.to_str().unwrap(), &["check", "--read-data"]);
+            assert!(o.status.success(), "trial {trial}: {}", text(&o));
+            assert_eq!(
+                count_files(&repo.join(".cairn-tmp")),
+                0,
+                "temporary files cleaned up"
+            );
+        }
+    }
+    let dest = tmp.path().join("restored");
+    expect_code(
+        &cairn(
+            &config,
+            &["restore", "latest", "--target", dest.to_str().unwrap()],
+        ),
+        0,
+    );
+    assert_same_tree(&src, &restored(&dest, &src));
+}
