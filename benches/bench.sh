@@ -5,21 +5,25 @@
 # to 4 local targets, an unchanged incremental backup, a full restore; the same with restic
 # when it is installed; and the ratios cairn/restic and 4-targets/1-target. Then verification:
 # `cairn verify` of a 1% and a 10% sample (of files) on the 1-target and 4-target repositories,
-# next to `restic check --read-data-subset` of the same percentage.
+# next to `restic check --read-data-subset` of the same percentage. Then resilience: `cairn sync`
+# of a target that missed the whole corpus (MB/s of repository bytes copied, next to the initial
+# backup's rate) and `cairn check` across the 4 targets without the password (listings only, and
+# with --read-data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE=${1:-1024}
 B=${BENCH_DIR:-/tmp/cairn-bench}
-export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$B/restic-cache
+export CAIRN_PASSWORD=bench RESTIC_PASSWORD=bench RESTIC_CACHE_DIR=$B/restic-cache CAIRN_STATE_DIR=$B/state
 cargo build --release --locked -q
-CAIRN=$PWD/target/release/cairn
 
 if [ ! -f "$B/corpus.done-$SIZE" ]; then
   rm -rf "$B"; mkdir -p "$B/corpus"
   python3 benches/corpus.py "$B/corpus" "$SIZE"
   touch "$B/corpus.done-$SIZE"
 fi
-rm -rf "$B"/t* "$B"/restore-* "$B"/restic-repo "$B"/restic-cache "$B"/results
+# A copy, so a rebuild during the run cannot swap the binary under it.
+cp target/release/cairn "$B/cairn.bin"; CAIRN=$B/cairn.bin
+rm -rf "$B"/t* "$B"/late "$B"/state "$B"/restore-* "$B"/restic-repo "$B"/restic-cache "$B"/results
 BYTES=$(du -sb "$B/corpus" | cut -f1)
 FILES=$(find "$B/corpus" -type f | wc -l)
 
@@ -60,6 +64,11 @@ for pct in 1 10; do
   fi
 done
 
+cfg "$B/late.toml" 1; printf '[[target]]\nname = "late"\nkind = "local"\npath = "%s/late"\n' "$B" >>"$B/late.toml"
+measure cairn-sync-late  "$CAIRN" -c "$B/late.toml" --json sync
+measure cairn-check-4t   env -u CAIRN_PASSWORD "$CAIRN" -c "$B/four.toml" --json check
+measure cairn-check-4t-read env -u CAIRN_PASSWORD "$CAIRN" -c "$B/four.toml" --json check --read-data
+
 python3 - "$B/results" "$BYTES" "${RV:-}" "$B" <<'PY'
 import json, os, sys
 rows = {l.split()[0]: (float(l.split()[1]), int(l.split()[2])) for l in open(sys.argv[1])}
@@ -81,7 +90,7 @@ print("\nverification (cairn: files sampled by count, restored and checked per t
       "restic: check --read-data-subset of packs)")
 print(f"{'run':<22}{'sampled MB':>11}{'wall s':>8}{'MB/s/target':>13}{'peak RSS MiB':>14}")
 for k, (t, rss) in rows.items():
-    if not (k.startswith("cairn-verify") or k.startswith("restic-check")):
+    if not (k.startswith("cairn-verify") or k.startswith("restic-check-")):
         continue
     if k.startswith("cairn"):
         r = json.load(open(os.path.join(sys.argv[4], "out-" + k)))
@@ -91,4 +100,23 @@ for k, (t, rss) in rows.items():
         print(f"{k:<22}{mb:>11.0f}{t:>8.1f}{rate:>13}{rss/1024:>14.0f}")
     else:
         print(f"{k:<22}{'':>11}{t:>8.1f}{'':>13}{rss/1024:>14.0f}")
+
+print("\nresilience")
+if "cairn-sync-late" in rows:
+    t, rss = rows["cairn-sync-late"]
+    r = json.load(open(os.path.join(sys.argv[4], "out-cairn-sync-late")))
+    late = [x for x in r["targets"] if x["name"] == "late"][0]
+    mb = late["bytes_copied"] / 1e6
+    b1 = size / 1e6 / max(rows["cairn-backup-1"][0], 0.01)
+    print(f"sync of a target that missed everything: {late['files_copied']} files, {mb:.0f} MB "
+          f"in {t:.1f}s = {mb/max(t, 0.01):.0f} MB/s (initial backup: {b1:.0f} MB/s of corpus), "
+          f"{rss/1024:.0f} MiB peak RSS")
+for k in ("cairn-check-4t", "cairn-check-4t-read"):
+    if k in rows:
+        t, rss = rows[k]
+        r = json.load(open(os.path.join(sys.argv[4], "out-" + k)))
+        files = sum(x["files"] for x in r["targets"])
+        hashed = sum(x["hashed_bytes"] for x in r["targets"]) / 1e6
+        print(f"{k}: 4 targets, {files} files, {hashed:.0f} MB hashed, {t:.1f}s, "
+              f"{rss/1024:.0f} MiB peak RSS, {len(r['problems'])} problems")
 PY

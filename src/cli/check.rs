@@ -7,7 +7,7 @@ use cairn::{
     session::{password, probe_all},
 };
 
-use super::{Ctx, exit, print_json};
+use super::{Ctx, exit, label, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -82,10 +82,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             );
         }
         for p in &r.problems {
-            let kind = serde_json::to_value(p.kind)?
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let kind = label(p.kind);
             let healed = match p.healed {
                 Some(true) => " [healed]",
                 Some(false) => " [NOT healed]",

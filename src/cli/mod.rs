@@ -120,6 +120,14 @@ fn print_json<T: Serialize>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// How a unit enum is spelled in JSON (`not-initialised`), for text tables.
+fn label<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// The per-target table every write command prints.
 fn print_targets(targets: &[TargetOutcome]) {
     println!(
@@ -127,10 +135,7 @@ fn print_targets(targets: &[TargetOutcome]) {
         "target", "kind", "state", "written", "files"
     );
     for t in targets {
-        let state = serde_json::to_value(t.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let state = label(t.state);
         let req = if t.required { "" } else { " (optional)" };
         println!(
             "{:<16} {:<7} {:<15} {:>12} {:>7}  {}{req}",

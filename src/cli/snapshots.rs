@@ -7,7 +7,7 @@ use cairn::{
     session::password,
 };
 
-use super::{Ctx, print_json, write_exit};
+use super::{Ctx, label, print_json, write_exit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -45,10 +45,7 @@ pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
         .iter()
         .filter(|t| t.state != TargetState::Available)
     {
-        let state = serde_json::to_value(t.state)?
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let state = label(t.state);
         println!(
             "target `{}` {state}: {}",
             t.name,

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use cairn::ops::status::{self, NowState};
 
-use super::{Ctx, exit, print_json};
+use super::{Ctx, exit, label, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -25,10 +25,7 @@ pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
             "lagging since"
         );
         for t in &r.targets {
-            let state = serde_json::to_value(t.state)?
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let state = label(t.state);
             let rec = &t.recorded;
             let short = |s: &Option<String>| {
                 s.as_deref()

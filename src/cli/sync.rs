@@ -7,7 +7,7 @@ use cairn::{
     session::probe_all,
 };
 
-use super::{Ctx, exit, print_json};
+use super::{Ctx, exit, label, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,10 +37,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             "target", "state", "missing", "copied", "bytes"
         );
         for t in &r.targets {
-            let state = serde_json::to_value(t.state)?
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let state = label(t.state);
             println!(
                 "{:<16} {:<12} {:>8} {:>8} {:>12}  {}",
                 t.name,

@@ -11,7 +11,7 @@ use cairn::{
     session::password,
 };
 
-use super::{Ctx, exit, print_json};
+use super::{Ctx, exit, label, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -152,10 +152,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         "time"
     );
     for t in &report.targets {
-        let state = serde_json::to_value(t.state)?
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let state = label(t.state);
         println!(
             "{:<16} {:<7} {:<12} {:>6} {:>10} {:>6} {:>9} {:>8} {:>11} {:>9} {:>8} {:>6.1}s",
             t.name,
@@ -176,10 +173,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         }
     }
     for f in &report.failures {
-        let class = serde_json::to_value(f.class)?
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let class = label(f.class);
         match &f.path {
             Some(p) => println!("FAIL [{}] {class}: /{p}: {}", f.target, f.what),
             None => println!("FAIL [{}] {class}: {}", f.target, f.what),
