@@ -117,120 +117,127 @@ fn a_removable_disk_absent_for_two_backups_is_caught_up_at_the_third() {
     assert_same_tree(&src, &restored(&dest, &src));
 }
 
+/// (target, kind, path) of every file-level problem in a `check --json` report.
+fn problems(o: &std::process::Output) -> std::collections::BTreeSet<(String, String, String)> {
+    json(o)["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] != "structure")
+        .map(|p| {
+            (
+                p["target"].as_str().unwrap().to_string(),
+                p["kind"].as_str().unwrap().to_string(),
+                p["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn check_finds_damage_on_each_kind_attributes_it_and_heal_repairs_it() {
+fn check_finds_each_fault_on_each_kind_attributes_it_and_heal_repairs_it() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_corpus(&src);
     let prefix = unique("heal");
     let (sftp, _) = sftp_target("dc", &prefix);
+    let (smb, _) = smb_target("nas", &prefix);
     let targets = format!(
-        "{}{sftp}{}{}",
+        "{}{sftp}{smb}{}{}",
         local_target("disk", &tmp.path().join("disk")),
         azblob_target("azure", &prefix),
         s3_target("s3", &prefix),
     );
     let config = write_config(tmp.path(), &[&src], &targets);
     expect_code(&cairn(&config, &["backup", "--init"]), 0);
-
-    let disk = open_store(&config, "disk");
-    // Every pack (data and tree packs alike).
-    let packs: Vec<String> = disk
+    let names = ["disk", "dc", "nas", "azure", "s3"];
+    let stores: Vec<_> = names.iter().map(|n| open_store(&config, n)).collect();
+    // Every pack (data and tree packs alike), and an index file.
+    let packs: Vec<String> = stores[0]
         .list("data")
         .unwrap()
         .into_iter()
         .map(|(rel, _)| format!("data/{rel}"))
         .collect();
     assert!(packs.len() >= 2, "{packs:?}");
-    let dc = open_store(&config, "dc");
-    let azure = open_store(&config, "azure");
-    let s3 = open_store(&config, "s3");
-    // disk: a byte flipped in a pack (same size: only hashing can see it)
-    let flipped = packs[0].clone();
-    flip_byte(disk.as_ref(), &flipped);
-    // dc: an index file truncated
-    let index = format!("index/{}", dc.list("index").unwrap()[0].0);
-    let whole = dc.read(&index).unwrap();
-    dc.write(&index, vec![whole.slice(..whole.len() / 2)])
-        .unwrap();
-    // azure: a pack deleted
-    let deleted = packs[1].clone();
-    azure.delete(&deleted).unwrap();
-    // s3: a stray file in a repository folder
-    let stray = "data/ab/left-over.tmp";
-    s3.write(stray, vec![bytes::Bytes::from_static(b"junk")])
-        .unwrap();
-
-    let problems = |o: &std::process::Output| -> Vec<(String, String, String)> {
-        json(o)["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|p| p["kind"] != "structure")
-            .map(|p| {
-                (
-                    p["target"].as_str().unwrap().to_string(),
-                    p["kind"].as_str().unwrap().to_string(),
-                    p["path"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
+    let index = format!("index/{}", stores[0].list("index").unwrap()[0].0);
+    let (flipped, deleted, stray) = (&packs[0], &packs[1], "data/ab/left-over.tmp");
+    let t = |target: &str, kind: &str, path: &str| {
+        (target.to_string(), kind.to_string(), path.to_string())
     };
-    let t = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
 
-    // Without the password and without hashing: listings compared; disagreeing copies hashed.
-    let o = cairn_cmd(&config)
-        .args(["--json", "check"])
-        .output()
-        .unwrap();
-    expect_code(&o, 5);
-    assert_eq!(
-        problems(&o),
-        vec![
-            t("azure", "missing", &deleted),
-            t("dc", "size-mismatch", &index),
-            t("s3", "extra", stray),
-        ]
-    );
-    assert_eq!(json(&o)["targets"][0]["structure"], "skipped (no password)");
-    // Hashing finds the flipped byte too.
-    let o = cairn_cmd(&config)
-        .args(["--json", "check", "--read-data"])
-        .output()
-        .unwrap();
-    expect_code(&o, 5);
-    assert_eq!(
-        problems(&o),
-        vec![
-            t("azure", "missing", &deleted),
-            t("dc", "size-mismatch", &index),
-            t("disk", "corrupt", &flipped),
-            t("s3", "extra", stray),
-        ]
-    );
+    // Five rounds; in each, four targets get one fault each, so every kind meets every fault.
+    for round in 0..names.len() {
+        let at = |fault: usize| (round + fault) % names.len();
+        // a byte flipped in a pack (same size: only hashing can see it)
+        flip_byte(stores[at(0)].as_ref(), flipped);
+        // an index file truncated
+        let whole = stores[at(1)].read(&index).unwrap();
+        stores[at(1)]
+            .write(&index, vec![whole.slice(..whole.len() / 2)])
+            .unwrap();
+        // a pack deleted
+        stores[at(2)].delete(deleted).unwrap();
+        // a stray file in a repository folder
+        stores[at(3)]
+            .write(stray, vec![bytes::Bytes::from_static(b"junk")])
+            .unwrap();
+        let listed = [
+            t(names[at(1)], "size-mismatch", &index),
+            t(names[at(2)], "missing", deleted),
+            t(names[at(3)], "extra", stray),
+        ];
 
-    let o = cairn(&config, &["--json", "check", "--read-data", "--heal"]);
-    expect_code(&o, 0);
-    let r = json(&o);
-    assert!(
-        r["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|p| p["healed"] == true),
-        "{r}"
-    );
-    // Clean afterwards, rustic_core's structural check included, and all four identical.
-    let o = cairn(&config, &["--json", "check", "--read-data"]);
-    expect_code(&o, 0);
-    let r = json(&o);
-    assert_eq!(r["problems"].as_array().unwrap().len(), 0, "{r}");
-    for target in r["targets"].as_array().unwrap() {
-        assert_eq!(target["structure"], "ok", "{r}");
-    }
-    let reference = repo_files(disk.as_ref());
-    for store in [&dc, &azure, &s3] {
-        assert_eq!(repo_files(store.as_ref()), reference);
+        // Without the password and without hashing: listings compared, disagreeing copies
+        // hashed.
+        let o = cairn_cmd(&config)
+            .args(["--json", "check"])
+            .output()
+            .unwrap();
+        expect_code(&o, 5);
+        assert_eq!(
+            problems(&o),
+            listed.iter().cloned().collect(),
+            "round {round}"
+        );
+        assert_eq!(json(&o)["targets"][0]["structure"], "skipped (no password)");
+        // Hashing finds the flipped byte too.
+        let o = cairn_cmd(&config)
+            .args(["--json", "check", "--read-data"])
+            .output()
+            .unwrap();
+        expect_code(&o, 5);
+        let mut all: std::collections::BTreeSet<_> = listed.iter().cloned().collect();
+        all.insert(t(names[at(0)], "corrupt", flipped));
+        assert_eq!(problems(&o), all, "round {round}");
+
+        let o = cairn(&config, &["--json", "check", "--read-data", "--heal"]);
+        expect_code(&o, 0);
+        let r = json(&o);
+        assert!(
+            r["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|p| p["healed"] == true),
+            "round {round}: {r}"
+        );
+        // Clean afterwards, rustic_core's structural check included, and all five identical.
+        let o = cairn(&config, &["--json", "check", "--read-data"]);
+        expect_code(&o, 0);
+        let r = json(&o);
+        assert_eq!(
+            r["problems"].as_array().unwrap().len(),
+            0,
+            "round {round}: {r}"
+        );
+        for target in r["targets"].as_array().unwrap() {
+            assert_eq!(target["structure"], "ok", "round {round}: {r}");
+        }
+        let reference = repo_files(stores[0].as_ref());
+        for store in &stores[1..] {
+            assert_eq!(repo_files(store.as_ref()), reference, "round {round}");
+        }
     }
 }
 

@@ -56,7 +56,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         heal: args.heal,
         seed: args.seed,
     };
-    let r = check::run(&probed, &opts, pw.as_ref(), &ctx.observer())?;
+    let r = check::run(&probed, &opts, pw.as_ref(), &ctx.observer(), &ctx.reporter)?;
     if ctx.json {
         print_json(&r)?;
     } else {

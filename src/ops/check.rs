@@ -17,7 +17,7 @@ use std::{
 };
 
 use rand::{Rng, SeedableRng};
-use rustic_core::{CheckOptions as RusticCheckOptions, NoProgressBars};
+use rustic_core::{CheckOptions as RusticCheckOptions, NoProgressBars, ProgressBars, ProgressType};
 use serde::Serialize;
 
 use crate::{
@@ -147,11 +147,12 @@ struct Checked<'a> {
 ///
 /// # Errors
 /// Two targets hold different repositories; no target holds the repository.
-pub fn run(
+pub fn run<P: ProgressBars>(
     probed: &[Probed],
     opts: &CheckOptions,
     password: Option<&Secret>,
     observer: &Arc<dyn Observer>,
+    pb: &P,
 ) -> Result<CheckReport> {
     let configs: Vec<&Probed> = probed
         .iter()
@@ -351,7 +352,17 @@ pub fn run(
                         }
                     };
                     let (mut files, mut bytes) = (0, 0);
+                    let progress = if chosen.is_empty() {
+                        rustic_core::Progress::hidden()
+                    } else {
+                        pb.progress(
+                            ProgressType::Bytes,
+                            &format!("hashing {}", c.probed.cfg.name),
+                        )
+                    };
+                    progress.set_length(chosen.iter().map(|(_, s)| **s).sum());
                     for (path, size) in chosen {
+                        progress.inc(*size);
                         if hashed.contains_key(&(*i, path.clone())) {
                             continue;
                         }
@@ -379,6 +390,7 @@ pub fn run(
                             ),
                         }
                     }
+                    progress.finish();
                     (files, bytes)
                 })
             })
