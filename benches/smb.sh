@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 SIZE=${1:-1024}
 B=${BENCH_DIR:-/tmp/cairn-bench}
 eval "$(scripts/test-servers/start-all.sh 2>/dev/null)"
-export CAIRN_PASSWORD=bench
+export CAIRN_PASSWORD=bench CAIRN_STATE_DIR=$B/state
 cargo build --release --locked -q
 CAIRN=$PWD/target/release/cairn
 if [ ! -f "$B/corpus.done-$SIZE" ]; then

@@ -107,7 +107,7 @@ fn user() -> String {
 /// A held lock; dropping it releases it everywhere.
 #[derive(Debug)]
 pub struct RepoLock {
-    _local: File,
+    local: File,
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<thread::JoinHandle<()>>,
     holder: Holder,
@@ -209,12 +209,23 @@ pub fn acquire(cfg: &Config, command: &str, observer: &Arc<dyn Observer>) -> Res
         })
     };
     Ok(RepoLock {
-        _local: file,
+        local: file,
         stop: Some(stop),
         refresher: Some(refresher),
         holder,
         targets,
     })
+}
+
+/// Who holds this configuration's lock on this machine right now, if anyone. Reads the holder
+/// the lock file names without touching the lock itself, so asking never gets in a run's way.
+#[must_use]
+pub fn local_holder(cfg: &Config) -> Option<Holder> {
+    let text = std::fs::read_to_string(state::dir(cfg).ok()?.join("lock")).ok()?;
+    let holder: Holder = serde_json::from_str(&text).ok()?;
+    std::path::Path::new(&format!("/proc/{}", holder.pid))
+        .exists()
+        .then_some(holder)
 }
 
 fn write_all(targets: &[(String, Arc<dyn Store>)], holder: &Holder, observer: &Arc<dyn Observer>) {
@@ -256,6 +267,7 @@ impl Drop for RepoLock {
                 let _ = store.delete(TARGET_FILE);
             }
         }
-        // The local flock goes with the file handle.
+        // Cleared, so the file names no holder once we are gone; the flock goes with the handle.
+        let _ = self.local.set_len(0);
     }
 }

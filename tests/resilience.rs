@@ -283,7 +283,14 @@ fn a_second_writer_is_refused_with_the_holder_named_and_stale_locks_are_taken_ov
     wait_for("the first run's lock", || repo.join("cairn.lock").exists());
     signal(first.id(), "-STOP");
     let o = cairn(&config, &["backup"]);
+    let status = cairn(&config, &["--json", "status"]);
     signal(first.id(), "-CONT");
+    assert_eq!(
+        json(&status)["locked_by"]["pid"],
+        first.id(),
+        "{}",
+        text(&status)
+    );
     expect_code(&o, 11);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -50,6 +50,11 @@ pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
             );
         }
     }
+    if !ctx.json
+        && let Some(h) = &r.locked_by
+    {
+        println!("locked by {}", h.describe());
+    }
     // Status reports; it fails only if a required target cannot be used or is behind.
     let behind = r
         .targets

@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::{
     config::Config,
     error::Result,
+    lock::{self, Holder},
     session::{Probe, probe_all},
     state::{self, State, TargetRecord},
 };
@@ -58,6 +59,8 @@ pub struct TargetStatus {
 pub struct StatusReport {
     /// In configuration order.
     pub targets: Vec<TargetStatus>,
+    /// The cairn process holding the repository lock on this machine, if one does.
+    pub locked_by: Option<Holder>,
 }
 
 /// Probes every target and joins what earlier runs recorded.
@@ -123,5 +126,8 @@ pub fn run(cfg: &Config) -> Result<StatusReport> {
             }
         })
         .collect();
-    Ok(StatusReport { targets })
+    Ok(StatusReport {
+        targets,
+        locked_by: lock::local_holder(cfg),
+    })
 }
