@@ -23,8 +23,9 @@ use crate::{
     error::{Error, Result},
     fanout::repository_dirs,
     progress::Observer,
-    replica::{AfterWrite, Inventory, Source, copy_many, inventory, stage},
+    replica::{AfterWrite, COPY_ORDER, Inventory, Source, copy_many, inventory, stage},
     session::{Probe, Probed},
+    target::Store,
 };
 
 /// What became of one target.
@@ -65,6 +66,21 @@ pub struct SyncTarget {
     /// Why it is not level, if it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+impl SyncTarget {
+    fn new(p: &Probed) -> Self {
+        Self {
+            name: p.cfg.name.clone(),
+            required: p.cfg.required,
+            state: SyncState::Level,
+            missing: 0,
+            files_copied: 0,
+            bytes_copied: 0,
+            seconds: 0.0,
+            detail: None,
+        }
+    }
 }
 
 /// What a sync did.
@@ -171,16 +187,7 @@ pub fn run<P: ProgressBars>(
                 let union = &union;
                 let sources = sources_of(i);
                 s.spawn(move || {
-                    let mut t = SyncTarget {
-                        name: p.cfg.name.clone(),
-                        required: p.cfg.required,
-                        state: SyncState::Level,
-                        missing: 0,
-                        files_copied: 0,
-                        bytes_copied: 0,
-                        seconds: 0.0,
-                        detail: None,
-                    };
+                    let mut t = SyncTarget::new(p);
                     if only.is_some_and(|o| o != p.cfg.name) {
                         t.state = SyncState::NotUsed;
                         return t;
@@ -207,70 +214,7 @@ pub fn run<P: ProgressBars>(
                             return t;
                         }
                     };
-                    let mut missing: Vec<(usize, String, u64)> = union
-                        .iter()
-                        .filter(|(path, _)| !inv.files.contains_key(**path))
-                        .map(|(path, size)| (stage(path), (*path).to_string(), *size))
-                        .collect();
-                    missing.sort();
-                    t.missing = missing.len();
-                    if missing.is_empty() {
-                        return t;
-                    }
-                    let started = Instant::now();
-                    // A target that never held the repository gets restic's folder layout first.
-                    if !inv.files.contains_key("config")
-                        && let Err(e) = store.create_dirs(&repository_dirs())
-                    {
-                        t.state = SyncState::Incomplete;
-                        t.detail = Some(e.to_string());
-                        return t;
-                    }
-                    let progress =
-                        pb.progress(ProgressType::Bytes, &format!("catching up {}", p.cfg.name));
-                    progress.set_length(missing.iter().map(|m| m.2).sum());
-                    for st in 0..crate::replica::COPY_ORDER.len() {
-                        let paths: Vec<String> = missing
-                            .iter()
-                            .filter(|m| m.0 == st)
-                            .map(|m| m.1.clone())
-                            .collect();
-                        if paths.is_empty() {
-                            continue;
-                        }
-                        let results = copy_many(
-                            &paths,
-                            &sources,
-                            store.as_ref(),
-                            AfterWrite::Size,
-                            &progress,
-                        );
-                        let mut errors = Vec::new();
-                        for (_, r) in results {
-                            match r {
-                                Ok(n) => {
-                                    t.files_copied += 1;
-                                    t.bytes_copied += n;
-                                }
-                                Err(e) => errors.push(e),
-                            }
-                        }
-                        if let Some(e) = errors.first() {
-                            t.state = SyncState::Incomplete;
-                            t.detail = Some(format!(
-                                "{} file(s) could not be copied, so nothing after `{}` was \
-                                 copied; first: {e}",
-                                errors.len(),
-                                crate::replica::COPY_ORDER[st]
-                            ));
-                            break;
-                        }
-                    }
-                    progress.finish();
-                    if t.state == SyncState::Level {
-                        t.state = SyncState::CaughtUp;
-                    }
-                    t.seconds = started.elapsed().as_secs_f64();
+                    catch_up(&mut t, inv, store.as_ref(), union, &sources, pb);
                     t
                 })
             })
@@ -280,14 +224,9 @@ pub fn run<P: ProgressBars>(
             .zip(probed)
             .map(|(h, p)| {
                 h.join().unwrap_or_else(|_| SyncTarget {
-                    name: p.cfg.name.clone(),
-                    required: p.cfg.required,
                     state: SyncState::Incomplete,
-                    missing: 0,
-                    files_copied: 0,
-                    bytes_copied: 0,
-                    seconds: 0.0,
                     detail: Some("catch-up panicked".into()),
+                    ..SyncTarget::new(p)
                 })
             })
             .collect()
@@ -302,6 +241,73 @@ pub fn run<P: ProgressBars>(
         }
     }
     Ok(summarise(targets))
+}
+
+/// Copies to one target what it lacks of `union`, stage by stage; records the outcome in `t`.
+fn catch_up<'a, P: ProgressBars>(
+    t: &mut SyncTarget,
+    inv: &Inventory,
+    store: &dyn Store,
+    union: &BTreeMap<&str, u64>,
+    sources: &(dyn Fn(&str) -> Vec<Source<'a>> + Sync),
+    pb: &P,
+) {
+    let mut missing: Vec<(usize, String, u64)> = union
+        .iter()
+        .filter(|(path, _)| !inv.files.contains_key(**path))
+        .map(|(path, size)| (stage(path), (*path).to_string(), *size))
+        .collect();
+    missing.sort();
+    t.missing = missing.len();
+    if missing.is_empty() {
+        return;
+    }
+    let started = Instant::now();
+    // A target that never held the repository gets restic's folder layout first.
+    if !inv.files.contains_key("config")
+        && let Err(e) = store.create_dirs(&repository_dirs())
+    {
+        t.state = SyncState::Incomplete;
+        t.detail = Some(e.to_string());
+        return;
+    }
+    let progress = pb.progress(ProgressType::Bytes, &format!("catching up {}", t.name));
+    progress.set_length(missing.iter().map(|m| m.2).sum());
+    for (st, folder) in COPY_ORDER.iter().enumerate() {
+        let paths: Vec<String> = missing
+            .iter()
+            .filter(|m| m.0 == st)
+            .map(|m| m.1.clone())
+            .collect();
+        if paths.is_empty() {
+            continue;
+        }
+        let results = copy_many(&paths, sources, store, AfterWrite::Size, &progress);
+        let mut errors = Vec::new();
+        for (_, r) in results {
+            match r {
+                Ok(n) => {
+                    t.files_copied += 1;
+                    t.bytes_copied += n;
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(e) = errors.first() {
+            t.state = SyncState::Incomplete;
+            t.detail = Some(format!(
+                "{} file(s) could not be copied, so nothing after `{folder}` was \
+                 copied; first: {e}",
+                errors.len(),
+            ));
+            break;
+        }
+    }
+    progress.finish();
+    if t.state == SyncState::Level {
+        t.state = SyncState::CaughtUp;
+    }
+    t.seconds = started.elapsed().as_secs_f64();
 }
 
 /// [`run`], then the targets' durable state updated.
