@@ -260,14 +260,6 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
 #[test]
 fn a_second_writer_is_refused_with_the_holder_named_and_stale_locks_are_taken_over() {
     let tmp = tempfile::tempdir().unwrap();
@@ -278,28 +270,46 @@ fn a_second_writer_is_refused_with_the_holder_named_and_stale_locks_are_taken_ov
     let config = write_config(tmp.path(), &[&src], &local_target("disk", &repo));
     expect_code(&cairn(&config, &["init"]), 0);
 
-    // A live run, frozen while it holds the lock: the second one stops at once, naming it.
-    let first = spawn_backup(&config);
-    wait_for("the first run's lock", || repo.join("cairn.lock").exists());
-    signal(first.id(), "-STOP");
+    // A live run, held still (test hook) after its first write, so it holds the lock: a
+    // second writer stops at once, naming it, and `status` names it too.
+    let marker = tmp.path().join("halted");
+    let mut first = cairn_cmd(&config)
+        .args(["--json", "backup"])
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_TEST_HALT_AFTER_WRITES", "1")
+        .env("CAIRN_TEST_HALT_MARKER", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the first run to hold the lock", || marker.exists());
     let o = cairn(&config, &["backup"]);
     let status = cairn(&config, &["--json", "status"]);
-    signal(first.id(), "-CONT");
-    assert_eq!(
-        json(&status)["locked_by"]["pid"],
-        first.id(),
-        "{}",
-        text(&status)
-    );
     expect_code(&o, 11);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains(&format!("pid {}", first.id())) && err.contains("cairn backup"),
         "{err}"
     );
-    let out = first.wait_with_output().unwrap();
-    expect_code(&out, 0);
+    assert_eq!(
+        json(&status)["locked_by"]["pid"],
+        first.id(),
+        "{}",
+        text(&status)
+    );
+    // Killed while holding it: the next run takes its lock over and releases it when done.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let o = cairn(&config, &["backup"]);
+    expect_code(&o, 0);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("stale lock"),
+        "{}",
+        text(&o)
+    );
     assert!(!repo.join("cairn.lock").exists(), "released after the run");
+    let status = cairn(&config, &["--json", "status"]);
+    assert!(json(&status)["locked_by"].is_null(), "{}", text(&status));
 
     // A lock file left on the target by a process that died: taken over, with a warning.
     let mut dead = Command::new("true").spawn().unwrap();
