@@ -666,3 +666,45 @@ fn sshd_stopped_mid_backup_leaves_sftp_lagging_until_sync_brings_it_level() {
     let o = restic(&sftp_dir, &["check", "--read-data"]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn a_check_subset_is_a_seeded_share_of_the_files_and_repeats_with_its_seed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_corpus(&src);
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!(
+            "{}{}",
+            local_target("a", &tmp.path().join("a")),
+            local_target("b", &tmp.path().join("b"))
+        ),
+    );
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let run = |args: &[&str]| {
+        let o = cairn_cmd(&config)
+            .args(["--json", "check"])
+            .args(args)
+            .output()
+            .unwrap();
+        expect_code(&o, 0);
+        json(&o)
+    };
+    let first = run(&["--read-data-subset", "50"]);
+    let seed = first["seed"].as_u64().expect("the seed is reported");
+    let again = run(&["--read-data-subset", "50", "--seed", &seed.to_string()]);
+    for i in 0..2 {
+        for key in ["hashed_files", "hashed_bytes"] {
+            assert_eq!(first["targets"][i][key], again["targets"][i][key], "{key}");
+        }
+    }
+    let t = &first["targets"][0];
+    let (hashed, files) = (
+        t["hashed_files"].as_u64().unwrap(),
+        t["files"].as_u64().unwrap(),
+    );
+    assert!(hashed > 0 && hashed < files, "{t}");
+    let all = run(&["--read-data"]);
+    assert_eq!(all["targets"][0]["hashed_files"].as_u64().unwrap(), files);
+}

@@ -236,89 +236,11 @@ pub fn run<P: ProgressBars>(
         }
     }
 
-    let problems = Mutex::new(Vec::<Problem>::new());
-    let add = |target: &str, path: &str, kind: ProblemKind, detail: String| {
-        if let Ok(mut p) = problems.lock() {
-            p.push(Problem {
-                target: target.to_string(),
-                path: path.to_string(),
-                kind,
-                detail,
-                healed: None,
-            });
-        }
-    };
-
-    // Files whose copies disagree (held by some targets only, or of differing sizes): hash
-    // every copy, then judge each target against the intact ones.
-    let all_paths: BTreeSet<&str> = checked
-        .iter()
-        .flat_map(|(_, c)| c.inv.files.keys().map(String::as_str))
-        .collect();
-    let mut hashed: BTreeMap<(usize, String), bool> = BTreeMap::new();
-    for path in &all_paths {
-        let holders: Vec<&(usize, Checked<'_>)> = checked
-            .iter()
-            .filter(|(_, c)| c.inv.files.contains_key(*path))
-            .collect();
-        let sizes: BTreeSet<u64> = holders.iter().map(|(_, c)| c.inv.files[*path]).collect();
-        if holders.len() == checked.len() && sizes.len() == 1 {
-            continue;
-        }
-        let mut good_size = None;
-        for (i, c) in &holders {
-            let ok = match c.store.read(path) {
-                Ok(b) => {
-                    let ok = hash_matches(path, &b);
-                    if ok {
-                        good_size = Some(b.len() as u64);
-                    }
-                    ok
-                }
-                Err(e) => {
-                    add(
-                        &c.probed.cfg.name,
-                        path,
-                        ProblemKind::Unreadable,
-                        e.to_string(),
-                    );
-                    hashed.insert((*i, (*path).to_string()), false);
-                    continue;
-                }
-            };
-            hashed.insert((*i, (*path).to_string()), ok);
-        }
-        for (i, c) in &checked {
-            match (
-                c.inv.files.get(*path),
-                hashed.get(&(*i, (*path).to_string())),
-            ) {
-                (None, _) if good_size.is_some() => add(
-                    &c.probed.cfg.name,
-                    path,
-                    ProblemKind::Missing,
-                    "another target holds an intact copy".into(),
-                ),
-                (Some(size), Some(false)) => {
-                    let (kind, detail) = match good_size {
-                        Some(g) if g != *size => (
-                            ProblemKind::SizeMismatch,
-                            format!("{size} bytes; intact copies have {g}"),
-                        ),
-                        _ => (
-                            ProblemKind::Corrupt,
-                            "its SHA-256 does not match its name".to_string(),
-                        ),
-                    };
-                    add(&c.probed.cfg.name, path, kind, detail);
-                }
-                _ => {}
-            }
-        }
-    }
+    let findings = Findings::default();
+    let hashed = settle_disagreements(&checked, &findings);
     for (_, c) in &checked {
         for (path, size) in &c.inv.stray {
-            add(
+            findings.add(
                 &c.probed.cfg.name,
                 path,
                 ProblemKind::Extra,
@@ -332,77 +254,13 @@ pub fn run<P: ProgressBars>(
         ReadData::Percent(_) => Some(opts.seed.unwrap_or_else(rand::random)),
         _ => None,
     };
-    let hash_counts: Vec<(u64, u64)> = thread::scope(|s| {
-        let hs: Vec<_> = checked
-            .iter()
-            .map(|(i, c)| {
-                let hashed = &hashed;
-                let add = &add;
-                s.spawn(move || {
-                    let chosen: Vec<(&String, &u64)> = match opts.read_data {
-                        ReadData::None => Vec::new(),
-                        ReadData::All => c.inv.files.iter().collect(),
-                        ReadData::Percent(p) => {
-                            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.unwrap_or(0));
-                            c.inv
-                                .files
-                                .iter()
-                                .filter(|_| rng.gen_range(0.0..100.0) < p)
-                                .collect()
-                        }
-                    };
-                    let (mut files, mut bytes) = (0, 0);
-                    let progress = if chosen.is_empty() {
-                        rustic_core::Progress::hidden()
-                    } else {
-                        pb.progress(
-                            ProgressType::Bytes,
-                            &format!("hashing {}", c.probed.cfg.name),
-                        )
-                    };
-                    progress.set_length(chosen.iter().map(|(_, s)| **s).sum());
-                    for (path, size) in chosen {
-                        progress.inc(*size);
-                        if hashed.contains_key(&(*i, path.clone())) {
-                            continue;
-                        }
-                        files += 1;
-                        bytes += size;
-                        match c.store.read(path) {
-                            Ok(b) if hash_matches(path, &b) => {}
-                            Ok(b) if b.len() as u64 != *size => add(
-                                &c.probed.cfg.name,
-                                path,
-                                ProblemKind::Corrupt,
-                                format!("read {} bytes, listed as {size}", b.len()),
-                            ),
-                            Ok(_) => add(
-                                &c.probed.cfg.name,
-                                path,
-                                ProblemKind::Corrupt,
-                                "its SHA-256 does not match its name".into(),
-                            ),
-                            Err(e) => add(
-                                &c.probed.cfg.name,
-                                path,
-                                ProblemKind::Unreadable,
-                                e.to_string(),
-                            ),
-                        }
-                    }
-                    progress.finish();
-                    (files, bytes)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or((0, 0))).collect()
-    });
+    let hash_counts = hash_files(&checked, opts.read_data, seed, &hashed, &findings, pb);
     for ((i, _), (files, bytes)) in checked.iter().zip(hash_counts) {
         summaries[*i].hashed_files = files;
         summaries[*i].hashed_bytes = bytes;
     }
 
-    let mut problems = problems.into_inner().unwrap_or_default();
+    let mut problems = findings.0.into_inner().unwrap_or_default();
     if opts.heal {
         heal(&mut problems, &checked, observer);
     }
@@ -451,6 +309,173 @@ pub fn run<P: ProgressBars>(
         problems,
         seed,
         unreachable,
+    })
+}
+
+/// Problems found so far, from several threads.
+#[derive(Default)]
+struct Findings(Mutex<Vec<Problem>>);
+
+impl Findings {
+    fn add(&self, target: &str, path: &str, kind: ProblemKind, detail: String) {
+        if let Ok(mut p) = self.0.lock() {
+            p.push(Problem {
+                target: target.to_string(),
+                path: path.to_string(),
+                kind,
+                detail,
+                healed: None,
+            });
+        }
+    }
+}
+
+/// Files whose copies disagree (held by some targets only, or of differing sizes): every copy
+/// is hashed, then each target judged against the intact ones. Returns which copies were
+/// hashed and whether they were intact, by (target index, path).
+fn settle_disagreements(
+    checked: &[(usize, Checked<'_>)],
+    findings: &Findings,
+) -> BTreeMap<(usize, String), bool> {
+    let all_paths: BTreeSet<&str> = checked
+        .iter()
+        .flat_map(|(_, c)| c.inv.files.keys().map(String::as_str))
+        .collect();
+    let mut hashed: BTreeMap<(usize, String), bool> = BTreeMap::new();
+    for path in &all_paths {
+        let holders: Vec<&(usize, Checked<'_>)> = checked
+            .iter()
+            .filter(|(_, c)| c.inv.files.contains_key(*path))
+            .collect();
+        let sizes: BTreeSet<u64> = holders.iter().map(|(_, c)| c.inv.files[*path]).collect();
+        if holders.len() == checked.len() && sizes.len() == 1 {
+            continue;
+        }
+        let mut good_size = None;
+        for (i, c) in &holders {
+            let ok = match c.store.read(path) {
+                Ok(b) => {
+                    let ok = hash_matches(path, &b);
+                    if ok {
+                        good_size = Some(b.len() as u64);
+                    }
+                    ok
+                }
+                Err(e) => {
+                    findings.add(
+                        &c.probed.cfg.name,
+                        path,
+                        ProblemKind::Unreadable,
+                        e.to_string(),
+                    );
+                    hashed.insert((*i, (*path).to_string()), false);
+                    continue;
+                }
+            };
+            hashed.insert((*i, (*path).to_string()), ok);
+        }
+        for (i, c) in checked {
+            match (
+                c.inv.files.get(*path),
+                hashed.get(&(*i, (*path).to_string())),
+            ) {
+                (None, _) if good_size.is_some() => findings.add(
+                    &c.probed.cfg.name,
+                    path,
+                    ProblemKind::Missing,
+                    "another target holds an intact copy".into(),
+                ),
+                (Some(size), Some(false)) => {
+                    let (kind, detail) = match good_size {
+                        Some(g) if g != *size => (
+                            ProblemKind::SizeMismatch,
+                            format!("{size} bytes; intact copies have {g}"),
+                        ),
+                        _ => (
+                            ProblemKind::Corrupt,
+                            "its SHA-256 does not match its name".to_string(),
+                        ),
+                    };
+                    findings.add(&c.probed.cfg.name, path, kind, detail);
+                }
+                _ => {}
+            }
+        }
+    }
+    hashed
+}
+
+/// Hashes the chosen files of every target (targets concurrently); (files, bytes) each.
+fn hash_files<P: ProgressBars>(
+    checked: &[(usize, Checked<'_>)],
+    read_data: ReadData,
+    seed: Option<u64>,
+    hashed: &BTreeMap<(usize, String), bool>,
+    findings: &Findings,
+    pb: &P,
+) -> Vec<(u64, u64)> {
+    thread::scope(|s| {
+        let hs: Vec<_> = checked
+            .iter()
+            .map(|(i, c)| {
+                s.spawn(move || {
+                    let chosen: Vec<(&String, &u64)> = match read_data {
+                        ReadData::None => Vec::new(),
+                        ReadData::All => c.inv.files.iter().collect(),
+                        ReadData::Percent(p) => {
+                            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.unwrap_or(0));
+                            c.inv
+                                .files
+                                .iter()
+                                .filter(|_| rng.gen_range(0.0..100.0) < p)
+                                .collect()
+                        }
+                    };
+                    let (mut files, mut bytes) = (0, 0);
+                    let progress = if chosen.is_empty() {
+                        rustic_core::Progress::hidden()
+                    } else {
+                        pb.progress(
+                            ProgressType::Bytes,
+                            &format!("hashing {}", c.probed.cfg.name),
+                        )
+                    };
+                    progress.set_length(chosen.iter().map(|(_, s)| **s).sum());
+                    for (path, size) in chosen {
+                        progress.inc(*size);
+                        if hashed.contains_key(&(*i, path.clone())) {
+                            continue;
+                        }
+                        files += 1;
+                        bytes += size;
+                        match c.store.read(path) {
+                            Ok(b) if hash_matches(path, &b) => {}
+                            Ok(b) if b.len() as u64 != *size => findings.add(
+                                &c.probed.cfg.name,
+                                path,
+                                ProblemKind::Corrupt,
+                                format!("read {} bytes, listed as {size}", b.len()),
+                            ),
+                            Ok(_) => findings.add(
+                                &c.probed.cfg.name,
+                                path,
+                                ProblemKind::Corrupt,
+                                "its SHA-256 does not match its name".into(),
+                            ),
+                            Err(e) => findings.add(
+                                &c.probed.cfg.name,
+                                path,
+                                ProblemKind::Unreadable,
+                                e.to_string(),
+                            ),
+                        }
+                    }
+                    progress.finish();
+                    (files, bytes)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or((0, 0))).collect()
     })
 }
 
