@@ -365,13 +365,39 @@ fn count_files(dir: &Path) -> usize {
         .sum()
 }
 
+/// Ends, on drop, the ssh processes started with this key file.
+struct SshMasters(PathBuf);
+
+impl Drop for SshMasters {
+    fn drop(&mut self) {
+        let key = self.0.to_string_lossy().into_owned();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(&key)
+            {
+                let _ = Command::new("kill")
+                    .arg(e.file_name().to_string_lossy().as_ref())
+                    .status();
+            }
+        }
+    }
+}
+
 #[test]
 fn sigkill_at_any_point_leaves_every_target_sound_and_the_next_run_completes() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     fs::create_dir_all(&src).unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    // A killed run cannot close its ssh control masters (opendal's SFTP starts them with
+    // ControlPersist): a key file at a path of its own lets the guard below find and end them.
+    let key = tmp.path().join("kill-test-key");
+    fs::copy(env("SFTP_KEY"), &key).unwrap();
+    let _masters = SshMasters(key.clone());
     let (sftp, sftp_dir) = sftp_target("dc", &unique("kill"));
+    let sftp = sftp.replace(&env("SFTP_KEY"), key.to_str().unwrap());
     let config = write_config(
         tmp.path(),
         &[&src],
