@@ -356,24 +356,7 @@ impl WriteBackend for Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        config::{TargetConfig, TargetKind},
-        target::{StoreError, StoreErrorKind, StoreResult},
-    };
-
-    fn local(dir: &std::path::Path) -> Box<dyn Store> {
-        let cfg = TargetConfig {
-            name: "t".into(),
-            required: true,
-            retries: 0,
-            timeout: std::time::Duration::from_secs(5),
-            kind: TargetKind::Local {
-                path: dir.to_path_buf(),
-                removable: false,
-            },
-        };
-        crate::target::open(&cfg).unwrap()
-    }
+    use crate::target::{StoreError, StoreErrorKind, StoreResult, local_for_tests as local};
 
     /// A real local folder whose writes fail: the fault a real server cannot be told to
     /// produce on demand, layered on top of a real store.

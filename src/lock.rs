@@ -80,7 +80,7 @@ impl Holder {
     /// Why this lock no longer counts, if it does not.
     fn stale(&self) -> Option<String> {
         let here = gethostname::gethostname().to_string_lossy().into_owned();
-        if self.host == here && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists() {
+        if self.host == here && !alive(self.pid) {
             return Some(format!("process {} no longer runs", self.pid));
         }
         let age = jiff::Timestamp::now().as_second() - self.refreshed;
@@ -223,9 +223,12 @@ pub fn acquire(cfg: &Config, command: &str, observer: &Arc<dyn Observer>) -> Res
 pub fn local_holder(cfg: &Config) -> Option<Holder> {
     let text = std::fs::read_to_string(state::dir(cfg).ok()?.join("lock")).ok()?;
     let holder: Holder = serde_json::from_str(&text).ok()?;
-    std::path::Path::new(&format!("/proc/{}", holder.pid))
-        .exists()
-        .then_some(holder)
+    alive(holder.pid).then_some(holder)
+}
+
+/// Whether a process of this machine runs.
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 fn write_all(targets: &[(String, Arc<dyn Store>)], holder: &Holder, observer: &Arc<dyn Observer>) {
@@ -240,14 +243,6 @@ fn write_all(targets: &[(String, Arc<dyn Store>)], holder: &Holder, observer: &A
             });
         }
     });
-}
-
-impl RepoLock {
-    /// Who holds it (this process).
-    #[must_use]
-    pub fn holder(&self) -> &Holder {
-        &self.holder
-    }
 }
 
 impl Drop for RepoLock {

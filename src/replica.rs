@@ -16,7 +16,10 @@ use bytes::Bytes;
 use rustic_core::Progress;
 use sha2::{Digest, Sha256};
 
-use crate::target::{Store, StoreResult};
+use crate::{
+    session::{Probe, Probed},
+    target::{Store, StoreResult},
+};
 
 /// The repository folders, in the order a copy must fill them: a file is never copied before
 /// the files it refers to (an index refers to packs, a snapshot to both).
@@ -54,6 +57,35 @@ pub fn inventory(store: &dyn Store) -> StoreResult<Inventory> {
         }
     }
     Ok(inv)
+}
+
+/// Lists, concurrently, every target that holds the repository (and, with `empty`, every
+/// reachable empty one); `None` for the others.
+#[must_use]
+pub fn inventories(probed: &[Probed], empty: bool) -> Vec<Option<Result<Inventory, String>>> {
+    thread::scope(|s| {
+        let handles: Vec<_> = probed
+            .iter()
+            .map(|p| {
+                s.spawn(move || {
+                    let wanted = match p.probe {
+                        Probe::Ready { .. } => true,
+                        Probe::Empty => empty,
+                        _ => false,
+                    };
+                    let store = p.store.as_ref().filter(|_| wanted)?;
+                    Some(inventory(store.as_ref()).map_err(|e| e.to_string()))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Some(Err("listing panicked".into())))
+            })
+            .collect()
+    })
 }
 
 /// Removes temporary files an interrupted run left behind (uploads never renamed into place).
@@ -98,10 +130,17 @@ pub fn is_repository_path(path: &str) -> bool {
 /// Lower-case hex SHA-256.
 #[must_use]
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }
 
 /// Whether `bytes` are what the name of `path` promises (`config` promises nothing).
@@ -233,19 +272,7 @@ mod tests {
     #[test]
     fn only_a_copy_matching_its_name_is_copied() {
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-        let open = |d: &tempfile::TempDir| {
-            crate::target::open(&crate::config::TargetConfig {
-                name: "t".into(),
-                required: true,
-                retries: 0,
-                timeout: std::time::Duration::from_secs(5),
-                kind: crate::config::TargetKind::Local {
-                    path: d.path().to_path_buf(),
-                    removable: false,
-                },
-            })
-            .unwrap()
-        };
+        let open = |d: &tempfile::TempDir| crate::target::local_for_tests(d.path());
         let (bad, good, dest) = (open(&dirs[0]), open(&dirs[1]), open(&dirs[2]));
         let body = b"pack bytes";
         let path = format!("index/{}", sha256_hex(body));

@@ -144,6 +144,36 @@ pub fn probe_all(cfg: &Config, only: Option<&str>) -> Result<Vec<Probed>> {
     }))
 }
 
+/// The gate for commands that work on the targets' files directly (sync, check): some
+/// reachable target holds the repository, and every one that does holds the same one.
+///
+/// # Errors
+/// [`Error::NoRepository`] (the reachable targets are empty), [`Error::NoTargetUsable`],
+/// [`Error::ForeignRepository`].
+pub fn one_repository(probed: &[Probed]) -> Result<()> {
+    let mut ready = probed.iter().filter_map(|p| match &p.probe {
+        Probe::Ready { config, .. } => Some((p, config)),
+        _ => None,
+    });
+    let Some((first, config)) = ready.next() else {
+        return Err(if probed.iter().any(|p| matches!(p.probe, Probe::Empty)) {
+            Error::NoRepository
+        } else {
+            Error::NoTargetUsable("no target holding the repository is reachable".into())
+        });
+    };
+    match ready.find(|(_, c)| *c != config) {
+        Some((other, _)) => Err(Error::ForeignRepository {
+            target: other.cfg.name.clone(),
+            message: format!(
+                "its `config` differs from the one on `{}`; refusing to touch either",
+                first.cfg.name
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// What the session is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -8,6 +8,7 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::Config,
     error::{Error, Result},
+    progress::Observer,
     replica::sha256_hex,
     report::{TargetOutcome, TargetState},
 };
@@ -42,6 +44,18 @@ pub fn dir(cfg: &Config) -> Result<PathBuf> {
         source,
     })?;
     Ok(dir)
+}
+
+/// Updates the durable target state. A failure to do so is a warning, never a failed run.
+pub fn update(cfg: &Config, observer: &Arc<dyn Observer>, f: impl FnOnce(&mut State)) {
+    let done = dir(cfg).and_then(|dir| {
+        let mut s = State::load(&dir)?;
+        f(&mut s);
+        s.save(&dir)
+    });
+    if let Err(e) = done {
+        observer.warn(&format!("target state not recorded: {e}"));
+    }
 }
 
 /// Now, as RFC 3339 text.

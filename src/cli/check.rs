@@ -68,7 +68,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             println!(
                 "{:<16} {:<16} {:>7} {:>11} {:>7} {:>11} {:>8}  {}{}",
                 t.name,
-                t.state,
+                label(t.state),
                 t.files,
                 human_bytes(t.bytes),
                 t.hashed_files,

@@ -25,7 +25,7 @@ use crate::{
     report::{TargetOutcome, is_partial},
     secret::Secret,
     session::{Mode, Probe, Session, probe_all},
-    state::{self, State},
+    state,
 };
 
 /// Options of one backup run, beyond the configuration.
@@ -109,8 +109,14 @@ pub fn run<P: ProgressBars + Clone>(
             Vec::new()
         }
     };
-    drop(probed);
-    let session = match Session::open(cfg, Mode::Write, None, observer.clone()) {
+    // The probes still hold unless catch-up changed a target.
+    let session = if caught_up.is_empty() {
+        Session::from_probed(probed, Vec::new(), Mode::Write, observer.clone())
+    } else {
+        drop(probed);
+        Session::open(cfg, Mode::Write, None, observer.clone())
+    };
+    let session = match session {
         Err(Error::NoRepository) if opts.init => {
             init::run(cfg, password, observer.clone(), pb.clone())?;
             Session::open(cfg, Mode::Write, None, observer.clone())?
@@ -153,12 +159,7 @@ pub fn run<P: ProgressBars + Clone>(
 
     let targets = session.outcomes();
     let snapshot = snap.id.to_hex().to_string();
-    record(cfg, &observer, |state| {
-        for t in caught_up.iter().filter(|t| t.state == SyncState::CaughtUp) {
-            state.record_level(&t.name);
-        }
-        state.record_backup(&snapshot, &targets);
-    });
+    state::update(cfg, &observer, |s| s.record_backup(&snapshot, &targets));
     let s = snap.summary.clone().unwrap_or_default();
     Ok(BackupReport {
         snapshot,
@@ -189,16 +190,4 @@ fn check_sources(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
             .map_err(|e| Error::Input(format!("source {}: {e}", s.display())))?;
     }
     Ok(sources.to_vec())
-}
-
-/// Updates the durable target state; a failure to do so is a warning, not a failed backup.
-pub(crate) fn record(cfg: &Config, observer: &Arc<dyn Observer>, f: impl FnOnce(&mut State)) {
-    let done = state::dir(cfg).and_then(|dir| {
-        let mut s = State::load(&dir)?;
-        f(&mut s);
-        s.save(&dir)
-    });
-    if let Err(e) = done {
-        observer.warn(&format!("target state not recorded: {e}"));
-    }
 }

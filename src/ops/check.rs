@@ -21,12 +21,12 @@ use rustic_core::{CheckOptions as RusticCheckOptions, NoProgressBars, ProgressBa
 use serde::Serialize;
 
 use crate::{
-    error::{Error, Result},
+    error::Result,
     fanout::{Fanout, Member},
     progress::{Observer, Silent},
-    replica::{AfterWrite, Inventory, Source, copy_verified, hash_matches, inventory, stage},
+    replica::{AfterWrite, Inventory, Source, copy_verified, hash_matches, inventories, stage},
     secret::Secret,
-    session::{Probe, Probed, open_repository},
+    session::{Probe, Probed, one_repository, open_repository},
     target::Store,
 };
 
@@ -86,13 +86,39 @@ pub struct Problem {
     pub healed: Option<bool>,
 }
 
+impl Problem {
+    fn new(target: &str, path: &str, kind: ProblemKind, detail: String) -> Self {
+        Self {
+            target: target.to_string(),
+            path: path.to_string(),
+            kind,
+            detail,
+            healed: None,
+        }
+    }
+}
+
+/// Whether a target was checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckState {
+    /// Listed (and hashed as asked).
+    Checked,
+    /// A removable disk that is not mounted.
+    Offline,
+    /// Could not be reached or listed.
+    Unreachable,
+    /// Holds no repository.
+    NotInitialised,
+}
+
 /// One target's summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetCheck {
     /// Target name.
     pub name: String,
-    /// `checked`, `offline`, `unreachable` or `not-initialised`.
-    pub state: String,
+    /// Whether it was checked.
+    pub state: CheckState,
     /// Repository files it holds.
     pub files: usize,
     /// Their bytes.
@@ -105,8 +131,6 @@ pub struct TargetCheck {
     pub problems: usize,
     /// rustic_core's check: `ok`, `errors`, `skipped (...)`.
     pub structure: String,
-    /// Seconds spent on it.
-    pub seconds: f64,
     /// Why it was not checked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -124,6 +148,8 @@ pub struct CheckReport {
     pub seed: Option<u64>,
     /// Whether a target could not be checked.
     pub unreachable: bool,
+    /// Seconds the whole check took.
+    pub seconds: f64,
 }
 
 impl CheckReport {
@@ -154,65 +180,32 @@ pub fn run<P: ProgressBars>(
     observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<CheckReport> {
-    let configs: Vec<&Probed> = probed
-        .iter()
-        .filter(|p| matches!(p.probe, Probe::Ready { .. }))
-        .collect();
-    let Some(first) = configs.first() else {
-        return Err(Error::NoRepository);
-    };
-    let config_of = |p: &Probed| match &p.probe {
-        Probe::Ready { config, .. } => Some(config.clone()),
-        _ => None,
-    };
-    if let Some(other) = configs.iter().find(|p| config_of(p) != config_of(first)) {
-        return Err(Error::ForeignRepository {
-            target: other.cfg.name.clone(),
-            message: format!("its `config` differs from the one on `{}`", first.cfg.name),
-        });
-    }
+    one_repository(probed)?;
     let started = Instant::now();
     let mut summaries: Vec<TargetCheck> = probed
         .iter()
         .map(|p| {
             let (state, detail) = match &p.probe {
-                Probe::Ready { .. } => ("checked", None),
-                Probe::Offline(m) => ("offline", Some(m.clone())),
-                Probe::Unreachable(m) => ("unreachable", Some(m.clone())),
-                Probe::Empty => ("not-initialised", None),
+                Probe::Ready { .. } => (CheckState::Checked, None),
+                Probe::Offline(m) => (CheckState::Offline, Some(m.clone())),
+                Probe::Unreachable(m) => (CheckState::Unreachable, Some(m.clone())),
+                Probe::Empty => (CheckState::NotInitialised, None),
             };
             TargetCheck {
                 name: p.cfg.name.clone(),
-                state: state.into(),
+                state,
                 files: 0,
                 bytes: 0,
                 hashed_files: 0,
                 hashed_bytes: 0,
                 problems: 0,
                 structure: "skipped".into(),
-                seconds: 0.0,
                 detail,
             }
         })
         .collect();
 
-    // Listings, concurrently.
-    let listed: Vec<Option<std::result::Result<Inventory, String>>> = thread::scope(|s| {
-        let hs: Vec<_> = probed
-            .iter()
-            .map(|p| {
-                s.spawn(move || match (&p.probe, &p.store) {
-                    (Probe::Ready { .. }, Some(st)) => {
-                        Some(inventory(st.as_ref()).map_err(|e| e.to_string()))
-                    }
-                    _ => None,
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap_or(Some(Err("listing panicked".into()))))
-            .collect()
-    });
+    let listed = inventories(probed, false);
     let mut checked: Vec<(usize, Checked<'_>)> = Vec::new();
     for (i, (p, l)) in probed.iter().zip(listed).enumerate() {
         match (l, &p.store) {
@@ -229,7 +222,7 @@ pub fn run<P: ProgressBars>(
                 ));
             }
             (Some(Err(e)), _) => {
-                summaries[i].state = "unreachable".into();
+                summaries[i].state = CheckState::Unreachable;
                 summaries[i].detail = Some(e);
             }
             _ => {}
@@ -273,24 +266,22 @@ pub fn run<P: ProgressBars>(
                 Ok(findings) if findings.is_empty() => "ok".into(),
                 Ok(findings) => {
                     for f in &findings {
-                        problems.push(Problem {
-                            target: c.probed.cfg.name.clone(),
-                            path: String::new(),
-                            kind: ProblemKind::Structure,
-                            detail: f.clone(),
-                            healed: None,
-                        });
+                        problems.push(Problem::new(
+                            &c.probed.cfg.name,
+                            "",
+                            ProblemKind::Structure,
+                            f.clone(),
+                        ));
                     }
                     format!("{} error(s)", findings.len())
                 }
                 Err(e) => {
-                    problems.push(Problem {
-                        target: c.probed.cfg.name.clone(),
-                        path: String::new(),
-                        kind: ProblemKind::Structure,
-                        detail: e.to_string(),
-                        healed: None,
-                    });
+                    problems.push(Problem::new(
+                        &c.probed.cfg.name,
+                        "",
+                        ProblemKind::Structure,
+                        e.to_string(),
+                    ));
                     "failed".into()
                 }
             },
@@ -299,16 +290,17 @@ pub fn run<P: ProgressBars>(
     problems.sort_by(|a, b| (&a.target, &a.path).cmp(&(&b.target, &b.path)));
     for s in &mut summaries {
         s.problems = problems.iter().filter(|p| p.target == s.name).count();
-        s.seconds = started.elapsed().as_secs_f64();
     }
     let unreachable = summaries.iter().any(|s| {
-        s.state == "unreachable" || (s.state == "offline" && is_required(probed, &s.name))
+        s.state == CheckState::Unreachable
+            || (s.state == CheckState::Offline && is_required(probed, &s.name))
     });
     Ok(CheckReport {
         targets: summaries,
         problems,
         seed,
         unreachable,
+        seconds: started.elapsed().as_secs_f64(),
     })
 }
 
@@ -319,13 +311,7 @@ struct Findings(Mutex<Vec<Problem>>);
 impl Findings {
     fn add(&self, target: &str, path: &str, kind: ProblemKind, detail: String) {
         if let Ok(mut p) = self.0.lock() {
-            p.push(Problem {
-                target: target.to_string(),
-                path: path.to_string(),
-                kind,
-                detail,
-                healed: None,
-            });
+            p.push(Problem::new(target, path, kind, detail));
         }
     }
 }

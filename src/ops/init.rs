@@ -12,13 +12,13 @@ use rustic_core::{
     RepositoryBackends, RepositoryOptions,
 };
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::{
     config::Config,
     error::{Error, Result},
     fanout::{Fanout, Member, file_path, repository_dirs},
     progress::Observer,
+    replica::hash_matches,
     report::{TargetOutcome, TargetState},
     secret::Secret,
     session::{Mode, Probe, Session, outcome, probe_all},
@@ -75,8 +75,7 @@ pub fn run<P: ProgressBars>(
             message: e.to_string(),
         })?;
         // Key files are named by their hash: never spread a damaged copy.
-        if f != "config" && hex(&Sha256::digest(&bytes)) != f.rsplit('/').next().unwrap_or_default()
-        {
+        if !hash_matches(f, &bytes) {
             return Err(Error::Target {
                 target: session.fanout.members()[0].name.clone(),
                 message: format!("{f} does not match its hash; refusing to copy it"),
@@ -211,12 +210,4 @@ fn unusable(p: &Probe) -> (TargetState, String) {
         Probe::Ready { .. } => (TargetState::Failed, "holds a repository".into()),
         Probe::Empty => (TargetState::Unreachable, "could not be opened".into()),
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }

@@ -45,7 +45,7 @@ pub struct TargetStatus {
     pub state: NowState,
     /// Snapshot files it holds.
     pub snapshots: usize,
-    /// Snapshot and index files it lacks that another target holds.
+    /// Key, index and snapshot files it lacks that another target holds.
     pub missing_files: usize,
     /// Why it is not level, when probing says so.
     #[serde(skip_serializing_if = "Option::is_none")]

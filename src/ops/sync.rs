@@ -20,11 +20,11 @@ use rustic_core::{ProgressBars, ProgressType};
 use serde::Serialize;
 
 use crate::{
-    error::{Error, Result},
+    error::Result,
     fanout::repository_dirs,
     progress::Observer,
-    replica::{AfterWrite, COPY_ORDER, Inventory, Source, copy_many, inventory, stage},
-    session::{Probe, Probed},
+    replica::{AfterWrite, COPY_ORDER, Inventory, Source, copy_many, inventories, stage},
+    session::{Probe, Probed, one_repository},
     target::Store,
 };
 
@@ -102,51 +102,8 @@ pub fn run<P: ProgressBars>(
     observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<SyncReport> {
-    let configs: Vec<(&Probed, &bytes::Bytes)> = probed
-        .iter()
-        .filter_map(|p| match &p.probe {
-            Probe::Ready { config, .. } => Some((p, config)),
-            _ => None,
-        })
-        .collect();
-    let Some((first, config)) = configs.first() else {
-        return Err(if probed.iter().any(|p| matches!(p.probe, Probe::Empty)) {
-            Error::NoRepository
-        } else {
-            Error::NoTargetUsable("no target holding the repository is reachable".into())
-        });
-    };
-    if let Some((other, _)) = configs.iter().find(|(_, c)| c != config) {
-        return Err(Error::ForeignRepository {
-            target: other.cfg.name.clone(),
-            message: format!(
-                "its `config` differs from the one on `{}`; refusing to copy between them",
-                first.cfg.name
-            ),
-        });
-    }
-
-    // Inventories of every target that holds the repository or is empty, concurrently.
-    let inventories: Vec<Option<std::result::Result<Inventory, String>>> = thread::scope(|s| {
-        let handles: Vec<_> = probed
-            .iter()
-            .map(|p| {
-                s.spawn(move || match (&p.probe, &p.store) {
-                    (Probe::Ready { .. } | Probe::Empty, Some(store)) => {
-                        Some(inventory(store.as_ref()).map_err(|e| e.to_string()))
-                    }
-                    _ => None,
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Some(Err("listing panicked".into())))
-            })
-            .collect()
-    });
+    one_repository(probed)?;
+    let inventories = inventories(probed, true);
     // The union, from targets holding the repository only.
     let mut union: BTreeMap<&str, u64> = BTreeMap::new();
     for (p, inv) in probed.iter().zip(&inventories) {
@@ -322,7 +279,7 @@ pub fn run_and_record<P: ProgressBars>(
     pb: &P,
 ) -> Result<SyncReport> {
     let report = run(probed, only, observer, pb)?;
-    crate::ops::backup::record(cfg, observer, |state| {
+    crate::state::update(cfg, observer, |state| {
         for t in &report.targets {
             match t.state {
                 SyncState::CaughtUp | SyncState::Level => state.record_level(&t.name),

@@ -15,7 +15,10 @@ mod smb;
 
 use std::{
     fmt,
-    sync::{Mutex, OnceLock},
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -125,7 +128,7 @@ impl Policy {
 // shut down before the process exits: dropping it closes their connections (opendal's SFTP
 // connections are `ssh` control masters, which otherwise outlive the process).
 static RUNTIME: Mutex<Option<tokio::runtime::Runtime>> = Mutex::new(None);
-static HANDLE: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
 
 /// The runtime the storage clients run on, started on first use.
 ///
@@ -138,7 +141,7 @@ pub(crate) fn runtime() -> StoreResult<tokio::runtime::Handle> {
     if let Some(rt) = guard.as_ref() {
         return Ok(rt.handle().clone());
     }
-    if HANDLE.get().is_some() {
+    if SHUT_DOWN.load(Ordering::SeqCst) {
         return Err(StoreError::new(
             StoreErrorKind::Permanent,
             "storage runtime already shut down",
@@ -160,7 +163,6 @@ pub(crate) fn runtime() -> StoreResult<tokio::runtime::Handle> {
             )
         })?;
     let handle = rt.handle().clone();
-    let _ = HANDLE.set(handle.clone());
     *guard = Some(rt);
     Ok(handle)
 }
@@ -168,10 +170,27 @@ pub(crate) fn runtime() -> StoreResult<tokio::runtime::Handle> {
 /// Stops the storage runtime, closing every connection still open. Call once, after every
 /// store is dropped, before the process exits.
 pub fn shutdown() {
+    SHUT_DOWN.store(true, Ordering::SeqCst);
     let rt = RUNTIME.lock().ok().and_then(|mut g| g.take());
     if let Some(rt) = rt {
         rt.shutdown_timeout(Duration::from_secs(5));
     }
+}
+
+/// A local folder's store with no retries, for unit tests.
+#[cfg(test)]
+pub(crate) fn local_for_tests(dir: &std::path::Path) -> Box<dyn Store> {
+    let cfg = TargetConfig {
+        name: "t".into(),
+        required: true,
+        retries: 0,
+        timeout: Duration::from_secs(5),
+        kind: TargetKind::Local {
+            path: dir.to_path_buf(),
+            removable: false,
+        },
+    };
+    open(&cfg).expect("a local folder opens")
 }
 
 /// Replaces each secret in `msg` with `***` (storage libraries may echo a URL or a token).
