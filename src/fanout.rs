@@ -108,6 +108,12 @@ impl Fanout {
         }
     }
 
+    /// Where warnings of this run go.
+    #[must_use]
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.observer
+    }
+
     /// All members, failed ones included.
     #[must_use]
     pub fn members(&self) -> &[Arc<Member>] {

@@ -5,18 +5,17 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Mutex,
     thread,
 };
 
 use bytes::Bytes;
 use rustic_core::Progress;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
+    proof::Proof,
     session::{Probe, Probed},
     target::{Store, StoreResult},
 };
@@ -152,23 +151,145 @@ pub fn hash_matches(path: &str, bytes: &[u8]) -> bool {
 /// A named store to copy from.
 pub type Source<'a> = (&'a str, &'a dyn Store);
 
-/// Reads `path` from the first source whose copy matches its name; returns it and the source.
+/// Where quarantined files are moved on their own target; restic ignores the folder.
+pub const QUARANTINE_DIR: &str = ".cairn-quarantine";
+
+/// A copy that passed its hash check but could not be proven (see [`crate::proof`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Foreign {
+    /// The target holding it.
+    pub target: String,
+    /// Its repository path.
+    pub path: String,
+    /// Why it is not proven.
+    pub why: String,
+    /// Whether it was moved to [`QUARANTINE_DIR`] on its target.
+    pub quarantined: bool,
+}
+
+/// Foreign copies met so far, from several threads.
+#[derive(Debug, Default)]
+pub struct ForeignFound(Mutex<Vec<(Foreign, Bytes)>>);
+
+impl ForeignFound {
+    fn add(&self, target: &str, path: &str, why: String, bytes: Bytes) {
+        if let Ok(mut f) = self.0.lock()
+            && !f.iter().any(|(x, _)| x.target == target && x.path == path)
+        {
+            f.push((
+                Foreign {
+                    target: target.to_string(),
+                    path: path.to_string(),
+                    why,
+                    quarantined: false,
+                },
+                bytes,
+            ));
+        }
+    }
+
+    /// Moves every foreign copy aside on its own target (a copy under [`QUARANTINE_DIR`], then
+    /// the original removed), and returns what was found. Never deletes without the copy.
+    pub fn quarantine<'s>(self, store_of: impl Fn(&str) -> Option<&'s dyn Store>) -> Vec<Foreign> {
+        let mut found = self.0.into_inner().unwrap_or_default();
+        found.sort_by(|a, b| (&a.0.target, &a.0.path).cmp(&(&b.0.target, &b.0.path)));
+        found
+            .into_iter()
+            .map(|(mut f, bytes)| {
+                if let Some(store) = store_of(&f.target) {
+                    f.quarantined = quarantine(store, &f.path, bytes).is_ok();
+                }
+                f
+            })
+            .collect()
+    }
+
+    /// What was found, nothing moved.
+    #[must_use]
+    pub fn into_list(self) -> Vec<Foreign> {
+        self.0
+            .into_inner()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect()
+    }
+}
+
+/// Moves `path` (whose bytes are `bytes`) under [`QUARANTINE_DIR`] on the same store.
 ///
 /// # Errors
-/// No source holds a good copy; the message says what each one had.
-pub fn read_verified(path: &str, sources: &[Source<'_>]) -> Result<(Bytes, String), String> {
+/// The copy could not be written; the original is then left where it is.
+pub fn quarantine(store: &dyn Store, path: &str, bytes: Bytes) -> StoreResult<()> {
+    store.write(&format!("{QUARANTINE_DIR}/{path}"), vec![bytes])?;
+    store.delete(path)
+}
+
+/// Why a file was not copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotCopied {
+    /// No copy could be proven (foreign everywhere, or no password to prove anything): it is
+    /// not expected anywhere, and nothing that is proven depends on it.
+    HeldBack(String),
+    /// A proven copy exists, but reading or writing failed.
+    Failed(String),
+}
+
+impl std::fmt::Display for NotCopied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::HeldBack(m) => write!(f, "held back: {m}"),
+            Self::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Reads `path` from the first source whose copy is proven; returns it and the source. Copies
+/// that match their hash but are not proven are recorded in `foreign`.
+///
+/// # Errors
+/// No source holds a proven copy; the message says what each one had.
+pub fn read_proven(
+    path: &str,
+    sources: &[Source<'_>],
+    proof: Option<&Proof>,
+    foreign: &ForeignFound,
+) -> Result<(Bytes, String), NotCopied> {
+    let Some(proof) = proof else {
+        return Err(NotCopied::HeldBack(
+            "without the repository password no copy can be proven".into(),
+        ));
+    };
     let mut why = Vec::new();
+    let mut readable = false;
     for (name, store) in sources {
         match store.read(path) {
-            Ok(b) if hash_matches(path, &b) => return Ok((b, (*name).to_string())),
-            Ok(_) => why.push(format!("`{name}`: its copy does not match its name")),
-            Err(e) => why.push(format!("`{name}`: {e}")),
+            Ok(b) if !hash_matches(path, &b) => {
+                why.push(format!("`{name}`: its copy does not match its name"));
+            }
+            Ok(b) => match proof.check(path, &b) {
+                Ok(()) => return Ok((b, (*name).to_string())),
+                Err(e) => {
+                    why.push(format!("`{name}`: {e}"));
+                    foreign.add(name, path, e, b);
+                }
+            },
+            Err(e) => {
+                readable = true;
+                why.push(format!("`{name}`: {e}"));
+            }
         }
     }
     if why.is_empty() {
         why.push("no other target holds it".into());
     }
-    Err(format!("no verified copy of {path} ({})", why.join("; ")))
+    let msg = format!("no proven copy of {path} ({})", why.join("; "));
+    // A source that could not be read may hold the good copy: that is a failure, not a verdict.
+    Err(if readable {
+        NotCopied::Failed(msg)
+    } else {
+        NotCopied::HeldBack(msg)
+    })
 }
 
 /// How thoroughly a copy is checked once written.
@@ -180,32 +301,37 @@ pub enum AfterWrite {
     ReadBack,
 }
 
-/// Copies `path` to `dest` from a verified source, then checks it there.
+/// Copies `path` to `dest` from a proven source, then checks it there.
 ///
 /// # Errors
-/// No verified copy exists, or the write or its check failed.
-pub fn copy_verified(
+/// No proven copy exists, or the write or its check failed.
+pub fn copy_proven(
     path: &str,
     sources: &[Source<'_>],
     dest: &dyn Store,
     check: AfterWrite,
-) -> Result<u64, String> {
-    let (bytes, from) = read_verified(path, sources)?;
+    proof: Option<&Proof>,
+    foreign: &ForeignFound,
+) -> Result<u64, NotCopied> {
+    let (bytes, from) = read_proven(path, sources, proof, foreign)?;
     let len = bytes.len() as u64;
+    let failed = |m: String| NotCopied::Failed(m);
     dest.write(path, vec![bytes])
-        .map_err(|e| format!("writing {path} (from `{from}`): {e}"))?;
+        .map_err(|e| failed(format!("writing {path} (from `{from}`): {e}")))?;
     match check {
         AfterWrite::Size => match dest.stat(path) {
             Ok(Some(n)) if n == len => Ok(len),
-            Ok(other) => Err(format!(
+            Ok(other) => Err(failed(format!(
                 "{path}: {other:?} bytes after writing {len} (from `{from}`)"
-            )),
-            Err(e) => Err(format!("{path}: cannot check after writing: {e}")),
+            ))),
+            Err(e) => Err(failed(format!("{path}: cannot check after writing: {e}"))),
         },
         AfterWrite::ReadBack => match dest.read(path) {
             Ok(b) if b.len() as u64 == len && hash_matches(path, &b) => Ok(len),
-            Ok(_) => Err(format!("{path}: still damaged after writing a good copy")),
-            Err(e) => Err(format!("{path}: cannot read back after writing: {e}")),
+            Ok(_) => Err(failed(format!(
+                "{path}: still damaged after writing a good copy"
+            ))),
+            Err(e) => Err(failed(format!("{path}: cannot read back after writing: {e}"))),
         },
     }
 }
@@ -215,29 +341,24 @@ pub fn copy_many<'a>(
     paths: &[String],
     sources_of: &(dyn Fn(&str) -> Vec<Source<'a>> + Sync),
     dest: &dyn Store,
-    check: AfterWrite,
+    proof: Option<&Proof>,
+    foreign: &ForeignFound,
     progress: &Progress,
-) -> Vec<(String, Result<u64, String>)> {
-    let next = AtomicU64::new(0);
-    let results = Mutex::new(Vec::with_capacity(paths.len()));
-    thread::scope(|s| {
-        for _ in 0..WORKERS.min(paths.len()) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some(path) = paths.get(i) else { break };
-                    let r = copy_verified(path, &sources_of(path), dest, check);
-                    if let Ok(n) = &r {
-                        progress.inc(*n);
-                    }
-                    if let Ok(mut all) = results.lock() {
-                        all.push((path.clone(), r));
-                    }
-                }
-            });
+) -> Vec<(String, Result<u64, NotCopied>)> {
+    let mut out = crate::par::map(paths, WORKERS, |path| {
+        let r = copy_proven(
+            path,
+            &sources_of(path),
+            dest,
+            AfterWrite::Size,
+            proof,
+            foreign,
+        );
+        if let Ok(n) = &r {
+            progress.inc(*n);
         }
+        (path.clone(), r)
     });
-    let mut out = results.into_inner().unwrap_or_default();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
@@ -270,22 +391,24 @@ mod tests {
     }
 
     #[test]
-    fn only_a_copy_matching_its_name_is_copied() {
-        let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    fn without_a_proof_nothing_is_copied_and_nothing_is_called_foreign() {
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
         let open = |d: &tempfile::TempDir| crate::target::local_for_tests(d.path());
-        let (bad, good, dest) = (open(&dirs[0]), open(&dirs[1]), open(&dirs[2]));
-        let body = b"pack bytes";
+        let (src, dest) = (open(&dirs[0]), open(&dirs[1]));
+        let body = b"index bytes";
         let path = format!("index/{}", sha256_hex(body));
-        bad.write(&path, vec![Bytes::from_static(b"pack bytez")])
-            .unwrap();
-        good.write(&path, vec![Bytes::from_static(body)]).unwrap();
-        let sources = [("bad", bad.as_ref()), ("good", good.as_ref())];
-        assert_eq!(
-            copy_verified(&path, &sources, dest.as_ref(), AfterWrite::ReadBack),
-            Ok(body.len() as u64)
+        src.write(&path, vec![Bytes::from_static(body)]).unwrap();
+        let found = ForeignFound::default();
+        let r = copy_proven(
+            &path,
+            &[("src", src.as_ref())],
+            dest.as_ref(),
+            AfterWrite::Size,
+            None,
+            &found,
         );
-        assert_eq!(&dest.read(&path).unwrap()[..], body);
-        let e = copy_verified(&path, &sources[..1], dest.as_ref(), AfterWrite::Size).unwrap_err();
-        assert!(e.contains("`bad`: its copy does not match"), "{e}");
+        assert!(matches!(r, Err(NotCopied::HeldBack(_))), "{r:?}");
+        assert_eq!(dest.stat(&path).unwrap(), None);
+        assert!(found.into_list().is_empty());
     }
 }

@@ -31,6 +31,8 @@ pub enum Probe {
     Offline(String),
     /// Could not be opened, asked or listed.
     Unreachable(String),
+    /// Its folder, bucket or container is not there (a missing mount, a typo): not empty.
+    Absent(String),
     /// Reachable, no repository.
     Empty,
     /// Holds a repository.
@@ -88,6 +90,7 @@ fn probe_one(cfg: &TargetConfig) -> Probed {
         // Make sure "empty" is true and not an unreadable storage.
         Err(e) if e.is_not_found() => match store.list("keys") {
             Ok(_) => Probe::Empty,
+            Err(e) if e.kind == StoreErrorKind::Absent => Probe::Absent(e.message),
             Err(e) => Probe::Unreachable(e.message),
         },
         Err(e) if e.kind == StoreErrorKind::Offline => Probe::Offline(e.message),
@@ -218,13 +221,16 @@ impl Session {
             .filter(|t| !probed.iter().any(|p| p.cfg.name == t.name))
             .cloned()
             .collect();
-        Self::from_probed(probed, not_used, mode, observer)
+        Self::from_probed(probed, not_used, mode, &[], observer)
     }
 
+    /// [`Session::open`] over targets already probed. `untrusted` names targets that hold files
+    /// which could not be proven nor moved aside: they take no part.
     pub(crate) fn from_probed(
         probed: Vec<Probed>,
         not_used: Vec<TargetConfig>,
         mode: Mode,
+        untrusted: &[(String, String)],
         observer: Arc<dyn Observer>,
     ) -> Result<Self> {
         let ready: Vec<usize> = (0..probed.len())
@@ -234,7 +240,9 @@ impl Session {
         for (i, p) in probed.iter().enumerate() {
             match &p.probe {
                 Probe::Offline(m) => left_out.push((i, TargetState::Offline, m.clone())),
-                Probe::Unreachable(m) => left_out.push((i, TargetState::Unreachable, m.clone())),
+                Probe::Unreachable(m) | Probe::Absent(m) => {
+                    left_out.push((i, TargetState::Unreachable, m.clone()));
+                }
                 Probe::Empty => left_out.push((
                     i,
                     TargetState::NotInitialised,
@@ -243,11 +251,17 @@ impl Session {
                 Probe::Ready { .. } => {}
             }
         }
-        // The most complete target is the reference; configuration order breaks ties.
-        let Some(&reference) = ready.iter().max_by_key(|&&i| match &probed[i].probe {
-            Probe::Ready { index, .. } => (index.len(), std::cmp::Reverse(i)),
-            _ => (0, std::cmp::Reverse(i)),
-        }) else {
+        // What a level target holds: every key and index file any trusted target holds. Not
+        // "the target with the most files": a count is what an attacker with one target inflates.
+        let trusted = |i: &usize| !untrusted.iter().any(|(n, _)| *n == probed[*i].cfg.name);
+        let (mut all_keys, mut all_index) = (BTreeSet::new(), BTreeSet::new());
+        for &i in ready.iter().filter(|i| trusted(i)) {
+            if let Probe::Ready { keys, index, .. } = &probed[i].probe {
+                all_keys.extend(keys.iter().copied());
+                all_index.extend(index.iter().copied());
+            }
+        }
+        if ready.is_empty() {
             let reasons: Vec<String> = left_out
                 .iter()
                 .filter(|(_, s, _)| *s != TargetState::NotInitialised)
@@ -261,17 +275,15 @@ impl Session {
             } else {
                 Error::NoTargetUsable(reasons.join("; "))
             });
-        };
+        }
+        let first = ready[0];
         let Probe::Ready {
-            config: ref_config,
-            keys: ref_keys,
-            index: ref_index,
-            ..
-        } = &probed[reference].probe
+            config: ref_config, ..
+        } = &probed[first].probe
         else {
-            unreachable!("the reference is ready")
+            unreachable!("ready targets are ready")
         };
-        let mut members = vec![reference];
+        let mut members = Vec::new();
         for &i in &ready {
             let Probe::Ready {
                 config,
@@ -287,31 +299,36 @@ impl Session {
                     target: probed[i].cfg.name.clone(),
                     message: format!(
                         "its `config` differs from the one on `{}`; refusing to touch either",
-                        probed[reference].cfg.name
+                        probed[first].cfg.name
                     ),
                 });
             }
-            if i == reference {
+            if let Some((_, why)) = untrusted.iter().find(|(n, _)| *n == probed[i].cfg.name) {
+                left_out.push((i, TargetState::Failed, why.clone()));
                 continue;
             }
-            let missing_index = ref_index.difference(index).count();
-            let missing_keys = ref_keys.difference(keys).count();
+            let missing_index = all_index.difference(index).count();
+            let missing_keys = all_keys.difference(keys).count();
             if mode == Mode::Write && (missing_index > 0 || missing_keys > 0) {
                 left_out.push((
                     i,
                     TargetState::Lagging,
                     format!(
-                        "lacks {missing_index} index file(s) and {missing_keys} key(s) that `{}` has; \
-                         not written until it is brought level",
-                        probed[reference].cfg.name
+                        "lacks {missing_index} index file(s) and {missing_keys} key(s) that other \
+                         targets hold; not written until it is brought level"
                     ),
                 ));
             } else {
                 members.push(i);
             }
         }
-        // Reads and writes go in configuration order after the reference.
-        members[1..].sort_unstable();
+        if members.is_empty() {
+            let reasons: Vec<String> = left_out
+                .iter()
+                .map(|(i, _, m)| format!("`{}`: {m}", probed[*i].cfg.name))
+                .collect();
+            return Err(Error::NoTargetUsable(reasons.join("; ")));
+        }
         let fanout = Fanout::new(
             members
                 .iter()
@@ -348,6 +365,18 @@ impl Session {
         pb: P,
     ) -> Result<Repository<OpenStatus>> {
         open_repository(Arc::new(self.fanout.clone()), password, pb)
+    }
+
+    /// Opens the repository through the fan-out with the key a [`crate::proof::Proof`] holds.
+    ///
+    /// # Errors
+    /// The repository could not be read.
+    pub fn repository_with<P: ProgressBars>(
+        &self,
+        credentials: &Credentials,
+        pb: P,
+    ) -> Result<Repository<OpenStatus>> {
+        open_repository_with(Arc::new(self.fanout.clone()), credentials, pb)
     }
 
     /// What became of every configured target, in configuration order.
@@ -418,11 +447,23 @@ pub fn open_repository<P: ProgressBars>(
     password: &Secret,
     pb: P,
 ) -> Result<Repository<OpenStatus>> {
+    open_repository_with(be, &Credentials::password(password.expose()), pb)
+}
+
+/// [`open_repository`] with any credentials (the master key of a [`crate::proof::Proof`]).
+///
+/// # Errors
+/// [`Error::WrongPassword`], or the repository could not be read.
+pub fn open_repository_with<P: ProgressBars>(
+    be: Arc<dyn rustic_core::WriteBackend>,
+    credentials: &Credentials,
+    pb: P,
+) -> Result<Repository<OpenStatus>> {
     // No cache: all targets share one repository id, and a shared cache would hide a target's
     // missing index or snapshot files.
     let opts = RepositoryOptions::default().no_cache(true);
     let repo = Repository::new_with_progress(&opts, &RepositoryBackends::new(be, None), pb)?;
-    Ok(repo.open(&Credentials::password(password.expose()))?)
+    Ok(repo.open(credentials)?)
 }
 
 /// The repository password: `[repository] password`, else `CAIRN_PASSWORD`.

@@ -20,6 +20,10 @@ pub struct Args {
     /// Create the repository first if no target holds one.
     #[arg(long)]
     init: bool,
+    /// With --init: create a new repository even though a target that may already hold one
+    /// cannot be reached.
+    #[arg(long, requires = "init")]
+    force_new: bool,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
@@ -29,6 +33,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         tags: args.tags,
         host: args.host,
         init: args.init,
+        force_new: args.force_new,
     };
     let r = backup::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone())?;
     if ctx.json {
@@ -49,6 +54,19 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             human_bytes(r.bytes_new_stored),
             r.duration_secs
         );
+        for f in &r.foreign {
+            println!(
+                "FOREIGN  `{}` {}: {} ({})",
+                f.target,
+                f.path,
+                f.why,
+                if f.quarantined {
+                    "quarantined, not copied"
+                } else {
+                    "NOT quarantined; target left out"
+                }
+            );
+        }
         for t in &r.caught_up {
             println!(
                 "caught up `{}` first: {} file(s), {}{}",

@@ -6,12 +6,23 @@ use cairn::{ops::init, report::is_partial, session::password};
 use super::{Ctx, print_json, print_targets, write_exit};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Create a new repository even though a target that may already hold one cannot be
+    /// reached (a second repository would then exist beside the first).
+    #[arg(long)]
+    force_new: bool,
+}
 
-pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
+pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let pw = password(&ctx.cfg)?;
     let _lock = cairn::lock::acquire(&ctx.cfg, "init", &ctx.observer())?;
-    let report = init::run(&ctx.cfg, &pw, ctx.observer(), ctx.reporter.clone())?;
+    let report = init::run(
+        &ctx.cfg,
+        &pw,
+        args.force_new,
+        ctx.observer(),
+        ctx.reporter.clone(),
+    )?;
     let code = write_exit(is_partial(&report.targets));
     if ctx.json {
         print_json(&report)?;

@@ -4,7 +4,8 @@ use anyhow::Result;
 use cairn::{
     ops::sync::{self, SyncState},
     report::human_bytes,
-    session::probe_all,
+    proof::Proof,
+    session::{password, probe_all},
 };
 
 use super::{Ctx, exit, label, print_json};
@@ -22,10 +23,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     }
     let _lock = cairn::lock::acquire(&ctx.cfg, "sync", &ctx.observer())?;
     let probed = probe_all(&ctx.cfg, None)?;
+    // With the password, copies are proven before they spread; without it nothing is copied.
+    let proof = match password(&ctx.cfg) {
+        Ok(pw) => Some(Proof::unlock(&probed, &pw)?),
+        Err(_) => None,
+    };
     let r = sync::run_and_record(
         &ctx.cfg,
         &probed,
         args.only.as_deref(),
+        proof.as_ref(),
         &ctx.observer(),
         &ctx.reporter,
     )?;
@@ -33,19 +40,33 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         print_json(&r)?;
     } else {
         println!(
-            "{:<16} {:<12} {:>8} {:>8} {:>12}  detail",
-            "target", "state", "missing", "copied", "bytes"
+            "{:<16} {:<12} {:>8} {:>8} {:>9} {:>12}  detail",
+            "target", "state", "missing", "copied", "held back", "bytes"
         );
         for t in &r.targets {
             let state = label(t.state);
             println!(
-                "{:<16} {:<12} {:>8} {:>8} {:>12}  {}",
+                "{:<16} {:<12} {:>8} {:>8} {:>9} {:>12}  {}",
                 t.name,
                 state,
                 t.missing,
                 t.files_copied,
+                t.held_back,
                 human_bytes(t.bytes_copied),
                 t.detail.as_deref().unwrap_or("")
+            );
+        }
+        for f in &r.foreign {
+            println!(
+                "FOREIGN `{}` {}: {} ({})",
+                f.target,
+                f.path,
+                f.why,
+                if f.quarantined {
+                    "quarantined"
+                } else {
+                    "NOT quarantined"
+                }
             );
         }
     }

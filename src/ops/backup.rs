@@ -21,7 +21,8 @@ use crate::{
         sync::{self, SyncState, SyncTarget},
     },
     progress::Observer,
-    replica::clean_tmp,
+    proof::Proof,
+    replica::{Foreign, clean_tmp},
     report::{TargetOutcome, is_partial},
     secret::Secret,
     session::{Mode, Probe, Session, probe_all},
@@ -37,6 +38,8 @@ pub struct BackupOptions {
     pub host: Option<String>,
     /// Create the repository first if no target holds one.
     pub init: bool,
+    /// With `init`: create it even though a target that may hold it cannot be reached.
+    pub force_new: bool,
 }
 
 /// What a backup did.
@@ -62,6 +65,8 @@ pub struct BackupReport {
     pub duration_secs: f64,
     /// Targets that were behind and were brought level (or could not be) before the backup.
     pub caught_up: Vec<SyncTarget>,
+    /// Files found foreign by the catch-up (not proven; quarantined where possible).
+    pub foreign: Vec<Foreign>,
     /// Whether some required target is not complete.
     pub partial: bool,
     /// Every target's outcome.
@@ -97,33 +102,64 @@ pub fn run<P: ProgressBars + Clone>(
             ));
         }
     }
-    let caught_up = match sync::run(&probed, None, &observer, &pb) {
-        Ok(r) => r
-            .targets
-            .into_iter()
-            .filter(|t| matches!(t.state, SyncState::CaughtUp | SyncState::Incomplete))
-            .collect(),
-        Err(Error::NoRepository) => Vec::new(),
+    // The key proves what catch-up copies; without a repository anywhere there is nothing to
+    // prove (and `--init` may create one below).
+    let proof = match Proof::unlock(&probed, password) {
+        Ok(p) => Some(p),
+        Err(Error::NoRepository) => None,
+        Err(e) => return Err(e),
+    };
+    let (caught_up, foreign) = match sync::run(&probed, None, proof.as_ref(), &observer, &pb) {
+        Ok(r) => (
+            r.targets
+                .into_iter()
+                .filter(|t| matches!(t.state, SyncState::CaughtUp | SyncState::Incomplete))
+                .collect(),
+            r.foreign,
+        ),
+        Err(Error::NoRepository) => (Vec::new(), Vec::new()),
         Err(e) => {
             observer.warn(&format!("catch-up skipped: {e}"));
-            Vec::new()
+            (Vec::new(), Vec::new())
         }
     };
+    // A target still holding a foreign file it could not move aside takes no part: its listing
+    // would feed that file to rustic_core.
+    let untrusted: Vec<(String, String)> = foreign
+        .iter()
+        .filter(|f| !f.quarantined)
+        .map(|f| {
+            (
+                f.target.clone(),
+                format!("holds {}, which is foreign ({}) and could not be quarantined", f.path, f.why),
+            )
+        })
+        .collect();
     // The probes still hold unless catch-up changed a target.
-    let session = if caught_up.is_empty() {
-        Session::from_probed(probed, Vec::new(), Mode::Write, observer.clone())
+    let session = if caught_up.is_empty() && foreign.is_empty() {
+        Session::from_probed(probed, Vec::new(), Mode::Write, &untrusted, observer.clone())
     } else {
         drop(probed);
-        Session::open(cfg, Mode::Write, None, observer.clone())
+        let probed = probe_all(cfg, None)?;
+        Session::from_probed(probed, Vec::new(), Mode::Write, &untrusted, observer.clone())
     };
-    let session = match session {
-        Err(Error::NoRepository) if opts.init => {
-            init::run(cfg, password, observer.clone(), pb.clone())?;
-            Session::open(cfg, Mode::Write, None, observer.clone())?
+    let (session, proof) = match session {
+        Err(Error::NoRepository | Error::NoTargetUsable(_)) if opts.init && proof.is_none() => {
+            init::run(cfg, password, opts.force_new, observer.clone(), pb.clone())?;
+            let probed = probe_all(cfg, None)?;
+            let proof = Proof::unlock(&probed, password)?;
+            let session =
+                Session::from_probed(probed, Vec::new(), Mode::Write, &[], observer.clone())?;
+            (session, proof)
         }
-        other => other?,
+        other => (
+            other?,
+            proof.ok_or(Error::NoRepository)?,
+        ),
     };
-    let repo = session.repository(password, pb)?.to_indexed_ids()?;
+    let repo = session
+        .repository_with(&proof.credentials(), pb)?
+        .to_indexed_ids()?;
 
     let mut globs: Vec<String> = cfg
         .backup
@@ -173,6 +209,7 @@ pub fn run<P: ProgressBars + Clone>(
         duration_secs: s.backup_duration,
         partial: is_partial(&targets),
         caught_up,
+        foreign,
         targets,
     })
 }

@@ -24,7 +24,11 @@ use crate::{
     error::Result,
     fanout::{Fanout, Member},
     progress::{Observer, Silent},
-    replica::{AfterWrite, Inventory, Source, copy_verified, hash_matches, inventories, stage},
+    proof::Proof,
+    replica::{
+        AfterWrite, ForeignFound, Inventory, NotCopied, Source, copy_proven, hash_matches,
+        inventories, quarantine, stage,
+    },
     secret::Secret,
     session::{Probe, Probed, one_repository, open_repository},
     target::Store,
@@ -66,6 +70,10 @@ pub enum ProblemKind {
     Corrupt,
     /// It could not be read.
     Unreadable,
+    /// Its hash matches its name, but it does not decrypt with the repository key (or, for a
+    /// pack, no proven index references it): an honest cairn did not write it. `--heal` moves
+    /// it to the quarantine folder of its own target; it is never copied.
+    Foreign,
     /// rustic_core's check of this target alone reported an error.
     Structure,
 }
@@ -188,7 +196,7 @@ pub fn run<P: ProgressBars>(
             let (state, detail) = match &p.probe {
                 Probe::Ready { .. } => (CheckState::Checked, None),
                 Probe::Offline(m) => (CheckState::Offline, Some(m.clone())),
-                Probe::Unreachable(m) => (CheckState::Unreachable, Some(m.clone())),
+                Probe::Unreachable(m) | Probe::Absent(m) => (CheckState::Unreachable, Some(m.clone())),
                 Probe::Empty => (CheckState::NotInitialised, None),
             };
             TargetCheck {
@@ -254,8 +262,15 @@ pub fn run<P: ProgressBars>(
     }
 
     let mut problems = findings.0.into_inner().unwrap_or_default();
+    let proof = match password {
+        Some(pw) => Some(Proof::unlock(probed, pw)?),
+        None => None,
+    };
+    if let Some(proof) = &proof {
+        prove_all(proof, &checked, &mut problems);
+    }
     if opts.heal {
-        heal(&mut problems, &checked, observer);
+        heal(&mut problems, &checked, proof.as_ref(), observer);
     }
 
     // rustic_core's own check of each target alone, after healing.
@@ -469,8 +484,68 @@ fn is_required(probed: &[Probed], name: &str) -> bool {
     probed.iter().any(|p| p.cfg.name == name && p.cfg.required)
 }
 
-/// Repairs what can be: copies in dependency order, strays removed.
-fn heal(problems: &mut [Problem], checked: &[(usize, Checked<'_>)], observer: &Arc<dyn Observer>) {
+/// Proves every key, index and snapshot file (one intact copy each: equal names mean equal
+/// bytes), then judges packs by the proven index files. A file that fails is foreign on every
+/// target holding an intact copy; a file that is not proven is never "missing" anywhere.
+fn prove_all(proof: &Proof, checked: &[(usize, Checked<'_>)], problems: &mut Vec<Problem>) {
+    let paths: BTreeSet<&str> = checked
+        .iter()
+        .flat_map(|(_, c)| c.inv.files.keys().map(String::as_str))
+        .collect();
+    // Index files first: they prove the packs.
+    let mut ordered: Vec<&str> = paths.iter().copied().filter(|p| !p.starts_with("data/")).collect();
+    ordered.sort_by_key(|p| (!p.starts_with("index/"), *p));
+    let verdicts = crate::par::map(&ordered, 4, |path| {
+        for (_, c) in checked.iter().filter(|(_, c)| c.inv.files.contains_key(*path)) {
+            if let Ok(b) = c.store.read(path)
+                && hash_matches(path, &b)
+            {
+                return proof.check(path, &b).err();
+            }
+        }
+        None
+    });
+    let mut unproven: BTreeMap<&str, String> = ordered
+        .iter()
+        .zip(verdicts)
+        .filter_map(|(p, v)| Some((*p, v?)))
+        .collect();
+    for path in paths.iter().filter(|p| p.starts_with("data/")) {
+        let known = path
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse::<rustic_core::Id>().ok())
+            .is_some_and(|id| proof.knows_pack(&id));
+        if !known {
+            unproven.insert(path, String::new());
+        }
+    }
+    // Unproven files are expected nowhere.
+    problems.retain(|p| !(p.kind == ProblemKind::Missing && unproven.contains_key(p.path.as_str())));
+    for (path, why) in unproven.iter().filter(|(_, why)| !why.is_empty()) {
+        for (_, c) in checked.iter().filter(|(_, c)| c.inv.files.contains_key(*path)) {
+            // A damaged copy is already reported as such.
+            if problems.iter().any(|p| p.target == c.probed.cfg.name && p.path == *path) {
+                continue;
+            }
+            problems.push(Problem::new(
+                &c.probed.cfg.name,
+                path,
+                ProblemKind::Foreign,
+                format!("{why}; an honest cairn did not write it"),
+            ));
+        }
+    }
+}
+
+/// Repairs what can be: copies in dependency order, strays removed, foreign files quarantined.
+fn heal(
+    problems: &mut [Problem],
+    checked: &[(usize, Checked<'_>)],
+    proof: Option<&Proof>,
+    observer: &Arc<dyn Observer>,
+) {
+    let foreign = ForeignFound::default();
     let mut order: Vec<usize> = (0..problems.len()).collect();
     order.sort_by_key(|&i| stage(&problems[i].path));
     for i in order {
@@ -490,9 +565,25 @@ fn heal(problems: &mut [Problem], checked: &[(usize, Checked<'_>)], observer: &A
                     })
                     .map(|(_, c)| (c.probed.cfg.name.as_str(), c.store))
                     .collect();
-                copy_verified(&p.path, &sources, dest.store, AfterWrite::ReadBack).map(|_| ())
+                copy_proven(
+                    &p.path,
+                    &sources,
+                    dest.store,
+                    AfterWrite::ReadBack,
+                    proof,
+                    &foreign,
+                )
+                .map(|_| ())
+                .map_err(|e| match e {
+                    NotCopied::HeldBack(m) | NotCopied::Failed(m) => m,
+                })
             }
             ProblemKind::Extra => dest.store.delete(&p.path).map_err(|e| e.to_string()),
+            ProblemKind::Foreign => dest
+                .store
+                .read(&p.path)
+                .and_then(|b| quarantine(dest.store, &p.path, b))
+                .map_err(|e| e.to_string()),
             ProblemKind::Structure => continue,
         };
         let p = &mut problems[i];

@@ -5,7 +5,7 @@
 //! first init), its `config` and key files are copied byte for byte to the empty ones, after
 //! the password has been checked against it. A target holding a different repository is refused.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::sync::Arc;
 
 use rustic_core::{
     ConfigOptions, Credentials, FileType, KeyOptions, ProgressBars, ReadBackend, Repository,
@@ -14,14 +14,16 @@ use rustic_core::{
 use serde::Serialize;
 
 use crate::{
-    config::Config,
+    config::{Config, TargetKind},
     error::{Error, Result},
     fanout::{Fanout, Member, file_path, repository_dirs},
     progress::Observer,
-    replica::hash_matches,
+    proof::Proof,
+    replica::{ForeignFound, read_proven},
     report::{TargetOutcome, TargetState},
     secret::Secret,
-    session::{Mode, Probe, Session, outcome, probe_all},
+    session::{Mode, Probe, Probed, Session, outcome, probe_all},
+    target::Store,
 };
 
 /// What `init` did.
@@ -35,53 +37,67 @@ pub struct InitReport {
     pub targets: Vec<TargetOutcome>,
 }
 
-/// Creates the repository, or extends it to targets that lack it.
+/// Creates the repository, or extends it to targets that lack it. A target that cannot be
+/// reached may already hold the repository: with one, nothing is created (a second repository
+/// would be born beside the first) unless `force_new`.
 ///
 /// # Errors
-/// Two targets hold different repositories; the password does not open the existing one; no
-/// target could be written.
+/// Two targets hold different repositories; the password does not open the existing one; a
+/// target that may hold the repository cannot be reached; no target could be written.
 pub fn run<P: ProgressBars>(
     cfg: &Config,
     password: &Secret,
+    force_new: bool,
     observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<InitReport> {
-    let probed = probe_all(cfg, None)?;
-    let configs: BTreeSet<&[u8]> = probed
-        .iter()
-        .filter_map(|p| match &p.probe {
-            Probe::Ready { config, .. } => Some(&config[..]),
-            _ => None,
-        })
+    let probed: Vec<Probed> = probe_all(cfg, None)?
+        .into_iter()
+        .map(creatable)
         .collect();
-    if configs.is_empty() {
+    let any_ready = probed
+        .iter()
+        .any(|p| matches!(p.probe, Probe::Ready { .. }));
+    if !any_ready {
+        if !force_new {
+            let away: Vec<String> = probed
+                .iter()
+                .filter(|p| !matches!(p.probe, Probe::Empty))
+                .map(|p| format!("`{}`: {}", p.cfg.name, unusable(&p.probe).1))
+                .collect();
+            if !away.is_empty() {
+                return Err(Error::NoTargetUsable(format!(
+                    "{}; a target that cannot be reached may already hold the repository, so \
+                     none is created beside it. Bring it back, or pass --force-new to create a \
+                     new repository on the reachable targets anyway",
+                    away.join("; ")
+                )));
+            }
+        }
         return create(probed, password, observer, pb);
     }
-    // Opening checks both the gate (one repository only) and the password.
-    let session = Session::from_probed(probed.clone(), Vec::new(), Mode::Read, observer)?;
-    let repo = session.repository(password, pb)?;
-    let repository_id = repo.config().id.to_hex().to_string();
-    let source = session.fanout.members()[0].store().clone();
-    let mut files = vec!["config".to_string()];
-    files.extend(
-        ReadBackend::list(&session.fanout, FileType::Key)?
-            .into_iter()
-            .map(|id| file_path(FileType::Key, &id)),
-    );
-    let mut contents = Vec::new();
-    for f in &files {
-        let bytes = source.read(f).map_err(|e| Error::Target {
-            target: session.fanout.members()[0].name.clone(),
-            message: e.to_string(),
-        })?;
-        // Key files are named by their hash: never spread a damaged copy.
-        if !hash_matches(f, &bytes) {
-            return Err(Error::Target {
-                target: session.fanout.members()[0].name.clone(),
-                message: format!("{f} does not match its hash; refusing to copy it"),
-            });
+    // The gate (one repository only), then the password, proven on a target that holds it.
+    let session = Session::from_probed(probed.clone(), Vec::new(), Mode::Read, &[], observer)?;
+    let proof = Proof::unlock(&session.probed, password)?;
+    let repository_id = {
+        let repo = session.repository_with(&proof.credentials(), pb)?;
+        repo.config().id.to_hex().to_string()
+    };
+    // config and every key file that proves itself, from the first target that has them.
+    let mut files = vec![("config".to_string(), proof.config().clone())];
+    let sources: Vec<(&str, &dyn Store)> = session
+        .fanout
+        .members()
+        .iter()
+        .map(|m| (m.name.as_str(), m.store().as_ref()))
+        .collect();
+    let foreign = ForeignFound::default();
+    for id in ReadBackend::list(&session.fanout, FileType::Key)? {
+        let path = file_path(FileType::Key, &id);
+        match read_proven(&path, &sources, Some(&proof), &foreign) {
+            Ok((bytes, _)) => files.push((path, bytes)),
+            Err(e) => observer_warn(&session, &format!("{path} not copied: {e}")),
         }
-        contents.push(bytes);
     }
     let mut targets = Vec::new();
     for p in &probed {
@@ -90,7 +106,7 @@ pub fn run<P: ProgressBars>(
                 let copied = store.create_dirs(&repository_dirs()).and_then(|()| {
                     // config last: a target counts as holding the repository only once its keys are there.
                     let mut bytes = 0;
-                    for (f, c) in files.iter().zip(&contents).rev() {
+                    for (f, c) in files.iter().rev() {
                         store.write(f, vec![c.clone()])?;
                         bytes += c.len() as u64;
                     }
@@ -128,8 +144,26 @@ pub fn run<P: ProgressBars>(
     })
 }
 
+fn observer_warn(session: &Session, msg: &str) {
+    session.fanout.observer().warn(msg);
+}
+
+/// `init` is the one command that creates a target's folder: a missing folder (of a kind that
+/// has folders) is an empty target to it. A missing bucket or container stays unreachable.
+fn creatable(mut p: Probed) -> Probed {
+    if let Probe::Absent(_) = p.probe
+        && matches!(
+            p.cfg.kind,
+            TargetKind::Local { .. } | TargetKind::Sftp { .. } | TargetKind::Smb { .. }
+        )
+    {
+        p.probe = Probe::Empty;
+    }
+    p
+}
+
 fn create<P: ProgressBars>(
-    probed: Vec<crate::session::Probed>,
+    probed: Vec<Probed>,
     password: &Secret,
     observer: Arc<dyn Observer>,
     pb: P,
@@ -206,7 +240,7 @@ fn create<P: ProgressBars>(
 fn unusable(p: &Probe) -> (TargetState, String) {
     match p {
         Probe::Offline(m) => (TargetState::Offline, m.clone()),
-        Probe::Unreachable(m) => (TargetState::Unreachable, m.clone()),
+        Probe::Unreachable(m) | Probe::Absent(m) => (TargetState::Unreachable, m.clone()),
         Probe::Ready { .. } => (TargetState::Failed, "holds a repository".into()),
         Probe::Empty => (TargetState::Unreachable, "could not be opened".into()),
     }

@@ -106,7 +106,9 @@ pub fn run(cfg: &Config) -> Result<StatusReport> {
                     (state, None, missing, snapshots.len())
                 }
                 Probe::Offline(m) => (NowState::Offline, Some(m.clone()), 0, 0),
-                Probe::Unreachable(m) => (NowState::Unreachable, Some(m.clone()), 0, 0),
+                Probe::Unreachable(m) | Probe::Absent(m) => {
+                    (NowState::Unreachable, Some(m.clone()), 0, 0)
+                }
                 Probe::Empty => (NowState::NotInitialised, None, union.len(), 0),
             };
             TargetStatus {

@@ -2,9 +2,13 @@
 //! others, without reading the sources again and without the password.
 //!
 //! The files every target should hold are the union of what the targets holding the repository
-//! have (a file present anywhere was written there by a run, or copied after its hash was
-//! checked). Each missing file is read from a target holding it, its SHA-256 checked against
-//! its name, written, and its size checked. Files are copied in dependency order (config and
+//! have, less what cannot be proven: a target is storage, not a witness, so each missing file is
+//! read from a target holding it and copied only once [`Proof`] shows an honest cairn wrote it
+//! (its SHA-256 matches its name and it decrypts with the repository key; a pack must be
+//! referenced by such an index file). A copy that fails the proof is *foreign*: it is never
+//! copied, and is moved aside on its own target (quarantined) and reported. Without the
+//! password nothing can be proven, so nothing is copied and the files held back are reported.
+//! A copy is written, then its size checked. Files are copied in dependency order (config and
 //! keys, then packs, then index files, then snapshots) and a stage starts only when the
 //! previous one is complete on that target, so an interrupted or failing catch-up never leaves
 //! a target with an index or snapshot whose data it lacks. A target that was never initialised
@@ -23,7 +27,11 @@ use crate::{
     error::Result,
     fanout::repository_dirs,
     progress::Observer,
-    replica::{AfterWrite, COPY_ORDER, Inventory, Source, copy_many, inventories, stage},
+    proof::Proof,
+    replica::{
+        COPY_ORDER, Foreign, ForeignFound, Inventory, NotCopied, Source, copy_many, inventories,
+        read_proven, stage,
+    },
     session::{Probe, Probed, one_repository},
     target::Store,
 };
@@ -59,6 +67,8 @@ pub struct SyncTarget {
     pub missing: usize,
     /// Files copied to it.
     pub files_copied: u64,
+    /// Files it lacks that were not copied because no copy could be proven.
+    pub held_back: usize,
     /// Bytes copied to it.
     pub bytes_copied: u64,
     /// Seconds spent on it.
@@ -76,6 +86,7 @@ impl SyncTarget {
             state: SyncState::Level,
             missing: 0,
             files_copied: 0,
+            held_back: 0,
             bytes_copied: 0,
             seconds: 0.0,
             detail: None,
@@ -88,17 +99,21 @@ impl SyncTarget {
 pub struct SyncReport {
     /// Every target, in configuration order.
     pub targets: Vec<SyncTarget>,
+    /// Copies found foreign (not proven) and what became of them.
+    pub foreign: Vec<Foreign>,
     /// Whether some required target is not level.
     pub partial: bool,
 }
 
-/// Brings every reachable target (or only `only`) level with the union of the others.
+/// Brings every reachable target (or only `only`) level with the proven union of the others.
+/// Call it holding the repository lock: it writes, and quarantines foreign copies.
 ///
 /// # Errors
 /// No target holds the repository; two targets hold different repositories.
 pub fn run<P: ProgressBars>(
     probed: &[Probed],
     only: Option<&str>,
+    proof: Option<&Proof>,
     observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<SyncReport> {
@@ -135,6 +150,24 @@ pub fn run<P: ProgressBars>(
         }
     };
 
+    let foreign = ForeignFound::default();
+    // Packs are proven by the index files that reference them: learn those first.
+    let packs_missing = probed.iter().zip(&inventories).any(|(p, inv)| {
+        only.is_none_or(|o| o == p.cfg.name)
+            && matches!(inv, Some(Ok(inv)) if union.keys().any(|f| f.starts_with("data/") && !inv.files.contains_key(*f)))
+    });
+    if let (Some(proof), true) = (proof, packs_missing) {
+        let index: Vec<&str> = union
+            .keys()
+            .copied()
+            .filter(|p| p.starts_with("index/"))
+            .collect();
+        crate::par::map(&index, 4, |path| {
+            let sources: Vec<Source<'_>> = sources_of(usize::MAX)(path);
+            let _ = read_proven(path, &sources, Some(proof), &foreign);
+        });
+    }
+
     let targets: Vec<SyncTarget> = thread::scope(|s| {
         let handles: Vec<_> = probed
             .iter()
@@ -143,6 +176,7 @@ pub fn run<P: ProgressBars>(
                 let inv = &inventories[i];
                 let union = &union;
                 let sources = sources_of(i);
+                let foreign = &foreign;
                 s.spawn(move || {
                     let mut t = SyncTarget::new(p);
                     if only.is_some_and(|o| o != p.cfg.name) {
@@ -156,7 +190,7 @@ pub fn run<P: ProgressBars>(
                             t.detail = Some(m.clone());
                             return t;
                         }
-                        (Probe::Unreachable(m), _, _) => {
+                        (Probe::Unreachable(m) | Probe::Absent(m), _, _) => {
                             t.state = SyncState::Unreachable;
                             t.detail = Some(m.clone());
                             return t;
@@ -171,7 +205,7 @@ pub fn run<P: ProgressBars>(
                             return t;
                         }
                     };
-                    catch_up(&mut t, inv, store.as_ref(), union, &sources, pb);
+                    catch_up(&mut t, inv, store.as_ref(), union, &sources, proof, foreign, pb);
                     t
                 })
             })
@@ -188,6 +222,25 @@ pub fn run<P: ProgressBars>(
             })
             .collect()
     });
+    let foreign = foreign.quarantine(|name| {
+        probed
+            .iter()
+            .find(|p| p.cfg.name == name)
+            .and_then(|p| p.store.as_deref())
+    });
+    for f in &foreign {
+        observer.warn(&format!(
+            "`{}`: {} is foreign ({}); {}",
+            f.target,
+            f.path,
+            f.why,
+            if f.quarantined {
+                "moved to the quarantine folder, not copied"
+            } else {
+                "could not be moved aside; not copied"
+            }
+        ));
+    }
     for t in &targets {
         if t.state == SyncState::Incomplete {
             observer.warn(&format!(
@@ -197,16 +250,19 @@ pub fn run<P: ProgressBars>(
             ));
         }
     }
-    Ok(summarise(targets))
+    Ok(summarise(targets, foreign))
 }
 
 /// Copies to one target what it lacks of `union`, stage by stage; records the outcome in `t`.
+#[allow(clippy::too_many_arguments)]
 fn catch_up<'a, P: ProgressBars>(
     t: &mut SyncTarget,
     inv: &Inventory,
     store: &dyn Store,
     union: &BTreeMap<&str, u64>,
     sources: &(dyn Fn(&str) -> Vec<Source<'a>> + Sync),
+    proof: Option<&Proof>,
+    foreign: &ForeignFound,
     pb: &P,
 ) {
     let mut missing: Vec<(usize, String, u64)> = union
@@ -239,16 +295,27 @@ fn catch_up<'a, P: ProgressBars>(
         if paths.is_empty() {
             continue;
         }
-        let results = copy_many(&paths, sources, store, AfterWrite::Size, &progress);
+        let results = copy_many(&paths, sources, store, proof, foreign, &progress);
         let mut errors = Vec::new();
+        let mut held_back = None;
         for (_, r) in results {
             match r {
                 Ok(n) => {
                     t.files_copied += 1;
                     t.bytes_copied += n;
                 }
-                Err(e) => errors.push(e),
+                // Nothing proven depends on an unproven file: later stages may go on.
+                Err(NotCopied::HeldBack(why)) => {
+                    t.held_back += 1;
+                    held_back.get_or_insert(why);
+                }
+                Err(NotCopied::Failed(e)) => errors.push(e),
             }
+        }
+        if let Some(why) = held_back
+            && t.detail.is_none()
+        {
+            t.detail = Some(format!("file(s) held back; first: {why}"));
         }
         if let Some(e) = errors.first() {
             t.state = SyncState::Incomplete;
@@ -262,7 +329,12 @@ fn catch_up<'a, P: ProgressBars>(
     }
     progress.finish();
     if t.state == SyncState::Level {
-        t.state = SyncState::CaughtUp;
+        // Without the password nothing was copied: the target is as far behind as before.
+        t.state = if proof.is_none() && t.held_back > 0 {
+            SyncState::Incomplete
+        } else {
+            SyncState::CaughtUp
+        };
     }
     t.seconds = started.elapsed().as_secs_f64();
 }
@@ -275,10 +347,11 @@ pub fn run_and_record<P: ProgressBars>(
     cfg: &crate::config::Config,
     probed: &[Probed],
     only: Option<&str>,
+    proof: Option<&Proof>,
     observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<SyncReport> {
-    let report = run(probed, only, observer, pb)?;
+    let report = run(probed, only, proof, observer, pb)?;
     crate::state::update(cfg, observer, |state| {
         for t in &report.targets {
             match t.state {
@@ -295,7 +368,7 @@ pub fn run_and_record<P: ProgressBars>(
     Ok(report)
 }
 
-fn summarise(targets: Vec<SyncTarget>) -> SyncReport {
+fn summarise(targets: Vec<SyncTarget>, foreign: Vec<Foreign>) -> SyncReport {
     let partial = targets.iter().any(|t| {
         t.required
             && matches!(
@@ -303,5 +376,9 @@ fn summarise(targets: Vec<SyncTarget>) -> SyncReport {
                 SyncState::Incomplete | SyncState::Offline | SyncState::Unreachable
             )
     });
-    SyncReport { targets, partial }
+    SyncReport {
+        targets,
+        foreign,
+        partial,
+    }
 }

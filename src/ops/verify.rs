@@ -478,7 +478,7 @@ fn verify_target<P: ProgressBars + Clone>(
         (Probe::Offline(m), _) => {
             return (with_detail(blank(p, VerifyState::Offline), m), Vec::new());
         }
-        (Probe::Unreachable(m), _) => {
+        (Probe::Unreachable(m) | Probe::Absent(m), _) => {
             return (
                 with_detail(blank(p, VerifyState::Unreachable), m),
                 Vec::new(),

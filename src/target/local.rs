@@ -178,7 +178,15 @@ impl Store for LocalStore {
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
         match self.inner(false)? {
             Some(s) => s.list(dir),
-            None => Ok(Vec::new()),
+            // A folder that should hold a repository and is not there may be a mount that is
+            // missing: never take it for an empty target (only `init` creates it).
+            None => Err(StoreError::new(
+                StoreErrorKind::Absent,
+                format!(
+                    "folder {} does not exist (a disk or share not mounted? `cairn init` creates it)",
+                    self.path.display()
+                ),
+            )),
         }
     }
     fn delete(&self, path: &str) -> StoreResult<()> {
@@ -233,7 +241,7 @@ mod tests {
         let s = open(&dir, false, policy).unwrap();
         assert_eq!(s.stat("config").unwrap(), None);
         assert!(s.read("config").unwrap_err().is_not_found());
-        assert!(s.list("keys").unwrap().is_empty());
+        assert_eq!(s.list("keys").unwrap_err().kind, StoreErrorKind::Absent);
         assert!(!dir.exists());
         s.write("data/ab/abc", vec![Bytes::from_static(b"k")])
             .unwrap();

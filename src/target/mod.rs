@@ -8,6 +8,7 @@
 
 mod azblob;
 mod local;
+mod mem;
 mod opendal_store;
 mod s3;
 mod sftp;
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use crate::config::{TargetConfig, TargetKind};
 
 pub use local::{MountState, mount_state};
+pub use mem::MemStore;
 pub use opendal_store::TMP_DIR;
 
 /// What kind of failure a storage operation met.
@@ -36,6 +38,9 @@ pub enum StoreErrorKind {
     NotFound,
     /// A removable disk is not mounted.
     Offline,
+    /// The storage itself is not there: a folder that does not exist, a missing bucket or
+    /// container, a wrong endpoint path. Never read as "empty": only `init` creates a folder.
+    Absent,
     /// Worth retrying: a timeout, a dropped connection, a busy server.
     Transient,
     /// Will fail again: refused credentials, a missing share or bucket, a full disk.
@@ -83,7 +88,8 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// Writes a file (replacing it); a reader never sees it half-written.
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()>;
     /// The files below `dir`, at any depth, as (path relative to `dir`, size), e.g.
-    /// `("ab/ab12…", 123)` for `data`. A missing folder is empty.
+    /// `("ab/ab12…", 123)` for `data`. A missing folder is empty, but a missing root (the
+    /// target's own folder, bucket or container) is [`StoreErrorKind::Absent`].
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>>;
     /// Removes a file; one that is already gone is not an error.
     fn delete(&self, path: &str) -> StoreResult<()>;

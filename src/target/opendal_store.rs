@@ -210,7 +210,31 @@ impl Store for OpendalStore {
         };
         let entries = match self.op.list_options(&format!("{dir}/"), opts) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            // An object store answers an empty list for a missing prefix: a 404 means the
+            // bucket or container (or the endpoint path) is wrong.
+            Err(e) if e.kind() == ErrorKind::NotFound && !self.has_dirs => {
+                return Err(StoreError::new(
+                    StoreErrorKind::Absent,
+                    redact(
+                        &format!(
+                            "{}: the bucket or container does not exist, or the endpoint path is wrong ({})",
+                            self.location,
+                            brief(&e)
+                        ),
+                        &self.secrets,
+                    ),
+                ));
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return match self.op.stat("/") {
+                    Ok(_) => Ok(Vec::new()),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::new(
+                        StoreErrorKind::Absent,
+                        format!("{}: the target's folder does not exist", self.location),
+                    )),
+                    Err(e) => Err(self.error("checking", "/", &e)),
+                };
+            }
             Err(e) => return Err(self.error("listing", dir, &e)),
         };
         let prefix = format!("{dir}/");

@@ -1,0 +1,334 @@
+//! Proof that a repository file was written by an honest cairn, before it is copied from one
+//! target to another.
+//!
+//! A target is storage, not a witness: anyone with write access to one target can place a file
+//! there named by the SHA-256 of its own junk. Such a file passes the hash check, and once copied
+//! everywhere it breaks every target (rustic_core refuses an index it cannot decrypt). So a file
+//! only counts as proven when, beyond its hash matching its name:
+//! - `config` is byte-identical to the config the repository was opened with;
+//! - an index or snapshot file decrypts with the repository's master key and parses;
+//! - a key file opens with the repository password and yields the same master key;
+//! - a data pack is referenced, with its size, by an index file proven as above (a pack's name
+//!   is its hash, so an authenticated reference authenticates its bytes).
+//!
+//! Decryption goes through rustic_core itself: the file is staged in a [`MemStore`] under a
+//! repository opened with the master key, and read back with `get_file`. No crypto is done here.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use rustic_core::{
+    Credentials, Id, NoProgressBars, OpenStatus, Repository,
+    repofile::{IndexFile, IndexId, MasterKey, SnapshotFile, SnapshotId},
+};
+
+use crate::{
+    error::{Error, Result},
+    fanout::{Fanout, Member},
+    progress::Silent,
+    replica::hash_matches,
+    secret::Secret,
+    session::{Probe, Probed, open_repository_with},
+    target::{MemStore, Store},
+};
+
+/// The repository key, and what it has proven so far.
+pub struct Proof {
+    password: Secret,
+    master: MasterKey,
+    config: Bytes,
+    staging: Arc<MemStore>,
+    repo: Repository<OpenStatus>,
+    /// One file staged at a time: two threads proving the same path must not remove it under
+    /// each other.
+    staged: Mutex<()>,
+    /// Packs referenced by proven index files, with their sizes.
+    packs: Mutex<BTreeMap<Id, u32>>,
+}
+
+impl std::fmt::Debug for Proof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proof").finish_non_exhaustive()
+    }
+}
+
+fn memory_backend(store: Arc<MemStore>) -> Arc<Fanout> {
+    Arc::new(Fanout::new(
+        vec![Arc::new(Member::new("memory".into(), true, store))],
+        Arc::new(Silent),
+    ))
+}
+
+impl Proof {
+    /// Opens the repository with `password` on the first target (in configuration order) where
+    /// it opens, and keeps its master key and config.
+    ///
+    /// # Errors
+    /// [`Error::WrongPassword`] when the password opens no target's keys; [`Error::NoRepository`]
+    /// or another error when no target could be opened.
+    pub fn unlock(probed: &[Probed], password: &Secret) -> Result<Self> {
+        let mut last = None;
+        for p in probed {
+            let (Probe::Ready { config, .. }, Some(store)) = (&p.probe, &p.store) else {
+                continue;
+            };
+            let one = Arc::new(Fanout::new(
+                vec![Arc::new(Member::new(
+                    p.cfg.name.clone(),
+                    true,
+                    store.clone(),
+                ))],
+                Arc::new(Silent),
+            ));
+            match open_repository_with(
+                one,
+                &Credentials::password(password.expose()),
+                NoProgressBars,
+            ) {
+                Ok(repo) => return Self::new(password.clone(), repo.key(), config.clone()),
+                // A wrong password on one target is wrong everywhere, unless that target's
+                // keys are damaged: try the others before saying so.
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(Error::NoRepository))
+    }
+
+    fn new(password: Secret, master: MasterKey, config: Bytes) -> Result<Self> {
+        let staging = Arc::new(MemStore::new());
+        staging
+            .write("config", vec![config.clone()])
+            .map_err(|e| Error::Rustic(e.to_string()))?;
+        let repo = open_repository_with(
+            memory_backend(staging.clone()),
+            &Credentials::Masterkey(master.clone()),
+            NoProgressBars,
+        )?;
+        Ok(Self {
+            password,
+            master,
+            config,
+            staging,
+            repo,
+            staged: Mutex::new(()),
+            packs: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Credentials that open the repository without deriving the key from the password again.
+    #[must_use]
+    pub fn credentials(&self) -> Credentials {
+        Credentials::Masterkey(self.master.clone())
+    }
+
+    /// The repository's `config` file as it was opened.
+    #[must_use]
+    pub fn config(&self) -> &Bytes {
+        &self.config
+    }
+
+    /// Whether `bytes` are a file an honest cairn wrote at `path`; why not, if not. A proven
+    /// index file also proves the packs it references.
+    ///
+    /// # Errors
+    /// The reason the file is not proven, in words for a report.
+    pub fn check(&self, path: &str, bytes: &Bytes) -> std::result::Result<(), String> {
+        if !hash_matches(path, bytes) {
+            return Err("its SHA-256 does not match its name".into());
+        }
+        let (dir, name) = path.split_once('/').unwrap_or((path, ""));
+        let id = name.rsplit('/').next().and_then(|n| n.parse::<Id>().ok());
+        match (dir, id) {
+            ("config", _) if bytes == &self.config => Ok(()),
+            ("config", _) => Err("differs from the repository's config".into()),
+            ("keys", Some(_)) => self.check_key(path, bytes),
+            ("index", Some(id)) => {
+                let index: IndexFile = self.decrypt(path, bytes, |r| {
+                    r.get_file::<IndexFile>(&IndexId::from(id))
+                })?;
+                let mut packs = self.packs.lock().map_err(|_| "poisoned".to_string())?;
+                for p in index.packs.iter().chain(&index.packs_to_delete) {
+                    packs.insert(*p.id, p.pack_size());
+                }
+                Ok(())
+            }
+            ("snapshots", Some(id)) => self
+                .decrypt(path, bytes, |r| {
+                    r.get_file::<SnapshotFile>(&SnapshotId::from(id))
+                })
+                .map(|_| ()),
+            ("data", Some(id)) => {
+                let packs = self.packs.lock().map_err(|_| "poisoned".to_string())?;
+                match packs.get(&id) {
+                    Some(&size) if u64::from(size) == bytes.len() as u64 => Ok(()),
+                    Some(size) => Err(format!(
+                        "{} bytes, but the index that references it says {size}",
+                        bytes.len()
+                    )),
+                    None => Err(
+                        "no index file that decrypts with the repository key references it"
+                            .into(),
+                    ),
+                }
+            }
+            _ => Err("not a repository file".into()),
+        }
+    }
+
+    /// Whether a pack is referenced by an index file proven so far.
+    #[must_use]
+    pub fn knows_pack(&self, id: &Id) -> bool {
+        self.packs.lock().is_ok_and(|p| p.contains_key(id))
+    }
+
+    fn decrypt<T>(
+        &self,
+        path: &str,
+        bytes: &Bytes,
+        read: impl FnOnce(&Repository<OpenStatus>) -> rustic_core::RusticResult<T>,
+    ) -> std::result::Result<T, String> {
+        let _one = self.staged.lock().map_err(|_| "poisoned".to_string())?;
+        self.staging
+            .write(path, vec![bytes.clone()])
+            .map_err(|e| e.to_string())?;
+        let result = read(&self.repo);
+        let _ = self.staging.delete(path);
+        result.map_err(|_| "does not decrypt with the repository key".to_string())
+    }
+
+    /// A key file proves itself by opening with the repository password to the same master key.
+    /// (A key of another password cannot be proven with this one.)
+    fn check_key(&self, path: &str, bytes: &Bytes) -> std::result::Result<(), String> {
+        let alone = Arc::new(MemStore::new());
+        let staged = alone
+            .write("config", vec![self.config.clone()])
+            .and_then(|()| alone.write(path, vec![bytes.clone()]));
+        staged.map_err(|e| e.to_string())?;
+        let opened = open_repository_with(
+            memory_backend(alone),
+            &Credentials::password(self.password.expose()),
+            NoProgressBars,
+        )
+        .map_err(|_| "does not open with the repository password".to_string())?;
+        let same = serde_json::to_vec(&opened.key()).ok() == serde_json::to_vec(&self.master).ok();
+        if same {
+            Ok(())
+        } else {
+            Err("opens a different master key".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use rustic_core::{
+        BackupOptions, ConfigOptions, Credentials, KeyOptions, NoProgressBars, PathList,
+        Repository, RepositoryBackends, RepositoryOptions, SnapshotOptions,
+    };
+
+    use super::{Proof, memory_backend};
+    use crate::{
+        replica::{is_repository_path, sha256_hex},
+        secret::Secret,
+        target::{MemStore, Store},
+    };
+
+    const PW: &str = "test password";
+
+    /// A real repository with one snapshot, in memory, and its proof.
+    fn repository() -> (Arc<MemStore>, Proof) {
+        let store = Arc::new(MemStore::new());
+        let creds = Credentials::password(PW);
+        let repo = Repository::new(
+            &RepositoryOptions::default().no_cache(true),
+            &RepositoryBackends::new(memory_backend(store.clone()), None),
+        )
+        .unwrap()
+        .init(
+            &creds,
+            &KeyOptions::default(),
+            &ConfigOptions::default().set_version(2u32),
+        )
+        .unwrap()
+        .to_indexed_ids()
+        .unwrap();
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("f"), b"some content").unwrap();
+        let paths = PathList::from_iter([src.path()]).sanitize().unwrap();
+        let snap = SnapshotOptions::default().to_snapshot().unwrap();
+        repo.backup(&BackupOptions::default(), &paths, snap).unwrap();
+        let config = store.read("config").unwrap();
+        let proof = Proof::new(
+            Secret::new(PW.into()),
+            repo.key(),
+            config,
+        )
+        .unwrap();
+        (store, proof)
+    }
+
+    fn files(store: &MemStore, dir: &str) -> Vec<(String, Bytes)> {
+        store
+            .list(dir)
+            .unwrap()
+            .into_iter()
+            .map(|(rel, _)| {
+                let p = format!("{dir}/{rel}");
+                let b = store.read(&p).unwrap();
+                (p, b)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_file_cairn_wrote_is_proven_and_packs_only_after_their_index() {
+        let (store, proof) = repository();
+        let packs = files(&store, "data");
+        assert!(!packs.is_empty());
+        for (p, b) in &packs {
+            assert!(proof.check(p, b).is_err(), "{p} proven before its index");
+        }
+        for dir in ["keys", "index", "snapshots"] {
+            for (p, b) in files(&store, dir) {
+                assert!(is_repository_path(&p));
+                assert_eq!(proof.check(&p, &b), Ok(()), "{p}");
+            }
+        }
+        for (p, b) in &packs {
+            assert_eq!(proof.check(p, b), Ok(()), "{p}");
+        }
+        assert_eq!(proof.check("config", &store.read("config").unwrap()), Ok(()));
+    }
+
+    #[test]
+    fn junk_named_by_its_own_hash_is_not_proven() {
+        let (_, proof) = repository();
+        let junk = Bytes::from_static(b"junk that an attacker placed on one target");
+        for dir in ["index", "snapshots", "keys"] {
+            let path = format!("{dir}/{}", sha256_hex(&junk));
+            assert!(proof.check(&path, &junk).is_err(), "{path} proven");
+        }
+        let pack = format!("data/{0}/{1}", &sha256_hex(&junk)[..2], sha256_hex(&junk));
+        let e = proof.check(&pack, &junk).unwrap_err();
+        assert!(e.contains("no index"), "{e}");
+        assert!(proof.check("config", &junk).is_err());
+        // And a copy whose bytes do not match its name fails before anything is decrypted.
+        let e = proof.check("index/00", &junk).unwrap_err();
+        assert!(e.contains("SHA-256"), "{e}");
+    }
+
+    #[test]
+    fn a_key_of_another_repository_is_not_proven() {
+        let (_, proof) = repository();
+        let (other, _) = repository();
+        for (p, b) in files(&other, "keys") {
+            assert!(proof.check(&p, &b).is_err(), "{p}");
+        }
+    }
+}

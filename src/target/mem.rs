@@ -1,0 +1,80 @@
+//! An in-memory [`Store`]: the repository files that cairn must decrypt before trusting them are
+//! staged here, so rustic_core's own decryption path reads them (see [`crate::proof`]); unit
+//! tests use it as a store without a server.
+
+use std::{collections::BTreeMap, sync::Mutex};
+
+use bytes::Bytes;
+
+use super::{Store, StoreError, StoreErrorKind, StoreResult};
+
+/// Files in memory, by repository path.
+#[derive(Debug, Default)]
+pub struct MemStore {
+    files: Mutex<BTreeMap<String, Bytes>>,
+}
+
+impl MemStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
+        // A panic while holding the map leaves it consistent (single inserts and removes).
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Store for MemStore {
+    fn location(&self) -> String {
+        "memory".into()
+    }
+    fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
+        Ok(self.files().get(path).map(|b| b.len() as u64))
+    }
+    fn read(&self, path: &str) -> StoreResult<Bytes> {
+        self.files()
+            .get(path)
+            .cloned()
+            .ok_or_else(|| StoreError::new(StoreErrorKind::NotFound, format!("{path} not found")))
+    }
+    fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes> {
+        let b = self.read(path)?;
+        let (start, end) = (offset as usize, (offset + length) as usize);
+        if end > b.len() {
+            return Err(StoreError::new(
+                StoreErrorKind::Permanent,
+                format!("{path}: range {start}..{end} beyond {} bytes", b.len()),
+            ));
+        }
+        Ok(b.slice(start..end))
+    }
+    fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
+        let bytes = if parts.len() == 1 {
+            parts.into_iter().next().unwrap_or_default()
+        } else {
+            Bytes::from(parts.concat())
+        };
+        self.files().insert(path.to_string(), bytes);
+        Ok(())
+    }
+    fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
+        let prefix = format!("{dir}/");
+        Ok(self
+            .files()
+            .iter()
+            .filter_map(|(p, b)| Some((p.strip_prefix(&prefix)?.to_string(), b.len() as u64)))
+            .collect())
+    }
+    fn delete(&self, path: &str) -> StoreResult<()> {
+        self.files().remove(path);
+        Ok(())
+    }
+    fn create_dirs(&self, _dirs: &[String]) -> StoreResult<()> {
+        Ok(())
+    }
+}
