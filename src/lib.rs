@@ -19,5 +19,6 @@ pub mod report;
 pub mod sample;
 pub mod secret;
 pub mod session;
+pub mod source;
 pub mod state;
 pub mod target;

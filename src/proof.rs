@@ -228,7 +228,7 @@ mod tests {
 
     use bytes::Bytes;
     use rustic_core::{
-        BackupOptions, ConfigOptions, Credentials, KeyOptions, NoProgressBars, PathList,
+        BackupOptions, ConfigOptions, Credentials, KeyOptions, PathList,
         Repository, RepositoryBackends, RepositoryOptions, SnapshotOptions,
     };
 

@@ -199,7 +199,7 @@ fn smbd_dying_mid_backup_is_named_and_leaves_no_damage() {
     expect_code(&cairn(&config, &["init"]), 0);
     let share_repo = smbd.share.join("repo");
 
-    let backup = Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let backup = Command::new(bin())
         .args(["--config", config.to_str().unwrap(), "--json", "backup"])
         .env("CAIRN_PASSWORD", PASSWORD)
         .stdout(Stdio::piped())

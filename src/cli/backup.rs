@@ -7,7 +7,7 @@ use cairn::{
     session::password,
 };
 
-use super::{Ctx, print_json, print_targets, write_exit};
+use super::{Ctx, exit, print_json, print_targets, write_exit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -83,6 +83,20 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         if r.partial {
             println!("PARTIAL: a required target did not receive this snapshot (see above)");
         }
+        if r.incomplete {
+            println!(
+                "INCOMPLETE: {} source entr{} not backed up, or not faithfully:",
+                r.unread.len(),
+                if r.unread.len() == 1 { "y is" } else { "ies are" }
+            );
+            for u in &r.unread {
+                println!("  {}: {}", u.path.display(), u.error);
+            }
+        }
     }
-    Ok(write_exit(r.partial))
+    Ok(if r.incomplete {
+        exit::INCOMPLETE
+    } else {
+        write_exit(r.partial)
+    })
 }

@@ -15,6 +15,9 @@ pub const PARTIAL: i32 = 3;
 pub const UNREACHABLE: i32 = 4;
 /// `verify` or `check`: damage found on at least one target (for `check --heal`: not healed).
 pub const VERIFY_FAILED: i32 = 5;
+/// `backup`: the snapshot was saved, but some source files or folders could not be read (or
+/// changed while read); they are named. Takes precedence over [`PARTIAL`].
+pub const INCOMPLETE: i32 = 6;
 /// No repository on any reachable target.
 pub const NO_REPOSITORY: i32 = 10;
 /// Another cairn process holds the repository lock.
@@ -31,6 +34,7 @@ Exit codes:
   3   partially done: a required target is offline, unreachable, lagging or failed; the others are complete
   4   no target could be reached or used; verify/check: a target could not be reached (the others passed)
   5   verify/check: damage found on a target (a file damaged, missing, unreadable; check --heal: not healed)
+  6   backup: snapshot saved, but some source files could not be read or changed while read (named)
   10  no repository on any reachable target (run `cairn init`)
   11  the repository is locked by another cairn process (it is named)
   12  wrong repository password

@@ -25,6 +25,7 @@ use crate::{
     replica::{Foreign, clean_tmp},
     report::{TargetOutcome, is_partial},
     secret::Secret,
+    source::{self, Unread, UnreadLog},
     session::{Mode, Probe, Session, probe_all},
     state,
 };
@@ -69,6 +70,10 @@ pub struct BackupReport {
     pub foreign: Vec<Foreign>,
     /// Whether some required target is not complete.
     pub partial: bool,
+    /// Whether some source entries are missing from the snapshot (or saved inconsistently).
+    pub incomplete: bool,
+    /// Those entries, each with what went wrong.
+    pub unread: Vec<Unread>,
     /// Every target's outcome.
     pub targets: Vec<TargetOutcome>,
 }
@@ -188,10 +193,16 @@ pub fn run<P: ProgressBars + Clone>(
         .sanitize()
         .map_err(|e| Error::Input(e.to_string()))?;
 
+    let unread = UnreadLog::default();
+    let src = source::local(&rustic_opts, &paths.paths(), unread.clone())?;
     observer.writing_to(session.fanout.members());
-    let result = repo.backup(&rustic_opts, &paths, snap);
+    let result = repo.archive(&rustic_opts, &src, snap, &paths.paths());
     observer.writing_done();
     let snap = result?;
+    let unread = unread.take();
+    for u in &unread {
+        observer.warn(&format!("not backed up: {}: {}", u.path.display(), u.error));
+    }
 
     let targets = session.outcomes();
     let snapshot = snap.id.to_hex().to_string();
@@ -208,6 +219,8 @@ pub fn run<P: ProgressBars + Clone>(
         bytes_new_stored: s.data_added_packed,
         duration_secs: s.backup_duration,
         partial: is_partial(&targets),
+        incomplete: !unread.is_empty(),
+        unread,
         caught_up,
         foreign,
         targets,

@@ -108,10 +108,16 @@ pub fn cairn_with_password(config: &Path, password: &str, args: &[&str]) -> Outp
         .expect("cairn runs")
 }
 
+/// The binary under test: this build's, or `CAIRN_TEST_BIN` (to run a new regression test
+/// against an older build and watch it fail).
+pub fn bin() -> PathBuf {
+    std::env::var_os("CAIRN_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cairn")), PathBuf::from)
+}
+
 /// The cairn binary on `config`, with its state folder beside the configuration file and no
 /// password (add `CAIRN_PASSWORD` as needed).
 pub fn cairn_cmd(config: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    let mut c = Command::new(bin());
     c.arg("--config")
         .arg(config)
         .env("CAIRN_STATE_DIR", config.parent().unwrap().join("state"))
