@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod destination;
 pub mod error;
 pub mod fanout;
 pub mod lock;

@@ -255,3 +255,124 @@ fn files_the_backup_cannot_read_are_named_counted_and_make_a_distinct_exit() {
     let listing = String::from_utf8_lossy(&o.stdout);
     assert!(listing.contains("ok.txt") && !listing.contains("secret.txt"), "{}", text(&o));
 }
+
+#[test]
+fn restore_never_writes_through_a_symlink_in_the_destination() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), b"restored content").unwrap();
+    let config = write_config(tmp.path(), &[&src], &local_target("disk", &tmp.path().join("r")));
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let dest = tmp.path().join("dest");
+    let outside = tmp.path().join("elsewhere");
+    fs::create_dir_all(&dest).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("d")).unwrap();
+    let what = format!("latest:{}", src.display());
+    let o = cairn(&config, &["restore", &what, "--target", dest.to_str().unwrap()]);
+    expect_code(&o, 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("symlink"), "{}", text(&o));
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "wrote outside the target");
+    let o = cairn(
+        &config,
+        &["restore", &what, "--overwrite", "--target", dest.to_str().unwrap()],
+    );
+    expect_code(&o, 0);
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "wrote outside the target");
+    assert!(!dest.join("d").is_symlink());
+    assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"restored content");
+
+    // --overwrite replaces a file whose content differs though its size and mtime match.
+    let f = dest.join("d/f");
+    let mtime = fs::metadata(&f).unwrap().modified().unwrap();
+    fs::write(&f, b"RESTORED CONTENT").unwrap();
+    fs::File::options().write(true).open(&f).unwrap().set_modified(mtime).unwrap();
+    let o = cairn(
+        &config,
+        &["restore", &what, "--overwrite", "--target", dest.to_str().unwrap()],
+    );
+    expect_code(&o, 0);
+    assert_eq!(fs::read(&f).unwrap(), b"restored content");
+}
+
+/// A source whose one file is named `name` in the snapshot, whatever its path: what a forged
+/// or damaged tree would hold.
+struct Forged {
+    name: &'static str,
+}
+
+struct ForgedOpen;
+
+impl rustic_core::ReadSourceOpen for ForgedOpen {
+    type Reader = std::io::Cursor<Vec<u8>>;
+    fn open(self) -> rustic_core::RusticResult<Self::Reader> {
+        Ok(std::io::Cursor::new(b"escaped".to_vec()))
+    }
+}
+
+impl rustic_core::ReadSource for Forged {
+    type Open = ForgedOpen;
+    type Iter = std::vec::IntoIter<rustic_core::RusticResult<rustic_core::ReadSourceEntry<ForgedOpen>>>;
+    fn size(&self) -> rustic_core::RusticResult<Option<u64>> {
+        Ok(Some(7))
+    }
+    fn entries(&self) -> Self::Iter {
+        use rustic_core::repofile::{Metadata, Node, NodeType};
+        let meta = Metadata {
+            size: 7,
+            ..Metadata::default()
+        };
+        let node = Node::new_node(std::ffi::OsStr::new(self.name), NodeType::File, meta);
+        vec![Ok(rustic_core::ReadSourceEntry {
+            path: "/forged/x".into(),
+            node,
+            open: Some(ForgedOpen),
+        })]
+        .into_iter()
+    }
+}
+
+#[test]
+fn restore_refuses_snapshot_names_that_leave_the_target() {
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let repo_dir = tmp.path().join("r");
+    let config = write_config(tmp.path(), &[&src], &local_target("disk", &repo_dir));
+    expect_code(&cairn(&config, &["init"]), 0);
+    for (i, name) in ["../../escaped", "a/../../escaped", ".."].into_iter().enumerate() {
+        // A snapshot written with the repository key, holding a name no honest walk produces.
+        let store: Arc<dyn cairn::target::Store> = Arc::from(open_store(&config, "disk"));
+        let fan = cairn::fanout::Fanout::new(
+            vec![Arc::new(cairn::fanout::Member::new("disk".into(), true, store))],
+            Arc::new(cairn::progress::Silent),
+        );
+        let pw = cairn::secret::Secret::new(PASSWORD.into());
+        let repo = cairn::session::open_repository(Arc::new(fan), &pw, rustic_core::NoProgressBars)
+            .unwrap()
+            .to_indexed_ids()
+            .unwrap();
+        let snap = rustic_core::SnapshotOptions::default()
+            .add_tags(&format!("forged{i}"))
+            .unwrap()
+            .to_snapshot()
+            .unwrap();
+        let snap = repo
+            .archive(
+                &rustic_core::BackupOptions::default(),
+                &Forged { name },
+                snap,
+                &["/forged".into()],
+            )
+            .unwrap();
+        let dest = tmp.path().join(format!("dest{i}/inner"));
+        let id = snap.id.to_hex().to_string();
+        let o = cairn(&config, &["restore", &id, "--overwrite", "--target", dest.to_str().unwrap()]);
+        expect_code(&o, 1);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to restore"), "{}", text(&o));
+        assert!(!tmp.path().join("escaped").exists());
+        assert!(!tmp.path().join(format!("dest{i}/escaped")).exists());
+    }
+}

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::{
     config::Config,
     error::{Error, Result},
+    destination,
     progress::Observer,
     report::TargetOutcome,
     secret::Secret,
@@ -63,11 +64,28 @@ pub fn run<P: ProgressBars>(
     let ls_opts = LsOptions::default().recursive(true);
     let is_file = !node.is_dir();
 
+    // Every name and path of the plan is checked before anything is written.
+    let dest_dir = destination::resolve(if is_file {
+        opts.dest.parent().unwrap_or(Path::new("."))
+    } else {
+        &opts.dest
+    })?;
+    let dest_root = if is_file {
+        dest_dir.join(opts.dest.file_name().unwrap_or_default())
+    } else {
+        dest_dir
+    };
     let (mut files, mut dirs, mut bytes) = (0, 0, 0);
     let mut conflicts = Vec::new();
+    let mut seen = destination::Seen::default();
+    let mut plan = Vec::new();
     for item in repo.ls(&node, &ls_opts)? {
         let (path, n) = item?;
-        let target = dest_path(&opts.dest, &path, is_file);
+        destination::check_name(&n.name())?;
+        destination::check_relative(&path)?;
+        seen.add(&path)?;
+        let target = dest_path(&dest_root, &path, is_file);
+        plan.push((path.clone(), n.is_symlink()));
         match n.node_type {
             NodeType::Dir => dirs += 1,
             _ => {
@@ -92,9 +110,23 @@ pub fn run<P: ProgressBars>(
             shown.join(", ")
         )));
     }
-    let dest_str = opts.dest.to_string_lossy();
+    if !is_file {
+        for (path, is_link) in &plan {
+            destination::clear_way(&dest_root, path, *is_link, opts.overwrite)?;
+        }
+    } else if dest_root.is_symlink() {
+        destination::clear_way(
+            dest_root.parent().unwrap_or(Path::new("/")),
+            Path::new(dest_root.file_name().unwrap_or_default()),
+            false,
+            opts.overwrite,
+        )?;
+    }
+    drop(plan);
+    let dest_str = dest_root.to_string_lossy();
     let dest = LocalDestination::new(&dest_str, true, is_file)?;
-    let ropts = RestoreOptions::default();
+    // With --overwrite, an existing file is compared by content, not only by size and mtime.
+    let ropts = RestoreOptions::default().verify_existing(opts.overwrite);
     let plan = repo.prepare_restore(&ropts, repo.ls(&node, &ls_opts)?, &dest, false)?;
     repo.restore(plan, &ropts, repo.ls(&node, &ls_opts)?, &dest)?;
     Ok(RestoreReport {

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     config::{Config, SnapshotSelection, VerifyConfig},
+    destination,
     error::{Error, Result},
     fanout::{Fanout, Member, file_path},
     progress::{Observer, Silent},
@@ -566,7 +567,7 @@ fn verify_target<P: ProgressBars + Clone>(
                     };
                     let mut o = check_file(&repo, &node, c, &mut check_pack);
                     if o.failure.is_none() {
-                        o.failure = check_restore(&repo, &node, &restore_root.join(&c.path)).err();
+                        o.failure = check_restore(&repo, &node, restore_root, &c.path).err();
                     }
                     o
                 }
@@ -791,9 +792,18 @@ fn source_unchanged(path: &Path, node: &Node) -> bool {
 fn check_restore<S: rustic_core::IndexedFull>(
     repo: &rustic_core::Repository<S>,
     node: &Node,
-    dest: &Path,
+    restore_root: &Path,
+    c_path: &str,
 ) -> std::result::Result<(), (FailureClass, String)> {
+    let dest = &restore_root.join(c_path);
     let unreadable = |what: String| (FailureClass::Unreadable, what);
+    // The sampled path comes from the snapshot, the folder may be the user's: the restore must
+    // not leave it, through a name or through a symlink.
+    let rel = Path::new(&c_path);
+    destination::check_relative(rel)
+        .and_then(|()| destination::check_name(&node.name()))
+        .and_then(|()| destination::clear_way(restore_root, rel, false, true))
+        .map_err(|e| unreadable(e.to_string()))?;
     if dest.exists() {
         std::fs::remove_file(dest)
             .map_err(|e| unreadable(format!("cannot replace {}: {e}", dest.display())))?;
