@@ -42,6 +42,8 @@ pub struct Member {
     pub required: bool,
     store: Arc<dyn Store>,
     failure: Mutex<Option<String>>,
+    /// Set by the repository lock once another process has taken it over on this target.
+    lock_lost: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>,
     bytes_written: AtomicU64,
     files_written: AtomicU64,
 }
@@ -55,6 +57,7 @@ impl Member {
             required,
             store,
             failure: Mutex::new(None),
+            lock_lost: std::sync::OnceLock::new(),
             bytes_written: AtomicU64::new(0),
             files_written: AtomicU64::new(0),
         }
@@ -79,7 +82,18 @@ impl Member {
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
+    /// Ties this member to the lock held on its target: once that is taken over, it is dropped.
+    pub fn watch_lock(&self, lost: Arc<std::sync::atomic::AtomicBool>) {
+        let _ = self.lock_lost.set(lost);
+    }
     fn is_active(&self) -> bool {
+        if self
+            .lock_lost
+            .get()
+            .is_some_and(|l| l.load(Ordering::SeqCst))
+        {
+            self.fail("its repository lock was taken over by another process".into());
+        }
         self.failure().is_none()
     }
     fn fail(&self, msg: String) {

@@ -1,17 +1,28 @@
 //! The repository lock: one writer at a time.
 //!
 //! Two layers. On this machine, an exclusive `flock` on a file in the state folder: the kernel
-//! drops it when the holder dies, so it can never go stale. On every target taking part, a
-//! `cairn.lock` file at the repository's root (restic does not look there) naming the holder,
-//! refreshed every minute while the lock is held. Another process meeting it stops with the
-//! holder named, unless the lock is stale: its process is dead (same host) or it has not been
-//! refreshed for [`STALE_AFTER`]. Read-only commands take no lock.
+//! drops it when the holder dies, so it can never go stale. On every target the run uses, one
+//! file per holder under [`LOCK_DIR`] (restic does not look there) naming the holder with a
+//! random id and a refresh sequence number, rewritten every minute while the lock is held.
+//!
+//! Taking it on a target: list the holders; refuse if one is live; write ours, read it back, and
+//! list again. Two hosts starting at the same moment both write, and whichever lists last sees
+//! the other: both listings cannot miss each other, so at most one wins (both may lose; neither
+//! is harmed). A lock file that cannot be read refuses that target: the run leaves it out.
+//!
+//! A holder on this host is stale when its process is dead. A holder on another host is judged
+//! by its own refresh sequence, never by comparing clocks: it is stale only once this machine
+//! has seen the same sequence number for [`STALE_AFTER`] by its own clock (recorded in the
+//! state folder between runs). A holder that finds its file gone or replaced at a refresh has
+//! lost the lock to a takeover and stops writing to that target.
 
 use std::{
+    collections::BTreeMap,
     fs::File,
     io::{Read, Seek, Write},
     sync::{
         Arc,
+        atomic::{AtomicBool, Ordering},
         mpsc::{self, RecvTimeoutError},
     },
     thread,
@@ -25,21 +36,25 @@ use crate::{
     config::Config,
     error::{Error, Result},
     progress::Observer,
+    session::{Probe, Probed},
     state,
     target::Store,
 };
 
-/// The lock file's name on a target.
-pub const TARGET_FILE: &str = "cairn.lock";
+/// The folder of lock files on a target, one per holder.
+pub const LOCK_DIR: &str = ".cairn-locks";
 /// How often a held lock is refreshed on the targets.
 const REFRESH: Duration = Duration::from_secs(60);
-/// A target lock not refreshed for this long belongs to a process that is gone.
+/// A target lock whose sequence number has not moved for this long (by this machine's clock)
+/// belongs to a process that is gone.
 pub const STALE_AFTER: Duration = Duration::from_secs(10 * 60);
+/// Where sightings of other hosts' locks are kept between runs.
+const SIGHTINGS: &str = "lock-sightings.json";
 
 /// Who holds a lock.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Holder {
-    /// Unique per acquisition.
+    /// Random, unique per acquisition; also the lock file's name.
     pub id: String,
     /// Host name.
     pub host: String,
@@ -51,20 +66,24 @@ pub struct Holder {
     pub command: String,
     /// When it was taken (RFC 3339).
     pub started: String,
-    /// Last refresh, seconds since the epoch.
+    /// Last refresh, seconds since the epoch, by the holder's clock (shown, never compared).
     pub refreshed: i64,
+    /// Incremented at every refresh: what other hosts judge staleness by.
+    #[serde(default)]
+    pub seq: u64,
 }
 
 impl Holder {
     fn new(command: &str) -> Self {
         Self {
-            id: format!("{:016x}", rand::random::<u64>()),
+            id: format!("{:032x}", rand::random::<u128>()),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             pid: std::process::id(),
             user: user(),
             command: command.to_string(),
             started: state::now(),
             refreshed: jiff::Timestamp::now().as_second(),
+            seq: 0,
         }
     }
 
@@ -77,15 +96,56 @@ impl Holder {
         )
     }
 
-    /// Why this lock no longer counts, if it does not.
-    fn stale(&self) -> Option<String> {
-        let here = gethostname::gethostname().to_string_lossy().into_owned();
-        if self.host == here && !alive(self.pid) {
-            return Some(format!("process {} no longer runs", self.pid));
+    fn file(&self) -> String {
+        format!("{LOCK_DIR}/{}", self.id)
+    }
+}
+
+/// When this machine first saw each other-host lock at its current sequence number.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Sightings(BTreeMap<String, (u64, i64)>);
+
+impl Sightings {
+    fn load(cfg: &Config) -> Self {
+        state::dir(cfg)
+            .ok()
+            .and_then(|d| std::fs::read(d.join(SIGHTINGS)).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+    fn save(&self, cfg: &Config) {
+        if let Ok(d) = state::dir(cfg) {
+            let tmp = d.join(format!("{SIGHTINGS}.tmp-{}", std::process::id()));
+            if std::fs::write(&tmp, serde_json::to_vec(self).unwrap_or_default()).is_ok() {
+                let _ = std::fs::rename(&tmp, d.join(SIGHTINGS));
+            }
         }
-        let age = jiff::Timestamp::now().as_second() - self.refreshed;
-        (age > STALE_AFTER.as_secs().cast_signed())
-            .then(|| format!("not refreshed for {} min", age / 60))
+    }
+    /// Why `h`, found on `target`, no longer counts, if it does not; records the sighting.
+    fn stale(
+        &mut self,
+        target: &str,
+        h: &Holder,
+        seen: &mut BTreeMap<String, (u64, i64)>,
+    ) -> Option<String> {
+        let here = gethostname::gethostname().to_string_lossy().into_owned();
+        if h.host == here {
+            return (!alive(h.pid)).then(|| format!("process {} no longer runs", h.pid));
+        }
+        let key = format!("{target}/{}", h.id);
+        let now = jiff::Timestamp::now().as_second();
+        let first = match self.0.get(&key) {
+            Some(&(seq, first)) if seq == h.seq => first,
+            _ => now,
+        };
+        seen.insert(key, (h.seq, first));
+        let unchanged = now - first;
+        (unchanged > STALE_AFTER.as_secs().cast_signed()).then(|| {
+            format!(
+                "its refresh count has not moved for {} min by this machine's clock",
+                unchanged / 60
+            )
+        })
     }
 }
 
@@ -104,6 +164,15 @@ fn user() -> String {
         })
 }
 
+/// One target the lock was taken on.
+#[derive(Debug)]
+struct Locked {
+    name: String,
+    store: Arc<dyn Store>,
+    /// Set once another process took the lock over here: writing to it must stop.
+    lost: Arc<AtomicBool>,
+}
+
 /// A held lock; dropping it releases it everywhere.
 #[derive(Debug)]
 pub struct RepoLock {
@@ -111,15 +180,59 @@ pub struct RepoLock {
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<thread::JoinHandle<()>>,
     holder: Holder,
-    targets: Arc<Vec<(String, Arc<dyn Store>)>>,
+    targets: Arc<Vec<Locked>>,
+    refused: Vec<(String, String)>,
 }
 
-/// Takes the lock on this machine, then on every target that can be reached.
+impl RepoLock {
+    /// The flag that says the lock on `target` was taken over, if the lock covers `target`.
+    #[must_use]
+    pub fn lost_flag(&self, target: &str) -> Option<Arc<AtomicBool>> {
+        self.targets
+            .iter()
+            .find(|t| t.name == target)
+            .map(|t| t.lost.clone())
+    }
+
+    /// The probes, with every target the lock does not cover marked unreachable (and why), so
+    /// that no write run touches a target it has not locked.
+    #[must_use]
+    pub fn restrict(&self, probed: Vec<Probed>) -> Vec<Probed> {
+        probed
+            .into_iter()
+            .map(|mut p| {
+                let usable = matches!(p.probe, Probe::Ready { .. } | Probe::Empty);
+                if let Some((_, why)) = self.refused.iter().find(|(n, _)| *n == p.cfg.name) {
+                    p.probe = Probe::Unreachable(format!("could not be locked: {why}"));
+                } else if usable && self.lost_flag(&p.cfg.name).is_none() {
+                    p.probe = Probe::Unreachable("was not locked by this run".into());
+                }
+                p
+            })
+            .collect()
+    }
+}
+
+/// What taking the lock found on one target.
+enum Taken {
+    Ok(Vec<(String, Holder)>),
+    Refused(String),
+    Held(Holder),
+    Race,
+}
+
+/// Takes the lock on this machine, then on every target of `probed` that holds the repository
+/// or is empty and reachable (the ones a run may write).
 ///
 /// # Errors
-/// [`Error::Locked`] naming the holder and where it holds the lock. A target that cannot be
-/// reached or written is not an error here: the run itself reports it, and writes nothing there.
-pub fn acquire(cfg: &Config, command: &str, observer: &Arc<dyn Observer>) -> Result<RepoLock> {
+/// [`Error::Locked`] naming the holder and where it holds the lock. A target whose lock cannot
+/// be read or written is not an error here: it is left out of the run ([`RepoLock::restrict`]).
+pub fn acquire(
+    cfg: &Config,
+    command: &str,
+    probed: &[Probed],
+    observer: &Arc<dyn Observer>,
+) -> Result<RepoLock> {
     let dir = state::dir(cfg)?;
     let path = dir.join("lock");
     let io = |source| Error::Io {
@@ -153,49 +266,74 @@ pub fn acquire(cfg: &Config, command: &str, observer: &Arc<dyn Observer>) -> Res
     file.write_all(&serde_json::to_vec(&holder).unwrap_or_default())
         .map_err(io)?;
 
-    // Every reachable target and the lock it holds, if any, asked concurrently.
-    let found: Vec<(String, Arc<dyn Store>, Option<Holder>)> = thread::scope(|s| {
-        let handles: Vec<_> = cfg
-            .targets
-            .iter()
-            .map(|t| {
-                s.spawn(move || {
-                    let store: Arc<dyn Store> = Arc::from(crate::target::open(t).ok()?);
-                    let held = match store.read(TARGET_FILE) {
-                        Ok(b) => serde_json::from_slice::<Holder>(&b).ok(),
-                        Err(e) if e.is_not_found() => None,
-                        Err(_) => return None,
-                    };
-                    Some((t.name.clone(), store, held))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().ok().flatten())
-            .collect()
+    let candidates: Vec<(&str, &Arc<dyn Store>)> = probed
+        .iter()
+        .filter(|p| matches!(p.probe, Probe::Ready { .. } | Probe::Empty))
+        .filter_map(|p| Some((p.cfg.name.as_str(), p.store.as_ref()?)))
+        .collect();
+    let sightings = std::sync::Mutex::new((Sightings::load(cfg), BTreeMap::new()));
+    let mine = Bytes::from(serde_json::to_vec_pretty(&holder).unwrap_or_default());
+    let taken = crate::par::each(&candidates, |(name, store)| {
+        take(name, store.as_ref(), &holder, &mine, &sightings)
     });
-    let mut targets = Vec::new();
-    for (name, store, held) in found {
-        if let Some(other) = held {
-            match other.stale() {
-                Some(why) => observer.warn(&format!(
-                    "`{name}`: taking over a stale lock of {} ({why})",
-                    other.describe()
-                )),
-                None => {
-                    return Err(Error::Locked(format!(
-                        "{} holds the lock on target `{name}` ({})",
-                        other.describe(),
-                        store.location()
-                    )));
-                }
+    {
+        let (mut old, seen) = sightings.into_inner().unwrap_or_default();
+        old.0 = seen;
+        old.save(cfg);
+    }
+    let release_all = || {
+        for ((_, store), t) in candidates.iter().zip(&taken) {
+            if !matches!(t, Taken::Refused(_)) {
+                let _ = store.delete(&holder.file());
             }
         }
-        targets.push((name, store));
+    };
+    for ((name, store), t) in candidates.iter().zip(&taken) {
+        match t {
+            Taken::Held(other) => {
+                release_all();
+                return Err(Error::Locked(format!(
+                    "{} holds the lock on target `{name}` ({})",
+                    other.describe(),
+                    store.location()
+                )));
+            }
+            Taken::Race => {
+                release_all();
+                return Err(Error::Locked(format!(
+                    "another cairn process took the lock on target `{name}` at the same moment; \
+                     try again"
+                )));
+            }
+            _ => {}
+        }
+    }
+    let mut targets = Vec::new();
+    let mut refused = Vec::new();
+    for ((name, store), t) in candidates.iter().zip(taken) {
+        match t {
+            Taken::Ok(stale) => {
+                for (file, h) in stale {
+                    observer.warn(&format!(
+                        "`{name}`: taking over a stale lock of {}",
+                        h.describe()
+                    ));
+                    let _ = store.delete(&file);
+                }
+                targets.push(Locked {
+                    name: (*name).to_string(),
+                    store: (*store).clone(),
+                    lost: Arc::default(),
+                });
+            }
+            Taken::Refused(why) => {
+                observer.warn(&format!("`{name}` left out: its lock {why}"));
+                refused.push(((*name).to_string(), why));
+            }
+            Taken::Held(_) | Taken::Race => {}
+        }
     }
     let targets = Arc::new(targets);
-    write_all(&targets, &holder, observer);
     let (stop, stopped) = mpsc::channel::<()>();
     let refresher = {
         let targets = targets.clone();
@@ -204,7 +342,8 @@ pub fn acquire(cfg: &Config, command: &str, observer: &Arc<dyn Observer>) -> Res
         thread::spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
                 holder.refreshed = jiff::Timestamp::now().as_second();
-                write_all(&targets, &holder, &observer);
+                holder.seq += 1;
+                refresh(&targets, &holder, &observer);
             }
         })
     };
@@ -214,7 +353,103 @@ pub fn acquire(cfg: &Config, command: &str, observer: &Arc<dyn Observer>) -> Res
         refresher: Some(refresher),
         holder,
         targets,
+        refused,
     })
+}
+
+/// The holders found under [`LOCK_DIR`], by file.
+fn holders(store: &dyn Store) -> std::result::Result<Vec<(String, Holder)>, String> {
+    let listed = store
+        .list(LOCK_DIR)
+        .map_err(|e| format!("cannot be listed: {e}"))?;
+    listed
+        .into_iter()
+        .map(|(rel, _)| {
+            let file = format!("{LOCK_DIR}/{rel}");
+            let h = store
+                .read(&file)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<Holder>(&b).map_err(|e| e.to_string()))
+                .map_err(|e| format!("file {file} cannot be read ({e}); refusing this target"))?;
+            Ok((file, h))
+        })
+        .collect()
+}
+
+fn take(
+    name: &str,
+    store: &dyn Store,
+    me: &Holder,
+    mine: &Bytes,
+    sightings: &std::sync::Mutex<(Sightings, BTreeMap<String, (u64, i64)>)>,
+) -> Taken {
+    let before = match holders(store) {
+        Ok(h) => h,
+        Err(why) => return Taken::Refused(why),
+    };
+    let mut stale = Vec::new();
+    for (file, h) in before {
+        let verdict = sightings
+            .lock()
+            .map(|mut g| {
+                let (s, seen) = &mut *g;
+                s.stale(name, &h, seen)
+            })
+            .unwrap_or(None);
+        match verdict {
+            Some(_) => stale.push((file, h)),
+            None => return Taken::Held(h),
+        }
+    }
+    if let Err(e) = store.write(&me.file(), vec![mine.clone()]) {
+        return Taken::Refused(format!("cannot be written: {e}"));
+    }
+    match store.read(&me.file()) {
+        Ok(b) if b == *mine => {}
+        Ok(_) => return Taken::Refused("read back other bytes than were written".into()),
+        Err(e) => return Taken::Refused(format!("cannot be read back: {e}")),
+    }
+    match holders(store) {
+        Ok(after) => {
+            let newcomer = after
+                .iter()
+                .any(|(f, _)| *f != me.file() && !stale.iter().any(|(s, _)| s == f));
+            if newcomer {
+                Taken::Race
+            } else {
+                Taken::Ok(stale)
+            }
+        }
+        Err(why) => Taken::Refused(why),
+    }
+}
+
+/// Rewrites our lock file on every target, unless another process has taken it over there.
+fn refresh(targets: &[Locked], holder: &Holder, observer: &Arc<dyn Observer>) {
+    let bytes = Bytes::from(serde_json::to_vec_pretty(holder).unwrap_or_default());
+    let file = holder.file();
+    crate::par::each(targets, |t| {
+        if t.lost.load(Ordering::SeqCst) {
+            return;
+        }
+        let ours = t
+            .store
+            .read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Holder>(&b).ok())
+            .is_some_and(|h| h.id == holder.id);
+        if !ours {
+            t.lost.store(true, Ordering::SeqCst);
+            observer.warn(&format!(
+                "`{}`: the repository lock was taken over by another process; no more writes there",
+                t.name
+            ));
+            return;
+        }
+        if let Err(e) = t.store.write(&file, vec![bytes.clone()]) {
+            observer.warn(&format!("`{}`: cannot refresh its lock file: {e}", t.name));
+        }
+    });
 }
 
 /// Who holds this configuration's lock on this machine right now, if anyone. Reads the holder
@@ -231,36 +466,15 @@ fn alive(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn write_all(targets: &[(String, Arc<dyn Store>)], holder: &Holder, observer: &Arc<dyn Observer>) {
-    let bytes = Bytes::from(serde_json::to_vec_pretty(holder).unwrap_or_default());
-    thread::scope(|s| {
-        for (name, store) in targets {
-            let bytes = bytes.clone();
-            s.spawn(move || {
-                if let Err(e) = store.write(TARGET_FILE, vec![bytes]) {
-                    observer.warn(&format!("`{name}`: cannot write its lock file: {e}"));
-                }
-            });
-        }
-    });
-}
-
 impl Drop for RepoLock {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }
-        for (_, store) in self.targets.iter() {
-            // Only our own lock: a stale-lock takeover by another process must survive us.
-            let ours = store
-                .read(TARGET_FILE)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Holder>(&b).ok())
-                .is_some_and(|h| h.id == self.holder.id);
-            if ours {
-                let _ = store.delete(TARGET_FILE);
-            }
+        // Our own file only (its name is our id): another process's takeover survives us.
+        for t in self.targets.iter() {
+            let _ = t.store.delete(&self.holder.file());
         }
         // Cleared, so the file names no holder once we are gone; the flock goes with the handle.
         let _ = self.local.set_len(0);

@@ -42,7 +42,10 @@ mod tests {
     #[test]
     fn results_keep_the_input_order() {
         let v: Vec<u64> = (0..100).collect();
-        assert_eq!(super::map(&v, 3, |x| x * 2), (0..100).map(|x| x * 2).collect::<Vec<_>>());
+        assert_eq!(
+            super::map(&v, 3, |x| x * 2),
+            (0..100).map(|x| x * 2).collect::<Vec<_>>()
+        );
         assert!(super::map(&[] as &[u8], 4, |x| *x).is_empty());
     }
 }

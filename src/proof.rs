@@ -146,9 +146,8 @@ impl Proof {
             ("config", _) => Err("differs from the repository's config".into()),
             ("keys", Some(_)) => self.check_key(path, bytes),
             ("index", Some(id)) => {
-                let index: IndexFile = self.decrypt(path, bytes, |r| {
-                    r.get_file::<IndexFile>(&IndexId::from(id))
-                })?;
+                let index: IndexFile =
+                    self.decrypt(path, bytes, |r| r.get_file::<IndexFile>(&IndexId::from(id)))?;
                 let mut packs = self.packs.lock().map_err(|_| "poisoned".to_string())?;
                 for p in index.packs.iter().chain(&index.packs_to_delete) {
                     packs.insert(*p.id, p.pack_size());
@@ -169,8 +168,7 @@ impl Proof {
                         bytes.len()
                     )),
                     None => Err(
-                        "no index file that decrypts with the repository key references it"
-                            .into(),
+                        "no index file that decrypts with the repository key references it".into(),
                     ),
                 }
             }
@@ -228,8 +226,8 @@ mod tests {
 
     use bytes::Bytes;
     use rustic_core::{
-        BackupOptions, ConfigOptions, Credentials, KeyOptions, PathList,
-        Repository, RepositoryBackends, RepositoryOptions, SnapshotOptions,
+        BackupOptions, ConfigOptions, Credentials, KeyOptions, PathList, Repository,
+        RepositoryBackends, RepositoryOptions, SnapshotOptions,
     };
 
     use super::{Proof, memory_backend};
@@ -262,14 +260,10 @@ mod tests {
         std::fs::write(src.path().join("f"), b"some content").unwrap();
         let paths = PathList::from_iter([src.path()]).sanitize().unwrap();
         let snap = SnapshotOptions::default().to_snapshot().unwrap();
-        repo.backup(&BackupOptions::default(), &paths, snap).unwrap();
+        repo.backup(&BackupOptions::default(), &paths, snap)
+            .unwrap();
         let config = store.read("config").unwrap();
-        let proof = Proof::new(
-            Secret::new(PW.into()),
-            repo.key(),
-            config,
-        )
-        .unwrap();
+        let proof = Proof::new(Secret::new(PW.into()), repo.key(), config).unwrap();
         (store, proof)
     }
 
@@ -303,7 +297,10 @@ mod tests {
         for (p, b) in &packs {
             assert_eq!(proof.check(p, b), Ok(()), "{p}");
         }
-        assert_eq!(proof.check("config", &store.read("config").unwrap()), Ok(()));
+        assert_eq!(
+            proof.check("config", &store.read("config").unwrap()),
+            Ok(())
+        );
     }
 
     #[test]

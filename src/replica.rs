@@ -3,11 +3,7 @@
 //! none of it needs the repository password, since every repository file except `config` is
 //! named by the hash of its encrypted bytes.
 
-use std::{
-    collections::BTreeMap,
-    sync::Mutex,
-    thread,
-};
+use std::{collections::BTreeMap, sync::Mutex, thread};
 
 use bytes::Bytes;
 use rustic_core::Progress;
@@ -88,7 +84,8 @@ pub fn inventories(probed: &[Probed], empty: bool) -> Vec<Option<Result<Inventor
 }
 
 /// Removes temporary files an interrupted run left behind (uploads never renamed into place).
-/// Only safe while holding the repository lock: another writer's uploads look the same.
+/// Call it holding the repository lock, so no other writer is live: an upload of a process of
+/// this host that still runs is left alone all the same (its name carries host and pid).
 ///
 /// # Errors
 /// The temporary folder cannot be listed.
@@ -96,6 +93,9 @@ pub fn clean_tmp(store: &dyn Store) -> StoreResult<usize> {
     let tmp = crate::target::TMP_DIR;
     let mut removed = 0;
     for (rel, _) in store.list(tmp)? {
+        if crate::target::tmp_owner_alive(&rel) {
+            continue;
+        }
         if store.delete(&format!("{tmp}/{rel}")).is_ok() {
             removed += 1;
         }
@@ -331,7 +331,9 @@ pub fn copy_proven(
             Ok(_) => Err(failed(format!(
                 "{path}: still damaged after writing a good copy"
             ))),
-            Err(e) => Err(failed(format!("{path}: cannot read back after writing: {e}"))),
+            Err(e) => Err(failed(format!(
+                "{path}: cannot read back after writing: {e}"
+            ))),
         },
     }
 }

@@ -355,6 +355,16 @@ impl Session {
         })
     }
 
+    /// Ties every member to the lock held on its target, so a member whose lock is taken over
+    /// stops being written.
+    pub fn watch_lock(&self, lock: &crate::lock::RepoLock) {
+        for m in self.fanout.members() {
+            if let Some(flag) = lock.lost_flag(&m.name) {
+                m.watch_lock(flag);
+            }
+        }
+    }
+
     /// Opens the repository through the fan-out.
     ///
     /// # Errors

@@ -41,7 +41,11 @@ impl UnreadLog {
     /// Everything recorded, sorted by path.
     #[must_use]
     pub fn take(&self) -> Vec<Unread> {
-        let mut v = self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+        let mut v = self
+            .0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
         v.sort_by(|a, b| a.path.cmp(&b.path));
         v
     }
@@ -251,7 +255,12 @@ mod tests {
     #[test]
     fn a_file_that_vanishes_or_changes_size_after_listing_is_recorded() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, len) in [("shrinks", 1000), ("grows", 10), ("vanishes", 5), ("steady", 7)] {
+        for (name, len) in [
+            ("shrinks", 1000),
+            ("grows", 10),
+            ("vanishes", 5),
+            ("steady", 7),
+        ] {
             fs::write(dir.path().join(name), vec![b'x'; len]).unwrap();
         }
         let log = UnreadLog::default();
@@ -285,7 +294,10 @@ mod tests {
         let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["grows", "shrinks", "vanishes"], "{got:?}");
         assert!(got[0].1.contains("changed size"), "{got:?}");
-        assert!(got[1].1.contains("1000 bytes when listed, 5 read"), "{got:?}");
+        assert!(
+            got[1].1.contains("1000 bytes when listed, 5 read"),
+            "{got:?}"
+        );
         assert!(got[2].1.contains("vanished"), "{got:?}");
     }
 }

@@ -12,8 +12,11 @@ use std::{
 use common::*;
 
 /// Every file under `dir` with its content hash: "no repository is changed" is asserted on it.
+/// The lock folder is left out: a refused run takes and releases its lock there.
 fn snapshot_of(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, String> {
-    tree_digest(dir)
+    let mut t = tree_digest(dir);
+    t.retain(|p, _| !p.starts_with(".cairn-locks"));
+    t
 }
 
 /// A repository on one local target with one snapshot.
@@ -149,14 +152,23 @@ fn unreachable_sftp_server_fails_fast_and_is_named() {
         text(&o)
     );
 
-    // Beside a working target, the backup completes there and the run is partial (exit 3),
-    // with the dead target named as unreachable, not shown as empty.
+    // Beside a working target, no repository is created while the dead target may hold one
+    // (exit 4, naming it); with --force-new it is, the backup completes there and the run is
+    // partial (exit 3), with the dead target named as unreachable, not shown as empty.
     let config = write_config(
         tmp.path(),
         &[&src],
         &format!("{}{dead}", local_target("disk", &repo)),
     );
     let o = cairn(&config, &["--json", "backup", "--init"]);
+    expect_code(&o, 4);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("dead-dc"),
+        "{}",
+        text(&o)
+    );
+    assert!(!repo.join("config").exists());
+    let o = cairn(&config, &["--json", "backup", "--init", "--force-new"]);
     expect_code(&o, 3);
     let r = json(&o);
     assert_eq!(r["targets"][0]["state"], "complete");
@@ -174,6 +186,8 @@ fn no_repository_and_foreign_repository_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     fs::create_dir_all(&src).unwrap();
+    // An existing, empty folder holds no repository (a missing one is a missing mount: 4).
+    fs::create_dir_all(tmp.path().join("r")).unwrap();
     let config = write_config(
         tmp.path(),
         &[&src],
@@ -260,7 +274,15 @@ fn an_unplugged_removable_disk_is_offline_and_never_created() {
         usb.display()
     );
     let config = write_config(tmp.path(), &[&src], &targets);
+    // The disk in the drawer may hold the repository: none is created without it, unless asked.
     let o = cairn(&config, &["--json", "backup", "--init"]);
+    expect_code(&o, 4);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("`usb`"),
+        "{}",
+        text(&o)
+    );
+    let o = cairn(&config, &["--json", "backup", "--init", "--force-new"]);
     expect_code(&o, 0); // removable implies optional
     let r = json(&o);
     assert_eq!(r["targets"][1]["state"], "offline", "{r}");

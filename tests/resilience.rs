@@ -61,9 +61,13 @@ fn a_removable_disk_absent_for_two_backups_is_caught_up_at_the_third() {
         ),
     );
 
-    for (i, args) in [&["--json", "backup", "--init"][..], &["--json", "backup"]]
-        .iter()
-        .enumerate()
+    // The disk is away at the first run: creating the repository without it is asked for.
+    for (i, args) in [
+        &["--json", "backup", "--init", "--force-new"][..],
+        &["--json", "backup"],
+    ]
+    .iter()
+    .enumerate()
     {
         let o = cairn(&config, args);
         expect_code(&o, 0); // an optional target's absence is not a failure
@@ -307,21 +311,25 @@ fn a_second_writer_is_refused_with_the_holder_named_and_stale_locks_are_taken_ov
         "{}",
         text(&o)
     );
-    assert!(!repo.join("cairn.lock").exists(), "released after the run");
+    assert_eq!(
+        count_files(&repo.join(".cairn-locks")),
+        0,
+        "released after the run"
+    );
     let status = cairn(&config, &["--json", "status"]);
     assert!(json(&status)["locked_by"].is_null(), "{}", text(&status));
 
-    // A lock file left on the target by a process that died: taken over, with a warning.
+    // A lock file left on the target by a process of this host that died: taken over.
     let mut dead = Command::new("true").spawn().unwrap();
     let dead_pid = dead.id();
     dead.wait().unwrap();
     let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let stale = serde_json::json!({
         "id": "0000000000000001", "host": host.trim(), "pid": dead_pid, "user": "root",
-        "command": "backup", "started": "2026-01-01T00:00:00Z",
-        "refreshed": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),
+        "command": "backup", "started": "2026-01-01T00:00:00Z", "refreshed": 0, "seq": 7,
     });
-    fs::write(repo.join("cairn.lock"), stale.to_string()).unwrap();
+    let lock_file = repo.join(".cairn-locks/0000000000000001");
+    fs::write(&lock_file, stale.to_string()).unwrap();
     let o = cairn(&config, &["backup"]);
     expect_code(&o, 0);
     assert!(
@@ -329,10 +337,12 @@ fn a_second_writer_is_refused_with_the_holder_named_and_stale_locks_are_taken_ov
         "{}",
         text(&o)
     );
-    // One held by a live process elsewhere and refreshed recently: refused.
+    assert!(!lock_file.exists());
+    // One held by a process on another host, whose clock says it was refreshed long ago (clock
+    // skew): refused all the same, since this machine has not yet watched it stand still.
     let mut live = stale.clone();
     live["host"] = "another-host".into();
-    fs::write(repo.join("cairn.lock"), live.to_string()).unwrap();
+    fs::write(&lock_file, live.to_string()).unwrap();
     let o = cairn(&config, &["backup"]);
     expect_code(&o, 11);
     assert!(
@@ -342,14 +352,44 @@ fn a_second_writer_is_refused_with_the_holder_named_and_stale_locks_are_taken_ov
     );
     // Read-only commands take no lock: they run under that live lock and leave it alone.
     expect_code(&cairn(&config, &["snapshots"]), 0);
-    assert_eq!(
-        fs::read_to_string(repo.join("cairn.lock")).unwrap(),
-        live.to_string()
+    assert_eq!(fs::read_to_string(&lock_file).unwrap(), live.to_string());
+    // It refreshes (its count moves): still live. Then it stands still for an hour by this
+    // machine's clock (the sighting aged by hand, as an hour passing would): stale.
+    live["seq"] = 8.into();
+    fs::write(&lock_file, live.to_string()).unwrap();
+    expect_code(&cairn(&config, &["backup"]), 11);
+    let sightings = tmp
+        .path()
+        .join("state")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("lock-sightings.json");
+    let mut seen: serde_json::Value =
+        serde_json::from_slice(&fs::read(&sightings).unwrap()).unwrap();
+    for (_, v) in seen.as_object_mut().unwrap() {
+        assert_eq!(v[0], 8);
+        v[1] = (v[1].as_i64().unwrap() - 3600).into();
+    }
+    fs::write(&sightings, seen.to_string()).unwrap();
+    let o = cairn(&config, &["backup"]);
+    expect_code(&o, 0);
+    assert!(!lock_file.exists());
+
+    // A lock file that cannot be read: that target is refused (left out), never skipped over.
+    fs::write(&lock_file, b"{ not json").unwrap();
+    let o = cairn(&config, &["--json", "backup"]);
+    expect_code(&o, 4);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("could not be locked")
+            || String::from_utf8_lossy(&o.stderr).contains("could not be locked"),
+        "{}",
+        text(&o)
     );
-    // The same, not refreshed for an hour: stale.
-    live["refreshed"] = (live["refreshed"].as_u64().unwrap() - 3600).into();
-    fs::write(repo.join("cairn.lock"), live.to_string()).unwrap();
-    expect_code(&cairn(&config, &["backup"]), 0);
+    assert!(lock_file.exists(), "an unreadable lock is never deleted");
 }
 
 /// Files under `dir` (recursively).
@@ -669,15 +709,13 @@ fn sshd_stopped_mid_backup_leaves_sftp_lagging_until_sync_brings_it_level() {
     );
     assert!(r["targets"][1]["recorded"]["last_error"].is_string(), "{r}");
 
-    // Back up: lagging, then brought level by `sync` (no password needed).
+    // Back up: lagging, then brought level by `sync` (with the password, which proves what it
+    // copies).
     sshd.restart();
     let o = cairn(&config, &["--json", "status"]);
     expect_code(&o, 3);
     assert_eq!(json(&o)["targets"][1]["state"], "lagging");
-    let o = cairn_cmd(&config)
-        .args(["--json", "sync"])
-        .output()
-        .unwrap();
+    let o = cairn(&config, &["--json", "sync"]);
     expect_code(&o, 0);
     let r = json(&o);
     assert_eq!(r["targets"][1]["state"], "caught-up", "{r}");

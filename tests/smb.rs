@@ -151,7 +151,8 @@ fn wrong_password_and_wrong_share_are_named_and_nothing_is_written() {
             &[&src],
             &format!("{}{smb}", local_target("disk", &repo)),
         );
-        let o = cairn(&config, &["--json", "backup", "--init"]);
+        // The share may hold the repository: creating one beside it must be asked for.
+        let o = cairn(&config, &["--json", "backup", "--init", "--force-new"]);
         expect_code(&o, 3);
         let r = json(&o);
         assert_eq!(r["targets"][0]["state"], "complete");

@@ -61,7 +61,10 @@ fn a_junk_file_on_one_target_is_quarantined_there_and_never_spreads() {
     for junk in [&index, &snapshot, &pack] {
         assert!(!b.join(junk).exists(), "{junk} spread to b");
         assert!(!a.join(junk).exists(), "{junk} left in place on a");
-        assert!(a.join(".cairn-quarantine").join(junk).exists(), "{junk} not quarantined");
+        assert!(
+            a.join(".cairn-quarantine").join(junk).exists(),
+            "{junk} not quarantined"
+        );
         assert!(foreign.contains(&junk.as_str()), "{junk} not reported: {r}");
     }
     // Every later run still works on every target, and stock restic agrees.
@@ -82,16 +85,13 @@ fn check_reports_a_file_that_does_not_decrypt_as_foreign_and_heal_quarantines_it
     let r = json(&o);
     let problems = r["problems"].as_array().unwrap();
     assert!(
-        problems
-            .iter()
-            .any(|p| p["target"] == "a" && p["path"] == snapshot.as_str() && p["kind"] == "foreign"),
+        problems.iter().any(|p| p["target"] == "a"
+            && p["path"] == snapshot.as_str()
+            && p["kind"] == "foreign"),
         "{r}"
     );
     // Not "missing" on the target that rightly lacks it.
-    assert!(
-        !problems.iter().any(|p| p["target"] == "b"),
-        "{r}"
-    );
+    assert!(!problems.iter().any(|p| p["target"] == "b"), "{r}");
     let o = cairn(&config, &["--json", "check", "--heal"]);
     expect_code(&o, 0);
     assert!(!b.join(&snapshot).exists());
@@ -105,10 +105,17 @@ fn sync_without_the_password_copies_nothing_it_cannot_prove_and_says_so() {
     let (config, a, b) = two_targets(tmp.path());
     let junk = plant_junk(&a, "index");
     // `b` also misses a real file: without the password even that cannot be proven.
-    let real = fs::read_dir(a.join("snapshots")).unwrap().next().unwrap().unwrap();
+    let real = fs::read_dir(a.join("snapshots"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
     let real_rel = format!("snapshots/{}", real.file_name().to_string_lossy());
     fs::remove_file(b.join(&real_rel)).unwrap();
-    let o = cairn_cmd(&config).args(["--json", "sync"]).output().unwrap();
+    let o = cairn_cmd(&config)
+        .args(["--json", "sync"])
+        .output()
+        .unwrap();
     expect_code(&o, 3);
     let r = json(&o);
     let tb = &r["targets"][1];
@@ -144,8 +151,15 @@ fn init_refuses_to_create_a_second_repository_beside_an_unreachable_target() {
         let o = cairn(&config, args);
         expect_code(&o, 4);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("`dc`") && err.contains("--force-new"), "{}", text(&o));
-        assert_eq!(fs::read_dir(&disk).unwrap().count(), 0, "nothing created");
+        assert!(
+            err.contains("`dc`") && err.contains("--force-new"),
+            "{}",
+            text(&o)
+        );
+        assert!(
+            !disk.join("config").exists() && !disk.join("keys").exists(),
+            "nothing created"
+        );
     }
     let o = cairn(&config, &["--json", "init", "--force-new"]);
     expect_code(&o, 3);
@@ -176,8 +190,10 @@ fn assert_absent_storage_is_unreachable(target_toml: &str, name: &str) {
 
 #[test]
 fn a_missing_bucket_is_unreachable_not_empty() {
-    let t = s3_target("s3", "cairn")
-        .replace(&format!("bucket = \"{}\"", env("S3_BUCKET")), "bucket = \"no-such-bucket\"");
+    let t = s3_target("s3", "cairn").replace(
+        &format!("bucket = \"{}\"", env("S3_BUCKET")),
+        "bucket = \"no-such-bucket\"",
+    );
     assert_absent_storage_is_unreachable(&t, "s3");
 }
 
@@ -249,11 +265,19 @@ fn files_the_backup_cannot_read_are_named_counted_and_make_a_distinct_exit() {
     assert!(unread.contains("secret.txt"), "{r}");
     assert!(unread.contains("locked"), "{r}");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("secret.txt") && err.contains("locked"), "{}", text(&o));
+    assert!(
+        err.contains("secret.txt") && err.contains("locked"),
+        "{}",
+        text(&o)
+    );
     // The snapshot was saved with what could be read, and lacks what could not.
     let o = cairn(&config, &["--json", "ls", "latest"]);
     let listing = String::from_utf8_lossy(&o.stdout);
-    assert!(listing.contains("ok.txt") && !listing.contains("secret.txt"), "{}", text(&o));
+    assert!(
+        listing.contains("ok.txt") && !listing.contains("secret.txt"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -262,7 +286,11 @@ fn restore_never_writes_through_a_symlink_in_the_destination() {
     let src = tmp.path().join("src");
     fs::create_dir_all(src.join("d")).unwrap();
     fs::write(src.join("d/f"), b"restored content").unwrap();
-    let config = write_config(tmp.path(), &[&src], &local_target("disk", &tmp.path().join("r")));
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &local_target("disk", &tmp.path().join("r")),
+    );
     expect_code(&cairn(&config, &["backup", "--init"]), 0);
     let dest = tmp.path().join("dest");
     let outside = tmp.path().join("elsewhere");
@@ -270,16 +298,37 @@ fn restore_never_writes_through_a_symlink_in_the_destination() {
     fs::create_dir_all(&outside).unwrap();
     std::os::unix::fs::symlink(&outside, dest.join("d")).unwrap();
     let what = format!("latest:{}", src.display());
-    let o = cairn(&config, &["restore", &what, "--target", dest.to_str().unwrap()]);
-    expect_code(&o, 1);
-    assert!(String::from_utf8_lossy(&o.stderr).contains("symlink"), "{}", text(&o));
-    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "wrote outside the target");
     let o = cairn(
         &config,
-        &["restore", &what, "--overwrite", "--target", dest.to_str().unwrap()],
+        &["restore", &what, "--target", dest.to_str().unwrap()],
+    );
+    expect_code(&o, 1);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("symlink"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "wrote outside the target"
+    );
+    let o = cairn(
+        &config,
+        &[
+            "restore",
+            &what,
+            "--overwrite",
+            "--target",
+            dest.to_str().unwrap(),
+        ],
     );
     expect_code(&o, 0);
-    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "wrote outside the target");
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "wrote outside the target"
+    );
     assert!(!dest.join("d").is_symlink());
     assert_eq!(fs::read(dest.join("d/f")).unwrap(), b"restored content");
 
@@ -287,10 +336,21 @@ fn restore_never_writes_through_a_symlink_in_the_destination() {
     let f = dest.join("d/f");
     let mtime = fs::metadata(&f).unwrap().modified().unwrap();
     fs::write(&f, b"RESTORED CONTENT").unwrap();
-    fs::File::options().write(true).open(&f).unwrap().set_modified(mtime).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
     let o = cairn(
         &config,
-        &["restore", &what, "--overwrite", "--target", dest.to_str().unwrap()],
+        &[
+            "restore",
+            &what,
+            "--overwrite",
+            "--target",
+            dest.to_str().unwrap(),
+        ],
     );
     expect_code(&o, 0);
     assert_eq!(fs::read(&f).unwrap(), b"restored content");
@@ -313,7 +373,8 @@ impl rustic_core::ReadSourceOpen for ForgedOpen {
 
 impl rustic_core::ReadSource for Forged {
     type Open = ForgedOpen;
-    type Iter = std::vec::IntoIter<rustic_core::RusticResult<rustic_core::ReadSourceEntry<ForgedOpen>>>;
+    type Iter =
+        std::vec::IntoIter<rustic_core::RusticResult<rustic_core::ReadSourceEntry<ForgedOpen>>>;
     fn size(&self) -> rustic_core::RusticResult<Option<u64>> {
         Ok(Some(7))
     }
@@ -342,11 +403,18 @@ fn restore_refuses_snapshot_names_that_leave_the_target() {
     let repo_dir = tmp.path().join("r");
     let config = write_config(tmp.path(), &[&src], &local_target("disk", &repo_dir));
     expect_code(&cairn(&config, &["init"]), 0);
-    for (i, name) in ["../../escaped", "a/../../escaped", ".."].into_iter().enumerate() {
+    for (i, name) in ["../../escaped", "a/../../escaped", ".."]
+        .into_iter()
+        .enumerate()
+    {
         // A snapshot written with the repository key, holding a name no honest walk produces.
         let store: Arc<dyn cairn::target::Store> = Arc::from(open_store(&config, "disk"));
         let fan = cairn::fanout::Fanout::new(
-            vec![Arc::new(cairn::fanout::Member::new("disk".into(), true, store))],
+            vec![Arc::new(cairn::fanout::Member::new(
+                "disk".into(),
+                true,
+                store,
+            ))],
             Arc::new(cairn::progress::Silent),
         );
         let pw = cairn::secret::Secret::new(PASSWORD.into());
@@ -369,9 +437,22 @@ fn restore_refuses_snapshot_names_that_leave_the_target() {
             .unwrap();
         let dest = tmp.path().join(format!("dest{i}/inner"));
         let id = snap.id.to_hex().to_string();
-        let o = cairn(&config, &["restore", &id, "--overwrite", "--target", dest.to_str().unwrap()]);
+        let o = cairn(
+            &config,
+            &[
+                "restore",
+                &id,
+                "--overwrite",
+                "--target",
+                dest.to_str().unwrap(),
+            ],
+        );
         expect_code(&o, 1);
-        assert!(String::from_utf8_lossy(&o.stderr).contains("refusing to restore"), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("refusing to restore"),
+            "{}",
+            text(&o)
+        );
         assert!(!tmp.path().join("escaped").exists());
         assert!(!tmp.path().join(format!("dest{i}/escaped")).exists());
     }

@@ -28,7 +28,6 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let pw = password(&ctx.cfg)?;
-    let _lock = cairn::lock::acquire(&ctx.cfg, "backup", &ctx.observer())?;
     let opts = BackupOptions {
         tags: args.tags,
         host: args.host,
@@ -87,7 +86,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             println!(
                 "INCOMPLETE: {} source entr{} not backed up, or not faithfully:",
                 r.unread.len(),
-                if r.unread.len() == 1 { "y is" } else { "ies are" }
+                if r.unread.len() == 1 {
+                    "y is"
+                } else {
+                    "ies are"
+                }
             );
             for u in &r.unread {
                 println!("  {}: {}", u.path.display(), u.error);

@@ -39,18 +39,17 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         (false, Some(p)) => ReadData::Percent(p),
         (false, None) => ReadData::None,
     };
-    let _lock = if args.heal {
-        Some(cairn::lock::acquire(
-            &ctx.cfg,
-            "check --heal",
-            &ctx.observer(),
-        )?)
-    } else {
-        None
-    };
     // The password is optional: without it the file-level checks still run.
     let pw = password(&ctx.cfg).ok();
     let probed = probe_all(&ctx.cfg, None)?;
+    // Healing writes: only targets the lock covers take part.
+    let (_lock, probed) = if args.heal {
+        let lock = cairn::lock::acquire(&ctx.cfg, "check --heal", &probed, &ctx.observer())?;
+        let probed = lock.restrict(probed);
+        (Some(lock), probed)
+    } else {
+        (None, probed)
+    };
     let opts = CheckOptions {
         read_data,
         heal: args.heal,

@@ -15,7 +15,6 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let pw = password(&ctx.cfg)?;
-    let _lock = cairn::lock::acquire(&ctx.cfg, "init", &ctx.observer())?;
     let report = init::run(
         &ctx.cfg,
         &pw,

@@ -3,8 +3,8 @@
 use anyhow::Result;
 use cairn::{
     ops::sync::{self, SyncState},
-    report::human_bytes,
     proof::Proof,
+    report::human_bytes,
     session::{password, probe_all},
 };
 
@@ -21,8 +21,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     if let Some(name) = &args.only {
         ctx.cfg.target(name)?;
     }
-    let _lock = cairn::lock::acquire(&ctx.cfg, "sync", &ctx.observer())?;
     let probed = probe_all(&ctx.cfg, None)?;
+    let lock = cairn::lock::acquire(&ctx.cfg, "sync", &probed, &ctx.observer())?;
+    let probed = lock.restrict(probed);
     // With the password, copies are proven before they spread; without it nothing is copied.
     let proof = match password(&ctx.cfg) {
         Ok(pw) => Some(Proof::unlock(&probed, &pw)?),

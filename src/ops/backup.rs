@@ -16,6 +16,7 @@ use serde::Serialize;
 use crate::{
     config::Config,
     error::{Error, Result},
+    lock,
     ops::{
         init,
         sync::{self, SyncState, SyncTarget},
@@ -25,8 +26,8 @@ use crate::{
     replica::{Foreign, clean_tmp},
     report::{TargetOutcome, is_partial},
     secret::Secret,
-    source::{self, Unread, UnreadLog},
     session::{Mode, Probe, Session, probe_all},
+    source::{self, Unread, UnreadLog},
     state,
 };
 
@@ -78,7 +79,7 @@ pub struct BackupReport {
     pub targets: Vec<TargetOutcome>,
 }
 
-/// Backs up the configured sources. The caller holds the repository lock ([`crate::lock`]).
+/// Backs up the configured sources, holding the repository lock ([`crate::lock`]) throughout.
 ///
 /// # Errors
 /// A source is missing; no target holds the repository; wrong password; every target failed.
@@ -94,8 +95,10 @@ pub fn run<P: ProgressBars + Clone>(
     // lost files, is brought level first from the others (listings compared, copies
     // verified): it then takes part in this backup.
     let probed = probe_all(cfg, None)?;
-    // The caller holds the repository lock, so what sits in the temporary folders is left
-    // over from an interrupted run.
+    let lock = lock::acquire(cfg, "backup", &probed, &observer)?;
+    let probed = lock.restrict(probed);
+    // Holding the lock, what sits in the temporary folders is left over from an interrupted
+    // run (or from a holder that lost its lock, whose rename then fails harmlessly).
     for p in &probed {
         if let (Probe::Ready { .. }, Some(store)) = (&p.probe, &p.store)
             && let Ok(n) = clean_tmp(store.as_ref())
@@ -136,32 +139,50 @@ pub fn run<P: ProgressBars + Clone>(
         .map(|f| {
             (
                 f.target.clone(),
-                format!("holds {}, which is foreign ({}) and could not be quarantined", f.path, f.why),
+                format!(
+                    "holds {}, which is foreign ({}) and could not be quarantined",
+                    f.path, f.why
+                ),
             )
         })
         .collect();
     // The probes still hold unless catch-up changed a target.
     let session = if caught_up.is_empty() && foreign.is_empty() {
-        Session::from_probed(probed, Vec::new(), Mode::Write, &untrusted, observer.clone())
+        Session::from_probed(
+            probed,
+            Vec::new(),
+            Mode::Write,
+            &untrusted,
+            observer.clone(),
+        )
     } else {
         drop(probed);
-        let probed = probe_all(cfg, None)?;
-        Session::from_probed(probed, Vec::new(), Mode::Write, &untrusted, observer.clone())
+        let probed = lock.restrict(probe_all(cfg, None)?);
+        Session::from_probed(
+            probed,
+            Vec::new(),
+            Mode::Write,
+            &untrusted,
+            observer.clone(),
+        )
     };
-    let (session, proof) = match session {
+    let (session, proof, _lock) = match session {
         Err(Error::NoRepository | Error::NoTargetUsable(_)) if opts.init && proof.is_none() => {
+            // `init` may create folders the lock could not cover yet: it takes the lock itself,
+            // then this run takes it again over what now exists.
+            drop(lock);
             init::run(cfg, password, opts.force_new, observer.clone(), pb.clone())?;
             let probed = probe_all(cfg, None)?;
+            let lock = lock::acquire(cfg, "backup", &probed, &observer)?;
+            let probed = lock.restrict(probed);
             let proof = Proof::unlock(&probed, password)?;
             let session =
                 Session::from_probed(probed, Vec::new(), Mode::Write, &[], observer.clone())?;
-            (session, proof)
+            (session, proof, lock)
         }
-        other => (
-            other?,
-            proof.ok_or(Error::NoRepository)?,
-        ),
+        other => (other?, proof.ok_or(Error::NoRepository)?, lock),
     };
+    session.watch_lock(&_lock);
     let repo = session
         .repository_with(&proof.credentials(), pb)?
         .to_indexed_ids()?;

@@ -196,7 +196,9 @@ pub fn run<P: ProgressBars>(
             let (state, detail) = match &p.probe {
                 Probe::Ready { .. } => (CheckState::Checked, None),
                 Probe::Offline(m) => (CheckState::Offline, Some(m.clone())),
-                Probe::Unreachable(m) | Probe::Absent(m) => (CheckState::Unreachable, Some(m.clone())),
+                Probe::Unreachable(m) | Probe::Absent(m) => {
+                    (CheckState::Unreachable, Some(m.clone()))
+                }
                 Probe::Empty => (CheckState::NotInitialised, None),
             };
             TargetCheck {
@@ -493,10 +495,17 @@ fn prove_all(proof: &Proof, checked: &[(usize, Checked<'_>)], problems: &mut Vec
         .flat_map(|(_, c)| c.inv.files.keys().map(String::as_str))
         .collect();
     // Index files first: they prove the packs.
-    let mut ordered: Vec<&str> = paths.iter().copied().filter(|p| !p.starts_with("data/")).collect();
+    let mut ordered: Vec<&str> = paths
+        .iter()
+        .copied()
+        .filter(|p| !p.starts_with("data/"))
+        .collect();
     ordered.sort_by_key(|p| (!p.starts_with("index/"), *p));
     let verdicts = crate::par::map(&ordered, 4, |path| {
-        for (_, c) in checked.iter().filter(|(_, c)| c.inv.files.contains_key(*path)) {
+        for (_, c) in checked
+            .iter()
+            .filter(|(_, c)| c.inv.files.contains_key(*path))
+        {
             if let Ok(b) = c.store.read(path)
                 && hash_matches(path, &b)
             {
@@ -521,11 +530,18 @@ fn prove_all(proof: &Proof, checked: &[(usize, Checked<'_>)], problems: &mut Vec
         }
     }
     // Unproven files are expected nowhere.
-    problems.retain(|p| !(p.kind == ProblemKind::Missing && unproven.contains_key(p.path.as_str())));
+    problems
+        .retain(|p| !(p.kind == ProblemKind::Missing && unproven.contains_key(p.path.as_str())));
     for (path, why) in unproven.iter().filter(|(_, why)| !why.is_empty()) {
-        for (_, c) in checked.iter().filter(|(_, c)| c.inv.files.contains_key(*path)) {
+        for (_, c) in checked
+            .iter()
+            .filter(|(_, c)| c.inv.files.contains_key(*path))
+        {
             // A damaged copy is already reported as such.
-            if problems.iter().any(|p| p.target == c.probed.cfg.name && p.path == *path) {
+            if problems
+                .iter()
+                .any(|p| p.target == c.probed.cfg.name && p.path == *path)
+            {
                 continue;
             }
             problems.push(Problem::new(

@@ -51,10 +51,24 @@ pub fn run<P: ProgressBars>(
     observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<InitReport> {
-    let probed: Vec<Probed> = probe_all(cfg, None)?
-        .into_iter()
-        .map(creatable)
-        .collect();
+    let probed = probe_all(cfg, None)?;
+    let lock = crate::lock::acquire(cfg, "init", &probed, &observer)?;
+    let probed = lock.restrict(probed);
+    create_or_extend(probed, password, force_new, observer, pb)
+}
+
+/// [`run`] over targets already probed, for a caller that holds the lock.
+///
+/// # Errors
+/// As [`run`].
+pub fn create_or_extend<P: ProgressBars>(
+    probed: Vec<Probed>,
+    password: &Secret,
+    force_new: bool,
+    observer: Arc<dyn Observer>,
+    pb: P,
+) -> Result<InitReport> {
+    let probed: Vec<Probed> = probed.into_iter().map(creatable).collect();
     let any_ready = probed
         .iter()
         .any(|p| matches!(p.probe, Probe::Ready { .. }));

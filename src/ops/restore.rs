@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::{
     config::Config,
-    error::{Error, Result},
     destination,
+    error::{Error, Result},
     progress::Observer,
     report::TargetOutcome,
     secret::Secret,

@@ -205,7 +205,16 @@ pub fn run<P: ProgressBars>(
                             return t;
                         }
                     };
-                    catch_up(&mut t, inv, store.as_ref(), union, &sources, proof, foreign, pb);
+                    catch_up(
+                        &mut t,
+                        inv,
+                        store.as_ref(),
+                        union,
+                        &sources,
+                        proof,
+                        foreign,
+                        pb,
+                    );
                     t
                 })
             })

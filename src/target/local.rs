@@ -178,6 +178,8 @@ impl Store for LocalStore {
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
         match self.inner(false)? {
             Some(s) => s.list(dir),
+            // On a removable disk the mount check has passed: a fresh disk, to be filled.
+            None if self.removable => Ok(Vec::new()),
             // A folder that should hold a repository and is not there may be a mount that is
             // missing: never take it for an empty target (only `init` creates it).
             None => Err(StoreError::new(

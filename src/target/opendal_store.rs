@@ -5,8 +5,6 @@
 //! whole object at once, a local folder writes through opendal's atomic write folder, and SFTP
 //! writes to a temporary name and renames it into place.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use bytes::Bytes;
 use opendal::{
     Buffer, ErrorKind, Operator,
@@ -99,13 +97,7 @@ impl OpendalStore {
     }
 
     fn write_via_tmp(&self, path: &str, buf: Buffer) -> StoreResult<()> {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let tmp = format!(
-            "{TMP_DIR}/{}-{}-{}",
-            path.rsplit('/').next().unwrap_or(path),
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let tmp = super::tmp_name(path);
         let result = self
             .op
             .write(&tmp, buf)

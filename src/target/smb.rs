@@ -12,10 +12,7 @@
 use std::{
     future::Future,
     pin::Pin,
-    sync::{
-        Condvar, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Condvar, Mutex},
 };
 
 use bytes::Bytes;
@@ -401,15 +398,9 @@ impl Store for SmbStore {
     }
 
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
-        static N: AtomicU64 = AtomicU64::new(0);
         let full = self.full(path);
         let data = Bytes::from(parts.concat());
-        let tmp = self.full(&format!(
-            "{TMP_DIR}/{}-{}-{}",
-            path.rsplit('/').next().unwrap_or(path),
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let tmp = self.full(&super::tmp_name(path));
         let put = || {
             self.call("writing", path, &|c| {
                 let (full, tmp, data) = (full.clone(), tmp.clone(), data.clone());

@@ -111,7 +111,8 @@ pub fn cairn_with_password(config: &Path, password: &str, args: &[&str]) -> Outp
 /// The binary under test: this build's, or `CAIRN_TEST_BIN` (to run a new regression test
 /// against an older build and watch it fail).
 pub fn bin() -> PathBuf {
-    std::env::var_os("CAIRN_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cairn")), PathBuf::from)
+    std::env::var_os("CAIRN_TEST_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_cairn")), PathBuf::from)
 }
 
 /// The cairn binary on `config`, with its state folder beside the configuration file and no
