@@ -101,6 +101,9 @@ impl Holder {
     }
 }
 
+/// Sightings loaded, and those made by this acquisition.
+type SightingsNow = std::sync::Mutex<(Sightings, BTreeMap<String, (u64, i64)>)>;
+
 /// When this machine first saw each other-host lock at its current sequence number.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Sightings(BTreeMap<String, (u64, i64)>);
@@ -381,7 +384,7 @@ fn take(
     store: &dyn Store,
     me: &Holder,
     mine: &Bytes,
-    sightings: &std::sync::Mutex<(Sightings, BTreeMap<String, (u64, i64)>)>,
+    sightings: &SightingsNow,
 ) -> Taken {
     let before = match holders(store) {
         Ok(h) => h,
