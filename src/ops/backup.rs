@@ -147,25 +147,19 @@ pub fn run<P: ProgressBars + Clone>(
         })
         .collect();
     // The probes still hold unless catch-up changed a target.
-    let session = if caught_up.is_empty() && foreign.is_empty() {
-        Session::from_probed(
-            probed,
-            Vec::new(),
-            Mode::Write,
-            &untrusted,
-            observer.clone(),
-        )
+    let probed = if caught_up.is_empty() && foreign.is_empty() {
+        probed
     } else {
         drop(probed);
-        let probed = lock.restrict(probe_all(cfg, None)?);
-        Session::from_probed(
-            probed,
-            Vec::new(),
-            Mode::Write,
-            &untrusted,
-            observer.clone(),
-        )
+        lock.restrict(probe_all(cfg, None)?)
     };
+    let session = Session::from_probed(
+        probed,
+        Vec::new(),
+        Mode::Write,
+        &untrusted,
+        observer.clone(),
+    );
     let (session, proof, _lock) = match session {
         Err(Error::NoRepository | Error::NoTargetUsable(_)) if opts.init && proof.is_none() => {
             // `init` may create folders the lock could not cover yet: it takes the lock itself,
