@@ -7,6 +7,7 @@
 use std::{
     collections::BTreeSet,
     fmt,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -308,6 +309,9 @@ impl fmt::Debug for TargetConfig {
 const KINDS: &str = "local, sftp, smb, azblob, s3";
 const DEFAULT_RETRIES: usize = 3;
 const DEFAULT_TIMEOUT_SECS: u64 = 30;
+/// Upper bounds: with the longest backoff, 10 retries of 600 s attempts already take 110 minutes.
+const MAX_RETRIES: usize = 10;
+const MAX_TIMEOUT_SECS: u64 = 600;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -347,6 +351,7 @@ struct RawTarget {
     access_key_id: Option<SecretRef>,
     secret_access_key: Option<SecretRef>,
     virtual_host_style: Option<bool>,
+    allow_insecure_http: Option<bool>,
     share: Option<String>,
     domain: Option<String>,
     password: Option<SecretRef>,
@@ -389,7 +394,7 @@ impl Source<'_> {
 
 impl RawTarget {
     fn present_keys(&self) -> Vec<&'static str> {
-        let keys: [(&'static str, bool); 24] = [
+        let keys: [(&'static str, bool); 25] = [
             ("required", self.required.is_some()),
             ("retries", self.retries.is_some()),
             ("timeout", self.timeout.is_some()),
@@ -410,6 +415,7 @@ impl RawTarget {
             ("access_key_id", self.access_key_id.is_some()),
             ("secret_access_key", self.secret_access_key.is_some()),
             ("virtual_host_style", self.virtual_host_style.is_some()),
+            ("allow_insecure_http", self.allow_insecure_http.is_some()),
             ("share", self.share.is_some()),
             ("domain", self.domain.is_some()),
             ("password", self.password.is_some()),
@@ -453,7 +459,15 @@ impl RawTarget {
             "smb" => &[
                 "host", "port", "share", "path", "user", "domain", "password", "security",
             ],
-            "azblob" => &["endpoint", "account", "container", "path", "key", "sas"],
+            "azblob" => &[
+                "endpoint",
+                "account",
+                "container",
+                "path",
+                "key",
+                "sas",
+                "allow_insecure_http",
+            ],
             "s3" => &[
                 "endpoint",
                 "bucket",
@@ -462,6 +476,7 @@ impl RawTarget {
                 "access_key_id",
                 "secret_access_key",
                 "virtual_host_style",
+                "allow_insecure_http",
             ],
             other => {
                 return Err(format!(
@@ -488,6 +503,14 @@ impl RawTarget {
                 )
             })
         };
+        if let Some(endpoint) = &self.endpoint {
+            check_endpoint(
+                endpoint,
+                self.allow_insecure_http == Some(true),
+                self.sas.is_some(),
+            )
+            .map_err(|why| format!("{}: key `endpoint`: {why}", at("endpoint")))?;
+        }
         let abs = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
         let prefix = |p: Option<String>| p.unwrap_or_default().trim_matches('/').to_string();
         let removable = self.removable.unwrap_or(false);
@@ -569,6 +592,19 @@ impl RawTarget {
                 }
             }
         };
+        // Each attempt may take `timeout`: a large count turns one dead server into hours.
+        if self.retries.is_some_and(|r| r > MAX_RETRIES) {
+            return Err(format!(
+                "{}: key `retries` must be at most {MAX_RETRIES}",
+                at("retries")
+            ));
+        }
+        if self.timeout.is_some_and(|t| t > MAX_TIMEOUT_SECS) {
+            return Err(format!(
+                "{}: key `timeout` must be at most {MAX_TIMEOUT_SECS} (seconds)",
+                at("timeout")
+            ));
+        }
         if self.timeout == Some(0) {
             return Err(format!(
                 "{}: key `timeout` must be at least 1 (seconds)",
@@ -645,6 +681,12 @@ impl Config {
                 )));
             }
         }
+        if verify.files == Some(0) {
+            return Err(err(format!(
+                "line {}: [verify] key `files` must be at least 1 (an empty sample proves nothing)",
+                src.key_line(verify_span.clone(), "files")
+            )));
+        }
         if verify.percent.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {
             return Err(err(format!(
                 "line {}: [verify] key `percent` must be more than 0 and at most 100",
@@ -664,13 +706,75 @@ impl Config {
             .into_iter()
             .map(|p| if p.is_relative() { base.join(p) } else { p })
             .collect();
-        Ok(Self {
+        let cfg = Self {
             path: path.to_path_buf(),
             repository,
             backup,
             targets,
             verify,
-        })
+        };
+        for secret in cfg.secrets() {
+            secret.register();
+        }
+        Ok(cfg)
+    }
+
+    /// Every secret reference of the configuration.
+    fn secrets(&self) -> impl Iterator<Item = &SecretRef> {
+        let targets = self.targets.iter().flat_map(|t| match &t.kind {
+            TargetKind::Local { .. } | TargetKind::Sftp { .. } => vec![],
+            TargetKind::Azblob { key, sas, .. } => key.iter().chain(sas).collect(),
+            TargetKind::Smb { password, .. } => vec![password],
+            TargetKind::S3 {
+                access_key_id,
+                secret_access_key,
+                ..
+            } => vec![access_key_id, secret_access_key],
+        });
+        self.repository.password.iter().chain(targets)
+    }
+
+    /// Settings that weaken protection: shown at every run, so they are not forgotten after a
+    /// test.
+    #[must_use]
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Ok(m) = std::fs::metadata(&self.path)
+            && m.permissions().mode() & 0o004 != 0
+        {
+            out.push(format!(
+                "configuration file {} is readable by everyone (mode {:o}); `chmod o-r` it",
+                self.path.display(),
+                m.permissions().mode() & 0o777
+            ));
+        }
+        for t in &self.targets {
+            let name = &t.name;
+            match &t.kind {
+                TargetKind::Sftp {
+                    host_key_checking: HostKeyChecking::Off,
+                    ..
+                } => out.push(format!(
+                    "target `{name}`: host_key_checking = \"off\": the server's identity is not checked (not for production)"
+                )),
+                TargetKind::Smb {
+                    security: SmbSecurity::None,
+                    ..
+                } => out.push(format!(
+                    "target `{name}`: security = \"none\": the SMB session is neither signed nor encrypted (not for production)"
+                )),
+                TargetKind::Azblob { endpoint, .. } | TargetKind::S3 { endpoint, .. }
+                    if endpoint.to_ascii_lowercase().starts_with("http://") =>
+                {
+                    out.push(format!(
+                        "target `{name}`: plain http:// endpoint (allow_insecure_http; not for production)"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        out.extend(self.secrets().filter_map(SecretRef::exposure));
+        out
     }
 
     /// The target named `name`.
@@ -690,14 +794,56 @@ impl Config {
 }
 
 // toml's own message carries line, column and a snippet; keep it, on one line per part.
+/// An object store's endpoint must be `https://`; `http://` only when asked for by name (a test
+/// server on loopback), and never with a SAS token, which would cross the wire in the URL.
+fn check_endpoint(endpoint: &str, allow_http: bool, sas: bool) -> std::result::Result<(), String> {
+    let lower = endpoint.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Ok(());
+    }
+    if !lower.starts_with("http://") {
+        return Err(format!("{endpoint:?} must start with https://"));
+    }
+    if sas {
+        return Err("a SAS token is never sent over plain http://; use https://".into());
+    }
+    if !allow_http {
+        return Err(
+            "plain http:// sends the data's metadata and the credentials' signatures unencrypted; \
+             use https://, or set allow_insecure_http = true (a test server on loopback)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// Keys whose value is a secret reference: an error about them never repeats the value (it may
+/// be a password pasted inline).
+const SECRET_KEYS: [&str; 5] = [
+    "password",
+    "key",
+    "sas",
+    "access_key_id",
+    "secret_access_key",
+];
+
 fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
-    let line = e
-        .span()
-        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let at = e.span().map(|s| s.start.min(text.len()));
+    let line = at.map(|a| text[..a].matches('\n').count() + 1);
     let msg = e.message().trim();
-    match line {
-        Some(l) => format!("line {l}: {msg}"),
-        None => msg.to_string(),
+    let key = at.and_then(|a| {
+        let start = text[..a].rfind('\n').map_or(0, |i| i + 1);
+        let (key, _) = text[start..].lines().next()?.split_once('=')?;
+        let key = key.trim().trim_matches('"');
+        SECRET_KEYS.contains(&key).then_some(key)
+    });
+    match (line, key) {
+        (Some(l), Some(key)) => format!(
+            "line {l}: key `{key}`: not a valid secret reference (the value is not shown); \
+             write `env:NAME`, `file:PATH` or `command:CMD` in quotes"
+        ),
+        (Some(l), None) => format!("line {l}: {msg}"),
+        _ => msg.to_string(),
     }
 }
 

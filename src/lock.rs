@@ -20,6 +20,7 @@ use std::{
     collections::BTreeMap,
     fs::File,
     io::{Read, Seek, Write},
+    os::unix::fs::OpenOptionsExt,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -119,7 +120,7 @@ impl Sightings {
     fn save(&self, cfg: &Config) {
         if let Ok(d) = state::dir(cfg) {
             let tmp = d.join(format!("{SIGHTINGS}.tmp-{}", std::process::id()));
-            if std::fs::write(&tmp, serde_json::to_vec(self).unwrap_or_default()).is_ok() {
+            if state::write_private(&tmp, &serde_json::to_vec(self).unwrap_or_default()).is_ok() {
                 let _ = std::fs::rename(&tmp, d.join(SIGHTINGS));
             }
         }
@@ -247,6 +248,7 @@ pub fn acquire(
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(&path)
         .map_err(io)?;
     if let Err(e) = file.try_lock() {

@@ -1,7 +1,10 @@
 //! Secret references: a password or key is named in the configuration as `env:NAME`, `file:PATH`
 //! or `command:CMD`, never written inline, and is never printed.
 
-use std::{fmt, path::Path, process::Command};
+use std::{
+    collections::BTreeSet, fmt, os::unix::fs::PermissionsExt, path::Path, process::Command,
+    sync::Mutex,
+};
 
 use serde::{Deserialize, Deserializer};
 
@@ -64,9 +67,7 @@ impl SecretRef {
             Self::File(path) => std::fs::read_to_string(path)
                 .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?,
             Self::Command(cmd) => {
-                let out = Command::new("sh")
-                    .arg("-c")
-                    .arg(cmd)
+                let out = shell(cmd)
                     .stderr(std::process::Stdio::inherit())
                     .output()
                     .map_err(|e| err(format!("cannot run the command: {e}")))?;
@@ -83,6 +84,48 @@ impl SecretRef {
         }
         Ok(Secret(value))
     }
+
+    /// Why this secret's source is too open, if it is: a `file:` secret that anyone but its
+    /// owner can read.
+    #[must_use]
+    pub fn exposure(&self) -> Option<String> {
+        let Self::File(path) = self else { return None };
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        (mode & 0o077 != 0).then(|| {
+            format!(
+                "secret file {} is readable by others than its owner (mode {:o}); `chmod 600` it",
+                path.display(),
+                mode & 0o777
+            )
+        })
+    }
+
+    /// Records an `env:` source, so that commands cairn runs never inherit it.
+    pub(crate) fn register(&self) {
+        if let Self::Env(name) = self
+            && let Ok(mut vars) = SECRET_VARS.lock()
+        {
+            vars.insert(name.clone());
+        }
+    }
+}
+
+/// Environment variables that hold secrets (the password's, and every `env:` secret of the
+/// configuration loaded).
+static SECRET_VARS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+/// `sh -c cmd`, without any secret in its environment: hooks and `command:` secrets are other
+/// people's scripts, and an environment is easily logged or inherited further.
+#[must_use]
+pub fn shell(cmd: &str) -> Command {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(cmd).env_remove("CAIRN_PASSWORD");
+    if let Ok(vars) = SECRET_VARS.lock() {
+        for v in vars.iter() {
+            c.env_remove(v);
+        }
+    }
+    c
 }
 
 // Shows where the secret comes from, which is not itself secret.

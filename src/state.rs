@@ -7,6 +7,8 @@
 
 use std::{
     collections::BTreeMap,
+    io::Write,
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -39,11 +41,43 @@ pub fn dir(cfg: &Config) -> Result<PathBuf> {
         .collect();
     let key = sha256_hex(config.to_string_lossy().as_bytes());
     let dir = base.join(format!("{safe}-{}", &key[..12]));
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+    // It names client files and targets: for the owner only.
+    let io = |source| Error::Io {
         path: dir.clone(),
         source,
-    })?;
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io)?;
+    let mode = std::fs::metadata(&dir).map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
     Ok(dir)
+}
+
+/// Writes `bytes` to `path` readable by its owner only (state, reports: they name client files).
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    // An existing file keeps its mode on open.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)
 }
 
 /// Updates the durable target state. A failure to do so is a warning, never a failed run.
@@ -122,7 +156,7 @@ impl State {
         };
         let text = serde_json::to_vec_pretty(self)
             .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        std::fs::write(&tmp, text).map_err(io)?;
+        write_private(&tmp, &text)?;
         std::fs::rename(&tmp, &path).map_err(io)
     }
 

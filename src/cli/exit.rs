@@ -29,7 +29,7 @@ pub const WRONG_PASSWORD: i32 = 12;
 pub const TABLE: &str = "\
 Exit codes:
   0   success
-  1   failed (nothing or not everything was done; see the message)
+  1   failed (nothing or not everything was done; see the message); verify: the sample was empty
   2   bad command line or configuration (file, line and key are named)
   3   partially done: a required target is offline, unreachable, lagging or failed; the others are complete
   4   no target could be reached or used; verify/check: a target could not be reached (the others passed)

@@ -96,6 +96,9 @@ impl Ctx {
 pub fn run(cli: Cli) -> Result<i32> {
     let cfg = Config::load(&cli.config)?;
     let reporter = Reporter::new(Mode::detect(cli.json));
+    for w in cfg.warnings() {
+        reporter.print("WARN", &w);
+    }
     let ctx = Ctx {
         cfg,
         json: cli.json,

@@ -21,8 +21,8 @@ pub struct Args {
     /// Sample across the N newest snapshots, or `all`.
     #[arg(long, value_name = "N|all|latest")]
     snapshots: Option<SnapshotSelection>,
-    /// Sample this many files (with --percent, the larger count wins).
-    #[arg(long)]
+    /// Sample this many files, at least 1 (with --percent, the larger count wins).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     files: Option<usize>,
     /// Sample this percentage of the files.
     #[arg(long)]
@@ -74,8 +74,18 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     }
 
     let mut report = verify::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone())?;
+    // An empty sample proves nothing; it must not read as a pass.
     let code = if report.failed() {
         exit::VERIFY_FAILED
+    } else if report.sample.is_empty() {
+        ctx.reporter.print(
+            "ERROR",
+            &format!(
+                "nothing was verified: the sample is empty ({} files in the snapshots sampled)",
+                report.candidates
+            ),
+        );
+        exit::FAILED
     } else if !report.unreachable_targets.is_empty() {
         exit::UNREACHABLE
     } else {

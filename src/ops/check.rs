@@ -564,8 +564,21 @@ fn heal(
     let foreign = ForeignFound::default();
     let mut order: Vec<usize> = (0..problems.len()).collect();
     order.sort_by_key(|&i| stage(&problems[i].path));
+    // The first stage that failed on each target: an index copied after its pack failed, or a
+    // snapshot after its index, would make the target look whole while it is not.
+    let mut failed_at: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for i in order {
         let p = &problems[i];
+        let here = stage(&p.path);
+        if let Some((at, path)) = failed_at.get(&p.target)
+            && *at < here
+        {
+            let why = format!("skipped: {path} was not healed on this target");
+            let p = &mut problems[i];
+            p.detail = format!("{}; not healed: {why}", p.detail);
+            p.healed = Some(false);
+            continue;
+        }
         let Some((_, dest)) = checked.iter().find(|(_, c)| c.probed.cfg.name == p.target) else {
             continue;
         };
@@ -609,6 +622,9 @@ fn heal(
                 observer.warn(&format!("`{}`: {} not healed: {e}", p.target, p.path));
                 p.detail = format!("{}; not healed: {e}", p.detail);
                 p.healed = Some(false);
+                failed_at
+                    .entry(p.target.clone())
+                    .or_insert_with(|| (here, p.path.clone()));
             }
         }
     }

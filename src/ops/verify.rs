@@ -16,10 +16,9 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs::File,
-    io::{Read, Write as _},
+    io::Read,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::Command,
     sync::{Arc, Mutex},
     thread,
     time::Instant,
@@ -880,9 +879,7 @@ fn short(id: &impl std::fmt::Display) -> String {
 /// `CAIRN_UNREACHABLE_TARGETS` (comma-separated).
 #[must_use]
 pub fn run_hook(command: &str, report_path: &Path, report: &VerifyReport) -> HookResult {
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(command)
+    let status = crate::secret::shell(command)
         .arg("cairn-verify")
         .arg(report_path)
         .env("CAIRN_VERIFY_REPORT", report_path)
@@ -913,13 +910,5 @@ pub fn run_hook(command: &str, report_path: &Path, report: &VerifyReport) -> Hoo
 /// The file cannot be written.
 pub fn write_report(report: &VerifyReport, path: &Path) -> Result<()> {
     let json = serde_json::to_vec_pretty(report).map_err(|e| Error::Input(e.to_string()))?;
-    let mut f = File::create(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    f.write_all(&json).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    Ok(())
+    crate::state::write_private(path, &json)
 }

@@ -11,9 +11,10 @@
 //! leaves nothing behind.
 
 use std::{
+    collections::HashSet,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
 };
 
 use bytes::Bytes;
@@ -79,6 +80,8 @@ struct LocalStore {
     policy: Policy,
     /// Built on first use: opendal's fs service creates its root folder when built.
     inner: OnceLock<OpendalStore>,
+    /// Folders whose own entry in their parent is known to be synced.
+    synced: Mutex<HashSet<PathBuf>>,
 }
 
 pub(super) fn open(path: &Path, removable: bool, policy: Policy) -> StoreResult<Box<dyn Store>> {
@@ -87,6 +90,7 @@ pub(super) fn open(path: &Path, removable: bool, policy: Policy) -> StoreResult<
         removable,
         policy,
         inner: OnceLock::new(),
+        synced: Mutex::default(),
     };
     store.guard()?;
     Ok(Box::new(store))
@@ -142,6 +146,35 @@ impl LocalStore {
         Ok(Some(self.inner.get_or_init(|| store)))
     }
 
+    /// Makes a finished write survive a power cut. opendal syncs the file before renaming it;
+    /// the rename itself, and a folder created for it, live in their folders, which are synced
+    /// here (each folder's own entry once per run), so a snapshot is never durable before the
+    /// packs it needs.
+    fn sync_dirs(&self, path: &str) -> StoreResult<()> {
+        let mut dir = self.path.join(path);
+        // Whether the entry below `dir` may be new: the file always is; a folder only the first
+        // time this run sees it. The repository folder's own entry is in its parent.
+        let mut entry_new = true;
+        while entry_new
+            && dir.pop()
+            && (dir.starts_with(&self.path) || Some(dir.as_path()) == self.path.parent())
+        {
+            std::fs::File::open(&dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| {
+                    StoreError::new(
+                        StoreErrorKind::Transient,
+                        format!("syncing folder {}: {e}", dir.display()),
+                    )
+                })?;
+            entry_new = self
+                .synced
+                .lock()
+                .map_or(true, |mut s| s.insert(dir.clone()));
+        }
+        Ok(())
+    }
+
     fn not_found(&self, path: &str) -> StoreError {
         StoreError::new(
             StoreErrorKind::NotFound,
@@ -173,7 +206,8 @@ impl Store for LocalStore {
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
         self.inner(true)?
             .ok_or_else(|| self.not_found(path))?
-            .write(path, parts)
+            .write(path, parts)?;
+        self.sync_dirs(path)
     }
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
         match self.inner(false)? {

@@ -209,6 +209,13 @@ pub fn shutdown() {
     SHUT_DOWN.store(true, Ordering::SeqCst);
     let rt = RUNTIME.lock().ok().and_then(|mut g| g.take());
     if let Some(rt) = rt {
+        // Dropping an SFTP connection spawns the task that asks its `ssh` master to exit;
+        // shutting down under that task would cancel it and leave the master running. Let the
+        // closing tasks finish (bounded, so a hung server cannot hold the exit).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while rt.metrics().num_alive_tasks() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         rt.shutdown_timeout(Duration::from_secs(5));
     }
 }
@@ -240,6 +247,47 @@ pub(crate) fn redact(msg: &str, secrets: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_store_debug_output_shows_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, value: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, value).unwrap();
+            crate::secret::SecretRef::File(p)
+        };
+        let target = |kind| TargetConfig {
+            name: "t".into(),
+            required: true,
+            retries: 0,
+            timeout: Duration::from_secs(5),
+            kind,
+        };
+        let s3 = open(&target(TargetKind::S3 {
+            endpoint: "https://127.0.0.1:1".into(),
+            bucket: "b".into(),
+            region: "r".into(),
+            path: "p".into(),
+            access_key_id: file("id", "AKIDSECRETVALUE"),
+            secret_access_key: file("key", "S3SECRETKEYVALUE"),
+            virtual_host_style: false,
+        }))
+        .unwrap();
+        let az = open(&target(TargetKind::Azblob {
+            endpoint: "https://127.0.0.1:1".into(),
+            account: "a".into(),
+            container: "c".into(),
+            path: "p".into(),
+            key: Some(file("az", "QVpTRUNSRVRLRVlWQUxVRQ==")),
+            sas: None,
+        }))
+        .unwrap();
+        for shown in [format!("{s3:?}"), format!("{az:?}")] {
+            for secret in ["SECRETVALUE", "S3SECRETKEYVALUE", "QVpTRUNSRVRLRVlWQUxVRQ"] {
+                assert!(!shown.contains(secret), "{shown}");
+            }
+        }
+    }
 
     #[test]
     fn redact_hides_every_occurrence_of_each_secret() {

@@ -27,7 +27,6 @@ pub(crate) enum Atomicity {
 }
 
 /// A blocking opendal operator with cairn's layers and error classification.
-#[derive(Debug)]
 pub(crate) struct OpendalStore {
     op: opendal::blocking::Operator,
     location: String,
@@ -35,6 +34,16 @@ pub(crate) struct OpendalStore {
     secrets: Vec<String>,
     atomicity: Atomicity,
     has_dirs: bool,
+}
+
+// By hand: the secrets to scrub are secrets, and the operator holds the credentials.
+impl std::fmt::Debug for OpendalStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpendalStore")
+            .field("location", &self.location)
+            .field("atomicity", &self.atomicity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OpendalStore {

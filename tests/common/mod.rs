@@ -62,7 +62,8 @@ pub fn sftp_target(name: &str, prefix: &str) -> (String, String) {
 pub fn azblob_target(name: &str, prefix: &str) -> String {
     format!(
         "[[target]]\nname = \"{name}\"\nkind = \"azblob\"\nendpoint = \"{}\"\naccount = \"{}\"\n\
-         container = \"{}\"\npath = \"{prefix}\"\nkey = \"env:AZBLOB_ACCOUNT_KEY\"\n\n",
+         container = \"{}\"\npath = \"{prefix}\"\nkey = \"env:AZBLOB_ACCOUNT_KEY\"\n\
+         allow_insecure_http = true\n\n",
         env("AZBLOB_ENDPOINT"),
         env("AZBLOB_ACCOUNT_NAME"),
         env("AZBLOB_CONTAINER"),
@@ -73,7 +74,7 @@ pub fn s3_target(name: &str, prefix: &str) -> String {
     format!(
         "[[target]]\nname = \"{name}\"\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{}\"\n\
          region = \"{}\"\npath = \"{prefix}\"\naccess_key_id = \"env:S3_ACCESS_KEY_ID\"\n\
-         secret_access_key = \"env:S3_SECRET_ACCESS_KEY\"\n\n",
+         secret_access_key = \"env:S3_SECRET_ACCESS_KEY\"\nallow_insecure_http = true\n\n",
         env("S3_ENDPOINT"),
         env("S3_BUCKET"),
         env("S3_REGION"),
