@@ -20,7 +20,7 @@ use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
 };
 
-use crate::{progress::Observer, target::Store};
+use crate::{progress::Observer, target::Store, verified::VerifiedPacks};
 
 /// The path of a repository file, as restic lays it out.
 #[must_use]
@@ -105,11 +105,18 @@ impl Member {
     }
 }
 
+/// Listings by file type: ids with sizes.
+type Listings = Vec<(FileType, Vec<(Id, u32)>)>;
+
 /// rustic_core's backend over several targets.
 #[derive(Debug, Clone)]
 pub struct Fanout {
     members: Arc<Vec<Arc<Member>>>,
     observer: Arc<dyn Observer>,
+    /// Reads only files whose hash matches their name, falling back to the next target.
+    verified: Option<Arc<VerifiedPacks>>,
+    /// Listings decided beforehand (the proven union of the targets' files), by file type.
+    listings: Arc<Mutex<Listings>>,
 }
 
 impl Fanout {
@@ -119,7 +126,39 @@ impl Fanout {
         Self {
             members: Arc::new(members),
             observer,
+            verified: None,
+            listings: Arc::default(),
         }
+    }
+
+    /// This fan-out, reading every file only from a target whose copy hashes to its name.
+    #[must_use]
+    pub(crate) fn verifying(mut self) -> Self {
+        self.verified = Some(Arc::default());
+        self
+    }
+
+    /// Answers listings of `tpe` with `ids` from now on.
+    pub(crate) fn set_listing(&self, tpe: FileType, ids: Vec<(Id, u32)>) {
+        if let Ok(mut l) = self.listings.lock() {
+            l.retain(|(t, _)| *t != tpe);
+            l.push((tpe, ids));
+        }
+    }
+
+    fn fell_back<'a>(&'a self, what: &'a str) -> impl Fn(&str, &[String]) + 'a {
+        move |used: &str, errors: &[String]| {
+            self.observer.warn(&format!(
+                "{what}: read from `{used}` after: {}",
+                errors.join("; ")
+            ));
+        }
+    }
+
+    fn read_verified(&self, path: &str) -> RusticResult<Bytes> {
+        let what = format!("reading {path}");
+        crate::verified::first_intact(&self.active(), path, &self.fell_back(&what))
+            .map_err(|errors| every_target_failed(&what, &errors))
     }
 
     /// Where warnings of this run go.
@@ -211,11 +250,15 @@ impl Fanout {
         if errors.is_empty() {
             return Err(no_target(what, &self.members));
         }
-        Err(RusticError::new(
-            ErrorKind::Backend,
-            format!("{what} failed on every target: {}", errors.join("; ")),
-        ))
+        Err(every_target_failed(what, &errors))
     }
+}
+
+fn every_target_failed(what: &str, errors: &[String]) -> Box<RusticError> {
+    RusticError::new(
+        ErrorKind::Backend,
+        format!("{what} failed on every target: {}", errors.join("; ")),
+    )
 }
 
 fn no_target(what: &str, members: &[Arc<Member>]) -> Box<RusticError> {
@@ -273,11 +316,21 @@ impl ReadBackend for Fanout {
     }
 
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
+        if let Some(ids) = self.listings.lock().ok().and_then(|l| {
+            l.iter()
+                .find(|(t, _)| *t == tpe)
+                .map(|(_, ids)| ids.clone())
+        }) {
+            return Ok(ids);
+        }
         self.first_ok(&format!("listing {}", tpe.dirname()), |s| list_type(s, tpe))
     }
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
         let path = file_path(tpe, id);
+        if self.verified.is_some() && tpe != FileType::Config {
+            return self.read_verified(&path);
+        }
         self.first_ok(&format!("reading {path}"), |s| {
             s.read(&path).map_err(|e| e.to_string())
         })
@@ -292,6 +345,21 @@ impl ReadBackend for Fanout {
         length: u32,
     ) -> RusticResult<Bytes> {
         let path = file_path(tpe, id);
+        if let Some(packs) = &self.verified
+            && tpe != FileType::Config
+        {
+            let what = format!("reading {path}");
+            return packs
+                .range(
+                    &self.active(),
+                    id,
+                    &path,
+                    u64::from(offset),
+                    u64::from(length),
+                    self.fell_back(&what),
+                )
+                .map_err(|errors| every_target_failed(&what, &errors));
+        }
         self.first_ok(&format!("reading {path}"), |s| {
             s.read_range(&path, u64::from(offset), u64::from(length))
                 .map_err(|e| e.to_string())

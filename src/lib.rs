@@ -23,3 +23,4 @@ pub mod session;
 pub mod source;
 pub mod state;
 pub mod target;
+pub(crate) mod verified;

@@ -6,7 +6,11 @@
 //! target holds take part; a target that missed earlier runs is *lagging* and is not written,
 //! because a new snapshot there would reference packs it does not have.
 
-use std::{collections::BTreeSet, sync::Arc, thread};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    thread,
+};
 
 use bytes::Bytes;
 use rustic_core::{
@@ -19,6 +23,7 @@ use crate::{
     error::{Error, Result},
     fanout::{Fanout, Member, list_type},
     progress::Observer,
+    proof::Proof,
     report::{TargetOutcome, TargetState},
     secret::{Secret, SecretRef},
     target::{self, Store, StoreErrorKind},
@@ -374,7 +379,63 @@ impl Session {
         password: &Secret,
         pb: P,
     ) -> Result<Repository<OpenStatus>> {
-        open_repository(Arc::new(self.fanout.clone()), password, pb)
+        if self.mode == Mode::Write {
+            return open_repository(Arc::new(self.fanout.clone()), password, pb);
+        }
+        // A reader sees the newest snapshot of any target and every index it needs, from
+        // whichever target holds them, but never a file an honest cairn could not have written;
+        // each file it reads must hash to its name, else the next target's copy is read.
+        let proof = Proof::unlock(&self.probed, password)?;
+        let fanout = self.fanout.clone().verifying();
+        for tpe in [FileType::Index, FileType::Snapshot] {
+            fanout.set_listing(tpe, self.proven_union(tpe, &proof));
+        }
+        open_repository_with(Arc::new(fanout), &proof.credentials(), pb)
+    }
+
+    /// The files of type `tpe` any member holds: those all members hold, and the others once
+    /// proven (a file only one target holds may have been planted there).
+    fn proven_union(&self, tpe: FileType, proof: &Proof) -> Vec<(Id, u32)> {
+        let members = self.fanout.members();
+        let mut held: BTreeMap<Id, (u32, Vec<usize>)> = BTreeMap::new();
+        let mut listed = 0;
+        for (i, m) in members.iter().enumerate() {
+            match list_type(m.store().as_ref(), tpe) {
+                Ok(ids) => {
+                    listed += 1;
+                    for (id, size) in ids {
+                        held.entry(id).or_insert((size, Vec::new())).1.push(i);
+                    }
+                }
+                Err(e) => self.fanout.observer().warn(&format!(
+                    "`{}`: cannot list {}: {e}",
+                    m.name,
+                    tpe.dirname()
+                )),
+            }
+        }
+        held.into_iter()
+            .filter(|(id, (_, holders))| {
+                if holders.len() == listed {
+                    return true;
+                }
+                let path = crate::fanout::file_path(tpe, id);
+                let m = &members[holders[0]];
+                let why = match m.store().read(&path) {
+                    Ok(bytes) => match proof.check(&path, &bytes) {
+                        Ok(()) => return true,
+                        Err(why) => why,
+                    },
+                    Err(e) => e.to_string(),
+                };
+                self.fanout.observer().warn(&format!(
+                    "`{}`: {path} left out ({why}); `cairn check` tells more",
+                    m.name
+                ));
+                false
+            })
+            .map(|(id, (size, _))| (id, size))
+            .collect()
     }
 
     /// Opens the repository through the fan-out with the key a [`crate::proof::Proof`] holds.

@@ -457,3 +457,61 @@ fn restore_refuses_snapshot_names_that_leave_the_target() {
         assert!(!tmp.path().join(format!("dest{i}/escaped")).exists());
     }
 }
+
+#[test]
+fn restore_reads_a_pack_from_the_next_target_when_the_first_copy_fails_its_hash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), pseudo_random(3, 300_000)).unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!("{}{}", local_target("a", &a), local_target("b", &b)),
+    );
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    // Every data pack on the first target damaged: each must come from `b`.
+    let packs = file_packs(&config, "a");
+    for pack in packs.values().flatten() {
+        flip_byte(open_store(&config, "a").as_ref(), &pack_path(pack));
+    }
+    let dest = tmp.path().join("restored");
+    let o = cairn(
+        &config,
+        &["restore", "latest", "--target", dest.to_str().unwrap()],
+    );
+    expect_code(&o, 0);
+    assert_same_tree(&src, &restored(&dest, &src));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("read from `b`"), "{}", text(&o));
+}
+
+#[test]
+fn latest_is_the_newest_snapshot_of_any_reachable_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("old.txt"), b"first run").unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!("{}{}", local_target("a", &a), local_target("b", &b)),
+    );
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    // `a` is away for the second run: only `b` holds the newest snapshot.
+    let away = tmp.path().join("a-away");
+    fs::rename(&a, &away).unwrap();
+    fs::write(src.join("new.txt"), b"second run").unwrap();
+    expect_code(&cairn(&config, &["backup"]), 3);
+    fs::rename(&away, &a).unwrap();
+
+    let dest = tmp.path().join("restored");
+    let o = cairn(
+        &config,
+        &["restore", "latest", "--target", dest.to_str().unwrap()],
+    );
+    expect_code(&o, 0);
+    assert_same_tree(&src, &restored(&dest, &src));
+}
