@@ -186,8 +186,9 @@ pub enum TargetKind {
     Local {
         /// The folder holding the repository.
         path: PathBuf,
-        /// A USB disk: never written unless the disk is mounted.
-        removable: bool,
+        /// A USB disk's mount point (`removable = true`): the target is used only while a
+        /// filesystem is mounted exactly there.
+        mount_point: Option<PathBuf>,
     },
     /// An SFTP server (OpenSSH).
     Sftp {
@@ -336,6 +337,7 @@ struct RawTarget {
     timeout: Option<u64>,
     path: Option<String>,
     removable: Option<bool>,
+    mount_point: Option<PathBuf>,
     host: Option<String>,
     port: Option<u16>,
     user: Option<String>,
@@ -394,12 +396,13 @@ impl Source<'_> {
 
 impl RawTarget {
     fn present_keys(&self) -> Vec<&'static str> {
-        let keys: [(&'static str, bool); 25] = [
+        let keys: [(&'static str, bool); 26] = [
             ("required", self.required.is_some()),
             ("retries", self.retries.is_some()),
             ("timeout", self.timeout.is_some()),
             ("path", self.path.is_some()),
             ("removable", self.removable.is_some()),
+            ("mount_point", self.mount_point.is_some()),
             ("host", self.host.is_some()),
             ("port", self.port.is_some()),
             ("user", self.user.is_some()),
@@ -447,7 +450,7 @@ impl RawTarget {
         }
         let kind = self.kind.get_ref().as_str();
         let allowed: &[&str] = match kind {
-            "local" => &["path", "removable"],
+            "local" => &["path", "removable", "mount_point"],
             "sftp" => &[
                 "host",
                 "port",
@@ -515,10 +518,37 @@ impl RawTarget {
         let prefix = |p: Option<String>| p.unwrap_or_default().trim_matches('/').to_string();
         let removable = self.removable.unwrap_or(false);
         let kind = match kind {
-            "local" => TargetKind::Local {
-                path: abs(need(self.path, "path")?.into()),
-                removable,
-            },
+            "local" => {
+                let path = abs(need(self.path, "path")?.into());
+                if self.mount_point.is_some() && !removable {
+                    return Err(format!(
+                        "{}: key `mount_point` needs removable = true",
+                        at("mount_point")
+                    ));
+                }
+                // No default: whether the repository sits at the disk's root or in a folder on
+                // it cannot be guessed, and a wrong guess writes to the wrong filesystem.
+                if removable && self.mount_point.is_none() {
+                    return Err(format!(
+                        "{}: key `mount_point` is required with removable = true: the folder the \
+                         disk is mounted at (`{}` itself, or a folder above it)",
+                        at("removable"),
+                        path.display()
+                    ));
+                }
+                let mount_point = self.mount_point.filter(|_| removable).map(abs);
+                if let Some(m) = &mount_point
+                    && !path.starts_with(m)
+                {
+                    return Err(format!(
+                        "{}: key `mount_point`: {} is not {} or a folder above it",
+                        at("mount_point"),
+                        m.display(),
+                        path.display()
+                    ));
+                }
+                TargetKind::Local { path, mount_point }
+            }
             "sftp" => TargetKind::Sftp {
                 host: need(self.host, "host")?,
                 port: self.port.unwrap_or(22),
@@ -869,8 +899,9 @@ sources = ["data", "/srv/x"]
 [[target]]
 name = "usb"
 kind = "local"
-path = "usb-disk"
+path = "usb-disk/cairn"
 removable = true
+mount_point = "usb-disk"
 
 [[target]]
 name = "dc"
@@ -887,9 +918,12 @@ path = "/srv/cairn"
         assert_eq!(c.backup.sources[0], PathBuf::from("/etc/cairn/data"));
         assert_eq!(c.targets.len(), 2);
         match &c.targets[0].kind {
-            TargetKind::Local { path, removable } => {
-                assert_eq!(path, &PathBuf::from("/etc/cairn/usb-disk"));
-                assert!(removable);
+            TargetKind::Local { path, mount_point } => {
+                assert_eq!(path, &PathBuf::from("/etc/cairn/usb-disk/cairn"));
+                assert_eq!(
+                    mount_point.as_deref(),
+                    Some(Path::new("/etc/cairn/usb-disk"))
+                );
             }
             k => panic!("{k:?}"),
         }
@@ -952,7 +986,7 @@ path = "/srv/cairn"
     fn unknown_kind_is_named() {
         let m = msg(&OK.replace("kind = \"sftp\"", "kind = \"ftp\""));
         assert!(
-            m.contains("line 16") && m.contains("\"ftp\"") && m.contains("sftp"),
+            m.contains("line 17") && m.contains("\"ftp\"") && m.contains("sftp"),
             "{m}"
         );
     }
@@ -960,7 +994,7 @@ path = "/srv/cairn"
     #[test]
     fn malformed_toml_names_the_line() {
         let m = msg(&OK.replace("user = \"cairn\"", "user = cairn"));
-        assert!(m.contains("line 18"), "{m}");
+        assert!(m.contains("line 19"), "{m}");
         assert!(m.contains("targets.toml"), "{m}");
     }
 
@@ -985,7 +1019,7 @@ path = "/srv/cairn"
         let m = msg(&OK.replace("user = \"cairn\"\n", ""));
         assert!(m.contains("`user`") && m.contains("dc"), "{m}");
         let m = msg(&OK.replace("name = \"dc\"", "name = \"usb\""));
-        assert!(m.contains("used twice") && m.contains("line 15"), "{m}");
+        assert!(m.contains("used twice") && m.contains("line 16"), "{m}");
         assert!(msg("[repository]\n").contains("no [[target]]"));
     }
 }

@@ -269,9 +269,11 @@ fn an_unplugged_removable_disk_is_offline_and_never_created() {
     // Under /tmp, on the root filesystem: what an empty mount point looks like.
     let usb = tmp.path().join("media/usb/cairn");
     let targets = format!(
-        "{}[[target]]\nname = \"usb\"\nkind = \"local\"\npath = \"{}\"\nremovable = true\n\n",
+        "{}[[target]]\nname = \"usb\"\nkind = \"local\"\npath = \"{}\"\nremovable = true\n\
+         mount_point = \"{}\"\n\n",
         local_target("disk", &tmp.path().join("repo")),
-        usb.display()
+        usb.display(),
+        usb.parent().unwrap().display()
     );
     let config = write_config(tmp.path(), &[&src], &targets);
     // The disk in the drawer may hold the repository: none is created without it, unless asked.

@@ -6,7 +6,6 @@ mod common;
 
 use std::{
     fs,
-    os::unix::fs::symlink,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -36,6 +35,33 @@ impl Drop for Disk {
     }
 }
 
+/// A bind mount standing in for a plugged-in disk (needs root, as the test servers do);
+/// unmounted on drop.
+struct Mounted(PathBuf);
+
+impl Mounted {
+    fn bind(from: &Path, at: &Path) -> Self {
+        let o = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(from)
+            .arg(at)
+            .output()
+            .expect("mount runs");
+        assert!(
+            o.status.success(),
+            "mount --bind (root needed) to stand in for a plugged-in disk: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
 fn add_file(src: &Path, name: &str, seed: u64, len: usize) {
     fs::write(src.join(name), pseudo_random(seed, len)).unwrap();
 }
@@ -55,9 +81,11 @@ fn a_removable_disk_absent_for_two_backups_is_caught_up_at_the_third() {
         tmp.path(),
         &[&src],
         &format!(
-            "{}[[target]]\nname = \"usb\"\nkind = \"local\"\npath = \"{}\"\nremovable = true\n\n",
+            "{}[[target]]\nname = \"usb\"\nkind = \"local\"\npath = \"{}\"\nremovable = true\n\
+             mount_point = \"{}\"\n\n",
             local_target("disk", &tmp.path().join("disk")),
-            usb_repo.display()
+            usb_repo.display(),
+            mount.display()
         ),
     );
 
@@ -83,9 +111,8 @@ fn a_removable_disk_absent_for_two_backups_is_caught_up_at_the_third() {
         "{r}"
     );
 
-    // Plug it in: the mount point now leads to the other filesystem.
-    fs::remove_dir(&mount).unwrap();
-    symlink(&disk.0, &mount).unwrap();
+    // Plug it in: a filesystem is mounted at the mount point.
+    let _plugged = Mounted::bind(&disk.0, &mount);
     let o = cairn(&config, &["--json", "backup"]);
     expect_code(&o, 0);
     let r = json(&o);

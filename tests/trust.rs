@@ -515,3 +515,50 @@ fn latest_is_the_newest_snapshot_of_any_reachable_target() {
     expect_code(&o, 0);
     assert_same_tree(&src, &restored(&dest, &src));
 }
+
+#[test]
+fn a_plain_folder_on_another_filesystem_is_not_a_plugged_in_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.txt"), b"hello").unwrap();
+    // The repository at the disk's root; its mount point a plain folder on a tmpfs, no disk
+    // mounted there.
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let usb = shm.path().join("usb");
+    fs::create_dir_all(&usb).unwrap();
+    let usb_target = |extra: &str| {
+        format!(
+            "{}[[target]]\nname = \"usb\"\nkind = \"local\"\npath = \"{}\"\nremovable = true\n{extra}\n",
+            local_target("disk", &tmp.path().join("disk")),
+            usb.display()
+        )
+    };
+    // Where the disk is mounted cannot be guessed: it must be said.
+    let config = write_config(tmp.path(), &[&src], &usb_target(""));
+    let o = cairn(&config, &["--json", "backup", "--init", "--force-new"]);
+    expect_code(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("`mount_point`"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(fs::read_dir(&usb).unwrap().count(), 0, "nothing written");
+
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &usb_target(&format!("mount_point = \"{}\"\n", usb.display())),
+    );
+    let o = cairn(&config, &["--json", "backup", "--init", "--force-new"]);
+    expect_code(&o, 0);
+    let r = json(&o);
+    assert_eq!(r["targets"][1]["state"], "offline", "{r}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a mount point")
+            || r.to_string().contains("not a mount point"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(fs::read_dir(&usb).unwrap().count(), 0, "nothing written");
+}

@@ -1,18 +1,18 @@
 //! `kind = "local"`: a folder, possibly on a removable (USB) disk.
 //!
 //! A removable target is written only while its disk is mounted. An unplugged disk leaves an
-//! empty mount-point folder on the root filesystem; writing there would fill the system disk
-//! with a backup that vanishes behind the next mount. So the disk counts as present only when
-//! the target folder, or its nearest existing parent, is on another filesystem than `/`, and,
-//! if the folder does not exist yet, that parent is itself a mount point. The check runs when the
-//! target is opened and again before every operation, so a disk pulled mid-run goes offline.
+//! empty mount-point folder behind; writing there would fill another filesystem with a backup
+//! that vanishes behind the next mount. So the disk counts as present only when its mount point
+//! (`mount_point`, by default the folder holding the repository folder) is listed as a mount
+//! point by the kernel, is not `/`, and the repository folder, symlinks followed, lies on it. The
+//! check runs when the target is opened and again before every operation, so a disk pulled
+//! mid-run goes offline.
 //!
 //! The folder is created on the first write, never by a read: looking at a mistyped path
 //! leaves nothing behind.
 
 use std::{
     collections::HashSet,
-    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::{Mutex, OnceLock},
 };
@@ -27,56 +27,95 @@ use super::{
 /// Whether a removable disk is there to be written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountState {
-    /// On a mounted filesystem other than `/`.
+    /// A filesystem is mounted at the mount point, and the folder lies on it.
     Mounted,
     /// Not mounted; says why it is believed so.
     NotMounted(String),
 }
 
-/// Decides whether `path` is on a mounted removable disk (see the module documentation).
+/// Decides whether `path` is on a disk mounted at `mount_point` (see the module documentation).
 #[must_use]
-pub fn mount_state(path: &Path) -> MountState {
-    let root_dev = match std::fs::metadata("/") {
-        Ok(m) => m.dev(),
-        Err(e) => return MountState::NotMounted(format!("cannot stat /: {e}")),
+pub fn mount_state(path: &Path, mount_point: &Path) -> MountState {
+    let not = |why: String| MountState::NotMounted(why);
+    let mp = match std::fs::canonicalize(mount_point) {
+        Ok(p) => p,
+        Err(e) => return not(format!("mount point {}: {e}", mount_point.display())),
     };
-    let mut existing = path;
-    let meta = loop {
-        match std::fs::metadata(existing) {
-            Ok(m) => break m,
-            Err(_) => match existing.parent() {
-                Some(p) => existing = p,
-                None => return MountState::NotMounted(format!("{} not found", path.display())),
-            },
-        }
-    };
-    if meta.dev() == root_dev {
-        return MountState::NotMounted(format!(
-            "{} is on the root filesystem (disk not mounted)",
-            existing.display()
+    if mp == Path::new("/") {
+        return not(format!(
+            "mount point {} is the root filesystem, not a disk",
+            mount_point.display()
         ));
     }
-    if existing != path {
-        let parent_dev = existing
-            .parent()
-            .and_then(|p| std::fs::metadata(p).ok())
-            .map(|m| m.dev());
-        if parent_dev == Some(meta.dev()) {
-            return MountState::NotMounted(format!(
-                "{} does not exist and {} is not a mount point (disk not mounted)",
-                path.display(),
-                existing.display()
+    match is_mount_point(&mp) {
+        Ok(true) => {}
+        Ok(false) => {
+            return not(format!(
+                "{} is not a mount point (disk not mounted; if it is mounted elsewhere, set \
+                 `mount_point`)",
+                mount_point.display()
             ));
         }
+        Err(e) => return not(format!("cannot read the mount table: {e}")),
     }
-    MountState::Mounted
+    // The repository folder (or its nearest existing parent) must lead onto the disk.
+    let mut existing = path;
+    while std::fs::symlink_metadata(existing).is_err() {
+        match existing.parent() {
+            Some(p) => existing = p,
+            None => break,
+        }
+    }
+    match std::fs::canonicalize(existing) {
+        Ok(real) if real.starts_with(&mp) => MountState::Mounted,
+        Ok(real) => not(format!(
+            "{} leads to {}, off the disk mounted at {}",
+            existing.display(),
+            real.display(),
+            mount_point.display()
+        )),
+        Err(e) => not(format!("{}: {e}", existing.display())),
+    }
+}
+
+/// Whether the kernel lists `path` (canonical) as a mount point of this process.
+fn is_mount_point(path: &Path) -> std::io::Result<bool> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| Path::new(&unescape(m)) == path))
+}
+
+/// The kernel writes space, tab, newline and backslash in mount points as `\ooo` octal.
+fn unescape(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A local folder.
 #[derive(Debug)]
 struct LocalStore {
     path: PathBuf,
-    removable: bool,
+    /// Set for a removable disk.
+    mount_point: Option<PathBuf>,
     policy: Policy,
     /// Built on first use: opendal's fs service creates its root folder when built.
     inner: OnceLock<OpendalStore>,
@@ -84,10 +123,14 @@ struct LocalStore {
     synced: Mutex<HashSet<PathBuf>>,
 }
 
-pub(super) fn open(path: &Path, removable: bool, policy: Policy) -> StoreResult<Box<dyn Store>> {
+pub(super) fn open(
+    path: &Path,
+    mount_point: Option<&Path>,
+    policy: Policy,
+) -> StoreResult<Box<dyn Store>> {
     let store = LocalStore {
         path: path.to_path_buf(),
-        removable,
+        mount_point: mount_point.map(Path::to_path_buf),
         policy,
         inner: OnceLock::new(),
         synced: Mutex::default(),
@@ -98,10 +141,10 @@ pub(super) fn open(path: &Path, removable: bool, policy: Policy) -> StoreResult<
 
 impl LocalStore {
     fn guard(&self) -> StoreResult<()> {
-        if !self.removable {
+        let Some(mount_point) = &self.mount_point else {
             return Ok(());
-        }
-        match mount_state(&self.path) {
+        };
+        match mount_state(&self.path, mount_point) {
             MountState::Mounted => Ok(()),
             MountState::NotMounted(why) => Err(StoreError::new(StoreErrorKind::Offline, why)),
         }
@@ -213,7 +256,7 @@ impl Store for LocalStore {
         match self.inner(false)? {
             Some(s) => s.list(dir),
             // On a removable disk the mount check has passed: a fresh disk, to be filled.
-            None if self.removable => Ok(Vec::new()),
+            None if self.mount_point.is_some() => Ok(Vec::new()),
             // A folder that should hold a repository and is not there may be a mount that is
             // missing: never take it for an empty target (only `init` creates it).
             None => Err(StoreError::new(
@@ -244,16 +287,27 @@ mod tests {
 
     #[test]
     fn a_missing_folder_below_an_ordinary_folder_is_not_mounted() {
-        // Whether /tmp is on the root filesystem or a tmpfs, a folder that does not exist
-        // below a plain folder there is what an unplugged disk's mount point looks like.
         let tmp = tempfile::tempdir().unwrap();
-        let state = mount_state(&tmp.path().join("media/usb/cairn"));
+        let mp = tmp.path().join("media/usb");
+        std::fs::create_dir_all(&mp).unwrap();
+        let state = mount_state(&mp.join("cairn"), &mp);
         assert!(matches!(state, MountState::NotMounted(_)), "{state:?}");
     }
 
     #[test]
+    fn a_plain_folder_on_another_filesystem_is_not_a_mounted_disk() {
+        // /dev/shm is a tmpfs of its own; a folder in it is still no mount point.
+        let tmp = tempfile::tempdir_in("/dev/shm").unwrap();
+        let state = mount_state(&tmp.path().join("cairn"), tmp.path());
+        assert!(
+            matches!(&state, MountState::NotMounted(m) if m.contains("not a mount point")),
+            "{state:?}"
+        );
+    }
+
+    #[test]
     fn the_root_filesystem_is_never_a_removable_disk() {
-        let state = mount_state(Path::new("/"));
+        let state = mount_state(Path::new("/cairn"), Path::new("/"));
         assert!(matches!(state, MountState::NotMounted(m) if m.contains("root filesystem")));
     }
 
@@ -261,9 +315,25 @@ mod tests {
     fn a_folder_to_create_directly_on_another_mount_counts_as_mounted() {
         // /proc is always its own mount: a stand-in for a mounted disk's root.
         assert_eq!(
-            mount_state(Path::new("/proc/cairn-no-such-folder")),
+            mount_state(Path::new("/proc/cairn-no-such-folder"), Path::new("/proc")),
             MountState::Mounted
         );
+    }
+
+    #[test]
+    fn a_symlink_leading_off_the_disk_is_not_on_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(tmp.path(), &link).unwrap();
+        // /proc is mounted, but the path through the link leads elsewhere.
+        let state = mount_state(&link.join("cairn"), Path::new("/proc"));
+        assert!(matches!(state, MountState::NotMounted(m) if m.contains("off the disk")));
+    }
+
+    #[test]
+    fn mount_points_with_spaces_are_read_from_the_kernel_table() {
+        assert_eq!(unescape("/media/my\\040disk"), "/media/my disk");
+        assert_eq!(unescape("/plain"), "/plain");
     }
 
     #[test]
@@ -274,7 +344,7 @@ mod tests {
             retries: 0,
             timeout: std::time::Duration::from_secs(5),
         };
-        let s = open(&dir, false, policy).unwrap();
+        let s = open(&dir, None, policy).unwrap();
         assert_eq!(s.stat("config").unwrap(), None);
         assert!(s.read("config").unwrap_err().is_not_found());
         assert_eq!(s.list("keys").unwrap_err().kind, StoreErrorKind::Absent);

@@ -10,6 +10,7 @@ mod azblob;
 mod local;
 mod mem;
 mod opendal_store;
+mod reaper;
 mod s3;
 mod sftp;
 mod smb;
@@ -108,7 +109,9 @@ pub fn open(cfg: &TargetConfig) -> StoreResult<Box<dyn Store>> {
         timeout: cfg.timeout,
     };
     match &cfg.kind {
-        TargetKind::Local { path, removable } => local::open(path, *removable, policy),
+        TargetKind::Local { path, mount_point } => {
+            local::open(path, mount_point.as_deref(), policy)
+        }
         TargetKind::Sftp { .. } => sftp::open(&cfg.kind, policy),
         TargetKind::Smb { .. } => smb::open(&cfg.kind, policy),
         TargetKind::Azblob { .. } => azblob::open(&cfg.kind, policy),
@@ -186,6 +189,7 @@ pub(crate) fn runtime() -> StoreResult<tokio::runtime::Handle> {
     // reqwest is built without a TLS provider of its own (opendal's default pulls aws-lc);
     // ring serves TLS, and opendal's HTTP services use reqwest once it is installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    reaper::adopt_orphans();
     opendal_http_transport_reqwest::install_default();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
@@ -218,6 +222,7 @@ pub fn shutdown() {
         }
         rt.shutdown_timeout(Duration::from_secs(5));
     }
+    reaper::reap_ssh();
 }
 
 /// A local folder's store with no retries, for unit tests.
@@ -230,7 +235,7 @@ pub(crate) fn local_for_tests(dir: &std::path::Path) -> Box<dyn Store> {
         timeout: Duration::from_secs(5),
         kind: TargetKind::Local {
             path: dir.to_path_buf(),
-            removable: false,
+            mount_point: None,
         },
     };
     open(&cfg).expect("a local folder opens")
