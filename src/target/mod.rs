@@ -213,15 +213,10 @@ pub fn shutdown() {
     SHUT_DOWN.store(true, Ordering::SeqCst);
     let rt = RUNTIME.lock().ok().and_then(|mut g| g.take());
     if let Some(rt) = rt {
-        // Dropping an SFTP connection spawns the task that asks its `ssh` master to exit;
-        // shutting down under that task would cancel it and leave the master running. Let the
-        // closing tasks finish (bounded, so a hung server cannot hold the exit).
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while rt.metrics().num_alive_tasks() > 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
         rt.shutdown_timeout(Duration::from_secs(5));
     }
+    // An SFTP master whose closing task was cut short (by the shutdown, or by the client's own
+    // abort on drop) is still running: end it.
     reaper::reap_ssh();
 }
 
