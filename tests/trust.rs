@@ -396,7 +396,6 @@ impl rustic_core::ReadSource for Forged {
 
 #[test]
 fn restore_refuses_snapshot_names_that_leave_the_target() {
-    use std::sync::Arc;
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     fs::create_dir_all(&src).unwrap();
@@ -408,20 +407,7 @@ fn restore_refuses_snapshot_names_that_leave_the_target() {
         .enumerate()
     {
         // A snapshot written with the repository key, holding a name no honest walk produces.
-        let store: Arc<dyn cairn::target::Store> = Arc::from(open_store(&config, "disk"));
-        let fan = cairn::fanout::Fanout::new(
-            vec![Arc::new(cairn::fanout::Member::new(
-                "disk".into(),
-                true,
-                store,
-            ))],
-            Arc::new(cairn::progress::Silent),
-        );
-        let pw = cairn::secret::Secret::new(PASSWORD.into());
-        let repo = cairn::session::open_repository(Arc::new(fan), &pw, rustic_core::NoProgressBars)
-            .unwrap()
-            .to_indexed_ids()
-            .unwrap();
+        let repo = open_alone(&config, "disk").to_indexed_ids().unwrap();
         let snap = rustic_core::SnapshotOptions::default()
             .add_tags(&format!("forged{i}"))
             .unwrap()

@@ -7,7 +7,7 @@ use cairn::{
     session::password,
 };
 
-use super::{Ctx, exit, print_json, print_targets, write_exit};
+use super::{Ctx, exit, print_foreign, print_json, print_targets, write_exit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -53,19 +53,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             human_bytes(r.bytes_new_stored),
             r.duration_secs
         );
-        for f in &r.foreign {
-            println!(
-                "FOREIGN  `{}` {}: {} ({})",
-                f.target,
-                f.path,
-                f.why,
-                if f.quarantined {
-                    "quarantined, not copied"
-                } else {
-                    "NOT quarantined; target left out"
-                }
-            );
-        }
+        print_foreign(&r.foreign, "target left out");
         for t in &r.caught_up {
             println!(
                 "caught up `{}` first: {} file(s), {}{}",

@@ -132,6 +132,19 @@ fn label<T: Serialize>(v: T) -> String {
 }
 
 /// The per-target table every write command prints.
+/// Files that fail the proof of authenticity, each on its own target; `otherwise` says what was
+/// done when one could not be moved aside.
+fn print_foreign(foreign: &[cairn::replica::Foreign], otherwise: &str) {
+    for f in foreign {
+        let done = if f.quarantined {
+            "quarantined, not copied".to_string()
+        } else {
+            format!("NOT quarantined; {otherwise}")
+        };
+        println!("FOREIGN  `{}` {}: {} ({done})", f.target, f.path, f.why);
+    }
+}
+
 fn print_targets(targets: &[TargetOutcome]) {
     println!(
         "{:<16} {:<7} {:<15} {:>12} {:>7}  detail",

@@ -8,7 +8,7 @@ use cairn::{
     session::{password, probe_all},
 };
 
-use super::{Ctx, exit, label, print_json};
+use super::{Ctx, exit, label, print_foreign, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -57,19 +57,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
                 t.detail.as_deref().unwrap_or("")
             );
         }
-        for f in &r.foreign {
-            println!(
-                "FOREIGN `{}` {}: {} ({})",
-                f.target,
-                f.path,
-                f.why,
-                if f.quarantined {
-                    "quarantined"
-                } else {
-                    "NOT quarantined"
-                }
-            );
-        }
+        print_foreign(&r.foreign, "left where it is");
     }
     let incomplete = r.targets.iter().any(|t| t.state == SyncState::Incomplete);
     Ok(if r.partial || incomplete {

@@ -288,12 +288,8 @@ pub fn open_store(config: &Path, name: &str) -> Box<dyn cairn::target::Store> {
     cairn::target::open(cfg.target(name).unwrap()).unwrap()
 }
 
-/// For every file of the latest snapshot, as read from target `name` alone: the data packs
-/// holding its chunks (hex ids). Paths are as in the snapshot (no leading `/`).
-pub fn file_packs(
-    config: &Path,
-    name: &str,
-) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+/// The repository on target `name` alone, opened with the test password.
+pub fn open_alone(config: &Path, name: &str) -> rustic_core::Repository<rustic_core::OpenStatus> {
     use std::sync::Arc;
     let store: Arc<dyn cairn::target::Store> = Arc::from(open_store(config, name));
     let fan = cairn::fanout::Fanout::new(
@@ -305,10 +301,16 @@ pub fn file_packs(
         Arc::new(cairn::progress::Silent),
     );
     let pw = cairn::secret::Secret::new(PASSWORD.into());
-    let repo = cairn::session::open_repository(Arc::new(fan), &pw, rustic_core::NoProgressBars)
-        .unwrap()
-        .to_indexed()
-        .unwrap();
+    cairn::session::open_repository(Arc::new(fan), &pw, rustic_core::NoProgressBars).unwrap()
+}
+
+/// For every file of the latest snapshot, as read from target `name` alone: the data packs
+/// holding its chunks (hex ids). Paths are as in the snapshot (no leading `/`).
+pub fn file_packs(
+    config: &Path,
+    name: &str,
+) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let repo = open_alone(config, name).to_indexed().unwrap();
     let root = repo.node_from_snapshot_path("latest", |_| true).unwrap();
     let mut out = BTreeMap::new();
     for item in repo.ls(&root, &rustic_core::LsOptions::default()).unwrap() {
