@@ -124,6 +124,12 @@ impl Proof {
         Credentials::Masterkey(self.master.clone())
     }
 
+    /// The repository's master key, for files rustic_core has no type for (restic's locks).
+    #[must_use]
+    pub fn master_key(&self) -> &MasterKey {
+        &self.master
+    }
+
     /// The repository's `config` file as it was opened.
     #[must_use]
     pub fn config(&self) -> &Bytes {

@@ -142,6 +142,71 @@ fn a_local_write_syncs_the_folder_it_was_renamed_into() {
 }
 
 #[test]
+fn an_sftp_upload_is_synced_on_the_server_before_its_rename() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.bin"), pseudo_random(3, 1 << 20)).unwrap();
+    let (nas, dir) = sftp_target("nas", &unique("fsync"));
+    let config = write_config(tmp.path(), &[&src], &nas);
+
+    // The test server's sshd, traced with the sftp-server processes it starts from now on.
+    let sshd = fs::read_to_string(format!("{}/sftp/sshd.pid", env("TS_RUN"))).unwrap();
+    let trace = tmp.path().join("trace");
+    let mut strace = Command::new("strace")
+        .args([
+            "-f",
+            "-y",
+            "-e",
+            "trace=fsync,rename,renameat,renameat2",
+            "-o",
+        ])
+        .arg(&trace)
+        .args(["-p", sshd.trim()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strace runs (apt package strace)");
+    let mut attached = String::new();
+    // Kept open until strace is gone: a closed pipe would kill it at its next message.
+    let mut stderr = BufReader::new(strace.stderr.take().unwrap());
+    stderr.read_line(&mut attached).unwrap();
+    assert!(attached.contains("attached"), "{attached}");
+    let o = cairn(&config, &["backup", "--init"]);
+    // SAFETY: kill(2) on a child of this test; SIGTERM makes strace detach and flush.
+    unsafe { libc::kill(strace.id().cast_signed(), libc::SIGTERM) };
+    strace.wait().unwrap();
+    drop(stderr);
+    expect_code(&o, 0);
+
+    // Every file renamed into this repository was synced under its temporary name first.
+    let trace = fs::read_to_string(trace).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    let mut renamed = 0;
+    for (i, l) in lines.iter().enumerate() {
+        let Some(from) = l
+            .split_once("rename(\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(from, _)| from)
+            .filter(|from| from.starts_with(&dir))
+        else {
+            continue;
+        };
+        renamed += 1;
+        assert!(
+            lines[..i]
+                .iter()
+                .any(|l| l.contains("fsync(") && l.contains(&format!("<{from}>"))),
+            "{from} was renamed without being synced:\n{trace}"
+        );
+    }
+    assert!(
+        renamed >= 4,
+        "config, key, index, snapshot, packs:\n{trace}"
+    );
+}
+
+#[test]
 fn retries_and_timeout_have_an_upper_bound() {
     let tmp = tempfile::tempdir().unwrap();
     for (key, value) in [("retries", "1000"), ("timeout", "86400")] {

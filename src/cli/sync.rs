@@ -22,12 +22,19 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         ctx.cfg.target(name)?;
     }
     let probed = probe_all(&ctx.cfg, None)?;
-    let lock = cairn::lock::acquire(&ctx.cfg, "sync", &probed, &ctx.observer())?;
+    let mut lock = cairn::lock::acquire(&ctx.cfg, "sync", &probed, &ctx.observer())?;
     let probed = lock.restrict(probed);
     // With the password, copies are proven before they spread; without it nothing is copied.
     let proof = match password(&ctx.cfg) {
         Ok(pw) => Some(Proof::unlock(&probed, &pw)?),
         Err(_) => None,
+    };
+    let probed = match &proof {
+        Some(proof) => {
+            lock.hold_restic(proof, &probed, &ctx.observer());
+            lock.restrict(probed)
+        }
+        None => probed,
     };
     let r = sync::run_and_record(
         &ctx.cfg,

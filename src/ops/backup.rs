@@ -95,7 +95,7 @@ pub fn run<P: ProgressBars + Clone>(
     // lost files, is brought level first from the others (listings compared, copies
     // verified): it then takes part in this backup.
     let probed = probe_all(cfg, None)?;
-    let lock = lock::acquire(cfg, "backup", &probed, &observer)?;
+    let mut lock = lock::acquire(cfg, "backup", &probed, &observer)?;
     let probed = lock.restrict(probed);
     // Holding the lock, what sits in the temporary folders is left over from an interrupted
     // run (or from a holder that lost its lock, whose rename then fails harmlessly).
@@ -116,6 +116,13 @@ pub fn run<P: ProgressBars + Clone>(
         Ok(p) => Some(p),
         Err(Error::NoRepository) => None,
         Err(e) => return Err(e),
+    };
+    let probed = match &proof {
+        Some(proof) => {
+            lock.hold_restic(proof, &probed, &observer);
+            lock.restrict(probed)
+        }
+        None => probed,
     };
     let (caught_up, foreign) = match sync::run(&probed, None, proof.as_ref(), &observer, &pb) {
         Ok(r) => (
@@ -151,7 +158,12 @@ pub fn run<P: ProgressBars + Clone>(
         probed
     } else {
         drop(probed);
-        lock.restrict(probe_all(cfg, None)?)
+        let probed = lock.restrict(probe_all(cfg, None)?);
+        // Catch-up may have made empty targets repositories: restic's lock goes there too.
+        if let Some(proof) = &proof {
+            lock.hold_restic(proof, &probed, &observer);
+        }
+        lock.restrict(probed)
     };
     let session = Session::from_probed(
         probed,
@@ -167,9 +179,11 @@ pub fn run<P: ProgressBars + Clone>(
             drop(lock);
             init::run(cfg, password, opts.force_new, observer.clone(), pb.clone())?;
             let probed = probe_all(cfg, None)?;
-            let lock = lock::acquire(cfg, "backup", &probed, &observer)?;
+            let mut lock = lock::acquire(cfg, "backup", &probed, &observer)?;
             let probed = lock.restrict(probed);
             let proof = Proof::unlock(&probed, password)?;
+            lock.hold_restic(&proof, &probed, &observer);
+            let probed = lock.restrict(probed);
             let session =
                 Session::from_probed(probed, Vec::new(), Mode::Write, &[], observer.clone())?;
             (session, proof, lock)

@@ -177,14 +177,15 @@ struct Checked<'a> {
     inv: Inventory,
 }
 
-/// Checks every target holding the repository.
+/// Checks every target holding the repository; with the password (and the key it opened,
+/// `proof`), also proves each file and runs rustic_core's check on each target.
 ///
 /// # Errors
 /// Two targets hold different repositories; no target holds the repository.
 pub fn run<P: ProgressBars>(
     probed: &[Probed],
     opts: &CheckOptions,
-    password: Option<&Secret>,
+    key: Option<(&Secret, &Proof)>,
     observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<CheckReport> {
@@ -264,15 +265,13 @@ pub fn run<P: ProgressBars>(
     }
 
     let mut problems = findings.0.into_inner().unwrap_or_default();
-    let proof = match password {
-        Some(pw) => Some(Proof::unlock(probed, pw)?),
-        None => None,
-    };
-    if let Some(proof) = &proof {
+    let password = key.map(|(pw, _)| pw);
+    let proof = key.map(|(_, proof)| proof);
+    if let Some(proof) = proof {
         prove_all(proof, &checked, &mut problems);
     }
     if opts.heal {
-        heal(&mut problems, &checked, proof.as_ref(), observer);
+        heal(&mut problems, &checked, proof, observer);
     }
 
     // rustic_core's own check of each target alone, after healing.

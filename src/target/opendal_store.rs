@@ -26,6 +26,13 @@ pub(crate) enum Atomicity {
     TmpThenRename,
 }
 
+/// Makes a written file, or a folder's entries, durable on the server: what a service's own
+/// writer leaves out (opendal's SFTP writer closes a file without syncing it).
+pub(crate) trait Durable: Send + Sync {
+    /// Syncs a file's content, by repository-relative path.
+    fn sync_file(&self, path: &str) -> StoreResult<()>;
+}
+
 /// A blocking opendal operator with cairn's layers and error classification.
 pub(crate) struct OpendalStore {
     op: opendal::blocking::Operator,
@@ -34,6 +41,8 @@ pub(crate) struct OpendalStore {
     secrets: Vec<String>,
     atomicity: Atomicity,
     has_dirs: bool,
+    /// With [`Atomicity::TmpThenRename`]: the temporary file is synced before the rename.
+    durable: Option<Box<dyn Durable>>,
 }
 
 // By hand: the secrets to scrub are secrets, and the operator holds the credentials.
@@ -85,7 +94,14 @@ impl OpendalStore {
             secrets,
             atomicity,
             has_dirs,
+            durable: None,
         })
+    }
+
+    /// Syncs every write through `durable` (see [`Durable`]).
+    pub(crate) fn with_durable(mut self, durable: Box<dyn Durable>) -> Self {
+        self.durable = Some(durable);
+        self
     }
 
     fn error(&self, what: &str, path: &str, e: &opendal::Error) -> StoreError {
@@ -111,7 +127,8 @@ impl OpendalStore {
             .op
             .write(&tmp, buf)
             .map_err(|e| self.error("writing", &tmp, &e))
-            .and_then(|_| self.rename_over(&tmp, path));
+            .and_then(|_| self.durable.as_ref().map_or(Ok(()), |d| d.sync_file(&tmp)))
+            .and_then(|()| self.rename_over(&tmp, path));
         if result.is_err() {
             let _ = self.op.delete(&tmp);
         }

@@ -2,11 +2,27 @@
 //! `ssh` client: key authentication, `~/.ssh/known_hosts`).
 //!
 //! Writes go to a temporary file, then are renamed into place, so an interrupted upload never
-//! leaves a short file under a repository name.
+//! leaves a short file under a repository name. opendal's writer closes the file without
+//! syncing it, so a session of our own syncs it before the rename (OpenSSH's
+//! `fsync@openssh.com`): a power cut on the server never leaves a file renamed into place whose
+//! bytes were still in its page cache. SFTP cannot sync a folder (the extension needs a handle
+//! open for writing), so the renames' own order on disk is the server filesystem's: ext4, XFS,
+//! btrfs and ZFS journal them in order, so a snapshot never survives without its packs.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use openssh_sftp_client::{
+    Sftp, SftpOptions,
+    openssh::{KnownHosts, SessionBuilder},
+};
 
 use super::{
     Policy, Store, StoreError, StoreErrorKind, StoreResult,
-    opendal_store::{Atomicity, OpendalStore},
+    opendal_store::{Atomicity, Durable, OpendalStore},
 };
 use crate::config::{HostKeyChecking, TargetKind};
 
@@ -30,10 +46,21 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         ));
     }
     // opendal's names for ssh's StrictHostKeyChecking yes / accept-new / no.
-    let strategy = match host_key_checking {
-        HostKeyChecking::Strict => "strict",
-        HostKeyChecking::AcceptNew => "add",
-        HostKeyChecking::Off => "accept",
+    let (strategy, known_hosts) = match host_key_checking {
+        HostKeyChecking::Strict => ("strict", KnownHosts::Strict),
+        HostKeyChecking::AcceptNew => ("add", KnownHosts::Add),
+        HostKeyChecking::Off => ("accept", KnownHosts::Accept),
+    };
+    let location = format!("sftp://{user}@{host}:{port}{path}");
+    let durable = Syncer {
+        endpoint: format!("ssh://{host}:{port}"),
+        user: user.clone(),
+        key_file: key_file.clone(),
+        known_hosts,
+        root: path.trim_end_matches('/').to_string(),
+        timeout: policy.timeout,
+        location: location.clone(),
+        sftp: Mutex::default(),
     };
     let builder = opendal::services::Sftp::default()
         .endpoint(&format!("ssh://{host}:{port}"))
@@ -44,10 +71,87 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
     let store = OpendalStore::new(
         builder,
         policy,
-        format!("sftp://{user}@{host}:{port}{path}"),
+        location,
         Vec::new(),
         Atomicity::TmpThenRename,
         true,
-    )?;
+    )?
+    .with_durable(Box::new(durable));
     Ok(Box::new(store))
+}
+
+/// Syncs files and folders on the server through one SFTP session, opened at the first write.
+struct Syncer {
+    endpoint: String,
+    user: String,
+    key_file: PathBuf,
+    known_hosts: KnownHosts,
+    root: String,
+    timeout: Duration,
+    location: String,
+    /// The session; dropped after an error so that the next write opens a new one.
+    sftp: Mutex<Option<Arc<Sftp>>>,
+}
+
+impl Syncer {
+    fn err(&self, kind: StoreErrorKind, what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::new(kind, format!("{what} on {}: {e}", self.location))
+    }
+
+    async fn session(&self) -> StoreResult<Arc<Sftp>> {
+        if let Some(s) = self.sftp.lock().ok().and_then(|g| g.clone()) {
+            return Ok(s);
+        }
+        let mut b = SessionBuilder::default();
+        b.user(self.user.clone())
+            .keyfile(&self.key_file)
+            .known_hosts_check(self.known_hosts.clone());
+        let transient = |e: &dyn std::fmt::Display| {
+            self.err(StoreErrorKind::Transient, "connecting to sync writes", e)
+        };
+        let session = b.connect(&self.endpoint).await.map_err(|e| transient(&e))?;
+        let sftp = Sftp::from_session(session, SftpOptions::default())
+            .await
+            .map_err(|e| transient(&e))?;
+        let sftp = Arc::new(sftp);
+        if let Ok(mut g) = self.sftp.lock() {
+            *g = Some(sftp.clone());
+        }
+        Ok(sftp)
+    }
+
+    /// fsync of one file on the server.
+    fn fsync(&self, rel: &str) -> StoreResult<()> {
+        let full = format!("{}/{rel}", self.root);
+        let what = format!("syncing {rel}");
+        let run = async {
+            let sftp = self.session().await?;
+            let synced = async {
+                // Written, never truncated: the extension wants a handle open for writing.
+                let mut f = sftp.options().write(true).open(&full).await?;
+                let synced = f.sync_all().await;
+                let closed = f.close().await;
+                synced.and(closed)
+            };
+            synced.await.map_err(|e| {
+                // Perhaps a broken session: the next write opens a new one.
+                if let Ok(mut g) = self.sftp.lock() {
+                    *g = None;
+                }
+                self.err(StoreErrorKind::Permanent, &what, e)
+            })
+        };
+        let handle = super::runtime()?;
+        handle.block_on(async {
+            tokio::time::timeout(self.timeout, run)
+                .await
+                .unwrap_or_else(|_| Err(self.err(StoreErrorKind::Transient, &what, "timed out")))
+        })
+    }
+}
+
+impl Durable for Syncer {
+    fn sync_file(&self, path: &str) -> StoreResult<()> {
+        self.fsync(path)
+    }
 }

@@ -252,8 +252,28 @@ pub fn restored(dest: &Path, source: &Path) -> PathBuf {
     dest.join(source.strip_prefix("/").unwrap())
 }
 
+/// Waits until `cond` holds (polling a condition another process brings about), failing the
+/// test after a minute.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Runs stock restic with the test password.
 pub fn restic(repo: &str, args: &[&str]) -> Output {
+    restic_cmd(repo, args)
+        .output()
+        .expect("restic is installed (scripts/test-servers/start-all.sh installs it)")
+}
+
+/// Stock restic on `repo` with the test password, not started.
+pub fn restic_cmd(repo: &str, args: &[&str]) -> Command {
     let mut c = Command::new("restic");
     c.arg("-r")
         .arg(repo)
@@ -263,8 +283,7 @@ pub fn restic(repo: &str, args: &[&str]) -> Output {
             "RESTIC_CACHE_DIR",
             std::env::temp_dir().join("cairn-test-restic-cache"),
         );
-    c.output()
-        .expect("restic is installed (scripts/test-servers/start-all.sh installs it)")
+    c
 }
 
 /// Every file of a repository on a target: relative path -> sha256 of its bytes.

@@ -15,6 +15,12 @@
 //! has seen the same sequence number for [`STALE_AFTER`] by its own clock (recorded in the
 //! state folder between runs). A holder that finds its file gone or replaced at a refresh has
 //! lost the lock to a takeover and stops writing to that target.
+//!
+//! Once the repository key is known, a writing run also holds restic's own lock on each target
+//! ([`restic`]), so that stock restic started by an admin there waits for it, and it leaves out a
+//! target restic holds exclusively.
+
+pub mod restic;
 
 use std::{
     collections::BTreeMap,
@@ -37,6 +43,7 @@ use crate::{
     config::Config,
     error::{Error, Result},
     progress::Observer,
+    proof::Proof,
     session::{Probe, Probed},
     state,
     target::Store,
@@ -186,6 +193,7 @@ pub struct RepoLock {
     holder: Holder,
     targets: Arc<Vec<Locked>>,
     refused: Vec<(String, String)>,
+    restic: Arc<std::sync::Mutex<restic::Held>>,
 }
 
 impl RepoLock {
@@ -213,6 +221,67 @@ impl RepoLock {
                 }
                 p
             })
+            .collect()
+    }
+
+    /// With the repository key known: on every target of `probed` that holds the repository
+    /// and is locked by this run, leaves the target out if restic holds it exclusively, else
+    /// writes restic's shared lock there (kept until the run ends). Targets already done are
+    /// skipped, so a call after catch-up covers the targets it created. Call [`Self::restrict`]
+    /// again afterwards.
+    pub fn hold_restic(&mut self, proof: &Proof, probed: &[Probed], observer: &Arc<dyn Observer>) {
+        let Ok(mut held) = self.restic.lock() else {
+            return;
+        };
+        let todo: Vec<(&str, &dyn Store)> = self
+            .targets
+            .iter()
+            .filter(|t| {
+                !held.holds(&t.name)
+                    && !self.refused.iter().any(|(n, _)| *n == t.name)
+                    && probed
+                        .iter()
+                        .any(|p| p.cfg.name == t.name && matches!(p.probe, Probe::Ready { .. }))
+            })
+            .map(|t| (t.name.as_str(), t.store.as_ref()))
+            .collect();
+        let taken = match held.take(proof.master_key(), &todo, &self.holder) {
+            Ok(t) => t,
+            Err(e) => {
+                observer.warn(&format!("restic's locks cannot be written: {e}"));
+                return;
+            }
+        };
+        for ((name, _), result) in todo.iter().zip(taken) {
+            match result {
+                Ok(found) => {
+                    for lock in found.cleared {
+                        observer.warn(&format!(
+                            "`{name}`: removed {} left by a cairn run that is gone",
+                            lock.describe()
+                        ));
+                    }
+                    for f in found.foreign {
+                        observer.warn(&format!(
+                            "`{name}`: {f} is no lock of this repository (it does not decrypt \
+                             with its key); left alone"
+                        ));
+                    }
+                }
+                Err(why) => {
+                    observer.warn(&format!("`{name}` left out: {why}"));
+                    self.refused.push(((*name).to_string(), why));
+                }
+            }
+        }
+    }
+
+    /// The targets whose lock was not taken over, as (name, store).
+    fn live(targets: &[Locked]) -> Vec<(&str, &dyn Store)> {
+        targets
+            .iter()
+            .filter(|t| !t.lost.load(Ordering::SeqCst))
+            .map(|t| (t.name.as_str(), t.store.as_ref()))
             .collect()
     }
 }
@@ -339,16 +408,23 @@ pub fn acquire(
         }
     }
     let targets = Arc::new(targets);
+    let restic_held = Arc::new(std::sync::Mutex::new(restic::Held::default()));
     let (stop, stopped) = mpsc::channel::<()>();
     let refresher = {
         let targets = targets.clone();
         let mut holder = holder.clone();
         let observer = observer.clone();
+        let restic = restic_held.clone();
         thread::spawn(move || {
             while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
                 holder.refreshed = jiff::Timestamp::now().as_second();
                 holder.seq += 1;
                 refresh(&targets, &holder, &observer);
+                if holder.seq.is_multiple_of(u64::from(restic::REFRESH_TICKS))
+                    && let Ok(mut held) = restic.lock()
+                {
+                    held.refresh(&RepoLock::live(&targets), &holder);
+                }
             }
         })
     };
@@ -359,6 +435,7 @@ pub fn acquire(
         holder,
         targets,
         refused,
+        restic: restic_held,
     })
 }
 
@@ -476,6 +553,15 @@ impl Drop for RepoLock {
         drop(self.stop.take());
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
+        }
+        // restic's locks first: one whose cairn lock is gone is taken for a leftover.
+        if let Ok(held) = self.restic.lock() {
+            let all: Vec<(&str, &dyn Store)> = self
+                .targets
+                .iter()
+                .map(|t| (t.name.as_str(), t.store.as_ref()))
+                .collect();
+            held.release(&all);
         }
         // Our own file only (its name is our id): another process's takeover survives us.
         for t in self.targets.iter() {
