@@ -12,6 +12,14 @@ fi
 eval "$(scripts/test-servers/start-all.sh)"
 trap 'scripts/test-servers/stop-all.sh' EXIT
 
-# One release build serves the binary, the integration tests and the library tests.
-cargo build --release --locked --all-targets
-cargo test --release --locked -- --test-threads=4
+# One release build (with the crash-test hooks) serves the binary, the integration tests and the
+# library tests.
+cargo build --release --locked --all-targets --features test-hooks
+cargo test --release --locked --features test-hooks -- --test-threads=4
+
+# The binary users build holds no test hook.
+cargo build --release --locked --bin cairn
+if grep -q CAIRN_TEST_ "${CARGO_TARGET_DIR:-target}/release/cairn"; then
+  echo "FAIL: the release binary contains a test hook (CAIRN_TEST_*)" >&2; exit 1
+fi
+echo "release binary: no test hook"

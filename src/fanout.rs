@@ -20,7 +20,7 @@ use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
 };
 
-use crate::{progress::Observer, target::Store, verified::VerifiedPacks};
+use crate::{progress::Observer, store::Store, verified::VerifiedPacks};
 
 /// The path of a repository file, as restic lays it out.
 #[must_use]
@@ -371,9 +371,11 @@ impl ReadBackend for Fanout {
     }
 }
 
-/// Crash tests only: with `CAIRN_TEST_HALT_AFTER_WRITES=N`, the process stops dead once N
+/// Crash tests only (built with the `test-hooks` feature, never in a release binary): with
+/// `CAIRN_TEST_HALT_AFTER_WRITES=N`, the process stops dead once N
 /// repository files have been written, and says so by creating the file named by
 /// `CAIRN_TEST_HALT_MARKER`; the test then kills it with SIGKILL at that exact point.
+#[cfg(feature = "test-hooks")]
 fn halt_hook() {
     static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     static WRITTEN: AtomicU64 = AtomicU64::new(0);
@@ -429,6 +431,7 @@ impl WriteBackend for Fanout {
                 .map(|()| size)
                 .map_err(|e| e.to_string())
         });
+        #[cfg(feature = "test-hooks")]
         halt_hook();
         done
     }
@@ -444,7 +447,7 @@ impl WriteBackend for Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::{StoreError, StoreErrorKind, StoreResult, local_for_tests as local};
+    use crate::store::{StoreError, StoreErrorKind, StoreResult, local_for_tests as local};
 
     /// A real local folder whose writes fail: the fault a real server cannot be told to
     /// produce on demand, layered on top of a real store.

@@ -1,7 +1,7 @@
 //! cairn: an encrypted, deduplicating backup engine that chunks, compresses and encrypts a
 //! backup once and writes the identical restic-format repository to every configured target.
 //!
-//! The data path reads top to bottom: [`config`] -> [`target`] -> [`fanout`] -> rustic_core ->
+//! The data path reads top to bottom: [`config`] -> [`store`] -> [`fanout`] -> rustic_core ->
 //! [`report`]. The commands live in [`ops`], one file each. The library never prints; progress
 //! and warnings reach the caller through [`progress::Observer`].
 #![deny(missing_docs)]
@@ -22,5 +22,5 @@ pub mod secret;
 pub mod session;
 pub mod source;
 pub mod state;
-pub mod target;
+pub mod store;
 pub(crate) mod verified;

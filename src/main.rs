@@ -24,6 +24,6 @@ fn main() {
         }
     };
     // Every store is dropped by now; close their connections before leaving.
-    cairn::target::shutdown();
+    cairn::store::shutdown();
     std::process::exit(code);
 }

@@ -32,7 +32,7 @@ use crate::{
     replica::hash_matches,
     secret::Secret,
     session::{Probe, Probed, open_repository_with},
-    target::{MemStore, Store},
+    store::{MemStore, Store},
 };
 
 /// The repository key, and what it has proven so far.
@@ -240,7 +240,7 @@ mod tests {
     use crate::{
         replica::{is_repository_path, sha256_hex},
         secret::Secret,
-        target::{MemStore, Store},
+        store::{MemStore, Store},
     };
 
     const PW: &str = "test password";

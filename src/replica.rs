@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::{
     proof::Proof,
     session::{Probe, Probed},
-    target::{Store, StoreResult},
+    store::{Store, StoreResult},
 };
 
 /// The repository folders, in the order a copy must fill them: a file is never copied before
@@ -90,10 +90,10 @@ pub fn inventories(probed: &[Probed], empty: bool) -> Vec<Option<Result<Inventor
 /// # Errors
 /// The temporary folder cannot be listed.
 pub fn clean_tmp(store: &dyn Store) -> StoreResult<usize> {
-    let tmp = crate::target::TMP_DIR;
+    let tmp = crate::store::TMP_DIR;
     let mut removed = 0;
     for (rel, _) in store.list(tmp)? {
-        if crate::target::tmp_owner_alive(&rel) {
+        if crate::store::tmp_owner_alive(&rel) {
             continue;
         }
         if store.delete(&format!("{tmp}/{rel}")).is_ok() {
@@ -395,7 +395,7 @@ mod tests {
     #[test]
     fn without_a_proof_nothing_is_copied_and_nothing_is_called_foreign() {
         let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-        let open = |d: &tempfile::TempDir| crate::target::local_for_tests(d.path());
+        let open = |d: &tempfile::TempDir| crate::store::local_for_tests(d.path());
         let (src, dest) = (open(&dirs[0]), open(&dirs[1]));
         let body = b"index bytes";
         let path = format!("index/{}", sha256_hex(body));

@@ -26,7 +26,7 @@ use crate::{
     proof::Proof,
     report::{TargetOutcome, TargetState},
     secret::{Secret, SecretRef},
-    target::{self, Store, StoreErrorKind},
+    store::{self, Store, StoreErrorKind},
 };
 
 /// What probing a target found.
@@ -75,7 +75,7 @@ impl Probed {
 }
 
 fn probe_one(cfg: &TargetConfig) -> Probed {
-    let store: Arc<dyn Store> = match target::open(cfg) {
+    let store: Arc<dyn Store> = match store::open(cfg) {
         Ok(s) => Arc::from(s),
         Err(e) => {
             let probe = if e.kind == StoreErrorKind::Offline {

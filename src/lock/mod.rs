@@ -46,7 +46,7 @@ use crate::{
     proof::Proof,
     session::{Probe, Probed},
     state,
-    target::Store,
+    store::Store,
 };
 
 /// The folder of lock files on a target, one per holder.

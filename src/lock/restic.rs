@@ -18,7 +18,7 @@ use bytes::Bytes;
 use rustic_core::repofile::MasterKey;
 use serde::{Deserialize, Serialize};
 
-use crate::{replica::sha256_hex, target::Store};
+use crate::{replica::sha256_hex, store::Store};
 
 /// restic's lock folder.
 pub const DIR: &str = "locks";
@@ -354,7 +354,7 @@ fn take(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::MemStore;
+    use crate::store::MemStore;
 
     fn master() -> MasterKey {
         MasterKey::new()

@@ -31,7 +31,7 @@ use crate::{
     },
     secret::Secret,
     session::{Probe, Probed, one_repository, open_repository},
-    target::Store,
+    store::Store,
 };
 
 /// How much of the data is hashed.

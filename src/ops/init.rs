@@ -23,7 +23,7 @@ use crate::{
     report::{TargetOutcome, TargetState},
     secret::Secret,
     session::{Mode, Probe, Probed, Session, outcome, probe_all},
-    target::Store,
+    store::Store,
 };
 
 /// What `init` did.

@@ -33,7 +33,7 @@ use crate::{
         read_proven, stage,
     },
     session::{Probe, Probed, one_repository},
-    target::Store,
+    store::Store,
 };
 
 /// What became of one target.

@@ -655,7 +655,7 @@ fn witness_failures(target: &str, w: &Witness) -> Vec<Failure> {
 }
 
 /// Reads a whole data pack from the target's own storage and checks its hash.
-fn hash_pack(store: &dyn crate::target::Store, pack: &Id) -> Option<(FailureClass, String)> {
+fn hash_pack(store: &dyn crate::store::Store, pack: &Id) -> Option<(FailureClass, String)> {
     let path = file_path(FileType::Pack, pack);
     match store.read(&path) {
         Ok(bytes) if Id::new(Sha256::digest(&bytes).into()) == *pack => None,

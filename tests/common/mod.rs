@@ -287,7 +287,7 @@ pub fn restic_cmd(repo: &str, args: &[&str]) -> Command {
 }
 
 /// Every file of a repository on a target: relative path -> sha256 of its bytes.
-pub fn repo_files(store: &dyn cairn::target::Store) -> BTreeMap<String, String> {
+pub fn repo_files(store: &dyn cairn::store::Store) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let config = store.read("config").expect("config readable");
     out.insert("config".to_string(), hex(&Sha256::digest(&config)));
@@ -302,15 +302,15 @@ pub fn repo_files(store: &dyn cairn::target::Store) -> BTreeMap<String, String> 
 }
 
 /// Opens one configured target's storage through the library.
-pub fn open_store(config: &Path, name: &str) -> Box<dyn cairn::target::Store> {
+pub fn open_store(config: &Path, name: &str) -> Box<dyn cairn::store::Store> {
     let cfg = cairn::config::Config::load(config).unwrap();
-    cairn::target::open(cfg.target(name).unwrap()).unwrap()
+    cairn::store::open(cfg.target(name).unwrap()).unwrap()
 }
 
 /// The repository on target `name` alone, opened with the test password.
 pub fn open_alone(config: &Path, name: &str) -> rustic_core::Repository<rustic_core::OpenStatus> {
     use std::sync::Arc;
-    let store: Arc<dyn cairn::target::Store> = Arc::from(open_store(config, name));
+    let store: Arc<dyn cairn::store::Store> = Arc::from(open_store(config, name));
     let fan = cairn::fanout::Fanout::new(
         vec![Arc::new(cairn::fanout::Member::new(
             name.into(),
@@ -347,7 +347,7 @@ pub fn file_packs(
 
 /// A byte flipped in the middle of a repository file on a target, written back through the
 /// target's own storage (any kind).
-pub fn flip_byte(store: &dyn cairn::target::Store, path: &str) {
+pub fn flip_byte(store: &dyn cairn::store::Store, path: &str) {
     let mut bytes = store.read(path).unwrap().to_vec();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;

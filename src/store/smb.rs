@@ -469,7 +469,14 @@ impl Store for SmbStore {
             })
         });
         match listed {
-            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            // A missing folder is empty, but only inside a target folder that exists.
+            Err(e) if e.is_not_found() => match self.stat("")? {
+                Some(_) => Ok(Vec::new()),
+                None => Err(self.err(
+                    StoreErrorKind::Absent,
+                    format!("{}: the target's folder does not exist", self.location()),
+                )),
+            },
             other => other,
         }
     }
@@ -486,13 +493,15 @@ impl Store for SmbStore {
     }
 
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
+        // Parents first, each folder once: `data/ab` may come without `data`.
         let mut all = Self::ancestry(&self.prefix);
-        all.extend(
-            dirs.iter()
-                .map(String::as_str)
-                .chain([TMP_DIR])
-                .map(|d| self.full(d)),
-        );
+        for d in dirs.iter().map(String::as_str).chain([TMP_DIR]) {
+            for a in Self::ancestry(&self.full(d)) {
+                if !all.contains(&a) {
+                    all.push(a);
+                }
+            }
+        }
         self.mkdirs(all)
     }
 }

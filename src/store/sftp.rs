@@ -66,7 +66,9 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         .endpoint(&format!("ssh://{host}:{port}"))
         .user(user)
         .key(&key_file.to_string_lossy())
-        .root(path)
+        // opendal creates its root at every connection: "/" exists, and the target's folder
+        // is a prefix, so that a wrong path shows absent instead of being created.
+        .root("/")
         .known_hosts_strategy(strategy);
     let store = OpendalStore::new(
         builder,
@@ -76,6 +78,7 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         Atomicity::TmpThenRename,
         true,
     )?
+    .with_prefix(path)
     .with_durable(Box::new(durable));
     Ok(Box::new(store))
 }

@@ -43,6 +43,9 @@ pub(crate) struct OpendalStore {
     has_dirs: bool,
     /// With [`Atomicity::TmpThenRename`]: the temporary file is synced before the rename.
     durable: Option<Box<dyn Durable>>,
+    /// Put before every path (`""`, or a folder ending in `/`): for a service whose own root
+    /// would be created at connection (SFTP), so that a missing folder stays visible.
+    prefix: String,
 }
 
 // By hand: the secrets to scrub are secrets, and the operator holds the credentials.
@@ -95,7 +98,24 @@ impl OpendalStore {
             atomicity,
             has_dirs,
             durable: None,
+            prefix: String::new(),
         })
+    }
+
+    /// Addresses every path below `folder` (relative to the service's root).
+    pub(crate) fn with_prefix(mut self, folder: &str) -> Self {
+        let folder = folder.trim_matches('/');
+        self.prefix = if folder.is_empty() {
+            String::new()
+        } else {
+            format!("{folder}/")
+        };
+        self
+    }
+
+    /// The service's path of a repository path.
+    fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
     }
 
     /// Syncs every write through `durable` (see [`Durable`]).
@@ -125,12 +145,12 @@ impl OpendalStore {
         let tmp = super::tmp_name(path);
         let result = self
             .op
-            .write(&tmp, buf)
+            .write(&self.at(&tmp), buf)
             .map_err(|e| self.error("writing", &tmp, &e))
             .and_then(|_| self.durable.as_ref().map_or(Ok(()), |d| d.sync_file(&tmp)))
             .and_then(|()| self.rename_over(&tmp, path));
         if result.is_err() {
-            let _ = self.op.delete(&tmp);
+            let _ = self.op.delete(&self.at(&tmp));
         }
         result
     }
@@ -138,7 +158,7 @@ impl OpendalStore {
     // SFTP's rename refuses an existing destination; content-addressed files are only ever
     // replaced by equal bytes (or on purpose, by tests), so deleting first is safe.
     fn rename_over(&self, tmp: &str, path: &str) -> StoreResult<()> {
-        match self.op.rename(tmp, path) {
+        match self.op.rename(&self.at(tmp), &self.at(path)) {
             Ok(()) => Ok(()),
             Err(first) => {
                 if self.stat(path)?.is_none() {
@@ -146,7 +166,7 @@ impl OpendalStore {
                 }
                 self.delete(path)?;
                 self.op
-                    .rename(tmp, path)
+                    .rename(&self.at(tmp), &self.at(path))
                     .map_err(|e| self.error("renaming into", path, &e))
             }
         }
@@ -172,7 +192,7 @@ impl Store for OpendalStore {
     }
 
     fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
-        match self.op.stat(path) {
+        match self.op.stat(&self.at(path)) {
             Ok(m) => Ok(Some(m.content_length())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.error("checking", path, &e)),
@@ -181,7 +201,7 @@ impl Store for OpendalStore {
 
     fn read(&self, path: &str) -> StoreResult<Bytes> {
         self.op
-            .read(path)
+            .read(&self.at(path))
             .map(|b| b.to_bytes())
             .map_err(|e| self.error("reading", path, &e))
     }
@@ -193,7 +213,7 @@ impl Store for OpendalStore {
         };
         let bytes = self
             .op
-            .read_options(path, opts)
+            .read_options(&self.at(path), opts)
             .map(|b| b.to_bytes())
             .map_err(|e| self.error("reading", path, &e))?;
         if bytes.len() as u64 != length {
@@ -214,7 +234,7 @@ impl Store for OpendalStore {
         match self.atomicity {
             Atomicity::Native => self
                 .op
-                .write(path, buf)
+                .write(&self.at(path), buf)
                 .map(|_| ())
                 .map_err(|e| self.error("writing", path, &e)),
             Atomicity::TmpThenRename => self.write_via_tmp(path, buf),
@@ -226,11 +246,17 @@ impl Store for OpendalStore {
             recursive: true,
             ..ListOptions::default()
         };
-        let entries = match self.op.list_options(&format!("{dir}/"), opts) {
+        let entries = match self.op.list_options(&self.at(&format!("{dir}/")), opts) {
             Ok(entries) => entries,
             // An object store answers an empty list for a missing prefix: a 404 means the
             // bucket or container (or the endpoint path) is wrong.
-            Err(e) if e.kind() == ErrorKind::NotFound && !self.has_dirs => {
+            // opendal folds S3's NoSuchBucket into ConfigInvalid: its code is the only mark.
+            Err(e)
+                if !self.has_dirs
+                    && (e.kind() == ErrorKind::NotFound
+                        || (e.kind() == ErrorKind::ConfigInvalid
+                            && e.to_string().contains("NoSuchBucket"))) =>
+            {
                 return Err(StoreError::new(
                     StoreErrorKind::Absent,
                     redact(
@@ -244,7 +270,12 @@ impl Store for OpendalStore {
                 ));
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return match self.op.stat("/") {
+                let root = if self.prefix.is_empty() {
+                    "/"
+                } else {
+                    &self.prefix
+                };
+                return match self.op.stat(root) {
                     Ok(_) => Ok(Vec::new()),
                     Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::new(
                         StoreErrorKind::Absent,
@@ -255,7 +286,20 @@ impl Store for OpendalStore {
             }
             Err(e) => return Err(self.error("listing", dir, &e)),
         };
-        let prefix = format!("{dir}/");
+        // opendal's SFTP lists a missing folder as empty: then the target's folder must exist.
+        if entries.is_empty() && !self.prefix.is_empty() {
+            match self.op.stat(&self.prefix) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(StoreError::new(
+                        StoreErrorKind::Absent,
+                        format!("{}: the target's folder does not exist", self.location),
+                    ));
+                }
+                Err(e) => return Err(self.error("checking", "/", &e)),
+            }
+        }
+        let prefix = self.at(&format!("{dir}/"));
         Ok(entries
             .into_iter()
             .filter(|e| e.metadata().is_file())
@@ -267,7 +311,7 @@ impl Store for OpendalStore {
     }
 
     fn delete(&self, path: &str) -> StoreResult<()> {
-        match self.op.delete(path) {
+        match self.op.delete(&self.at(path)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.error("deleting", path, &e)),
@@ -284,7 +328,7 @@ impl Store for OpendalStore {
         }
         for d in all {
             self.op
-                .create_dir(&format!("{d}/"))
+                .create_dir(&self.at(&format!("{d}/")))
                 .map_err(|e| self.error("creating folder", d, &e))?;
         }
         Ok(())
