@@ -295,17 +295,7 @@ fn a_second_writer_is_refused_with_the_holder_named_and_stale_locks_are_taken_ov
 
     // A live run, held still (test hook) after its first write, so it holds the lock: a
     // second writer stops at once, naming it, and `status` names it too.
-    let marker = tmp.path().join("halted");
-    let mut first = cairn_cmd(&config)
-        .args(["--json", "backup"])
-        .env("CAIRN_PASSWORD", PASSWORD)
-        .env("CAIRN_TEST_HALT_AFTER_WRITES", "1")
-        .env("CAIRN_TEST_HALT_MARKER", &marker)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the first run to hold the lock", || marker.exists());
+    let mut first = halted_backup(&config);
     let o = cairn(&config, &["backup"]);
     let status = cairn(&config, &["--json", "status"]);
     expect_code(&o, 11);

@@ -66,17 +66,7 @@ fn restic_prune_refuses_while_cairn_writes_and_a_killed_runs_locks_are_cleared_l
 
     // A backup held still (test hook) after its first upload: a pack no index names yet, the
     // kind of file a prune deletes.
-    let marker = tmp.path().join("halted");
-    let mut run = cairn_cmd(&config)
-        .args(["backup"])
-        .env("CAIRN_PASSWORD", PASSWORD)
-        .env("CAIRN_TEST_HALT_AFTER_WRITES", "1")
-        .env("CAIRN_TEST_HALT_MARKER", &marker)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the backup to upload its first file", || marker.exists());
+    let mut run = halted_backup(&config);
     for repo in [&nas_dir, &disk_dir] {
         let packs = data_packs(repo);
         let o = restic(repo, &["prune"]);

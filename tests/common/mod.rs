@@ -265,6 +265,23 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A `cairn backup` held still (test hook, `--features test-hooks`) once it has written its
+/// first repository file; returned once it has halted there, still holding its locks.
+pub fn halted_backup(config: &Path) -> std::process::Child {
+    let marker = config.parent().unwrap().join(unique("halted"));
+    let run = cairn_cmd(config)
+        .arg("backup")
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_TEST_HALT_AFTER_WRITES", "1")
+        .env("CAIRN_TEST_HALT_MARKER", &marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the backup to write its first file", || marker.exists());
+    run
+}
+
 /// Runs stock restic with the test password.
 pub fn restic(repo: &str, args: &[&str]) -> Output {
     restic_cmd(repo, args)
