@@ -52,16 +52,7 @@ fn an_empty_verify_sample_is_never_a_pass() {
 #[test]
 fn heal_copies_no_index_to_a_target_whose_pack_could_not_be_healed() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("f.txt"), pseudo_random(7, 100_000)).unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let config = write_config(
-        tmp.path(),
-        &[&src],
-        &format!("{}{}", local_target("a", &a), local_target("b", &b)),
-    );
-    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let (config, _, b) = two_local_targets(tmp.path(), "f.txt", &pseudo_random(7, 100_000));
     // `b` lost a data pack and the index naming it; the pack cannot be written back there (a
     // folder stands at its name).
     let packs = file_packs(&config, "a");

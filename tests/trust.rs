@@ -10,17 +10,7 @@ use sha2::{Digest, Sha256};
 
 /// Two local targets holding one repository with one snapshot.
 fn two_targets(tmp: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let src = tmp.join("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("f.txt"), b"hello").unwrap();
-    let (a, b) = (tmp.join("a"), tmp.join("b"));
-    let config = write_config(
-        tmp,
-        &[&src],
-        &format!("{}{}", local_target("a", &a), local_target("b", &b)),
-    );
-    expect_code(&cairn(&config, &["backup", "--init"]), 0);
-    (config, a, b)
+    two_local_targets(tmp, "f.txt", b"hello")
 }
 
 /// Junk named by the SHA-256 of its own bytes: it passes a hash check, and nothing else.
@@ -447,16 +437,8 @@ fn restore_refuses_snapshot_names_that_leave_the_target() {
 #[test]
 fn restore_reads_a_pack_from_the_next_target_when_the_first_copy_fails_its_hash() {
     let tmp = tempfile::tempdir().unwrap();
+    let (config, _, _) = two_local_targets(tmp.path(), "big.bin", &pseudo_random(3, 300_000));
     let src = tmp.path().join("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("big.bin"), pseudo_random(3, 300_000)).unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let config = write_config(
-        tmp.path(),
-        &[&src],
-        &format!("{}{}", local_target("a", &a), local_target("b", &b)),
-    );
-    expect_code(&cairn(&config, &["backup", "--init"]), 0);
     // Every data pack on the first target damaged: each must come from `b`.
     let packs = file_packs(&config, "a");
     for pack in packs.values().flatten() {
@@ -476,16 +458,8 @@ fn restore_reads_a_pack_from_the_next_target_when_the_first_copy_fails_its_hash(
 #[test]
 fn latest_is_the_newest_snapshot_of_any_reachable_target() {
     let tmp = tempfile::tempdir().unwrap();
+    let (config, a, _) = two_local_targets(tmp.path(), "old.txt", b"first run");
     let src = tmp.path().join("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("old.txt"), b"first run").unwrap();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let config = write_config(
-        tmp.path(),
-        &[&src],
-        &format!("{}{}", local_target("a", &a), local_target("b", &b)),
-    );
-    expect_code(&cairn(&config, &["backup", "--init"]), 0);
     // `a` is away for the second run: only `b` holds the newest snapshot.
     let away = tmp.path().join("a-away");
     fs::rename(&a, &away).unwrap();

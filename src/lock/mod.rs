@@ -423,7 +423,10 @@ pub fn acquire(
                 if holder.seq.is_multiple_of(u64::from(restic::REFRESH_TICKS))
                     && let Ok(mut held) = restic.lock()
                 {
-                    held.refresh(&RepoLock::live(&targets), &holder);
+                    for (name, why) in held.refresh(&RepoLock::live(&targets), &holder) {
+                        // Unrenewed, restic calls it stale after 30 minutes.
+                        observer.warn(&format!("`{name}`: cannot renew restic's lock: {why}"));
+                    }
                 }
             }
         })

@@ -276,29 +276,37 @@ impl Held {
     }
 
     /// Replaces our lock on each of `targets` with a fresh one (as restic refreshes: a new
-    /// file, then the old one removed).
-    pub fn refresh(&mut self, targets: &[Target<'_>], holder: &super::Holder) {
+    /// file, then the old one removed). Returns the targets where that failed, and why.
+    pub fn refresh(
+        &mut self,
+        targets: &[Target<'_>],
+        holder: &super::Holder,
+    ) -> Vec<(String, String)> {
         let Some(cipher) = self.cipher.as_ref() else {
-            return;
+            return Vec::new();
         };
         let plain = serde_json::to_vec(&Lock::shared(holder)).unwrap_or_default();
-        let ours: Vec<(&str, &dyn Store, &String)> = targets
+        let ours: Vec<(&str, &dyn Store, String)> = targets
             .iter()
-            .filter_map(|(name, store)| Some((*name, *store, self.files.get(*name)?)))
+            .filter_map(|(name, store)| Some((*name, *store, self.files.get(*name)?.clone())))
             .collect();
         let renewed = crate::par::each(&ours, |(_, store, old)| {
-            let (name, bytes) = cipher.seal(&plain).ok()?;
+            let (name, bytes) = cipher.seal(&plain)?;
             let file = format!("{DIR}/{name}");
-            store.write(&file, vec![bytes]).ok()?;
+            store.write(&file, vec![bytes]).map_err(|e| e.to_string())?;
             let _ = store.delete(old);
-            Some(file)
+            Ok(file)
         });
-        let renewed: Vec<(String, String)> = ours
-            .iter()
-            .zip(renewed)
-            .filter_map(|((name, _, _), new)| Some(((*name).to_string(), new?)))
-            .collect();
-        self.files.extend(renewed);
+        let mut failed = Vec::new();
+        for ((name, _, _), new) in ours.iter().zip(renewed) {
+            match new {
+                Ok(file) => {
+                    self.files.insert((*name).to_string(), file);
+                }
+                Err(why) => failed.push(((*name).to_string(), why)),
+            }
+        }
+        failed
     }
 
     /// Removes our lock from each of `targets`.

@@ -9,11 +9,7 @@
 //! open for writing), so the renames' own order on disk is the server filesystem's: ext4, XFS,
 //! btrfs and ZFS journal them in order, so a snapshot never survives without its packs.
 
-use std::{
-    path::PathBuf,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use openssh_sftp_client::{
     Sftp, SftpOptions,
@@ -60,7 +56,7 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         root: path.trim_end_matches('/').to_string(),
         timeout: policy.timeout,
         location: location.clone(),
-        sftp: Mutex::default(),
+        sftp: tokio::sync::Mutex::default(),
     };
     let builder = opendal::services::Sftp::default()
         .endpoint(&format!("ssh://{host}:{port}"))
@@ -93,7 +89,8 @@ struct Syncer {
     timeout: Duration,
     location: String,
     /// The session; dropped after an error so that the next write opens a new one.
-    sftp: Mutex<Option<Arc<Sftp>>>,
+    /// Held across connecting, so that concurrent first writes open one session, not several.
+    sftp: tokio::sync::Mutex<Option<Arc<Sftp>>>,
 }
 
 impl Syncer {
@@ -102,8 +99,9 @@ impl Syncer {
     }
 
     async fn session(&self) -> StoreResult<Arc<Sftp>> {
-        if let Some(s) = self.sftp.lock().ok().and_then(|g| g.clone()) {
-            return Ok(s);
+        let mut held = self.sftp.lock().await;
+        if let Some(s) = held.as_ref() {
+            return Ok(s.clone());
         }
         let mut b = SessionBuilder::default();
         b.user(self.user.clone())
@@ -117,9 +115,7 @@ impl Syncer {
             .await
             .map_err(|e| transient(&e))?;
         let sftp = Arc::new(sftp);
-        if let Ok(mut g) = self.sftp.lock() {
-            *g = Some(sftp.clone());
-        }
+        *held = Some(sftp.clone());
         Ok(sftp)
     }
 
@@ -136,13 +132,14 @@ impl Syncer {
                 let closed = f.close().await;
                 synced.and(closed)
             };
-            synced.await.map_err(|e| {
-                // Perhaps a broken session: the next write opens a new one.
-                if let Ok(mut g) = self.sftp.lock() {
-                    *g = None;
+            match synced.await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    // Perhaps a broken session: the next write opens a new one.
+                    *self.sftp.lock().await = None;
+                    Err(self.err(StoreErrorKind::Permanent, &what, e))
                 }
-                self.err(StoreErrorKind::Permanent, &what, e)
-            })
+            }
         };
         let handle = super::runtime()?;
         handle.block_on(async {

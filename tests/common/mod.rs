@@ -81,6 +81,22 @@ pub fn s3_target(name: &str, prefix: &str) -> String {
     )
 }
 
+/// Two local targets `a` and `b` (folders `tmp/a`, `tmp/b`) holding one repository, with one
+/// snapshot of `tmp/src` holding the file `name`; returns (configuration, a, b).
+pub fn two_local_targets(tmp: &Path, name: &str, content: &[u8]) -> (PathBuf, PathBuf, PathBuf) {
+    let src = tmp.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join(name), content).unwrap();
+    let (a, b) = (tmp.join("a"), tmp.join("b"));
+    let config = write_config(
+        tmp,
+        &[&src],
+        &format!("{}{}", local_target("a", &a), local_target("b", &b)),
+    );
+    assert_eq!(cairn(&config, &["backup", "--init"]).status.code(), Some(0));
+    (config, a, b)
+}
+
 /// Writes `targets.toml` in `dir` backing up `sources`; returns its path.
 pub fn write_config(dir: &Path, sources: &[&Path], targets: &str) -> PathBuf {
     let sources: Vec<String> = sources
