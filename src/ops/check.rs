@@ -16,7 +16,7 @@ use std::{
     time::Instant,
 };
 
-use rand::{Rng, SeedableRng};
+use rand::{SeedableRng, seq::SliceRandom};
 use rustic_core::{CheckOptions as RusticCheckOptions, NoProgressBars, ProgressBars, ProgressType};
 use serde::Serialize;
 
@@ -424,12 +424,14 @@ fn hash_files<P: ProgressBars>(
                     let chosen: Vec<(&String, &u64)> = match read_data {
                         ReadData::None => Vec::new(),
                         ReadData::All => c.inv.files.iter().collect(),
+                        // Exactly P% of the files, rounded up: a subset is never empty, and
+                        // the same seed picks the same files.
                         ReadData::Percent(p) => {
                             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.unwrap_or(0));
-                            c.inv
-                                .files
-                                .iter()
-                                .filter(|_| rng.gen_range(0.0..100.0) < p)
+                            let all: Vec<(&String, &u64)> = c.inv.files.iter().collect();
+                            let n = (all.len() as f64 * p / 100.0).ceil() as usize;
+                            all.choose_multiple(&mut rng, n.min(all.len()))
+                                .copied()
                                 .collect()
                         }
                     };
