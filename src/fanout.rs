@@ -20,18 +20,12 @@ use rustic_core::{
     BytesList, ErrorKind, FileType, Id, ReadBackend, RusticError, RusticResult, WriteBackend,
 };
 
-use crate::{progress::Observer, store::Store, verified::VerifiedPacks};
-
-/// The path of a repository file, as restic lays it out.
-#[must_use]
-pub fn file_path(tpe: FileType, id: &Id) -> String {
-    let hex = id.to_hex();
-    match tpe {
-        FileType::Config => "config".to_string(),
-        FileType::Pack => format!("data/{}/{}", &hex[..2], hex.as_str()),
-        _ => format!("{}/{}", tpe.dirname(), hex.as_str()),
-    }
-}
+use crate::{
+    layout::{file_path, ids_of, repository_dirs},
+    progress::Observer,
+    store::Store,
+    verified::VerifiedPacks,
+};
 
 /// One target taking part in a run.
 #[derive(Debug)]
@@ -278,23 +272,6 @@ fn no_target(what: &str, members: &[Arc<Member>]) -> Box<RusticError> {
     )
 }
 
-/// Parses the listed files of one file type into ids, skipping foreign files.
-pub(crate) fn ids_of(tpe: FileType, listed: Vec<(String, u64)>) -> Vec<(Id, u32)> {
-    if tpe == FileType::Config {
-        return listed
-            .into_iter()
-            .map(|(_, s)| (Id::default(), u32::try_from(s).unwrap_or(u32::MAX)))
-            .collect();
-    }
-    listed
-        .into_iter()
-        .filter_map(|(rel, size)| {
-            let id = rel.rsplit('/').next()?.parse::<Id>().ok()?;
-            Some((id, u32::try_from(size).unwrap_or(u32::MAX)))
-        })
-        .collect()
-}
-
 /// Lists one file type on one store.
 pub(crate) fn list_type(store: &dyn Store, tpe: FileType) -> Result<Vec<(Id, u32)>, String> {
     let listed = if tpe == FileType::Config {
@@ -394,17 +371,6 @@ fn halt_hook() {
             thread::park();
         }
     }
-}
-
-/// The folders a restic repository has where storages have folders.
-#[must_use]
-pub fn repository_dirs() -> Vec<String> {
-    let mut dirs: Vec<String> = ["keys", "snapshots", "index", "data", "locks"]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    dirs.extend((0..=255u8).map(|i| format!("data/{i:02x}")));
-    dirs
 }
 
 impl WriteBackend for Fanout {
@@ -554,19 +520,5 @@ mod tests {
             &[2, 3]
         );
         assert!(f.members().iter().all(|m| m.failure().is_none()));
-    }
-
-    #[test]
-    fn paths_follow_restic_layout() {
-        let id: Id = "ab".repeat(32).parse().unwrap();
-        assert_eq!(
-            file_path(FileType::Pack, &id),
-            format!("data/ab/{}", "ab".repeat(32))
-        );
-        assert_eq!(
-            file_path(FileType::Key, &id),
-            format!("keys/{}", "ab".repeat(32))
-        );
-        assert_eq!(file_path(FileType::Config, &id), "config");
     }
 }

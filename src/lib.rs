@@ -10,6 +10,7 @@ pub mod config;
 pub mod destination;
 pub mod error;
 pub mod fanout;
+pub mod layout;
 pub mod lock;
 pub mod ops;
 pub mod par;

@@ -29,7 +29,7 @@ use crate::{
     error::{Error, Result},
     fanout::{Fanout, Member},
     progress::Silent,
-    replica::hash_matches,
+    layout::hash_matches,
     secret::Secret,
     session::{Probe, Probed, open_repository_with},
     store::{MemStore, Store},
@@ -238,7 +238,7 @@ mod tests {
 
     use super::{Proof, memory_backend};
     use crate::{
-        replica::{is_repository_path, sha256_hex},
+        layout::{is_repository_path, sha256_hex},
         secret::Secret,
         store::{MemStore, Store},
     };

@@ -8,17 +8,13 @@ use std::{collections::BTreeMap, sync::Mutex, thread};
 use bytes::Bytes;
 use rustic_core::Progress;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::{
+    layout::{COPY_ORDER, QUARANTINE_DIR, hash_matches, is_repository_path},
     proof::Proof,
     session::{Probe, Probed},
     store::{Store, StoreResult},
 };
-
-/// The repository folders, in the order a copy must fill them: a file is never copied before
-/// the files it refers to (an index refers to packs, a snapshot to both).
-pub const COPY_ORDER: [&str; 5] = ["config", "keys", "data", "index", "snapshots"];
 
 /// Concurrent copies per target.
 const WORKERS: usize = 4;
@@ -90,10 +86,10 @@ pub fn inventories(probed: &[Probed], empty: bool) -> Vec<Option<Result<Inventor
 /// # Errors
 /// The temporary folder cannot be listed.
 pub fn clean_tmp(store: &dyn Store) -> StoreResult<usize> {
-    let tmp = crate::store::TMP_DIR;
+    let tmp = crate::layout::TMP_DIR;
     let mut removed = 0;
     for (rel, _) in store.list(tmp)? {
-        if crate::store::tmp_owner_alive(&rel) {
+        if crate::layout::tmp_owner_alive(&rel) {
             continue;
         }
         if store.delete(&format!("{tmp}/{rel}")).is_ok() {
@@ -103,56 +99,8 @@ pub fn clean_tmp(store: &dyn Store) -> StoreResult<usize> {
     Ok(removed)
 }
 
-/// Which stage of [`COPY_ORDER`] a path belongs to.
-#[must_use]
-pub fn stage(path: &str) -> usize {
-    let top = path.split('/').next().unwrap_or(path);
-    COPY_ORDER.iter().position(|d| *d == top).unwrap_or(0)
-}
-
-fn is_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
-/// Whether `path` is where restic keeps a file of that name (`keys/ID`, `data/ID[..2]/ID`, ...).
-#[must_use]
-pub fn is_repository_path(path: &str) -> bool {
-    let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
-        ["config"] => true,
-        [dir, name] => ["keys", "index", "snapshots"].contains(dir) && is_id(name),
-        ["data", sub, name] => is_id(name) && name.starts_with(sub) && sub.len() == 2,
-        _ => false,
-    }
-}
-
-/// Lower-case hex SHA-256.
-#[must_use]
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-/// Lower-case hex.
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// Whether `bytes` are what the name of `path` promises (`config` promises nothing).
-#[must_use]
-pub fn hash_matches(path: &str, bytes: &[u8]) -> bool {
-    path == "config" || path.rsplit('/').next() == Some(sha256_hex(bytes).as_str())
-}
-
 /// A named store to copy from.
 pub type Source<'a> = (&'a str, &'a dyn Store);
-
-/// Where quarantined files are moved on their own target; restic ignores the folder.
-pub const QUARANTINE_DIR: &str = ".cairn-quarantine";
 
 /// A copy that passed its hash check but could not be proven (see [`crate::proof`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -369,36 +317,13 @@ pub fn copy_many<'a>(
 mod tests {
     use super::*;
 
-    const ID: &str = "ab0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd";
-
-    #[test]
-    fn repository_paths_are_recognised_and_strays_are_not() {
-        assert!(is_repository_path("config"));
-        assert!(is_repository_path(&format!("keys/{ID}")));
-        assert!(is_repository_path(&format!("data/ab/{ID}")));
-        assert!(
-            !is_repository_path(&format!("data/cd/{ID}")),
-            "wrong subfolder"
-        );
-        assert!(!is_repository_path("data/ab/notes.txt"));
-        assert!(!is_repository_path(&format!("index/{ID}.tmp")));
-        assert!(!is_repository_path(&format!("locks/{ID}")));
-    }
-
-    #[test]
-    fn copy_order_puts_data_before_what_refers_to_it() {
-        assert!(stage(&format!("data/ab/{ID}")) < stage(&format!("index/{ID}")));
-        assert!(stage(&format!("index/{ID}")) < stage(&format!("snapshots/{ID}")));
-        assert_eq!(stage("config"), 0);
-    }
-
     #[test]
     fn without_a_proof_nothing_is_copied_and_nothing_is_called_foreign() {
         let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
         let open = |d: &tempfile::TempDir| crate::store::local_for_tests(d.path());
         let (src, dest) = (open(&dirs[0]), open(&dirs[1]));
         let body = b"index bytes";
-        let path = format!("index/{}", sha256_hex(body));
+        let path = format!("index/{}", crate::layout::sha256_hex(body));
         src.write(&path, vec![Bytes::from_static(body)]).unwrap();
         let found = ForeignFound::default();
         let r = copy_proven(

@@ -60,21 +60,10 @@ pub fn is_partial(targets: &[TargetOutcome]) -> bool {
     targets.iter().any(|t| t.required && t.state.is_shortfall())
 }
 
-/// Human-readable byte count (binary units).
+/// Human-readable byte count (binary units: "1.5 KiB").
 #[must_use]
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    bytesize::ByteSize::b(n).display().iec().to_string()
 }
 
 #[cfg(test)]

@@ -419,7 +419,7 @@ impl Session {
                 if holders.len() == listed {
                     return true;
                 }
-                let path = crate::fanout::file_path(tpe, id);
+                let path = crate::layout::file_path(tpe, id);
                 let m = &members[holders[0]];
                 let why = match m.store().read(&path) {
                     Ok(bytes) => match proof.check(&path, &bytes) {

@@ -19,7 +19,7 @@ use crate::{
     config::Config,
     error::{Error, Result},
     progress::Observer,
-    replica::sha256_hex,
+    layout::sha256_hex,
     report::{TargetOutcome, TargetState},
 };
 

@@ -15,7 +15,7 @@ use std::{
 use bytes::Bytes;
 use rustic_core::Id;
 
-use crate::{fanout::Member, replica::hash_matches};
+use crate::{fanout::Member, layout::hash_matches};
 
 /// Memory the verified packs may take at once.
 const BUDGET: usize = 256 << 20;

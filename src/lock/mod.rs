@@ -49,8 +49,7 @@ use crate::{
     store::Store,
 };
 
-/// The folder of lock files on a target, one per holder.
-pub const LOCK_DIR: &str = ".cairn-locks";
+pub use crate::layout::LOCK_DIR;
 /// How often a held lock is refreshed on the targets.
 const REFRESH: Duration = Duration::from_secs(60);
 /// A target lock whose sequence number has not moved for this long (by this machine's clock)

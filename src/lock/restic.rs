@@ -18,7 +18,7 @@ use bytes::Bytes;
 use rustic_core::repofile::MasterKey;
 use serde::{Deserialize, Serialize};
 
-use crate::{replica::sha256_hex, store::Store};
+use crate::{layout::sha256_hex, store::Store};
 
 /// restic's lock folder.
 pub const DIR: &str = "locks";

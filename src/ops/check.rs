@@ -25,9 +25,10 @@ use crate::{
     fanout::{Fanout, Member},
     progress::{Observer, Silent},
     proof::Proof,
+    layout::{hash_matches, stage},
     replica::{
-        AfterWrite, ForeignFound, Inventory, NotCopied, Source, copy_proven, hash_matches,
-        inventories, quarantine, stage,
+        AfterWrite, ForeignFound, Inventory, NotCopied, Source, copy_proven, inventories,
+        quarantine,
     },
     secret::Secret,
     session::{Probe, Probed, one_repository, open_repository},

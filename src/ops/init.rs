@@ -16,7 +16,8 @@ use serde::Serialize;
 use crate::{
     config::{Config, TargetKind},
     error::{Error, Result},
-    fanout::{Fanout, Member, file_path, repository_dirs},
+    fanout::{Fanout, Member},
+    layout::{file_path, repository_dirs},
     progress::Observer,
     proof::Proof,
     replica::{ForeignFound, read_proven},

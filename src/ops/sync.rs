@@ -25,12 +25,11 @@ use serde::Serialize;
 
 use crate::{
     error::Result,
-    fanout::repository_dirs,
+    layout::{COPY_ORDER, repository_dirs, stage},
     progress::Observer,
     proof::Proof,
     replica::{
-        COPY_ORDER, Foreign, ForeignFound, Inventory, NotCopied, Source, copy_many, inventories,
-        read_proven, stage,
+        Foreign, ForeignFound, Inventory, NotCopied, Source, copy_many, inventories, read_proven,
     },
     session::{Probe, Probed, one_repository},
     store::Store,

@@ -19,9 +19,11 @@ use std::{
 
 use bytes::Bytes;
 
+use crate::layout::TMP_DIR;
+
 use super::{
     Policy, Store, StoreError, StoreErrorKind, StoreResult,
-    opendal_store::{Atomicity, OpendalStore, TMP_DIR},
+    opendal_store::{Atomicity, OpendalStore},
 };
 
 /// Whether a removable disk is there to be written.

@@ -19,7 +19,7 @@ use std::{
     fmt,
     sync::{
         Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
@@ -30,7 +30,6 @@ use crate::config::{TargetConfig, TargetKind};
 
 pub use local::{MountState, mount_state};
 pub use mem::MemStore;
-pub use opendal_store::TMP_DIR;
 
 /// What kind of failure a storage operation met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,36 +116,6 @@ pub fn open(cfg: &TargetConfig) -> StoreResult<Box<dyn Store>> {
         TargetKind::Azblob { .. } => azblob::open(&cfg.kind, policy),
         TargetKind::S3 { .. } => s3::open(&cfg.kind, policy),
     }
-}
-
-/// A temporary upload's name: the file's name, then this host and process, then a counter, so
-/// that a cleaner can tell a live writer's upload ([`tmp_owner_alive`]).
-pub(crate) fn tmp_name(path: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{TMP_DIR}/{}.{}.{}.{}",
-        path.rsplit('/').next().unwrap_or(path),
-        host_tag(),
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn host_tag() -> String {
-    let h = gethostname::gethostname().to_string_lossy().into_owned();
-    crate::replica::sha256_hex(h.as_bytes())[..12].to_string()
-}
-
-/// Whether a temporary upload (its name below [`TMP_DIR`]) belongs to a process of this host
-/// that still runs.
-#[must_use]
-pub fn tmp_owner_alive(name: &str) -> bool {
-    let mut parts = name.rsplit('.');
-    let (_, pid, host) = (parts.next(), parts.next(), parts.next());
-    host == Some(host_tag().as_str())
-        && pid
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
 }
 
 /// How hard one target tries before an operation fails.

@@ -14,15 +14,13 @@ use opendal::{
 
 use super::{Policy, Store, StoreError, StoreErrorKind, StoreResult, redact, runtime};
 
-/// Where temporary files live until renamed into place; restic ignores the folder.
-pub const TMP_DIR: &str = ".cairn-tmp";
 
 /// How a write reaches its final name without ever being seen half-done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Atomicity {
     /// The service (or its configuration) already writes atomically.
     Native,
-    /// Write to [`TMP_DIR`], then rename.
+    /// Write to [`crate::layout::TMP_DIR`], then rename.
     TmpThenRename,
 }
 
@@ -142,7 +140,7 @@ impl OpendalStore {
     }
 
     fn write_via_tmp(&self, path: &str, buf: Buffer) -> StoreResult<()> {
-        let tmp = super::tmp_name(path);
+        let tmp = crate::layout::tmp_name(path);
         let result = self
             .op
             .write(&self.at(&tmp), buf)
@@ -324,7 +322,7 @@ impl Store for OpendalStore {
         }
         let mut all: Vec<&str> = dirs.iter().map(String::as_str).collect();
         if self.atomicity == Atomicity::TmpThenRename {
-            all.push(TMP_DIR);
+            all.push(crate::layout::TMP_DIR);
         }
         for d in all {
             self.op

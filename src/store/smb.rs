@@ -20,7 +20,7 @@ use smb2::{ClientConfig, ErrorKind, RenameOptions, SmbClient, Tree};
 
 use super::{
     Policy, Store, StoreError, StoreErrorKind, StoreResult, azblob::secret_error,
-    opendal_store::TMP_DIR, redact, runtime,
+    redact, runtime,
 };
 use crate::{
     config::{SmbSecurity, TargetKind},
@@ -400,7 +400,7 @@ impl Store for SmbStore {
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
         let full = self.full(path);
         let data = Bytes::from(parts.concat());
-        let tmp = self.full(&super::tmp_name(path));
+        let tmp = self.full(&crate::layout::tmp_name(path));
         let put = || {
             self.call("writing", path, &|c| {
                 let (full, tmp, data) = (full.clone(), tmp.clone(), data.clone());
@@ -495,7 +495,7 @@ impl Store for SmbStore {
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
         // Parents first, each folder once: `data/ab` may come without `data`.
         let mut all = Self::ancestry(&self.prefix);
-        for d in dirs.iter().map(String::as_str).chain([TMP_DIR]) {
+        for d in dirs.iter().map(String::as_str).chain([crate::layout::TMP_DIR]) {
             for a in Self::ancestry(&self.full(d)) {
                 if !all.contains(&a) {
                     all.push(a);
