@@ -35,13 +35,15 @@ pub enum Error {
         /// What differs.
         message: String,
     },
-    /// One target failed.
-    #[error("target `{target}`: {message}")]
+    /// A storage operation failed on one target; its class says whether it is offline,
+    /// unreachable, missing a file or refused.
+    #[error("target `{target}`: {source}")]
     Target {
         /// The target.
         target: String,
-        /// What failed.
-        message: String,
+        /// What failed, classified.
+        #[source]
+        source: crate::store::StoreError,
     },
     /// Another cairn process holds the repository lock.
     #[error("repository is locked: {0}")]
@@ -60,9 +62,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// An error from rustic_core.
-    #[error("{0}")]
-    Rustic(String),
+    /// An error from rustic_core, kept whole (kind, context, source) for callers that look.
+    #[error("{}", one_line(&.0.display_log()))]
+    Rustic(#[source] Box<rustic_core::RusticError>),
 }
 
 /// Result with [`Error`].
@@ -73,24 +75,14 @@ impl From<Box<rustic_core::RusticError>> for Error {
         if err.is_incorrect_password() {
             Self::WrongPassword
         } else {
-            Self::Rustic(concise(&err.display_log()))
+            Self::Rustic(err)
         }
     }
 }
 
-/// rustic_core's message without its help links, context dump and backtrace, on one line.
-fn concise(msg: &str) -> String {
-    let cut = [
-        "\n\nFor more information",
-        "\n\nSome additional details",
-        "\n\nBacktrace",
-    ]
-    .iter()
-    .filter_map(|m| msg.find(m))
-    .min()
-    .unwrap_or(msg.len());
-    msg[..cut]
-        .split('\n')
+/// A message on one line: a report line or a log line holds one error.
+fn one_line(msg: &str) -> String {
+    msg.split('\n')
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
@@ -100,11 +92,15 @@ fn concise(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn rustic_messages_lose_links_and_backtraces() {
-        let m = "Error: reading failed\n\nMessage:\nMAC check failed.\n\nFor more information, see: x\n\nBacktrace:\n 0: y";
+    fn rustic_errors_read_on_one_line_and_keep_their_source() {
+        let e = super::Error::from(rustic_core::RusticError::new(
+            rustic_core::ErrorKind::Backend,
+            "reading failed\nMAC check failed.",
+        ));
         assert_eq!(
-            super::concise(m),
-            "Error: reading failed Message: MAC check failed."
+            e.to_string(),
+            "Error: reading failed MAC check failed. (kind: related to the backend)"
         );
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

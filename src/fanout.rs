@@ -12,7 +12,6 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    thread,
 };
 
 use bytes::Bytes;
@@ -23,9 +22,26 @@ use rustic_core::{
 use crate::{
     layout::{file_path, ids_of, repository_dirs},
     progress::Observer,
-    store::Store,
+    store::{Store, StoreError, StoreErrorKind, StoreResult},
     verified::VerifiedPacks,
 };
+
+/// Why a member was dropped from the run.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Dropped {
+    /// A storage operation failed on it.
+    #[error("{what}: {error}")]
+    Store {
+        /// The operation, e.g. `writing data/ab/ab12…`.
+        what: String,
+        /// How it failed, with its class.
+        #[source]
+        error: StoreError,
+    },
+    /// Another process took over the repository lock on it.
+    #[error("its repository lock was taken over by another process")]
+    LockLost,
+}
 
 /// One target taking part in a run.
 #[derive(Debug)]
@@ -35,7 +51,7 @@ pub struct Member {
     /// Whether the run is only partially done if this target misses something.
     pub required: bool,
     store: Arc<dyn Store>,
-    failure: Mutex<Option<String>>,
+    failure: Mutex<Option<Dropped>>,
     /// Set by the repository lock once another process has taken it over on this target.
     lock_lost: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>,
     bytes_written: AtomicU64,
@@ -58,7 +74,7 @@ impl Member {
     }
     /// The error that dropped this member from the run, if any.
     #[must_use]
-    pub fn failure(&self) -> Option<String> {
+    pub fn failure(&self) -> Option<Dropped> {
         self.failure.lock().map_or(None, |f| f.clone())
     }
     /// Bytes written to this target so far in this run.
@@ -86,15 +102,15 @@ impl Member {
             .get()
             .is_some_and(|l| l.load(Ordering::SeqCst))
         {
-            self.fail("its repository lock was taken over by another process".into());
+            self.fail(Dropped::LockLost);
         }
         self.failure().is_none()
     }
-    fn fail(&self, msg: String) {
+    fn fail(&self, why: Dropped) {
         if let Ok(mut f) = self.failure.lock()
             && f.is_none()
         {
-            *f = Some(msg);
+            *f = Some(why);
         }
     }
 }
@@ -171,10 +187,13 @@ impl Fanout {
         self.members.iter().filter(|m| m.is_active()).collect()
     }
 
-    fn drop_member(&self, m: &Member, what: &str, err: &str) {
-        let msg = format!("{what}: {err}");
-        m.fail(msg.clone());
-        self.observer.target_failed(&m.name, &msg);
+    fn drop_member(&self, m: &Member, what: &str, error: StoreError) {
+        let why = Dropped::Store {
+            what: what.to_string(),
+            error,
+        };
+        self.observer.target_failed(&m.name, &why.to_string());
+        m.fail(why);
     }
 
     /// Runs `f` on each active member, concurrently; a member whose call fails is dropped.
@@ -182,27 +201,21 @@ impl Fanout {
     fn on_all(
         &self,
         what: &str,
-        f: impl Fn(&dyn Store) -> Result<u64, String> + Sync,
+        f: impl Fn(&dyn Store) -> StoreResult<u64> + Sync,
     ) -> RusticResult<()> {
         let active = self.active();
         if active.is_empty() {
             return Err(no_target(what, &self.members));
         }
-        let results: Vec<Result<u64, String>> = thread::scope(|s| {
-            let handles: Vec<_> = active[1..]
-                .iter()
-                .map(|m| s.spawn(|| f(m.store.as_ref())))
-                .collect();
-            let first = f(active[0].store.as_ref());
-            std::iter::once(first)
-                .chain(handles.into_iter().map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err("storage client panicked".to_string()))
-                }))
-                .collect()
-        });
+        let results = crate::par::each_caught(&active, |m| f(m.store.as_ref()));
         let mut ok = 0;
         for (m, r) in active.iter().zip(results) {
+            let r = r.unwrap_or_else(|why| {
+                Err(StoreError::new(
+                    StoreErrorKind::Permanent,
+                    format!("storage client {why}"),
+                ))
+            });
             match r {
                 Ok(bytes) => {
                     ok += 1;
@@ -210,7 +223,7 @@ impl Fanout {
                     m.files_written
                         .fetch_add(u64::from(bytes > 0), Ordering::Relaxed);
                 }
-                Err(e) => self.drop_member(m, what, &e),
+                Err(e) => self.drop_member(m, what, e),
             }
         }
         if ok == 0 {
@@ -223,7 +236,7 @@ impl Fanout {
     fn first_ok<T>(
         &self,
         what: &str,
-        f: impl Fn(&dyn Store) -> Result<T, String>,
+        f: impl Fn(&dyn Store) -> StoreResult<T>,
     ) -> RusticResult<T> {
         let mut errors = Vec::new();
         for m in self.active() {
@@ -262,7 +275,7 @@ fn no_target(what: &str, members: &[Arc<Member>]) -> Box<RusticError> {
             format!(
                 "`{}`: {}",
                 m.name,
-                m.failure().unwrap_or_else(|| "no error".into())
+                m.failure().map_or_else(|| "no error".into(), |d| d.to_string())
             )
         })
         .collect();
@@ -273,15 +286,14 @@ fn no_target(what: &str, members: &[Arc<Member>]) -> Box<RusticError> {
 }
 
 /// Lists one file type on one store.
-pub(crate) fn list_type(store: &dyn Store, tpe: FileType) -> Result<Vec<(Id, u32)>, String> {
+pub(crate) fn list_type(store: &dyn Store, tpe: FileType) -> StoreResult<Vec<(Id, u32)>> {
     let listed = if tpe == FileType::Config {
         store
-            .stat("config")
-            .map_err(|e| e.to_string())?
+            .stat("config")?
             .map(|s| vec![("config".to_string(), s)])
             .unwrap_or_default()
     } else {
-        store.list(tpe.dirname()).map_err(|e| e.to_string())?
+        store.list(tpe.dirname())?
     };
     Ok(ids_of(tpe, listed))
 }
@@ -309,7 +321,7 @@ impl ReadBackend for Fanout {
             return self.read_verified(&path);
         }
         self.first_ok(&format!("reading {path}"), |s| {
-            s.read(&path).map_err(|e| e.to_string())
+            s.read(&path)
         })
     }
 
@@ -339,7 +351,6 @@ impl ReadBackend for Fanout {
         }
         self.first_ok(&format!("reading {path}"), |s| {
             s.read_range(&path, u64::from(offset), u64::from(length))
-                .map_err(|e| e.to_string())
         })
     }
 
@@ -348,36 +359,11 @@ impl ReadBackend for Fanout {
     }
 }
 
-/// Crash tests only (built with the `test-hooks` feature, never in a release binary): with
-/// `CAIRN_TEST_HALT_AFTER_WRITES=N`, the process stops dead once N
-/// repository files have been written, and says so by creating the file named by
-/// `CAIRN_TEST_HALT_MARKER`; the test then kills it with SIGKILL at that exact point.
-#[cfg(feature = "test-hooks")]
-fn halt_hook() {
-    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    static WRITTEN: AtomicU64 = AtomicU64::new(0);
-    let Some(limit) = *LIMIT.get_or_init(|| {
-        std::env::var("CAIRN_TEST_HALT_AFTER_WRITES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-    }) else {
-        return;
-    };
-    if WRITTEN.fetch_add(1, Ordering::SeqCst) + 1 >= limit {
-        if let Some(marker) = std::env::var_os("CAIRN_TEST_HALT_MARKER") {
-            let _ = std::fs::write(marker, b"halted");
-        }
-        loop {
-            thread::park();
-        }
-    }
-}
-
 impl WriteBackend for Fanout {
     fn create(&self) -> RusticResult<()> {
         let dirs = repository_dirs();
         self.on_all("creating folders", |s| {
-            s.create_dirs(&dirs).map(|()| 0).map_err(|e| e.to_string())
+            s.create_dirs(&dirs).map(|()| 0)
         })
     }
 
@@ -392,20 +378,15 @@ impl WriteBackend for Fanout {
         let parts = buf.into_vec();
         let size: u64 = parts.iter().map(|b| b.len() as u64).sum();
         // Bytes clones share one allocation: every target writes the same buffers.
-        let done = self.on_all(&format!("writing {path}"), |s| {
-            s.write(&path, parts.clone())
-                .map(|()| size)
-                .map_err(|e| e.to_string())
-        });
-        #[cfg(feature = "test-hooks")]
-        halt_hook();
-        done
+        self.on_all(&format!("writing {path}"), |s| {
+            s.write(&path, parts.clone()).map(|()| size)
+        })
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
         let path = file_path(tpe, id);
         self.on_all(&format!("removing {path}"), |s| {
-            s.delete(&path).map(|()| 0).map_err(|e| e.to_string())
+            s.delete(&path).map(|()| 0)
         })
     }
 }
@@ -471,7 +452,12 @@ mod tests {
             Bytes::from_static(b"pack").into(),
         )
         .unwrap();
-        assert!(f.members()[0].failure().unwrap().contains("disk on fire"));
+        let dropped = f.members()[0].failure().unwrap();
+        assert!(
+            matches!(&dropped, Dropped::Store { error, .. } if error.kind == StoreErrorKind::Transient),
+            "{dropped}"
+        );
+        assert!(dropped.to_string().contains("disk on fire"));
         assert_eq!(f.members()[1].bytes_written(), 4);
         // Later files, the snapshot above all, go only to the targets still in the run.
         f.write_bytes(

@@ -8,6 +8,9 @@ use std::{
 /// Maps `f` over `items` with at most `workers` threads; results come back in `items`' order.
 /// A panicking call is re-raised in the caller once the others are done.
 pub fn map<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if workers <= 1 || items.len() <= 1 {
+        return items.iter().map(f).collect();
+    }
     let next = AtomicUsize::new(0);
     let mut slots: Vec<(usize, R)> = thread::scope(|s| {
         let handles: Vec<_> = (0..workers.clamp(1, items.len().max(1)))
@@ -37,6 +40,22 @@ pub fn each<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R>
     map(items, items.len(), f)
 }
 
+/// [`each`], where a call that panics (a bug in a storage client, say) fails its own item with
+/// the panic's message and the other items go on.
+pub fn each_caught<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<Result<R, String>> {
+    each(items, |item| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item))).map_err(|p| {
+            p.downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .map_or_else(|| "panicked".to_string(), |m| format!("panicked: {m}"))
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -47,5 +66,16 @@ mod tests {
             (0..100).map(|x| x * 2).collect::<Vec<_>>()
         );
         assert!(super::map(&[] as &[u8], 4, |x| *x).is_empty());
+    }
+
+    #[test]
+    fn a_panic_fails_its_own_item_only() {
+        let r = super::each_caught(&[1, 2, 3], |x| {
+            assert!(*x != 2, "two is out");
+            x * 10
+        });
+        assert_eq!(r[0], Ok(10));
+        assert_eq!(r[1], Err("panicked: two is out".to_string()));
+        assert_eq!(r[2], Ok(30));
     }
 }

@@ -28,8 +28,8 @@ use rustic_core::{
 use crate::{
     error::{Error, Result},
     fanout::{Fanout, Member},
-    progress::Silent,
     layout::hash_matches,
+    progress::Silent,
     secret::Secret,
     session::{Probe, Probed, open_repository_with},
     store::{MemStore, Store},
@@ -101,7 +101,10 @@ impl Proof {
         let staging = Arc::new(MemStore::new());
         staging
             .write("config", vec![config.clone()])
-            .map_err(|e| Error::Rustic(e.to_string()))?;
+            .map_err(|source| Error::Target {
+                target: "memory".into(),
+                source,
+            })?;
         let repo = open_repository_with(
             memory_backend(staging.clone()),
             &Credentials::Masterkey(master.clone()),

@@ -3,7 +3,7 @@
 //! none of it needs the repository password, since every repository file except `config` is
 //! named by the hash of its encrypted bytes.
 
-use std::{collections::BTreeMap, sync::Mutex, thread};
+use std::{collections::BTreeMap, sync::Mutex};
 
 use bytes::Bytes;
 use rustic_core::Progress;
@@ -13,7 +13,7 @@ use crate::{
     layout::{COPY_ORDER, QUARANTINE_DIR, hash_matches, is_repository_path},
     proof::Proof,
     session::{Probe, Probed},
-    store::{Store, StoreResult},
+    store::{Store, StoreError, StoreErrorKind, StoreResult},
 };
 
 /// Concurrent copies per target.
@@ -53,30 +53,26 @@ pub fn inventory(store: &dyn Store) -> StoreResult<Inventory> {
 /// Lists, concurrently, every target that holds the repository (and, with `empty`, every
 /// reachable empty one); `None` for the others.
 #[must_use]
-pub fn inventories(probed: &[Probed], empty: bool) -> Vec<Option<Result<Inventory, String>>> {
-    thread::scope(|s| {
-        let handles: Vec<_> = probed
-            .iter()
-            .map(|p| {
-                s.spawn(move || {
-                    let wanted = match p.probe {
-                        Probe::Ready { .. } => true,
-                        Probe::Empty => empty,
-                        _ => false,
-                    };
-                    let store = p.store.as_ref().filter(|_| wanted)?;
-                    Some(inventory(store.as_ref()).map_err(|e| e.to_string()))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Some(Err("listing panicked".into())))
-            })
-            .collect()
+pub fn inventories(probed: &[Probed], empty: bool) -> Vec<Option<StoreResult<Inventory>>> {
+    crate::par::each_caught(probed, |p| {
+        let wanted = match p.probe {
+            Probe::Ready { .. } => true,
+            Probe::Empty => empty,
+            _ => false,
+        };
+        let store = p.store.as_ref().filter(|_| wanted)?;
+        Some(inventory(store.as_ref()))
     })
+    .into_iter()
+    .map(|r| {
+        r.unwrap_or_else(|why| {
+            Some(Err(StoreError::new(
+                StoreErrorKind::Permanent,
+                format!("listing {why}"),
+            )))
+        })
+    })
+    .collect()
 }
 
 /// Removes temporary files an interrupted run left behind (uploads never renamed into place).

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-/// What became of one target in a run.
+/// What became of one target in a run, for every command: one set of states, one rule for
+/// "partially done" ([`is_partial`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TargetState {
@@ -10,7 +11,18 @@ pub enum TargetState {
     Complete,
     /// Was read from (read-only commands).
     Available,
-    /// Dropped during the run after a failure; it has no snapshot of this run.
+    /// Every sampled file passed every check (`verify`).
+    Verified,
+    /// Listed, and hashed as asked (`check`).
+    Checked,
+    /// Holds every file the others hold (`sync`, `status`).
+    Level,
+    /// Was missing files and now holds everything (`sync`).
+    CaughtUp,
+    /// Some files could not be copied to it; it is still lagging (`sync`).
+    Incomplete,
+    /// Dropped during the run after a failure (a backup's: it has no snapshot of this run), or
+    /// a check failed on it.
     Failed,
     /// A removable disk that is not mounted.
     Offline,
@@ -25,12 +37,66 @@ pub enum TargetState {
 }
 
 impl TargetState {
-    /// Whether a required target in this state makes a write run only partially done.
+    /// Whether a required target in this state makes a run only partially done.
     #[must_use]
     pub fn is_shortfall(self) -> bool {
-        !matches!(self, Self::Complete | Self::Available | Self::NotUsed)
+        !matches!(
+            self,
+            Self::Complete
+                | Self::Available
+                | Self::Verified
+                | Self::Checked
+                | Self::Level
+                | Self::CaughtUp
+                | Self::NotUsed
+        )
+    }
+
+    /// The state of a target a storage error made unusable: a disk that is not mounted is
+    /// offline, anything else unreachable.
+    #[must_use]
+    pub fn of_error(e: &crate::store::StoreError) -> Self {
+        if e.kind == crate::store::StoreErrorKind::Offline {
+            Self::Offline
+        } else {
+            Self::Unreachable
+        }
+    }
+
+    /// For commands that vouch for every target (verify, check): whether this target could not
+    /// be vouched for. An unplugged optional disk is expected; any other target that could not
+    /// be reached is not.
+    #[must_use]
+    pub fn is_unvouched(self, required: bool) -> bool {
+        self == Self::Unreachable || (self == Self::Offline && required)
     }
 }
+
+/// A target's line in any command's report.
+pub trait Outcome {
+    /// Whether it is required.
+    fn required(&self) -> bool;
+    /// What became of it.
+    fn state(&self) -> TargetState;
+}
+
+/// Implements [`Outcome`] for a report line with `required` and `state` fields.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! outcome_fields {
+    ($t:ty) => {
+        impl $crate::report::Outcome for $t {
+            fn required(&self) -> bool {
+                self.required
+            }
+            fn state(&self) -> $crate::report::TargetState {
+                self.state
+            }
+        }
+    };
+}
+
+outcome_fields!(TargetOutcome);
 
 /// One target's outcome.
 #[derive(Debug, Clone, Serialize)]
@@ -54,10 +120,10 @@ pub struct TargetOutcome {
     pub detail: Option<String>,
 }
 
-/// Whether every required target got what the run meant to give it.
+/// The one rule for "partially done": some required target fell short.
 #[must_use]
-pub fn is_partial(targets: &[TargetOutcome]) -> bool {
-    targets.iter().any(|t| t.required && t.state.is_shortfall())
+pub fn is_partial<T: Outcome>(targets: &[T]) -> bool {
+    targets.iter().any(|t| t.required() && t.state().is_shortfall())
 }
 
 /// Human-readable byte count (binary units: "1.5 KiB").

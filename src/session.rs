@@ -9,7 +9,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::Arc,
-    thread,
 };
 
 use bytes::Bytes;
@@ -26,7 +25,7 @@ use crate::{
     proof::Proof,
     report::{TargetOutcome, TargetState},
     secret::{Secret, SecretRef},
-    store::{self, Store, StoreErrorKind},
+    store::{self, Store, StoreError, StoreErrorKind},
 };
 
 /// What probing a target found.
@@ -64,7 +63,36 @@ pub struct Probed {
     pub probe: Probe,
 }
 
+impl Probe {
+    /// What a storage error says of the target: the one place an error's class becomes
+    /// availability.
+    #[must_use]
+    pub fn of_error(e: &StoreError) -> Self {
+        let m = e.message.clone();
+        match e.kind {
+            StoreErrorKind::Offline => Self::Offline(m),
+            StoreErrorKind::Absent => Self::Absent(m),
+            _ => Self::Unreachable(m),
+        }
+    }
+}
+
 impl Probed {
+    /// Why the target cannot be used, as a report state and its detail; `None` when it holds
+    /// the repository. Every command reads availability from here.
+    #[must_use]
+    pub fn unusable(&self) -> Option<(TargetState, String)> {
+        match &self.probe {
+            Probe::Offline(m) => Some((TargetState::Offline, m.clone())),
+            Probe::Unreachable(m) | Probe::Absent(m) => Some((TargetState::Unreachable, m.clone())),
+            Probe::Empty => Some((
+                TargetState::NotInitialised,
+                "holds no repository (run `cairn init`)".into(),
+            )),
+            Probe::Ready { .. } => None,
+        }
+    }
+
     /// Where the target is (no secrets).
     #[must_use]
     pub fn location(&self) -> String {
@@ -78,28 +106,25 @@ fn probe_one(cfg: &TargetConfig) -> Probed {
     let store: Arc<dyn Store> = match store::open(cfg) {
         Ok(s) => Arc::from(s),
         Err(e) => {
-            let probe = if e.kind == StoreErrorKind::Offline {
-                Probe::Offline(e.message)
-            } else {
-                Probe::Unreachable(e.message)
-            };
             return Probed {
                 cfg: cfg.clone(),
                 store: None,
-                probe,
+                probe: Probe::of_error(&e),
             };
         }
     };
+    probe_store(cfg, store)
+}
+
+fn probe_store(cfg: &TargetConfig, store: Arc<dyn Store>) -> Probed {
     let probe = match store.read("config") {
         Ok(config) => ready(store.as_ref(), config),
         // Make sure "empty" is true and not an unreadable storage.
         Err(e) if e.is_not_found() => match store.list("keys") {
             Ok(_) => Probe::Empty,
-            Err(e) if e.kind == StoreErrorKind::Absent => Probe::Absent(e.message),
-            Err(e) => Probe::Unreachable(e.message),
+            Err(e) => Probe::of_error(&e),
         },
-        Err(e) if e.kind == StoreErrorKind::Offline => Probe::Offline(e.message),
-        Err(e) => Probe::Unreachable(e.message),
+        Err(e) => Probe::of_error(&e),
     };
     Probed {
         cfg: cfg.clone(),
@@ -123,7 +148,7 @@ fn ready(store: &dyn Store, config: Bytes) -> Probe {
             index,
             snapshots,
         },
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Probe::Unreachable(e),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Probe::of_error(&e),
     }
 }
 
@@ -136,20 +161,17 @@ pub fn probe_all(cfg: &Config, only: Option<&str>) -> Result<Vec<Probed>> {
         Some(name) => vec![cfg.target(name)?],
         None => cfg.targets.iter().collect(),
     };
-    Ok(thread::scope(|s| {
-        let handles: Vec<_> = chosen.iter().map(|t| s.spawn(|| probe_one(t))).collect();
-        handles
-            .into_iter()
-            .zip(&chosen)
-            .map(|(h, t)| {
-                h.join().unwrap_or_else(|_| Probed {
-                    cfg: (*t).clone(),
-                    store: None,
-                    probe: Probe::Unreachable("probe panicked".into()),
-                })
+    Ok(crate::par::each_caught(&chosen, |t| probe_one(t))
+        .into_iter()
+        .zip(&chosen)
+        .map(|(r, t)| {
+            r.unwrap_or_else(|why| Probed {
+                cfg: (*t).clone(),
+                store: None,
+                probe: Probe::Unreachable(format!("probe {why}")),
             })
-            .collect()
-    }))
+        })
+        .collect())
 }
 
 /// The gate for commands that work on the targets' files directly (sync, check): some
@@ -241,21 +263,11 @@ impl Session {
         let ready: Vec<usize> = (0..probed.len())
             .filter(|&i| matches!(probed[i].probe, Probe::Ready { .. }))
             .collect();
-        let mut left_out = Vec::new();
-        for (i, p) in probed.iter().enumerate() {
-            match &p.probe {
-                Probe::Offline(m) => left_out.push((i, TargetState::Offline, m.clone())),
-                Probe::Unreachable(m) | Probe::Absent(m) => {
-                    left_out.push((i, TargetState::Unreachable, m.clone()));
-                }
-                Probe::Empty => left_out.push((
-                    i,
-                    TargetState::NotInitialised,
-                    "holds no repository (run `cairn init`)".to_string(),
-                )),
-                Probe::Ready { .. } => {}
-            }
-        }
+        let mut left_out: Vec<(usize, TargetState, String)> = probed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.unusable().map(|(state, why)| (i, state, why)))
+            .collect();
         // What a level target holds: every key and index file any trusted target holds. Not
         // "the target with the most files": a count is what an attacker with one target inflates.
         let trusted = |i: &usize| !untrusted.iter().any(|(n, _)| *n == probed[*i].cfg.name);
@@ -457,7 +469,7 @@ impl Session {
         for (pos, &i) in self.members.iter().enumerate() {
             let p = &self.probed[i];
             let m = &self.fanout.members()[pos];
-            let failure = m.failure();
+            let failure = m.failure().map(|d| d.to_string());
             let state = match (&failure, self.mode) {
                 (Some(_), _) => TargetState::Failed,
                 (None, Mode::Write) => TargetState::Complete,
@@ -554,4 +566,67 @@ pub fn password(cfg: &Config) -> Result<Secret> {
                     .into(),
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{StoreError, StoreResult};
+
+    /// A real local folder that goes offline once `config` has been read: a removable disk
+    /// pulled between two steps of the probe, which no real disk does on demand.
+    #[derive(Debug)]
+    struct PulledAfterConfig(Box<dyn Store>);
+
+    impl Store for PulledAfterConfig {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        fn stat(&self, p: &str) -> StoreResult<Option<u64>> {
+            self.0.stat(p)
+        }
+        fn read(&self, p: &str) -> StoreResult<Bytes> {
+            self.0.read(p)
+        }
+        fn read_range(&self, p: &str, o: u64, l: u64) -> StoreResult<Bytes> {
+            self.0.read_range(p, o, l)
+        }
+        fn write(&self, p: &str, b: Vec<Bytes>) -> StoreResult<()> {
+            self.0.write(p, b)
+        }
+        fn list(&self, _: &str) -> StoreResult<Vec<(String, u64)>> {
+            Err(StoreError::new(StoreErrorKind::Offline, "disk not mounted"))
+        }
+        fn delete(&self, p: &str) -> StoreResult<()> {
+            self.0.delete(p)
+        }
+        fn create_dirs(&self, d: &[String]) -> StoreResult<()> {
+            self.0.create_dirs(d)
+        }
+    }
+
+    #[test]
+    fn a_disk_pulled_while_probed_is_offline_not_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = store::local_for_tests(dir.path());
+        local
+            .write("config", vec![Bytes::from_static(b"cfg")])
+            .unwrap();
+        let cfg = TargetConfig {
+            name: "usb".into(),
+            required: true,
+            retries: 0,
+            timeout: std::time::Duration::from_secs(5),
+            kind: crate::config::TargetKind::Local {
+                path: dir.path().to_path_buf(),
+                mount_point: None,
+            },
+        };
+        let p = probe_store(&cfg, Arc::new(PulledAfterConfig(local)));
+        assert!(matches!(p.probe, Probe::Offline(_)), "{:?}", p.probe);
+        assert_eq!(
+            p.unusable(),
+            Some((TargetState::Offline, "disk not mounted".to_string()))
+        );
+    }
 }

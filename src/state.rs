@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::Config,
     error::{Error, Result},
-    progress::Observer,
     layout::sha256_hex,
+    progress::Observer,
     report::{TargetOutcome, TargetState},
 };
 

@@ -481,7 +481,7 @@ fn sigkill_at_any_point_leaves_every_target_sound_and_the_next_run_completes() {
         let tmp_dir = a.join(".cairn-tmp");
         wait_for("the chosen point of the backup", || {
             if trial < 7 {
-                marker.exists() || run.try_wait().unwrap().is_some()
+                halted_targets(&marker) == repos.len() || run.try_wait().unwrap().is_some()
             } else {
                 count_files(&tmp_dir) > 0 || run.try_wait().unwrap().is_some()
             }

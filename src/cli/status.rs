@@ -1,7 +1,7 @@
 //! `cairn status`.
 
 use anyhow::Result;
-use cairn::ops::status::{self, NowState};
+use cairn::ops::status;
 
 use super::{Ctx, exit, label, print_json};
 
@@ -56,9 +56,6 @@ pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
         println!("locked by {}", h.describe());
     }
     // Status reports; it fails only if a required target cannot be used or is behind.
-    let behind = r
-        .targets
-        .iter()
-        .any(|t| t.required && !matches!(t.state, NowState::Level));
+    let behind = cairn::report::is_partial(&r.targets);
     Ok(if behind { exit::PARTIAL } else { exit::OK })
 }

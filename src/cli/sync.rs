@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 use cairn::{
-    ops::sync::{self, SyncState},
+    ops::sync,
     proof::Proof,
-    report::human_bytes,
+    report::{TargetState, human_bytes},
     session::{password, probe_all},
 };
 
@@ -66,7 +66,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         }
         print_foreign(&r.foreign, "left where it is");
     }
-    let incomplete = r.targets.iter().any(|t| t.state == SyncState::Incomplete);
+    let incomplete = r.targets.iter().any(|t| t.state == TargetState::Incomplete);
     Ok(if r.partial || incomplete {
         exit::PARTIAL
     } else {

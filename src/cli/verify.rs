@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use cairn::{
     config::{ByteCount, SnapshotSelection},
-    ops::verify::{self, VerifyOptions, VerifyState},
-    report::human_bytes,
+    ops::verify::{self, VerifyOptions},
+    report::{TargetState, human_bytes},
     sample::SampleSpec,
     session::password,
 };
@@ -178,7 +178,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             t.changed_since_snapshot,
             t.seconds
         );
-        if matches!(t.state, VerifyState::Unreachable | VerifyState::Offline) {
+        if matches!(t.state, TargetState::Unreachable | TargetState::Offline) {
             println!("    {}", t.detail.as_deref().unwrap_or(""));
         }
     }

@@ -19,12 +19,12 @@ use crate::{
     lock,
     ops::{
         init,
-        sync::{self, SyncState, SyncTarget},
+        sync::{self, SyncTarget},
     },
     progress::Observer,
     proof::Proof,
     replica::{Foreign, clean_tmp},
-    report::{TargetOutcome, is_partial},
+    report::{TargetOutcome, TargetState, is_partial},
     secret::Secret,
     session::{Mode, Probe, Session, probe_all},
     source::{self, Unread, UnreadLog},
@@ -128,7 +128,7 @@ pub fn run<P: ProgressBars + Clone>(
         Ok(r) => (
             r.targets
                 .into_iter()
-                .filter(|t| matches!(t.state, SyncState::CaughtUp | SyncState::Incomplete))
+                .filter(|t| matches!(t.state, TargetState::CaughtUp | TargetState::Incomplete))
                 .collect(),
             r.foreign,
         ),

@@ -12,7 +12,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
-    thread,
     time::Instant,
 };
 
@@ -21,17 +20,18 @@ use rustic_core::{CheckOptions as RusticCheckOptions, NoProgressBars, ProgressBa
 use serde::Serialize;
 
 use crate::{
+    report::TargetState,
     error::Result,
     fanout::{Fanout, Member},
+    layout::{hash_matches, stage},
     progress::{Observer, Silent},
     proof::Proof,
-    layout::{hash_matches, stage},
     replica::{
         AfterWrite, ForeignFound, Inventory, NotCopied, Source, copy_proven, inventories,
         quarantine,
     },
     secret::Secret,
-    session::{Probe, Probed, one_repository, open_repository},
+    session::{Probed, one_repository, open_repository},
     store::Store,
 };
 
@@ -107,27 +107,15 @@ impl Problem {
     }
 }
 
-/// Whether a target was checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CheckState {
-    /// Listed (and hashed as asked).
-    Checked,
-    /// A removable disk that is not mounted.
-    Offline,
-    /// Could not be reached or listed.
-    Unreachable,
-    /// Holds no repository.
-    NotInitialised,
-}
-
 /// One target's summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetCheck {
     /// Target name.
     pub name: String,
+    /// Whether it is required.
+    pub required: bool,
     /// Whether it was checked.
-    pub state: CheckState,
+    pub state: TargetState,
     /// Repository files it holds.
     pub files: usize,
     /// Their bytes.
@@ -195,16 +183,14 @@ pub fn run<P: ProgressBars>(
     let mut summaries: Vec<TargetCheck> = probed
         .iter()
         .map(|p| {
-            let (state, detail) = match &p.probe {
-                Probe::Ready { .. } => (CheckState::Checked, None),
-                Probe::Offline(m) => (CheckState::Offline, Some(m.clone())),
-                Probe::Unreachable(m) | Probe::Absent(m) => {
-                    (CheckState::Unreachable, Some(m.clone()))
-                }
-                Probe::Empty => (CheckState::NotInitialised, None),
+            let (state, detail) = match p.unusable() {
+                None => (TargetState::Checked, None),
+                Some((TargetState::NotInitialised, _)) => (TargetState::NotInitialised, None),
+                Some((state, why)) => (state, Some(why)),
             };
             TargetCheck {
                 name: p.cfg.name.clone(),
+                required: p.cfg.required,
                 state,
                 files: 0,
                 bytes: 0,
@@ -234,8 +220,8 @@ pub fn run<P: ProgressBars>(
                 ));
             }
             (Some(Err(e)), _) => {
-                summaries[i].state = CheckState::Unreachable;
-                summaries[i].detail = Some(e);
+                summaries[i].state = TargetState::of_error(&e);
+                summaries[i].detail = Some(e.to_string());
             }
             _ => {}
         }
@@ -308,10 +294,7 @@ pub fn run<P: ProgressBars>(
     for s in &mut summaries {
         s.problems = problems.iter().filter(|p| p.target == s.name).count();
     }
-    let unreachable = summaries.iter().any(|s| {
-        s.state == CheckState::Unreachable
-            || (s.state == CheckState::Offline && is_required(probed, &s.name))
-    });
+    let unreachable = summaries.iter().any(|s| s.state.is_unvouched(s.required));
     Ok(CheckReport {
         targets: summaries,
         problems,
@@ -417,75 +400,66 @@ fn hash_files<P: ProgressBars>(
     findings: &Findings,
     pb: &P,
 ) -> Vec<(u64, u64)> {
-    thread::scope(|s| {
-        let hs: Vec<_> = checked
-            .iter()
-            .map(|(i, c)| {
-                s.spawn(move || {
-                    let chosen: Vec<(&String, &u64)> = match read_data {
-                        ReadData::None => Vec::new(),
-                        ReadData::All => c.inv.files.iter().collect(),
-                        // Exactly P% of the files, rounded up: a subset is never empty, and
-                        // the same seed picks the same files.
-                        ReadData::Percent(p) => {
-                            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.unwrap_or(0));
-                            let all: Vec<(&String, &u64)> = c.inv.files.iter().collect();
-                            let n = (all.len() as f64 * p / 100.0).ceil() as usize;
-                            all.choose_multiple(&mut rng, n.min(all.len()))
-                                .copied()
-                                .collect()
-                        }
-                    };
-                    let (mut files, mut bytes) = (0, 0);
-                    let progress = if chosen.is_empty() {
-                        rustic_core::Progress::hidden()
-                    } else {
-                        pb.progress(
-                            ProgressType::Bytes,
-                            &format!("hashing {}", c.probed.cfg.name),
-                        )
-                    };
-                    progress.set_length(chosen.iter().map(|(_, s)| **s).sum());
-                    for (path, size) in chosen {
-                        progress.inc(*size);
-                        if hashed.contains_key(&(*i, path.clone())) {
-                            continue;
-                        }
-                        files += 1;
-                        bytes += size;
-                        match c.store.read(path) {
-                            Ok(b) if hash_matches(path, &b) => {}
-                            Ok(b) if b.len() as u64 != *size => findings.add(
-                                &c.probed.cfg.name,
-                                path,
-                                ProblemKind::Corrupt,
-                                format!("read {} bytes, listed as {size}", b.len()),
-                            ),
-                            Ok(_) => findings.add(
-                                &c.probed.cfg.name,
-                                path,
-                                ProblemKind::Corrupt,
-                                "its SHA-256 does not match its name".into(),
-                            ),
-                            Err(e) => findings.add(
-                                &c.probed.cfg.name,
-                                path,
-                                ProblemKind::Unreadable,
-                                e.to_string(),
-                            ),
-                        }
-                    }
-                    progress.finish();
-                    (files, bytes)
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or((0, 0))).collect()
+    crate::par::each_caught(checked, |(i, c)| {
+        let chosen: Vec<(&String, &u64)> = match read_data {
+            ReadData::None => Vec::new(),
+            ReadData::All => c.inv.files.iter().collect(),
+            // Exactly P% of the files, rounded up: a subset is never empty, and
+            // the same seed picks the same files.
+            ReadData::Percent(p) => {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.unwrap_or(0));
+                let all: Vec<(&String, &u64)> = c.inv.files.iter().collect();
+                let n = (all.len() as f64 * p / 100.0).ceil() as usize;
+                all.choose_multiple(&mut rng, n.min(all.len()))
+                    .copied()
+                    .collect()
+            }
+        };
+        let (mut files, mut bytes) = (0, 0);
+        let progress = if chosen.is_empty() {
+            rustic_core::Progress::hidden()
+        } else {
+            pb.progress(
+                ProgressType::Bytes,
+                &format!("hashing {}", c.probed.cfg.name),
+            )
+        };
+        progress.set_length(chosen.iter().map(|(_, s)| **s).sum());
+        for (path, size) in chosen {
+            progress.inc(*size);
+            if hashed.contains_key(&(*i, path.clone())) {
+                continue;
+            }
+            files += 1;
+            bytes += size;
+            match c.store.read(path) {
+                Ok(b) if hash_matches(path, &b) => {}
+                Ok(b) if b.len() as u64 != *size => findings.add(
+                    &c.probed.cfg.name,
+                    path,
+                    ProblemKind::Corrupt,
+                    format!("read {} bytes, listed as {size}", b.len()),
+                ),
+                Ok(_) => findings.add(
+                    &c.probed.cfg.name,
+                    path,
+                    ProblemKind::Corrupt,
+                    "its SHA-256 does not match its name".into(),
+                ),
+                Err(e) => findings.add(
+                    &c.probed.cfg.name,
+                    path,
+                    ProblemKind::Unreadable,
+                    e.to_string(),
+                ),
+            }
+        }
+        progress.finish();
+        (files, bytes)
     })
-}
-
-fn is_required(probed: &[Probed], name: &str) -> bool {
-    probed.iter().any(|p| p.cfg.name == name && p.cfg.required)
+    .into_iter()
+    .map(|r| r.unwrap_or((0, 0)))
+    .collect()
 }
 
 /// Proves every key, index and snapshot file (one intact copy each: equal names mean equal
@@ -643,11 +617,12 @@ fn structure(p: &Probed, pw: &Secret) -> Result<Vec<String>> {
     );
     let repo = open_repository(Arc::new(fan), pw, NoProgressBars)?;
     let results = repo.check(RusticCheckOptions::default())?;
+    // rustic_core does not export the level's type; its own `is_ok` judges each finding.
     Ok(results
         .0
-        .iter()
-        // The level type is not exported by name; its Debug form is.
-        .filter(|(level, _)| format!("{level:?}") == "Error")
-        .map(|(_, e)| e.to_string())
+        .into_iter()
+        .map(|finding| rustic_core::CheckResults(vec![finding]))
+        .filter(|one| one.is_ok().is_err())
+        .flat_map(|one| one.0.into_iter().map(|(_, e)| e.to_string()))
         .collect())
 }

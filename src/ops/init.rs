@@ -221,7 +221,7 @@ fn create<P: ProgressBars>(
         .map(|p| match &p.probe {
             Probe::Empty => match fanout.members().iter().find(|m| m.name == p.cfg.name) {
                 Some(m) => match m.failure() {
-                    Some(f) => outcome(p, TargetState::Failed, Some(f), 0, 0),
+                    Some(f) => outcome(p, TargetState::Failed, Some(f.to_string()), 0, 0),
                     None => outcome(
                         p,
                         TargetState::Complete,

@@ -88,8 +88,8 @@ pub fn run<P: ProgressBars>(
     let mut targets = session.outcomes();
     for (name, e) in unlisted {
         if let Some(t) = targets.iter_mut().find(|t| t.name == name) {
-            t.state = TargetState::Unreachable;
-            t.detail = Some(e);
+            t.state = TargetState::of_error(&e);
+            t.detail = Some(e.to_string());
         }
     }
     Ok(SnapshotsReport {

@@ -7,28 +7,13 @@ use rustic_core::Id;
 use serde::Serialize;
 
 use crate::{
+    report::TargetState,
     config::Config,
     error::Result,
     lock::{self, Holder},
     session::{Probe, probe_all},
     state::{self, State, TargetRecord},
 };
-
-/// What a target looks like right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NowState {
-    /// Holds every key, index and snapshot file any other target holds.
-    Level,
-    /// Lacks some the others hold (`cairn sync`, or the next backup, catches it up).
-    Lagging,
-    /// A removable disk that is not mounted.
-    Offline,
-    /// Could not be reached or listed.
-    Unreachable,
-    /// Holds no repository.
-    NotInitialised,
-}
 
 /// One target.
 #[derive(Debug, Clone, Serialize)]
@@ -42,7 +27,7 @@ pub struct TargetStatus {
     /// Whether it is required.
     pub required: bool,
     /// As probed now.
-    pub state: NowState,
+    pub state: TargetState,
     /// Snapshot files it holds.
     pub snapshots: usize,
     /// Key, index and snapshot files it lacks that another target holds.
@@ -53,6 +38,8 @@ pub struct TargetStatus {
     /// What earlier runs recorded.
     pub recorded: TargetRecord,
 }
+
+crate::outcome_fields!(TargetStatus);
 
 /// Every target.
 #[derive(Debug, Clone, Serialize)]
@@ -99,17 +86,19 @@ pub fn run(cfg: &Config) -> Result<StatusReport> {
                     let have = sets(&p.probe).unwrap_or_default();
                     let missing = union.difference(&have).count();
                     let state = if missing == 0 {
-                        NowState::Level
+                        TargetState::Level
                     } else {
-                        NowState::Lagging
+                        TargetState::Lagging
                     };
                     (state, None, missing, snapshots.len())
                 }
-                Probe::Offline(m) => (NowState::Offline, Some(m.clone()), 0, 0),
-                Probe::Unreachable(m) | Probe::Absent(m) => {
-                    (NowState::Unreachable, Some(m.clone()), 0, 0)
+                Probe::Empty => (TargetState::NotInitialised, None, union.len(), 0),
+                _ => {
+                    let (state, why) = p
+                        .unusable()
+                        .unwrap_or((TargetState::Unreachable, String::new()));
+                    (state, Some(why), 0, 0)
                 }
-                Probe::Empty => (NowState::NotInitialised, None, union.len(), 0),
             };
             TargetStatus {
                 name: p.cfg.name.clone(),

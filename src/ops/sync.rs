@@ -18,12 +18,13 @@
 //! (there is no forget/prune yet; once there is, deleted files must not come back from a
 //! target that missed the deletion).
 
-use std::{collections::BTreeMap, sync::Arc, thread, time::Instant};
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use rustic_core::{ProgressBars, ProgressType};
 use serde::Serialize;
 
 use crate::{
+    report::{TargetState, is_partial},
     error::Result,
     layout::{COPY_ORDER, repository_dirs, stage},
     progress::Observer,
@@ -35,24 +36,6 @@ use crate::{
     store::Store,
 };
 
-/// What became of one target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SyncState {
-    /// Held everything already.
-    Level,
-    /// Was missing files and now holds everything.
-    CaughtUp,
-    /// Some files could not be copied; it is still lagging.
-    Incomplete,
-    /// A removable disk that is not mounted.
-    Offline,
-    /// Could not be reached or listed.
-    Unreachable,
-    /// Not looked at (`--only` chose another).
-    NotUsed,
-}
-
 /// One target's catch-up.
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncTarget {
@@ -61,7 +44,7 @@ pub struct SyncTarget {
     /// Whether it is required.
     pub required: bool,
     /// What became of it.
-    pub state: SyncState,
+    pub state: TargetState,
     /// Files it lacked before.
     pub missing: usize,
     /// Files copied to it.
@@ -82,7 +65,7 @@ impl SyncTarget {
         Self {
             name: p.cfg.name.clone(),
             required: p.cfg.required,
-            state: SyncState::Level,
+            state: TargetState::Level,
             missing: 0,
             files_copied: 0,
             held_back: 0,
@@ -92,6 +75,8 @@ impl SyncTarget {
         }
     }
 }
+
+crate::outcome_fields!(SyncTarget);
 
 /// What a sync did.
 #[derive(Debug, Clone, Serialize)]
@@ -167,69 +152,55 @@ pub fn run<P: ProgressBars>(
         });
     }
 
-    let targets: Vec<SyncTarget> = thread::scope(|s| {
-        let handles: Vec<_> = probed
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let inv = &inventories[i];
-                let union = &union;
-                let sources = sources_of(i);
-                let foreign = &foreign;
-                s.spawn(move || {
-                    let mut t = SyncTarget::new(p);
-                    if only.is_some_and(|o| o != p.cfg.name) {
-                        t.state = SyncState::NotUsed;
-                        return t;
-                    }
-                    let (inv, store) = match (&p.probe, inv, &p.store) {
-                        (_, Some(Ok(inv)), Some(store)) => (inv, store),
-                        (Probe::Offline(m), _, _) => {
-                            t.state = SyncState::Offline;
-                            t.detail = Some(m.clone());
-                            return t;
-                        }
-                        (Probe::Unreachable(m) | Probe::Absent(m), _, _) => {
-                            t.state = SyncState::Unreachable;
-                            t.detail = Some(m.clone());
-                            return t;
-                        }
-                        (_, Some(Err(m)), _) => {
-                            t.state = SyncState::Unreachable;
-                            t.detail = Some(m.clone());
-                            return t;
-                        }
-                        _ => {
-                            t.state = SyncState::Unreachable;
-                            return t;
-                        }
-                    };
-                    catch_up(
-                        &mut t,
-                        inv,
-                        store.as_ref(),
-                        union,
-                        &sources,
-                        proof,
-                        foreign,
-                        pb,
-                    );
-                    t
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .zip(probed)
-            .map(|(h, p)| {
-                h.join().unwrap_or_else(|_| SyncTarget {
-                    state: SyncState::Incomplete,
-                    detail: Some("catch-up panicked".into()),
-                    ..SyncTarget::new(p)
-                })
-            })
-            .collect()
-    });
+    let indexed: Vec<(usize, &Probed)> = probed.iter().enumerate().collect();
+    let targets: Vec<SyncTarget> = crate::par::each_caught(&indexed, |&(i, p)| {
+        let inv = &inventories[i];
+        let union = &union;
+        let sources = sources_of(i);
+        let foreign = &foreign;
+        let mut t = SyncTarget::new(p);
+        if only.is_some_and(|o| o != p.cfg.name) {
+            t.state = TargetState::NotUsed;
+            return t;
+        }
+        let (inv, store) = match (inv, &p.store) {
+            (Some(Ok(inv)), Some(store)) => (inv, store),
+            (Some(Err(e)), _) => {
+                t.state = TargetState::of_error(e);
+                t.detail = Some(e.to_string());
+                return t;
+            }
+            _ => {
+                let (state, why) = p
+                    .unusable()
+                    .unwrap_or((TargetState::Unreachable, "could not be opened".into()));
+                t.state = state;
+                t.detail = Some(why);
+                return t;
+            }
+        };
+        catch_up(
+            &mut t,
+            inv,
+            store.as_ref(),
+            union,
+            &sources,
+            proof,
+            foreign,
+            pb,
+        );
+        t
+    })
+    .into_iter()
+    .zip(probed)
+    .map(|(r, p)| {
+        r.unwrap_or_else(|why| SyncTarget {
+            state: TargetState::Incomplete,
+            detail: Some(format!("catch-up {why}")),
+            ..SyncTarget::new(p)
+        })
+    })
+    .collect();
     let foreign = foreign.quarantine(|name| {
         probed
             .iter()
@@ -250,7 +221,7 @@ pub fn run<P: ProgressBars>(
         ));
     }
     for t in &targets {
-        if t.state == SyncState::Incomplete {
+        if t.state == TargetState::Incomplete {
             observer.warn(&format!(
                 "catch-up of `{}` incomplete: {}",
                 t.name,
@@ -288,7 +259,7 @@ fn catch_up<'a, P: ProgressBars>(
     if !inv.files.contains_key("config")
         && let Err(e) = store.create_dirs(&repository_dirs())
     {
-        t.state = SyncState::Incomplete;
+        t.state = TargetState::Incomplete;
         t.detail = Some(e.to_string());
         return;
     }
@@ -326,7 +297,7 @@ fn catch_up<'a, P: ProgressBars>(
             t.detail = Some(format!("file(s) held back; first: {why}"));
         }
         if let Some(e) = errors.first() {
-            t.state = SyncState::Incomplete;
+            t.state = TargetState::Incomplete;
             t.detail = Some(format!(
                 "{} file(s) could not be copied, so nothing after `{folder}` was \
                  copied; first: {e}",
@@ -336,12 +307,12 @@ fn catch_up<'a, P: ProgressBars>(
         }
     }
     progress.finish();
-    if t.state == SyncState::Level {
+    if t.state == TargetState::Level {
         // Without the password nothing was copied: the target is as far behind as before.
         t.state = if proof.is_none() && t.held_back > 0 {
-            SyncState::Incomplete
+            TargetState::Incomplete
         } else {
-            SyncState::CaughtUp
+            TargetState::CaughtUp
         };
     }
     t.seconds = started.elapsed().as_secs_f64();
@@ -363,13 +334,13 @@ pub fn run_and_record<P: ProgressBars>(
     crate::state::update(cfg, observer, |state| {
         for t in &report.targets {
             match t.state {
-                SyncState::CaughtUp | SyncState::Level => state.record_level(&t.name),
-                SyncState::Incomplete | SyncState::Unreachable | SyncState::Offline => {
-                    let lagging = t.state == SyncState::Incomplete;
+                TargetState::CaughtUp | TargetState::Level => state.record_level(&t.name),
+                TargetState::Incomplete | TargetState::Unreachable | TargetState::Offline => {
+                    let lagging = t.state == TargetState::Incomplete;
                     let why = t.detail.as_deref().unwrap_or("not level");
                     state.record_error(&t.name, why, lagging);
                 }
-                SyncState::NotUsed => {}
+                _ => {}
             }
         }
     });
@@ -377,13 +348,7 @@ pub fn run_and_record<P: ProgressBars>(
 }
 
 fn summarise(targets: Vec<SyncTarget>, foreign: Vec<Foreign>) -> SyncReport {
-    let partial = targets.iter().any(|t| {
-        t.required
-            && matches!(
-                t.state,
-                SyncState::Incomplete | SyncState::Offline | SyncState::Unreachable
-            )
-    });
+    let partial = is_partial(&targets);
     SyncReport {
         targets,
         foreign,

@@ -20,7 +20,6 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
-    thread,
     time::Instant,
 };
 
@@ -34,6 +33,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
+    report::TargetState,
     config::{Config, SnapshotSelection, VerifyConfig},
     destination,
     error::{Error, Result},
@@ -42,7 +42,7 @@ use crate::{
     progress::{Observer, Silent},
     sample::{Candidate, SampleSpec, choose},
     secret::Secret,
-    session::{Mode, Probe, Probed, Session, open_repository},
+    session::{Mode, Probed, Session, open_repository},
 };
 
 /// Options of one verification.
@@ -117,20 +117,6 @@ pub struct Failure {
     pub what: String,
 }
 
-/// A target's overall result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum VerifyState {
-    /// Every sampled file passed every check.
-    Verified,
-    /// At least one check failed.
-    Failed,
-    /// Could not be reached or listed.
-    Unreachable,
-    /// A removable disk that is not mounted.
-    Offline,
-}
-
 /// Per-target figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetVerify {
@@ -141,7 +127,7 @@ pub struct TargetVerify {
     /// Whether it is required.
     pub required: bool,
     /// Result.
-    pub state: VerifyState,
+    pub state: TargetState,
     /// Files sampled.
     pub files: u64,
     /// Bytes sampled.
@@ -380,26 +366,25 @@ pub fn run<P: ProgressBars + Clone>(
         .iter()
         .filter(|p| opts.targets.is_empty() || opts.targets.contains(&p.cfg.name))
         .collect();
-    let results: Vec<(TargetVerify, Vec<Failure>)> = thread::scope(|s| {
-        let handles: Vec<_> = chosen
-            .iter()
-            .map(|p| {
-                let (sample, pb, root) = (&sample, pb.clone(), restore_root.join(&p.cfg.name));
-                s.spawn(move || verify_target(p, password, sample, &root, pb))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .zip(&chosen)
-            .map(|(h, p)| {
-                h.join().unwrap_or_else(|_| {
-                    let mut t = blank(p, VerifyState::Failed);
-                    t.detail = Some("verification panicked".into());
-                    (t, Vec::new())
-                })
-            })
-            .collect()
-    });
+    let results: Vec<(TargetVerify, Vec<Failure>)> = crate::par::each_caught(&chosen, |p| {
+        verify_target(
+            p,
+            password,
+            &sample,
+            &restore_root.join(&p.cfg.name),
+            pb.clone(),
+        )
+    })
+    .into_iter()
+    .zip(&chosen)
+    .map(|(r, p)| {
+        r.unwrap_or_else(|why| {
+            let mut t = blank(p, TargetState::Failed);
+            t.detail = Some(format!("verification {why}"));
+            (t, Vec::new())
+        })
+    })
+    .collect();
 
     let mut targets = Vec::new();
     let mut failures = Vec::new();
@@ -409,14 +394,12 @@ pub fn run<P: ProgressBars + Clone>(
     }
     let failed_targets = targets
         .iter()
-        .filter(|t| t.state == VerifyState::Failed)
+        .filter(|t| t.state == TargetState::Failed)
         .map(|t| t.name.clone())
         .collect();
     let unreachable_targets = targets
         .iter()
-        .filter(|t| {
-            t.state == VerifyState::Unreachable || (t.state == VerifyState::Offline && t.required)
-        })
+        .filter(|t| t.state.is_unvouched(t.required))
         .map(|t| t.name.clone())
         .collect();
     Ok(VerifyReport {
@@ -433,7 +416,9 @@ pub fn run<P: ProgressBars + Clone>(
     })
 }
 
-fn blank(p: &Probed, state: VerifyState) -> TargetVerify {
+crate::outcome_fields!(TargetVerify);
+
+fn blank(p: &Probed, state: TargetState) -> TargetVerify {
     TargetVerify {
         name: p.cfg.name.clone(),
         kind: p.cfg.kind.name().to_string(),
@@ -475,25 +460,18 @@ fn verify_target<P: ProgressBars + Clone>(
 ) -> (TargetVerify, Vec<Failure>) {
     let started = Instant::now();
     let name = p.cfg.name.clone();
-    let (store, state) = match (&p.probe, &p.store) {
-        (Probe::Offline(m), _) => {
-            return (with_detail(blank(p, VerifyState::Offline), m), Vec::new());
-        }
-        (Probe::Unreachable(m) | Probe::Absent(m), _) => {
-            return (
-                with_detail(blank(p, VerifyState::Unreachable), m),
-                Vec::new(),
-            );
-        }
-        (Probe::Empty, _) => {
+    let (store, state) = match (p.unusable(), &p.store) {
+        (None, Some(s)) => (s.clone(), TargetState::Verified),
+        // A target that should hold the repository and holds none failed verification.
+        (Some((TargetState::NotInitialised, _)), _) => {
             let f = target_failure(&name, FailureClass::Missing, "holds no repository".into());
             return (
-                with_detail(blank(p, VerifyState::Failed), "holds no repository"),
+                with_detail(blank(p, TargetState::Failed), "holds no repository"),
                 vec![f],
             );
         }
-        (Probe::Ready { .. }, Some(s)) => (s.clone(), VerifyState::Verified),
-        (Probe::Ready { .. }, None) => unreachable!("a ready target has a store"),
+        (Some((state, why)), _) => return (with_detail(blank(p, state), &why), Vec::new()),
+        (None, None) => unreachable!("a ready target has a store"),
     };
     let mut t = blank(p, state);
     let mut failures = Vec::new();
@@ -522,7 +500,7 @@ fn verify_target<P: ProgressBars + Clone>(
                 format!("cannot open the repository: {e}"),
             ));
             failures.extend(witness_failures(&name, &witness));
-            t.state = VerifyState::Failed;
+            t.state = TargetState::Failed;
             t.seconds = started.elapsed().as_secs_f64();
             return (t, failures);
         }
@@ -623,7 +601,7 @@ fn verify_target<P: ProgressBars + Clone>(
     }
     failures.extend(witness_failures(&name, &witness));
     if !failures.is_empty() {
-        t.state = VerifyState::Failed;
+        t.state = TargetState::Failed;
     }
     t.seconds = started.elapsed().as_secs_f64();
     (t, failures)

@@ -7,6 +7,8 @@
 //! `timeout` and retries only transient errors, `retries` times.
 
 mod azblob;
+#[cfg(feature = "test-hooks")]
+mod halt;
 mod local;
 mod mem;
 mod opendal_store;
@@ -107,7 +109,7 @@ pub fn open(cfg: &TargetConfig) -> StoreResult<Box<dyn Store>> {
         retries: cfg.retries,
         timeout: cfg.timeout,
     };
-    match &cfg.kind {
+    let store = match &cfg.kind {
         TargetKind::Local { path, mount_point } => {
             local::open(path, mount_point.as_deref(), policy)
         }
@@ -115,7 +117,10 @@ pub fn open(cfg: &TargetConfig) -> StoreResult<Box<dyn Store>> {
         TargetKind::Smb { .. } => smb::open(&cfg.kind, policy),
         TargetKind::Azblob { .. } => azblob::open(&cfg.kind, policy),
         TargetKind::S3 { .. } => s3::open(&cfg.kind, policy),
-    }
+    }?;
+    #[cfg(feature = "test-hooks")]
+    let store = halt::wrap(store);
+    Ok(store)
 }
 
 /// How hard one target tries before an operation fails.

@@ -14,7 +14,6 @@ use opendal::{
 
 use super::{Policy, Store, StoreError, StoreErrorKind, StoreResult, redact, runtime};
 
-
 /// How a write reaches its final name without ever being seen half-done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Atomicity {
@@ -171,16 +170,15 @@ impl OpendalStore {
     }
 }
 
-/// opendal's message without the chain of contexts it appends.
+/// opendal's kind, message and cause, without the request contexts its display appends.
 fn brief(e: &opendal::Error) -> String {
-    let msg = e.to_string();
-    // "Kind (status) at op, context: { ... } => message, source: ..."
-    let tail = msg.split_once(" => ").map_or(msg.as_str(), |(_, t)| t);
-    let kind = e.kind().to_string();
-    if tail.is_empty() || tail == msg {
-        msg.clone()
-    } else {
-        format!("{kind}: {tail}")
+    let mut s = e.kind().to_string();
+    if !e.message().is_empty() {
+        s = format!("{s}: {}", e.message());
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{s}: {cause}"),
+        None => s,
     }
 }
 
@@ -248,12 +246,13 @@ impl Store for OpendalStore {
             Ok(entries) => entries,
             // An object store answers an empty list for a missing prefix: a 404 means the
             // bucket or container (or the endpoint path) is wrong.
-            // opendal folds S3's NoSuchBucket into ConfigInvalid: its code is the only mark.
+            // opendal folds S3's NoSuchBucket into ConfigInvalid and keeps S3's error code only
+            // in its message (the response body): the code is the one mark there is.
             Err(e)
                 if !self.has_dirs
                     && (e.kind() == ErrorKind::NotFound
                         || (e.kind() == ErrorKind::ConfigInvalid
-                            && e.to_string().contains("NoSuchBucket"))) =>
+                            && e.message().contains("<Code>NoSuchBucket</Code>"))) =>
             {
                 return Err(StoreError::new(
                     StoreErrorKind::Absent,

@@ -19,8 +19,7 @@ use bytes::Bytes;
 use smb2::{ClientConfig, ErrorKind, RenameOptions, SmbClient, Tree};
 
 use super::{
-    Policy, Store, StoreError, StoreErrorKind, StoreResult, azblob::secret_error,
-    redact, runtime,
+    Policy, Store, StoreError, StoreErrorKind, StoreResult, azblob::secret_error, redact, runtime,
 };
 use crate::{
     config::{SmbSecurity, TargetKind},
@@ -495,7 +494,11 @@ impl Store for SmbStore {
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
         // Parents first, each folder once: `data/ab` may come without `data`.
         let mut all = Self::ancestry(&self.prefix);
-        for d in dirs.iter().map(String::as_str).chain([crate::layout::TMP_DIR]) {
+        for d in dirs
+            .iter()
+            .map(String::as_str)
+            .chain([crate::layout::TMP_DIR])
+        {
             for a in Self::ancestry(&self.full(d)) {
                 if !all.contains(&a) {
                     all.push(a);

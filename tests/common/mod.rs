@@ -282,7 +282,7 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// A `cairn backup` held still (test hook, `--features test-hooks`) once it has written its
-/// first repository file; returned once it has halted there, still holding its locks.
+/// first repository file on every target; returned once it stands still, holding its locks.
 pub fn halted_backup(config: &Path) -> std::process::Child {
     let marker = config.parent().unwrap().join(unique("halted"));
     let run = cairn_cmd(config)
@@ -294,8 +294,20 @@ pub fn halted_backup(config: &Path) -> std::process::Child {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("the backup to write its first file", || marker.exists());
+    let targets = fs::read_to_string(config)
+        .unwrap()
+        .matches("[[target]]")
+        .count();
+    wait_for("the backup to write its first file everywhere", || {
+        halted_targets(&marker) == targets
+    });
     run
+}
+
+/// How many targets a run started with `CAIRN_TEST_HALT_AFTER_WRITES` has halted on (each
+/// appends a line to the marker file once it stands still).
+pub fn halted_targets(marker: &Path) -> usize {
+    fs::read_to_string(marker).map_or(0, |m| m.lines().count())
 }
 
 /// Runs stock restic with the test password.
