@@ -247,12 +247,12 @@ impl Store for OpendalStore {
             // An object store answers an empty list for a missing prefix: a 404 means the
             // bucket or container (or the endpoint path) is wrong.
             // opendal folds S3's NoSuchBucket into ConfigInvalid and keeps S3's error code only
-            // in its message (the response body): the code is the one mark there is.
+            // in its message (`S3Error { code: "NoSuchBucket", .. }`): the one mark there is.
             Err(e)
                 if !self.has_dirs
                     && (e.kind() == ErrorKind::NotFound
                         || (e.kind() == ErrorKind::ConfigInvalid
-                            && e.message().contains("<Code>NoSuchBucket</Code>"))) =>
+                            && e.message().contains("\"NoSuchBucket\""))) =>
             {
                 return Err(StoreError::new(
                     StoreErrorKind::Absent,
