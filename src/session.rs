@@ -230,14 +230,14 @@ pub struct Session {
 }
 
 impl Session {
-    /// Probes the targets and applies the consistency gate.
+    /// Probes the targets (all, or only `from`) and applies the consistency gate, for reading.
+    /// A session that writes comes only from [`crate::lock::LockedTargets::writer`].
     ///
     /// # Errors
     /// No target holds the repository ([`Error::NoRepository`] or, when some could not be
     /// reached, [`Error::NoTargetUsable`]); two targets hold different repositories.
     pub fn open(
         cfg: &Config,
-        mode: Mode,
         from: Option<&str>,
         observer: Arc<dyn Observer>,
     ) -> Result<Self> {
@@ -248,7 +248,7 @@ impl Session {
             .filter(|t| !probed.iter().any(|p| p.cfg.name == t.name))
             .cloned()
             .collect();
-        Self::from_probed(probed, not_used, mode, &[], observer)
+        Self::from_probed(probed, not_used, Mode::Read, &[], observer)
     }
 
     /// [`Session::open`] over targets already probed. `untrusted` names targets that hold files
@@ -374,7 +374,7 @@ impl Session {
 
     /// Ties every member to the lock held on its target, so a member whose lock is taken over
     /// stops being written.
-    pub fn watch_lock(&self, lock: &crate::lock::RepoLock) {
+    pub(crate) fn watch_lock(&self, lock: &crate::lock::RepoLock) {
         for m in self.fanout.members() {
             if let Some(flag) = lock.lost_flag(&m.name) {
                 m.watch_lock(flag);

@@ -3,9 +3,8 @@
 use anyhow::Result;
 use cairn::{
     ops::check::{self, CheckOptions, ReadData},
-    proof::Proof,
     report::human_bytes,
-    session::{password, probe_all},
+    session::password,
 };
 
 use super::{Ctx, exit, label, print_json};
@@ -42,33 +41,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     };
     // The password is optional: without it the file-level checks still run.
     let pw = password(&ctx.cfg).ok();
-    let probed = probe_all(&ctx.cfg, None)?;
-    // Healing writes: only targets the lock covers take part.
-    let (mut lock, probed) = if args.heal {
-        let lock = cairn::lock::acquire(&ctx.cfg, "check --heal", &probed, &ctx.observer())?;
-        let probed = lock.restrict(probed);
-        (Some(lock), probed)
-    } else {
-        (None, probed)
-    };
-    let proof = match &pw {
-        Some(pw) => Some(Proof::unlock(&probed, pw)?),
-        None => None,
-    };
-    let probed = match (&mut lock, &proof) {
-        (Some(lock), Some(proof)) => {
-            lock.hold_restic(proof, &probed, &ctx.observer());
-            lock.restrict(probed)
-        }
-        _ => probed,
-    };
     let opts = CheckOptions {
         read_data,
         heal: args.heal,
         seed: args.seed,
     };
-    let key = pw.as_ref().zip(proof.as_ref());
-    let r = check::run(&probed, &opts, key, &ctx.observer(), &ctx.reporter)?;
+    let r = check::run(&ctx.cfg, &opts, pw.as_ref(), &ctx.observer(), &ctx.reporter)?;
     if ctx.json {
         print_json(&r)?;
     } else {

@@ -3,9 +3,8 @@
 use anyhow::Result;
 use cairn::{
     ops::sync,
-    proof::Proof,
     report::{TargetState, human_bytes},
-    session::{password, probe_all},
+    session::password,
 };
 
 use super::{Ctx, exit, label, print_foreign, print_json};
@@ -18,29 +17,12 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    if let Some(name) = &args.only {
-        ctx.cfg.target(name)?;
-    }
-    let probed = probe_all(&ctx.cfg, None)?;
-    let mut lock = cairn::lock::acquire(&ctx.cfg, "sync", &probed, &ctx.observer())?;
-    let probed = lock.restrict(probed);
     // With the password, copies are proven before they spread; without it nothing is copied.
-    let proof = match password(&ctx.cfg) {
-        Ok(pw) => Some(Proof::unlock(&probed, &pw)?),
-        Err(_) => None,
-    };
-    let probed = match &proof {
-        Some(proof) => {
-            lock.hold_restic(proof, &probed, &ctx.observer());
-            lock.restrict(probed)
-        }
-        None => probed,
-    };
+    let pw = password(&ctx.cfg).ok();
     let r = sync::run_and_record(
         &ctx.cfg,
-        &probed,
+        pw.as_ref(),
         args.only.as_deref(),
-        proof.as_ref(),
         &ctx.observer(),
         &ctx.reporter,
     )?;

@@ -20,7 +20,10 @@
 //! ([`restic`]), so that stock restic started by an admin there waits for it, and it leaves out a
 //! target restic holds exclusively.
 
+mod guard;
 pub mod restic;
+
+pub use guard::LockedTargets;
 
 use std::{
     collections::BTreeMap,
@@ -208,7 +211,7 @@ impl RepoLock {
     /// The probes, with every target the lock does not cover marked unreachable (and why), so
     /// that no write run touches a target it has not locked.
     #[must_use]
-    pub fn restrict(&self, probed: Vec<Probed>) -> Vec<Probed> {
+    pub(crate) fn restrict(&self, probed: Vec<Probed>) -> Vec<Probed> {
         probed
             .into_iter()
             .map(|mut p| {
@@ -228,7 +231,7 @@ impl RepoLock {
     /// writes restic's shared lock there (kept until the run ends). Targets already done are
     /// skipped, so a call after catch-up covers the targets it created. Call [`Self::restrict`]
     /// again afterwards.
-    pub fn hold_restic(&mut self, proof: &Proof, probed: &[Probed], observer: &Arc<dyn Observer>) {
+    pub(crate) fn hold_restic(&mut self, proof: &Proof, probed: &[Probed], observer: &Arc<dyn Observer>) {
         let Ok(mut held) = self.restic.lock() else {
             return;
         };
@@ -299,7 +302,7 @@ enum Taken {
 /// # Errors
 /// [`Error::Locked`] naming the holder and where it holds the lock. A target whose lock cannot
 /// be read or written is not an error here: it is left out of the run ([`RepoLock::restrict`]).
-pub fn acquire(
+pub(crate) fn acquire(
     cfg: &Config,
     command: &str,
     probed: &[Probed],

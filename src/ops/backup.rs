@@ -16,17 +16,16 @@ use serde::Serialize;
 use crate::{
     config::Config,
     error::{Error, Result},
-    lock,
+    lock::LockedTargets,
     ops::{
         init,
         sync::{self, SyncTarget},
     },
     progress::Observer,
-    proof::Proof,
     replica::{Foreign, clean_tmp},
     report::{TargetOutcome, TargetState, is_partial},
     secret::Secret,
-    session::{Mode, Probe, Session, probe_all},
+    session::Probe,
     source::{self, Unread, UnreadLog},
     state,
 };
@@ -94,12 +93,10 @@ pub fn run<P: ProgressBars + Clone>(
     // A target that missed earlier runs (the USB disk plugged in again, a server back up), or
     // lost files, is brought level first from the others (listings compared, copies
     // verified): it then takes part in this backup.
-    let probed = probe_all(cfg, None)?;
-    let mut lock = lock::acquire(cfg, "backup", &probed, &observer)?;
-    let probed = lock.restrict(probed);
+    let mut locked = LockedTargets::acquire(cfg, "backup", &observer)?;
     // Holding the lock, what sits in the temporary folders is left over from an interrupted
     // run (or from a holder that lost its lock, whose rename then fails harmlessly).
-    for p in &probed {
+    for p in locked.probed() {
         if let (Probe::Ready { .. }, Some(store)) = (&p.probe, &p.store)
             && let Ok(n) = clean_tmp(store.as_ref())
             && n > 0
@@ -112,19 +109,8 @@ pub fn run<P: ProgressBars + Clone>(
     }
     // The key proves what catch-up copies; without a repository anywhere there is nothing to
     // prove (and `--init` may create one below).
-    let proof = match Proof::unlock(&probed, password) {
-        Ok(p) => Some(p),
-        Err(Error::NoRepository) => None,
-        Err(e) => return Err(e),
-    };
-    let probed = match &proof {
-        Some(proof) => {
-            lock.hold_restic(proof, &probed, &observer);
-            lock.restrict(probed)
-        }
-        None => probed,
-    };
-    let (caught_up, foreign) = match sync::run(&probed, None, proof.as_ref(), &observer, &pb) {
+    locked.prove(password, &observer)?;
+    let (caught_up, foreign) = match sync::run(&locked, None, &observer, &pb) {
         Ok(r) => (
             r.targets
                 .into_iter()
@@ -154,43 +140,24 @@ pub fn run<P: ProgressBars + Clone>(
         })
         .collect();
     // The probes still hold unless catch-up changed a target.
-    let probed = if caught_up.is_empty() && foreign.is_empty() {
-        probed
-    } else {
-        drop(probed);
-        let probed = lock.restrict(probe_all(cfg, None)?);
-        // Catch-up may have made empty targets repositories: restic's lock goes there too.
-        if let Some(proof) = &proof {
-            lock.hold_restic(proof, &probed, &observer);
-        }
-        lock.restrict(probed)
-    };
-    let session = Session::from_probed(
-        probed,
-        Vec::new(),
-        Mode::Write,
-        &untrusted,
-        observer.clone(),
-    );
-    let (session, proof, _lock) = match session {
-        Err(Error::NoRepository | Error::NoTargetUsable(_)) if opts.init && proof.is_none() => {
+    if !caught_up.is_empty() || !foreign.is_empty() {
+        locked.reprobe(cfg, &observer)?;
+    }
+    let (session, locked) = match locked.writer(&untrusted, observer.clone()) {
+        Err(Error::NoRepository | Error::NoTargetUsable(_))
+            if opts.init && locked.proof().is_none() =>
+        {
             // `init` may create folders the lock could not cover yet: it takes the lock itself,
             // then this run takes it again over what now exists.
-            drop(lock);
+            drop(locked);
             init::run(cfg, password, opts.force_new, observer.clone(), pb.clone())?;
-            let probed = probe_all(cfg, None)?;
-            let mut lock = lock::acquire(cfg, "backup", &probed, &observer)?;
-            let probed = lock.restrict(probed);
-            let proof = Proof::unlock(&probed, password)?;
-            lock.hold_restic(&proof, &probed, &observer);
-            let probed = lock.restrict(probed);
-            let session =
-                Session::from_probed(probed, Vec::new(), Mode::Write, &[], observer.clone())?;
-            (session, proof, lock)
+            let mut locked = LockedTargets::acquire(cfg, "backup", &observer)?;
+            locked.prove(password, &observer)?;
+            (locked.writer(&[], observer.clone())?, locked)
         }
-        other => (other?, proof.ok_or(Error::NoRepository)?, lock),
+        other => (other?, locked),
     };
-    session.watch_lock(&_lock);
+    let proof = locked.proof().ok_or(Error::NoRepository)?;
     let repo = session
         .repository_with(&proof.credentials(), pb)?
         .to_indexed_ids()?;

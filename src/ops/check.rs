@@ -20,6 +20,8 @@ use rustic_core::{CheckOptions as RusticCheckOptions, NoProgressBars, ProgressBa
 use serde::Serialize;
 
 use crate::{
+    config::Config,
+    lock::LockedTargets,
     report::TargetState,
     error::Result,
     fanout::{Fanout, Member},
@@ -31,7 +33,7 @@ use crate::{
         quarantine,
     },
     secret::Secret,
-    session::{Probed, one_repository, open_repository},
+    session::{Probed, one_repository, open_repository, probe_all},
     store::Store,
 };
 
@@ -166,15 +168,42 @@ struct Checked<'a> {
     inv: Inventory,
 }
 
-/// Checks every target holding the repository; with the password (and the key it opened,
-/// `proof`), also proves each file and runs rustic_core's check on each target.
+/// Checks every target holding the repository; with the password, also proves each file and
+/// runs rustic_core's check on each target. Healing takes the repository lock, and then only
+/// the targets it covers take part.
 ///
 /// # Errors
-/// Two targets hold different repositories; no target holds the repository.
+/// Two targets hold different repositories; no target holds the repository; a wrong
+/// password; healing: the lock is held elsewhere.
 pub fn run<P: ProgressBars>(
+    cfg: &Config,
+    opts: &CheckOptions,
+    password: Option<&Secret>,
+    observer: &Arc<dyn Observer>,
+    pb: &P,
+) -> Result<CheckReport> {
+    if opts.heal {
+        let mut locked = LockedTargets::acquire(cfg, "check --heal", observer)?;
+        if let Some(pw) = password {
+            locked.prove(pw, observer)?;
+        }
+        let key = password.zip(locked.proof());
+        return inspect(locked.probed(), opts, key, Some(&locked), observer, pb);
+    }
+    let probed = probe_all(cfg, None)?;
+    let proof = match password {
+        Some(pw) => Some(Proof::unlock(&probed, pw)?),
+        None => None,
+    };
+    inspect(&probed, opts, password.zip(proof.as_ref()), None, observer, pb)
+}
+
+/// [`run`] over probed targets; `heal` with the lock it needs.
+fn inspect<P: ProgressBars>(
     probed: &[Probed],
     opts: &CheckOptions,
     key: Option<(&Secret, &Proof)>,
+    heal_under: Option<&LockedTargets>,
     observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<CheckReport> {
@@ -257,8 +286,8 @@ pub fn run<P: ProgressBars>(
     if let Some(proof) = proof {
         prove_all(proof, &checked, &mut problems);
     }
-    if opts.heal {
-        heal(&mut problems, &checked, proof, observer);
+    if let Some(locked) = heal_under {
+        heal(locked, &mut problems, &checked, proof, observer);
     }
 
     // rustic_core's own check of each target alone, after healing.
@@ -531,7 +560,9 @@ fn prove_all(proof: &Proof, checked: &[(usize, Checked<'_>)], problems: &mut Vec
 }
 
 /// Repairs what can be: copies in dependency order, strays removed, foreign files quarantined.
+/// It writes: only under the lock.
 fn heal(
+    _lock: &LockedTargets,
     problems: &mut [Problem],
     checked: &[(usize, Checked<'_>)],
     proof: Option<&Proof>,

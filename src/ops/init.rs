@@ -14,6 +14,7 @@ use rustic_core::{
 use serde::Serialize;
 
 use crate::{
+    lock::LockedTargets,
     config::{Config, TargetKind},
     error::{Error, Result},
     fanout::{Fanout, Member},
@@ -23,7 +24,7 @@ use crate::{
     replica::{ForeignFound, read_proven},
     report::{TargetOutcome, TargetState},
     secret::Secret,
-    session::{Mode, Probe, Probed, Session, outcome, probe_all},
+    session::{Mode, Probe, Probed, Session, outcome},
     store::Store,
 };
 
@@ -52,24 +53,19 @@ pub fn run<P: ProgressBars>(
     observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<InitReport> {
-    let probed = probe_all(cfg, None)?;
-    let lock = crate::lock::acquire(cfg, "init", &probed, &observer)?;
-    let probed = lock.restrict(probed);
-    create_or_extend(probed, password, force_new, observer, pb)
+    let locked = LockedTargets::acquire(cfg, "init", &observer)?;
+    create_or_extend(&locked, password, force_new, observer, pb)
 }
 
-/// [`run`] over targets already probed, for a caller that holds the lock.
-///
-/// # Errors
-/// As [`run`].
-pub fn create_or_extend<P: ProgressBars>(
-    probed: Vec<Probed>,
+/// [`run`] over targets already locked.
+fn create_or_extend<P: ProgressBars>(
+    locked: &LockedTargets,
     password: &Secret,
     force_new: bool,
     observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<InitReport> {
-    let probed: Vec<Probed> = probed.into_iter().map(creatable).collect();
+    let probed: Vec<Probed> = locked.probed().iter().cloned().map(creatable).collect();
     let any_ready = probed
         .iter()
         .any(|p| matches!(p.probe, Probe::Ready { .. }));
@@ -78,7 +74,7 @@ pub fn create_or_extend<P: ProgressBars>(
             let away: Vec<String> = probed
                 .iter()
                 .filter(|p| !matches!(p.probe, Probe::Empty))
-                .map(|p| format!("`{}`: {}", p.cfg.name, unusable(&p.probe).1))
+                .map(|p| format!("`{}`: {}", p.cfg.name, left_out(p).1))
                 .collect();
             if !away.is_empty() {
                 return Err(Error::NoTargetUsable(format!(
@@ -145,8 +141,8 @@ pub fn create_or_extend<P: ProgressBars>(
                 0,
                 0,
             ),
-            (probe, _) => {
-                let (state, why) = unusable(probe);
+            _ => {
+                let (state, why) = left_out(p);
                 outcome(p, state, Some(why), 0, 0)
             }
         };
@@ -190,7 +186,7 @@ fn create<P: ProgressBars>(
     if empty.is_empty() {
         let why: Vec<String> = probed
             .iter()
-            .map(|p| format!("`{}`: {}", p.cfg.name, unusable(&p.probe).1))
+            .map(|p| format!("`{}`: {}", p.cfg.name, left_out(p).1))
             .collect();
         return Err(Error::NoTargetUsable(why.join("; ")));
     }
@@ -238,8 +234,8 @@ fn create<P: ProgressBars>(
                     0,
                 ),
             },
-            other => {
-                let (state, why) = unusable(other);
+            _ => {
+                let (state, why) = left_out(p);
                 outcome(p, state, Some(why), 0, 0)
             }
         })
@@ -251,12 +247,14 @@ fn create<P: ProgressBars>(
     })
 }
 
-/// The state and reason of a target that cannot take part.
-fn unusable(p: &Probe) -> (TargetState, String) {
-    match p {
-        Probe::Offline(m) => (TargetState::Offline, m.clone()),
-        Probe::Unreachable(m) | Probe::Absent(m) => (TargetState::Unreachable, m.clone()),
+/// The state and reason of a target that takes no part in creating the repository.
+fn left_out(p: &Probed) -> (TargetState, String) {
+    match &p.probe {
         Probe::Ready { .. } => (TargetState::Failed, "holds a repository".into()),
+        // Empty, but its storage could not be opened for writing.
         Probe::Empty => (TargetState::Unreachable, "could not be opened".into()),
+        _ => p
+            .unusable()
+            .unwrap_or((TargetState::Unreachable, String::new())),
     }
 }

@@ -10,7 +10,7 @@ use crate::{
     error::Result,
     progress::Observer,
     secret::Secret,
-    session::{Mode, Session},
+    session::Session,
 };
 
 /// One entry of a snapshot.
@@ -45,7 +45,7 @@ pub fn run<P: ProgressBars>(
     pb: P,
     mut each: impl FnMut(LsEntry),
 ) -> Result<()> {
-    let session = Session::open(cfg, Mode::Read, from, observer)?;
+    let session = Session::open(cfg, from, observer)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
     let node = repo.node_from_snapshot_path(snapshot_path, |_| true)?;
     for item in repo.ls(&node, &LsOptions::default().recursive(true))? {

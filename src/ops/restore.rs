@@ -16,7 +16,7 @@ use crate::{
     progress::Observer,
     report::TargetOutcome,
     secret::Secret,
-    session::{Mode, Session},
+    session::Session,
 };
 
 /// Options of one restore.
@@ -58,7 +58,7 @@ pub fn run<P: ProgressBars>(
     observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<RestoreReport> {
-    let session = Session::open(cfg, Mode::Read, opts.from.as_deref(), observer)?;
+    let session = Session::open(cfg, opts.from.as_deref(), observer)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
     let node = repo.node_from_snapshot_path(&opts.snapshot_path, |_| true)?;
     let ls_opts = LsOptions::default().recursive(true);

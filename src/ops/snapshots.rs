@@ -12,7 +12,7 @@ use crate::{
     progress::Observer,
     report::{TargetOutcome, TargetState, is_partial},
     secret::Secret,
-    session::{Mode, Session},
+    session::Session,
 };
 
 /// One snapshot.
@@ -55,7 +55,7 @@ pub fn run<P: ProgressBars>(
     observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<SnapshotsReport> {
-    let session = Session::open(cfg, Mode::Read, None, observer)?;
+    let session = Session::open(cfg, None, observer)?;
     let repo = session.repository(password, pb)?;
 
     // Which target holds which snapshot file.

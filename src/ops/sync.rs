@@ -28,7 +28,9 @@ use crate::{
     error::Result,
     layout::{COPY_ORDER, repository_dirs, stage},
     progress::Observer,
+    lock::LockedTargets,
     proof::Proof,
+    secret::Secret,
     replica::{
         Foreign, ForeignFound, Inventory, NotCopied, Source, copy_many, inventories, read_proven,
     },
@@ -89,18 +91,18 @@ pub struct SyncReport {
     pub partial: bool,
 }
 
-/// Brings every reachable target (or only `only`) level with the proven union of the others.
-/// Call it holding the repository lock: it writes, and quarantines foreign copies.
+/// Brings every locked target (or only `only`) level with the proven union of the others,
+/// and quarantines foreign copies. Without a proven key nothing is copied.
 ///
 /// # Errors
 /// No target holds the repository; two targets hold different repositories.
 pub fn run<P: ProgressBars>(
-    probed: &[Probed],
+    locked: &LockedTargets,
     only: Option<&str>,
-    proof: Option<&Proof>,
     observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<SyncReport> {
+    let (probed, proof) = (locked.probed(), locked.proof());
     one_repository(probed)?;
     let inventories = inventories(probed, true);
     // The union, from targets holding the repository only.
@@ -318,19 +320,26 @@ fn catch_up<'a, P: ProgressBars>(
     t.seconds = started.elapsed().as_secs_f64();
 }
 
-/// [`run`], then the targets' durable state updated.
+/// Takes the lock, [`run`]s (copying only with `password`, which proves every copy), then
+/// records the targets' durable state.
 ///
 /// # Errors
-/// As [`run`].
+/// As [`run`]; the lock is held elsewhere; a wrong password.
 pub fn run_and_record<P: ProgressBars>(
     cfg: &crate::config::Config,
-    probed: &[Probed],
+    password: Option<&Secret>,
     only: Option<&str>,
-    proof: Option<&Proof>,
     observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<SyncReport> {
-    let report = run(probed, only, proof, observer, pb)?;
+    if let Some(name) = only {
+        cfg.target(name)?;
+    }
+    let mut locked = LockedTargets::acquire(cfg, "sync", observer)?;
+    if let Some(password) = password {
+        locked.prove(password, observer)?;
+    }
+    let report = run(&locked, only, observer, pb)?;
     crate::state::update(cfg, observer, |state| {
         for t in &report.targets {
             match t.state {

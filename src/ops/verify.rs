@@ -42,7 +42,7 @@ use crate::{
     progress::{Observer, Silent},
     sample::{Candidate, SampleSpec, choose},
     secret::Secret,
-    session::{Mode, Probed, Session, open_repository},
+    session::{Probed, Session, open_repository},
 };
 
 /// Options of one verification.
@@ -299,7 +299,7 @@ pub fn run<P: ProgressBars + Clone>(
     for t in &opts.targets {
         cfg.target(t)?;
     }
-    let session = Session::open(cfg, Mode::Read, None, observer)?;
+    let session = Session::open(cfg, None, observer)?;
     let repo = session.repository(password, pb.clone())?.to_indexed()?;
 
     let mut snaps: Vec<SnapshotFile> = if opts.snapshots.is_empty() {
