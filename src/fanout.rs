@@ -7,11 +7,9 @@
 //! data it lacks. The run fails only when no target is left. Reads go to the targets in order and
 //! fall back to the next one on any error.
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicU64, Ordering},
 };
 
 use bytes::Bytes;
@@ -233,11 +231,7 @@ impl Fanout {
     }
 
     /// Tries the active members in order until one answers.
-    fn first_ok<T>(
-        &self,
-        what: &str,
-        f: impl Fn(&dyn Store) -> StoreResult<T>,
-    ) -> RusticResult<T> {
+    fn first_ok<T>(&self, what: &str, f: impl Fn(&dyn Store) -> StoreResult<T>) -> RusticResult<T> {
         let mut errors = Vec::new();
         for m in self.active() {
             match f(m.store.as_ref()) {
@@ -275,7 +269,8 @@ fn no_target(what: &str, members: &[Arc<Member>]) -> Box<RusticError> {
             format!(
                 "`{}`: {}",
                 m.name,
-                m.failure().map_or_else(|| "no error".into(), |d| d.to_string())
+                m.failure()
+                    .map_or_else(|| "no error".into(), |d| d.to_string())
             )
         })
         .collect();
@@ -320,9 +315,7 @@ impl ReadBackend for Fanout {
         if self.verified.is_some() && tpe != FileType::Config {
             return self.read_verified(&path);
         }
-        self.first_ok(&format!("reading {path}"), |s| {
-            s.read(&path)
-        })
+        self.first_ok(&format!("reading {path}"), |s| s.read(&path))
     }
 
     fn read_partial(
@@ -362,9 +355,7 @@ impl ReadBackend for Fanout {
 impl WriteBackend for Fanout {
     fn create(&self) -> RusticResult<()> {
         let dirs = repository_dirs();
-        self.on_all("creating folders", |s| {
-            s.create_dirs(&dirs).map(|()| 0)
-        })
+        self.on_all("creating folders", |s| s.create_dirs(&dirs).map(|()| 0))
     }
 
     fn write_bytes(
@@ -385,9 +376,7 @@ impl WriteBackend for Fanout {
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
         let path = file_path(tpe, id);
-        self.on_all(&format!("removing {path}"), |s| {
-            s.delete(&path).map(|()| 0)
-        })
+        self.on_all(&format!("removing {path}"), |s| s.delete(&path).map(|()| 0))
     }
 }
 

@@ -123,7 +123,9 @@ pub struct TargetOutcome {
 /// The one rule for "partially done": some required target fell short.
 #[must_use]
 pub fn is_partial<T: Outcome>(targets: &[T]) -> bool {
-    targets.iter().any(|t| t.required() && t.state().is_shortfall())
+    targets
+        .iter()
+        .any(|t| t.required() && t.state().is_shortfall())
 }
 
 /// Human-readable byte count (binary units: "1.5 KiB").

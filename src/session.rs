@@ -236,11 +236,7 @@ impl Session {
     /// # Errors
     /// No target holds the repository ([`Error::NoRepository`] or, when some could not be
     /// reached, [`Error::NoTargetUsable`]); two targets hold different repositories.
-    pub fn open(
-        cfg: &Config,
-        from: Option<&str>,
-        observer: Arc<dyn Observer>,
-    ) -> Result<Self> {
+    pub fn open(cfg: &Config, from: Option<&str>, observer: Arc<dyn Observer>) -> Result<Self> {
         let probed = probe_all(cfg, from)?;
         let not_used = cfg
             .targets

@@ -231,7 +231,12 @@ impl RepoLock {
     /// writes restic's shared lock there (kept until the run ends). Targets already done are
     /// skipped, so a call after catch-up covers the targets it created. Call [`Self::restrict`]
     /// again afterwards.
-    pub(crate) fn hold_restic(&mut self, proof: &Proof, probed: &[Probed], observer: &Arc<dyn Observer>) {
+    pub(crate) fn hold_restic(
+        &mut self,
+        proof: &Proof,
+        probed: &[Probed],
+        observer: &Arc<dyn Observer>,
+    ) {
         let Ok(mut held) = self.restic.lock() else {
             return;
         };

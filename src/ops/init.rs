@@ -14,11 +14,11 @@ use rustic_core::{
 use serde::Serialize;
 
 use crate::{
-    lock::LockedTargets,
     config::{Config, TargetKind},
     error::{Error, Result},
     fanout::{Fanout, Member},
     layout::{file_path, repository_dirs},
+    lock::LockedTargets,
     progress::Observer,
     proof::Proof,
     replica::{ForeignFound, read_proven},

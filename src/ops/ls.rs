@@ -5,13 +5,7 @@ use std::{path::PathBuf, sync::Arc};
 use rustic_core::{LsOptions, ProgressBars, repofile::NodeType};
 use serde::Serialize;
 
-use crate::{
-    config::Config,
-    error::Result,
-    progress::Observer,
-    secret::Secret,
-    session::Session,
-};
+use crate::{config::Config, error::Result, progress::Observer, secret::Secret, session::Session};
 
 /// One entry of a snapshot.
 #[derive(Debug, Serialize)]

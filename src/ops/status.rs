@@ -7,10 +7,10 @@ use rustic_core::Id;
 use serde::Serialize;
 
 use crate::{
-    report::TargetState,
     config::Config,
     error::Result,
     lock::{self, Holder},
+    report::TargetState,
     session::{Probe, probe_all},
     state::{self, State, TargetRecord},
 };

@@ -24,16 +24,16 @@ use rustic_core::{ProgressBars, ProgressType};
 use serde::Serialize;
 
 use crate::{
-    report::{TargetState, is_partial},
     error::Result,
     layout::{COPY_ORDER, repository_dirs, stage},
-    progress::Observer,
     lock::LockedTargets,
+    progress::Observer,
     proof::Proof,
-    secret::Secret,
     replica::{
         Foreign, ForeignFound, Inventory, NotCopied, Source, copy_many, inventories, read_proven,
     },
+    report::{TargetState, is_partial},
+    secret::Secret,
     session::{Probe, Probed, one_repository},
     store::Store,
 };

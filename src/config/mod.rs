@@ -1,15 +1,14 @@
 //! `targets.toml`: the repository, what to back up, and the targets every snapshot is written to.
 //!
-//! Parsing is two-stage: serde reads the file into raw tables (unknown keys and wrong types are
-//! rejected there, with line and column), then [`Config::load`] checks each target's keys against
-//! its kind and builds typed settings. Relative paths are taken from the configuration file's folder.
+//! Parsing is two-stage: serde reads the file (unknown keys and wrong types are rejected there,
+//! with their line), taking only each target's name and kind; then each `[[target]]` table is
+//! read again by its kind's settings type, which owns its keys ([`target`]). Relative paths are
+//! taken from the configuration file's folder.
 
 use std::{
     collections::BTreeSet,
-    fmt,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
 use serde::Deserialize;
@@ -19,6 +18,10 @@ use crate::{
     error::{Error, Result},
     secret::SecretRef,
 };
+
+mod target;
+
+pub use target::{HostKeyChecking, SmbSecurity, TargetConfig, TargetKind};
 
 /// The whole configuration, validated.
 #[derive(Debug, Clone)]
@@ -164,156 +167,6 @@ pub struct BackupConfig {
     pub one_file_system: bool,
 }
 
-/// One `[[target]]`, validated.
-#[derive(Clone)]
-pub struct TargetConfig {
-    /// Unique name, used in messages, reports and `--from`.
-    pub name: String,
-    /// Whether a backup that does not reach this target counts as only partially done.
-    pub required: bool,
-    /// Extra attempts after a transient failure.
-    pub retries: usize,
-    /// Time limit for one operation (one attempt).
-    pub timeout: Duration,
-    /// Kind-specific settings.
-    pub kind: TargetKind,
-}
-
-/// The kind-specific settings of a target.
-#[derive(Clone, Debug)]
-pub enum TargetKind {
-    /// A local folder, possibly on a removable disk.
-    Local {
-        /// The folder holding the repository.
-        path: PathBuf,
-        /// A USB disk's mount point (`removable = true`): the target is used only while a
-        /// filesystem is mounted exactly there.
-        mount_point: Option<PathBuf>,
-    },
-    /// An SFTP server (OpenSSH).
-    Sftp {
-        /// Host name or address.
-        host: String,
-        /// TCP port.
-        port: u16,
-        /// Login name.
-        user: String,
-        /// Private key file.
-        key_file: PathBuf,
-        /// Folder on the server.
-        path: String,
-        /// Host-key policy.
-        host_key_checking: HostKeyChecking,
-    },
-    /// Azure Blob Storage.
-    Azblob {
-        /// e.g. `https://ACCOUNT.blob.core.windows.net`.
-        endpoint: String,
-        /// Storage account name.
-        account: String,
-        /// Container (must exist).
-        container: String,
-        /// Prefix inside the container.
-        path: String,
-        /// Shared account key.
-        key: Option<SecretRef>,
-        /// SAS token.
-        sas: Option<SecretRef>,
-    },
-    /// A NAS share over SMB2/3 (spoken natively; no mount needed).
-    Smb {
-        /// Host name or address.
-        host: String,
-        /// TCP port.
-        port: u16,
-        /// Share name.
-        share: String,
-        /// Folder inside the share.
-        path: String,
-        /// Login name.
-        user: String,
-        /// Domain or workgroup (empty for a local account).
-        domain: String,
-        /// Password.
-        password: SecretRef,
-        /// What the session must be protected by.
-        security: SmbSecurity,
-    },
-    /// An S3-compatible object store.
-    S3 {
-        /// e.g. `https://s3.eu-central-1.amazonaws.com`.
-        endpoint: String,
-        /// Bucket (must exist).
-        bucket: String,
-        /// Region.
-        region: String,
-        /// Prefix inside the bucket.
-        path: String,
-        /// Access key id.
-        access_key_id: SecretRef,
-        /// Secret access key.
-        secret_access_key: SecretRef,
-        /// `https://BUCKET.endpoint/` instead of `https://endpoint/BUCKET/`.
-        virtual_host_style: bool,
-    },
-}
-
-/// What an SMB session must be protected by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SmbSecurity {
-    /// Signing or encryption (the default).
-    Sign,
-    /// Encryption.
-    Encrypt,
-    /// Neither (not for production).
-    None,
-}
-
-/// How an SFTP target checks the server's host key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum HostKeyChecking {
-    /// The key must already be in `~/.ssh/known_hosts` (the default).
-    Strict,
-    /// An unknown host's key is added; a changed key is refused.
-    AcceptNew,
-    /// No check (not for production).
-    Off,
-}
-
-impl TargetKind {
-    /// The kind's name as written in `kind = "..."`.
-    #[must_use]
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Local { .. } => "local",
-            Self::Sftp { .. } => "sftp",
-            Self::Azblob { .. } => "azblob",
-            Self::Smb { .. } => "smb",
-            Self::S3 { .. } => "s3",
-        }
-    }
-}
-
-// Written by hand so a future inline secret could never leak through `{:?}`.
-impl fmt::Debug for TargetConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TargetConfig")
-            .field("name", &self.name)
-            .field("required", &self.required)
-            .field("kind", &self.kind)
-            .finish_non_exhaustive()
-    }
-}
-
-const KINDS: &str = "local, sftp, smb, azblob, s3";
-const DEFAULT_RETRIES: usize = 3;
-const DEFAULT_TIMEOUT_SECS: u64 = 30;
-/// Upper bounds: with the longest backoff, 10 retries of 600 s attempts already take 110 minutes.
-const MAX_RETRIES: usize = 10;
-const MAX_TIMEOUT_SECS: u64 = 600;
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFile {
@@ -322,51 +175,17 @@ struct RawFile {
     #[serde(default)]
     backup: BackupConfig,
     #[serde(default)]
-    target: Vec<Spanned<RawTarget>>,
+    target: Vec<Spanned<target::Head>>,
     verify: Option<Spanned<VerifyConfig>>,
 }
 
-// Every key of every kind; which ones a kind accepts is checked in `RawTarget::build`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTarget {
-    name: Spanned<String>,
-    kind: Spanned<String>,
-    required: Option<bool>,
-    retries: Option<usize>,
-    timeout: Option<u64>,
-    path: Option<String>,
-    removable: Option<bool>,
-    mount_point: Option<PathBuf>,
-    host: Option<String>,
-    port: Option<u16>,
-    user: Option<String>,
-    key_file: Option<PathBuf>,
-    host_key_checking: Option<HostKeyChecking>,
-    endpoint: Option<String>,
-    account: Option<String>,
-    container: Option<String>,
-    key: Option<SecretRef>,
-    sas: Option<SecretRef>,
-    bucket: Option<String>,
-    region: Option<String>,
-    access_key_id: Option<SecretRef>,
-    secret_access_key: Option<SecretRef>,
-    virtual_host_style: Option<bool>,
-    allow_insecure_http: Option<bool>,
-    share: Option<String>,
-    domain: Option<String>,
-    password: Option<SecretRef>,
-    security: Option<SmbSecurity>,
-}
-
 /// Position helper: byte offsets to 1-based line numbers of the source text.
-struct Source<'a> {
-    text: &'a str,
+pub(crate) struct Source<'a> {
+    pub(crate) text: &'a str,
 }
 
 impl Source<'_> {
-    fn line_of(&self, offset: usize) -> usize {
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
         self.text[..offset.min(self.text.len())]
             .matches('\n')
             .count()
@@ -375,7 +194,7 @@ impl Source<'_> {
 
     /// The line of `key = ...` in the table whose header starts at `span` (toml's span of an
     /// array-of-tables entry may cover only its header, so search until the next header).
-    fn key_line(&self, span: std::ops::Range<usize>, key: &str) -> usize {
+    pub(crate) fn key_line(&self, span: std::ops::Range<usize>, key: &str) -> usize {
         let start = span.start.min(self.text.len());
         let mut offset = start;
         for (n, line) in self.text[start..].split_inclusive('\n').enumerate() {
@@ -391,264 +210,6 @@ impl Source<'_> {
             offset += line.len();
         }
         self.line_of(start)
-    }
-}
-
-impl RawTarget {
-    fn present_keys(&self) -> Vec<&'static str> {
-        let keys: [(&'static str, bool); 26] = [
-            ("required", self.required.is_some()),
-            ("retries", self.retries.is_some()),
-            ("timeout", self.timeout.is_some()),
-            ("path", self.path.is_some()),
-            ("removable", self.removable.is_some()),
-            ("mount_point", self.mount_point.is_some()),
-            ("host", self.host.is_some()),
-            ("port", self.port.is_some()),
-            ("user", self.user.is_some()),
-            ("key_file", self.key_file.is_some()),
-            ("host_key_checking", self.host_key_checking.is_some()),
-            ("endpoint", self.endpoint.is_some()),
-            ("account", self.account.is_some()),
-            ("container", self.container.is_some()),
-            ("key", self.key.is_some()),
-            ("sas", self.sas.is_some()),
-            ("bucket", self.bucket.is_some()),
-            ("region", self.region.is_some()),
-            ("access_key_id", self.access_key_id.is_some()),
-            ("secret_access_key", self.secret_access_key.is_some()),
-            ("virtual_host_style", self.virtual_host_style.is_some()),
-            ("allow_insecure_http", self.allow_insecure_http.is_some()),
-            ("share", self.share.is_some()),
-            ("domain", self.domain.is_some()),
-            ("password", self.password.is_some()),
-            ("security", self.security.is_some()),
-        ];
-        keys.into_iter()
-            .filter(|(_, p)| *p)
-            .map(|(k, _)| k)
-            .collect()
-    }
-
-    fn build(
-        self,
-        span: std::ops::Range<usize>,
-        src: &Source<'_>,
-        base: &Path,
-    ) -> std::result::Result<TargetConfig, String> {
-        let name = self.name.get_ref().clone();
-        let at = |key: &str| format!("line {}: target `{name}`", src.key_line(span.clone(), key));
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!(
-                "line {}: key `name`: target name {name:?} must be letters, digits, `-` or `_`",
-                src.line_of(self.name.span().start)
-            ));
-        }
-        let kind = self.kind.get_ref().as_str();
-        let allowed: &[&str] = match kind {
-            "local" => &["path", "removable", "mount_point"],
-            "sftp" => &[
-                "host",
-                "port",
-                "user",
-                "key_file",
-                "path",
-                "host_key_checking",
-            ],
-            "smb" => &[
-                "host", "port", "share", "path", "user", "domain", "password", "security",
-            ],
-            "azblob" => &[
-                "endpoint",
-                "account",
-                "container",
-                "path",
-                "key",
-                "sas",
-                "allow_insecure_http",
-            ],
-            "s3" => &[
-                "endpoint",
-                "bucket",
-                "region",
-                "path",
-                "access_key_id",
-                "secret_access_key",
-                "virtual_host_style",
-                "allow_insecure_http",
-            ],
-            other => {
-                return Err(format!(
-                    "line {}: target `{name}`: key `kind`: unknown target kind {other:?}; expected one of {KINDS}",
-                    src.line_of(self.kind.span().start)
-                ));
-            }
-        };
-        const COMMON: [&str; 3] = ["required", "retries", "timeout"];
-        for key in self.present_keys() {
-            if !COMMON.contains(&key) && !allowed.contains(&key) {
-                return Err(format!(
-                    "{}: key `{key}` does not apply to kind = \"{kind}\" (its keys: {})",
-                    at(key),
-                    allowed.join(", ")
-                ));
-            }
-        }
-        let need = |v: Option<String>, key: &str| {
-            v.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
-                format!(
-                    "{}: key `{key}` is required for kind = \"{kind}\"",
-                    at("kind")
-                )
-            })
-        };
-        if let Some(endpoint) = &self.endpoint {
-            check_endpoint(
-                endpoint,
-                self.allow_insecure_http == Some(true),
-                self.sas.is_some(),
-            )
-            .map_err(|why| format!("{}: key `endpoint`: {why}", at("endpoint")))?;
-        }
-        let abs = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
-        let prefix = |p: Option<String>| p.unwrap_or_default().trim_matches('/').to_string();
-        let removable = self.removable.unwrap_or(false);
-        let kind = match kind {
-            "local" => {
-                let path = abs(need(self.path, "path")?.into());
-                if self.mount_point.is_some() && !removable {
-                    return Err(format!(
-                        "{}: key `mount_point` needs removable = true",
-                        at("mount_point")
-                    ));
-                }
-                // No default: whether the repository sits at the disk's root or in a folder on
-                // it cannot be guessed, and a wrong guess writes to the wrong filesystem.
-                if removable && self.mount_point.is_none() {
-                    return Err(format!(
-                        "{}: key `mount_point` is required with removable = true: the folder the \
-                         disk is mounted at (`{}` itself, or a folder above it)",
-                        at("removable"),
-                        path.display()
-                    ));
-                }
-                let mount_point = self.mount_point.filter(|_| removable).map(abs);
-                if let Some(m) = &mount_point
-                    && !path.starts_with(m)
-                {
-                    return Err(format!(
-                        "{}: key `mount_point`: {} is not {} or a folder above it",
-                        at("mount_point"),
-                        m.display(),
-                        path.display()
-                    ));
-                }
-                TargetKind::Local { path, mount_point }
-            }
-            "sftp" => TargetKind::Sftp {
-                host: need(self.host, "host")?,
-                port: self.port.unwrap_or(22),
-                user: need(self.user, "user")?,
-                key_file: abs(self.key_file.ok_or_else(|| {
-                    format!(
-                        "{}: key `key_file` is required for kind = \"sftp\"",
-                        at("kind")
-                    )
-                })?),
-                path: need(self.path, "path")?,
-                host_key_checking: self.host_key_checking.unwrap_or(HostKeyChecking::Strict),
-            },
-            "smb" => TargetKind::Smb {
-                host: need(self.host, "host")?,
-                port: self.port.unwrap_or(445),
-                share: need(self.share, "share")?,
-                path: prefix(self.path),
-                user: need(self.user, "user")?,
-                domain: self.domain.unwrap_or_default(),
-                password: {
-                    let mut p = self.password.ok_or_else(|| {
-                        format!(
-                            "{}: key `password` is required for kind = \"smb\"",
-                            at("kind")
-                        )
-                    })?;
-                    p.rebase(base);
-                    p
-                },
-                security: self.security.unwrap_or(SmbSecurity::Sign),
-            },
-            "azblob" => {
-                if self.key.is_some() == self.sas.is_some() {
-                    return Err(format!(
-                        "{}: exactly one of `key` and `sas` is required for kind = \"azblob\"",
-                        at("kind")
-                    ));
-                }
-                let rebase = |s: Option<SecretRef>| {
-                    s.map(|mut s| {
-                        s.rebase(base);
-                        s
-                    })
-                };
-                TargetKind::Azblob {
-                    endpoint: need(self.endpoint, "endpoint")?,
-                    account: need(self.account, "account")?,
-                    container: need(self.container, "container")?,
-                    path: prefix(self.path),
-                    key: rebase(self.key),
-                    sas: rebase(self.sas),
-                }
-            }
-            _ => {
-                let secret = |s: Option<SecretRef>, key: &str| {
-                    let mut s = s.ok_or_else(|| {
-                        format!("{}: key `{key}` is required for kind = \"s3\"", at("kind"))
-                    })?;
-                    s.rebase(base);
-                    Ok::<_, String>(s)
-                };
-                TargetKind::S3 {
-                    endpoint: need(self.endpoint, "endpoint")?,
-                    bucket: need(self.bucket, "bucket")?,
-                    region: need(self.region, "region")?,
-                    path: prefix(self.path),
-                    access_key_id: secret(self.access_key_id, "access_key_id")?,
-                    secret_access_key: secret(self.secret_access_key, "secret_access_key")?,
-                    virtual_host_style: self.virtual_host_style.unwrap_or(false),
-                }
-            }
-        };
-        // Each attempt may take `timeout`: a large count turns one dead server into hours.
-        if self.retries.is_some_and(|r| r > MAX_RETRIES) {
-            return Err(format!(
-                "{}: key `retries` must be at most {MAX_RETRIES}",
-                at("retries")
-            ));
-        }
-        if self.timeout.is_some_and(|t| t > MAX_TIMEOUT_SECS) {
-            return Err(format!(
-                "{}: key `timeout` must be at most {MAX_TIMEOUT_SECS} (seconds)",
-                at("timeout")
-            ));
-        }
-        if self.timeout == Some(0) {
-            return Err(format!(
-                "{}: key `timeout` must be at least 1 (seconds)",
-                at("timeout")
-            ));
-        }
-        Ok(TargetConfig {
-            name,
-            // A removable disk is absent half the week; that alone must not fail the nightly job.
-            required: self.required.unwrap_or(!removable),
-            retries: self.retries.unwrap_or(DEFAULT_RETRIES),
-            timeout: Duration::from_secs(self.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),
-            kind,
-        })
     }
 }
 
@@ -674,7 +235,8 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
-        let raw: RawFile = toml::from_str(text).map_err(|e| err(describe_toml_error(&e, text)))?;
+        let raw: RawFile =
+            toml::from_str(text).map_err(|e| err(describe_toml_error(&e, text, "")))?;
         let base = path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -688,9 +250,16 @@ impl Config {
         let mut names = BTreeSet::new();
         let mut targets = Vec::new();
         for t in raw.target {
-            let span = t.span();
-            let name_line = src.line_of(t.get_ref().name.span().start);
-            let target = t.into_inner().build(span, &src, &base).map_err(err)?;
+            let head = t.get_ref();
+            let name_line = src.line_of(head.name.span().start);
+            let table = target::Table {
+                src: &src,
+                span: t.span(),
+                name: head.name.get_ref(),
+                kind: head.kind.get_ref(),
+                base: &base,
+            };
+            let target = target::build(head, &table).map_err(err)?;
             if !names.insert(target.name.clone()) {
                 return Err(err(format!(
                     "line {name_line}: key `name`: target name `{}` is used twice",
@@ -823,10 +392,13 @@ impl Config {
     }
 }
 
-// toml's own message carries line, column and a snippet; keep it, on one line per part.
 /// An object store's endpoint must be `https://`; `http://` only when asked for by name (a test
 /// server on loopback), and never with a SAS token, which would cross the wire in the URL.
-fn check_endpoint(endpoint: &str, allow_http: bool, sas: bool) -> std::result::Result<(), String> {
+pub(crate) fn check_endpoint(
+    endpoint: &str,
+    allow_http: bool,
+    sas: bool,
+) -> std::result::Result<(), String> {
     let lower = endpoint.to_ascii_lowercase();
     if lower.starts_with("https://") {
         return Ok(());
@@ -857,7 +429,8 @@ const SECRET_KEYS: [&str; 5] = [
     "secret_access_key",
 ];
 
-fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+/// toml's error as `line N: [WHERE: ]what`, never repeating a secret's value.
+pub(crate) fn describe_toml_error(e: &toml::de::Error, text: &str, place: &str) -> String {
     let at = e.span().map(|s| s.start.min(text.len()));
     let line = at.map(|a| text[..a].matches('\n').count() + 1);
     let msg = e.message().trim();
@@ -869,11 +442,11 @@ fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
     });
     match (line, key) {
         (Some(l), Some(key)) => format!(
-            "line {l}: key `{key}`: not a valid secret reference (the value is not shown); \
-             write `env:NAME`, `file:PATH` or `command:CMD` in quotes"
+            "line {l}: {place}key `{key}`: not a valid secret reference (the value is not \
+             shown); write `env:NAME`, `file:PATH` or `command:CMD` in quotes"
         ),
-        (Some(l), None) => format!("line {l}: {msg}"),
-        _ => msg.to_string(),
+        (Some(l), None) => format!("line {l}: {place}{msg}"),
+        _ => format!("{place}{msg}"),
     }
 }
 

@@ -1,0 +1,91 @@
+//! `--heal`: copies in dependency order from a proven copy, strays removed, foreign files
+//! quarantined; each repair checked again.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use super::{Checked, Problem, ProblemKind};
+use crate::{
+    layout::stage,
+    lock::LockedTargets,
+    progress::Observer,
+    proof::Proof,
+    replica::{AfterWrite, ForeignFound, NotCopied, Source, copy_proven, quarantine},
+};
+
+/// Repairs what can be: copies in dependency order, strays removed, foreign files quarantined.
+/// It writes: only under the lock.
+pub(super) fn heal(
+    _lock: &LockedTargets,
+    problems: &mut [Problem],
+    checked: &[(usize, Checked<'_>)],
+    proof: Option<&Proof>,
+    observer: &Arc<dyn Observer>,
+) {
+    let foreign = ForeignFound::default();
+    let mut order: Vec<usize> = (0..problems.len()).collect();
+    order.sort_by_key(|&i| stage(&problems[i].path));
+    // The first stage that failed on each target: an index copied after its pack failed, or a
+    // snapshot after its index, would make the target look whole while it is not.
+    let mut failed_at: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for i in order {
+        let p = &problems[i];
+        let here = stage(&p.path);
+        if let Some((at, path)) = failed_at.get(&p.target)
+            && *at < here
+        {
+            let why = format!("skipped: {path} was not healed on this target");
+            let p = &mut problems[i];
+            p.detail = format!("{}; not healed: {why}", p.detail);
+            p.healed = Some(false);
+            continue;
+        }
+        let Some((_, dest)) = checked.iter().find(|(_, c)| c.probed.cfg.name == p.target) else {
+            continue;
+        };
+        let result = match p.kind {
+            ProblemKind::Missing
+            | ProblemKind::Corrupt
+            | ProblemKind::SizeMismatch
+            | ProblemKind::Unreadable => {
+                let sources: Vec<Source<'_>> = checked
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.probed.cfg.name != p.target && c.inv.files.contains_key(&p.path)
+                    })
+                    .map(|(_, c)| (c.probed.cfg.name.as_str(), c.store))
+                    .collect();
+                copy_proven(
+                    &p.path,
+                    &sources,
+                    dest.store,
+                    AfterWrite::ReadBack,
+                    proof,
+                    &foreign,
+                )
+                .map(|_| ())
+                .map_err(|e| match e {
+                    NotCopied::HeldBack(m) | NotCopied::Failed(m) => m,
+                })
+            }
+            ProblemKind::Extra => dest.store.delete(&p.path).map_err(|e| e.to_string()),
+            ProblemKind::Foreign => dest
+                .store
+                .read(&p.path)
+                .and_then(|b| quarantine(dest.store, &p.path, b))
+                .map_err(|e| e.to_string()),
+            ProblemKind::Structure => continue,
+        };
+        let p = &mut problems[i];
+        match result {
+            Ok(()) => p.healed = Some(true),
+            Err(e) => {
+                observer.warn(&format!("`{}`: {} not healed: {e}", p.target, p.path));
+                p.detail = format!("{}; not healed: {e}", p.detail);
+                p.healed = Some(false);
+                failed_at
+                    .entry(p.target.clone())
+                    .or_insert_with(|| (here, p.path.clone()));
+            }
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! `cairn check`: compare the targets' repository files with each other, and optionally hash
+//! them, without the password; with it, also run rustic_core's structural check on each target
+//! alone. `--heal` replaces a missing or damaged file on a target with a copy from another whose
+//! SHA-256 matches its name (never any other), reads it back, and removes stray files from the
+//! repository folders.
+//!
+//! What counts as expected: every repository file any target holds, once a copy of it has been
+//! found intact (a file on some targets only is hashed on those before the others are said to
+//! miss it, so one target's junk never becomes everybody's problem). Sizes that disagree
+//! between targets are settled the same way, by hashing the copies.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use rustic_core::{CheckOptions as RusticCheckOptions, NoProgressBars, ProgressBars};
+use serde::Serialize;
+
+mod copies;
+mod heal;
+
+use copies::{hash_files, prove_all, settle_disagreements};
+
+use crate::{
+    config::Config,
+    error::Result,
+    fanout::{Fanout, Member},
+    lock::LockedTargets,
+    progress::{Observer, Silent},
+    proof::Proof,
+    replica::{Inventory, inventories},
+    report::TargetState,
+    secret::Secret,
+    session::{Probed, one_repository, open_repository, probe_all},
+    store::Store,
+};
+
+/// How much of the data is hashed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadData {
+    /// Only listings are compared (and disagreeing copies hashed).
+    None,
+    /// Every file.
+    All,
+    /// A random share of the files, in percent.
+    Percent(f64),
+}
+
+/// Options of one check.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// What to hash.
+    pub read_data: ReadData,
+    /// Repair what can be repaired.
+    pub heal: bool,
+    /// Seed of the `Percent` selection (random when unset; always reported).
+    pub seed: Option<u64>,
+}
+
+/// What is wrong with one file on one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// Another target holds it (intact); this one does not.
+    Missing,
+    /// A file in a repository folder that is not a repository file.
+    Extra,
+    /// Its size differs from the intact copies'.
+    SizeMismatch,
+    /// Its SHA-256 does not match its name.
+    Corrupt,
+    /// It could not be read.
+    Unreadable,
+    /// Its hash matches its name, but it does not decrypt with the repository key (or, for a
+    /// pack, no proven index references it): an honest cairn did not write it. `--heal` moves
+    /// it to the quarantine folder of its own target; it is never copied.
+    Foreign,
+    /// rustic_core's check of this target alone reported an error.
+    Structure,
+}
+
+/// One problem.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// Target name.
+    pub target: String,
+    /// Repository path (empty for structural findings).
+    pub path: String,
+    /// What is wrong.
+    pub kind: ProblemKind,
+    /// Details.
+    pub detail: String,
+    /// With `--heal`: whether it was repaired (and re-checked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healed: Option<bool>,
+}
+
+impl Problem {
+    fn new(target: &str, path: &str, kind: ProblemKind, detail: String) -> Self {
+        Self {
+            target: target.to_string(),
+            path: path.to_string(),
+            kind,
+            detail,
+            healed: None,
+        }
+    }
+}
+
+/// One target's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCheck {
+    /// Target name.
+    pub name: String,
+    /// Whether it is required.
+    pub required: bool,
+    /// Whether it was checked.
+    pub state: TargetState,
+    /// Repository files it holds.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Files hashed.
+    pub hashed_files: u64,
+    /// Bytes hashed.
+    pub hashed_bytes: u64,
+    /// Problems found on it.
+    pub problems: usize,
+    /// rustic_core's check: `ok`, `errors`, `skipped (...)`.
+    pub structure: String,
+    /// Why it was not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What a check found (and healed).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// Every target, in configuration order.
+    pub targets: Vec<TargetCheck>,
+    /// Every problem, by target and path.
+    pub problems: Vec<Problem>,
+    /// The seed of a percentage selection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Whether a target could not be checked.
+    pub unreachable: bool,
+    /// Seconds the whole check took.
+    pub seconds: f64,
+}
+
+impl CheckReport {
+    /// Problems still standing (not healed).
+    #[must_use]
+    pub fn open_problems(&self) -> usize {
+        self.problems
+            .iter()
+            .filter(|p| p.healed != Some(true))
+            .count()
+    }
+}
+
+struct Checked<'a> {
+    probed: &'a Probed,
+    store: &'a dyn Store,
+    inv: Inventory,
+}
+
+/// Checks every target holding the repository; with the password, also proves each file and
+/// runs rustic_core's check on each target. Healing takes the repository lock, and then only
+/// the targets it covers take part.
+///
+/// # Errors
+/// Two targets hold different repositories; no target holds the repository; a wrong
+/// password; healing: the lock is held elsewhere.
+pub fn run<P: ProgressBars>(
+    cfg: &Config,
+    opts: &CheckOptions,
+    password: Option<&Secret>,
+    observer: &Arc<dyn Observer>,
+    pb: &P,
+) -> Result<CheckReport> {
+    if opts.heal {
+        let mut locked = LockedTargets::acquire(cfg, "check --heal", observer)?;
+        if let Some(pw) = password {
+            locked.prove(pw, observer)?;
+        }
+        let key = password.zip(locked.proof());
+        return inspect(locked.probed(), opts, key, Some(&locked), observer, pb);
+    }
+    let probed = probe_all(cfg, None)?;
+    let proof = match password {
+        Some(pw) => Some(Proof::unlock(&probed, pw)?),
+        None => None,
+    };
+    inspect(
+        &probed,
+        opts,
+        password.zip(proof.as_ref()),
+        None,
+        observer,
+        pb,
+    )
+}
+
+/// [`run`] over probed targets; `heal` with the lock it needs.
+fn inspect<P: ProgressBars>(
+    probed: &[Probed],
+    opts: &CheckOptions,
+    key: Option<(&Secret, &Proof)>,
+    heal_under: Option<&LockedTargets>,
+    observer: &Arc<dyn Observer>,
+    pb: &P,
+) -> Result<CheckReport> {
+    one_repository(probed)?;
+    let started = Instant::now();
+    let mut summaries: Vec<TargetCheck> = probed
+        .iter()
+        .map(|p| {
+            let (state, detail) = match p.unusable() {
+                None => (TargetState::Checked, None),
+                Some((TargetState::NotInitialised, _)) => (TargetState::NotInitialised, None),
+                Some((state, why)) => (state, Some(why)),
+            };
+            TargetCheck {
+                name: p.cfg.name.clone(),
+                required: p.cfg.required,
+                state,
+                files: 0,
+                bytes: 0,
+                hashed_files: 0,
+                hashed_bytes: 0,
+                problems: 0,
+                structure: "skipped".into(),
+                detail,
+            }
+        })
+        .collect();
+
+    let listed = inventories(probed, false);
+    let mut checked: Vec<(usize, Checked<'_>)> = Vec::new();
+    for (i, (p, l)) in probed.iter().zip(listed).enumerate() {
+        match (l, &p.store) {
+            (Some(Ok(inv)), Some(store)) => {
+                summaries[i].files = inv.files.len();
+                summaries[i].bytes = inv.files.values().sum();
+                checked.push((
+                    i,
+                    Checked {
+                        probed: p,
+                        store: store.as_ref(),
+                        inv,
+                    },
+                ));
+            }
+            (Some(Err(e)), _) => {
+                summaries[i].state = TargetState::of_error(&e);
+                summaries[i].detail = Some(e.to_string());
+            }
+            _ => {}
+        }
+    }
+
+    let findings = Findings::default();
+    let hashed = settle_disagreements(&checked, &findings);
+    for (_, c) in &checked {
+        for (path, size) in &c.inv.stray {
+            findings.add(
+                &c.probed.cfg.name,
+                path,
+                ProblemKind::Extra,
+                format!("{size} bytes; not a repository file"),
+            );
+        }
+    }
+
+    // Hashing (`--read-data`), each target concurrently.
+    let seed = match opts.read_data {
+        ReadData::Percent(_) => Some(opts.seed.unwrap_or_else(rand::random)),
+        _ => None,
+    };
+    let hash_counts = hash_files(&checked, opts.read_data, seed, &hashed, &findings, pb);
+    for ((i, _), (files, bytes)) in checked.iter().zip(hash_counts) {
+        summaries[*i].hashed_files = files;
+        summaries[*i].hashed_bytes = bytes;
+    }
+
+    let mut problems = findings.0.into_inner().unwrap_or_default();
+    let password = key.map(|(pw, _)| pw);
+    let proof = key.map(|(_, proof)| proof);
+    if let Some(proof) = proof {
+        prove_all(proof, &checked, &mut problems);
+    }
+    if let Some(locked) = heal_under {
+        heal::heal(locked, &mut problems, &checked, proof, observer);
+    }
+
+    // rustic_core's own check of each target alone, after healing.
+    for (i, c) in &checked {
+        summaries[*i].structure = match password {
+            None => "skipped (no password)".into(),
+            Some(pw) => match structure(c.probed, pw) {
+                Ok(findings) if findings.is_empty() => "ok".into(),
+                Ok(findings) => {
+                    for f in &findings {
+                        problems.push(Problem::new(
+                            &c.probed.cfg.name,
+                            "",
+                            ProblemKind::Structure,
+                            f.clone(),
+                        ));
+                    }
+                    format!("{} error(s)", findings.len())
+                }
+                Err(e) => {
+                    problems.push(Problem::new(
+                        &c.probed.cfg.name,
+                        "",
+                        ProblemKind::Structure,
+                        e.to_string(),
+                    ));
+                    "failed".into()
+                }
+            },
+        };
+    }
+    problems.sort_by(|a, b| (&a.target, &a.path).cmp(&(&b.target, &b.path)));
+    for s in &mut summaries {
+        s.problems = problems.iter().filter(|p| p.target == s.name).count();
+    }
+    let unreachable = summaries.iter().any(|s| s.state.is_unvouched(s.required));
+    Ok(CheckReport {
+        targets: summaries,
+        problems,
+        seed,
+        unreachable,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Problems found so far, from several threads.
+#[derive(Default)]
+struct Findings(Mutex<Vec<Problem>>);
+
+impl Findings {
+    fn add(&self, target: &str, path: &str, kind: ProblemKind, detail: String) {
+        if let Ok(mut p) = self.0.lock() {
+            p.push(Problem::new(target, path, kind, detail));
+        }
+    }
+}
+
+/// rustic_core's check of one target alone: its errors.
+fn structure(p: &Probed, pw: &Secret) -> Result<Vec<String>> {
+    let Some(store) = p.store.clone() else {
+        return Ok(Vec::new());
+    };
+    let fan = Fanout::new(
+        vec![Arc::new(Member::new(p.cfg.name.clone(), true, store))],
+        Arc::new(Silent),
+    );
+    let repo = open_repository(Arc::new(fan), pw, NoProgressBars)?;
+    let results = repo.check(RusticCheckOptions::default())?;
+    // rustic_core does not export the level's type; its own `is_ok` judges each finding.
+    Ok(results
+        .0
+        .into_iter()
+        .map(|finding| rustic_core::CheckResults(vec![finding]))
+        .filter(|one| one.is_ok().is_err())
+        .flat_map(|one| one.0.into_iter().map(|(_, e)| e.to_string()))
+        .collect())
+}

@@ -1,0 +1,226 @@
+//! The checks of one sampled file on one target: its chunks and size, the live source, and a
+//! real restore of it.
+
+use std::{fs::File, io::Read, os::unix::fs::PermissionsExt, path::Path};
+
+use rustic_core::{
+    BlobId, Id, LocalDestination, LsOptions, RestoreOptions,
+    repofile::{BlobType, Node},
+};
+use sha2::{Digest, Sha256};
+
+use super::FailureClass;
+use crate::{destination, sample::Candidate};
+
+/// How one sampled file fared on one target.
+pub(super) struct FileOutcome {
+    pub(super) failure: Option<(FailureClass, String)>,
+    pub(super) source: SourceCheck,
+}
+
+#[derive(PartialEq, Eq)]
+pub(super) enum SourceCheck {
+    Compared,
+    Changed,
+    NotChecked,
+}
+
+/// Reads the file chunk by chunk, checking each chunk's hash, the size, and the live source.
+pub(super) fn check_file<S: rustic_core::IndexedFull>(
+    repo: &rustic_core::Repository<S>,
+    node: &Node,
+    c: &Candidate,
+    check_pack: &mut impl FnMut(Id) -> Option<(FailureClass, String)>,
+) -> FileOutcome {
+    let source_path = Path::new("/").join(&c.path);
+    let unchanged = source_unchanged(&source_path, node);
+    let mut source = unchanged.then(|| File::open(&source_path).ok()).flatten();
+    let mut source_state = if source.is_some() {
+        SourceCheck::Compared
+    } else {
+        SourceCheck::Changed
+    };
+    // When the repository fails first, the source was not compared, but a changed source is
+    // still reported as changed.
+    let not_compared = if unchanged {
+        SourceCheck::NotChecked
+    } else {
+        SourceCheck::Changed
+    };
+    let mut size = 0u64;
+    let mut buf = Vec::new();
+    let fail = |class, what: String, source: SourceCheck| FileOutcome {
+        failure: Some((class, what)),
+        source,
+    };
+    for data_id in node.content.iter().flatten() {
+        let pack = repo.get_index_entry(data_id).map(|ie| *ie.pack);
+        let blob = match (
+            pack,
+            repo.get_blob_cached(&BlobId::from(**data_id), BlobType::Data),
+        ) {
+            (Err(_), _) => {
+                return fail(
+                    FailureClass::Missing,
+                    format!("chunk {} is not in this target's index", short(data_id)),
+                    not_compared,
+                );
+            }
+            (Ok(pack), Err(e)) => {
+                let (class, what) = check_pack(pack).unwrap_or((
+                    FailureClass::Unreadable,
+                    format!(
+                        "chunk {} cannot be decoded: {}",
+                        short(data_id),
+                        e.display_log()
+                    ),
+                ));
+                return fail(class, what, not_compared);
+            }
+            (Ok(pack), Ok(blob)) => {
+                // Registers the pack for its whole-file hash check.
+                let _ = check_pack(pack);
+                blob
+            }
+        };
+        if Id::new(Sha256::digest(&blob).into()) != **data_id {
+            return fail(
+                FailureClass::Mismatch,
+                format!("chunk {}: SHA-256 does not match its id", short(data_id)),
+                not_compared,
+            );
+        }
+        if let Some(f) = source.as_mut() {
+            buf.resize(blob.len(), 0);
+            if f.read_exact(&mut buf).is_err() || buf[..] != blob[..] {
+                return fail(
+                    FailureClass::Mismatch,
+                    format!(
+                        "differs from the live source at byte {size}..{}, which has the snapshot's size and mtime",
+                        size + blob.len() as u64
+                    ),
+                    SourceCheck::Compared,
+                );
+            }
+        }
+        size += blob.len() as u64;
+    }
+    if size != node.meta.size {
+        return fail(
+            FailureClass::Mismatch,
+            format!(
+                "assembled {size} bytes, the snapshot says {}",
+                node.meta.size
+            ),
+            not_compared,
+        );
+    }
+    if let Some(f) = source.as_mut()
+        && f.read(&mut [0u8; 1]).map_or(true, |n| n > 0)
+    {
+        source_state = SourceCheck::Changed;
+    }
+    FileOutcome {
+        failure: None,
+        source: source_state,
+    }
+}
+
+/// The live file still has the snapshot's size and mtime.
+fn source_unchanged(path: &Path, node: &Node) -> bool {
+    let Ok(m) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| rustic_core::jiff::Timestamp::try_from(t).ok());
+    m.is_file() && m.len() == node.meta.size && mtime.is_some() && mtime == node.meta.mtime
+}
+
+/// Restores the file through rustic_core's restore and checks content, mode and mtime on disk.
+pub(super) fn check_restore<S: rustic_core::IndexedFull>(
+    repo: &rustic_core::Repository<S>,
+    node: &Node,
+    restore_root: &Path,
+    c_path: &str,
+) -> std::result::Result<(), (FailureClass, String)> {
+    let dest = &restore_root.join(c_path);
+    let unreadable = |what: String| (FailureClass::Unreadable, what);
+    // The sampled path comes from the snapshot, the folder may be the user's: the restore must
+    // not leave it, through a name or through a symlink.
+    let rel = Path::new(&c_path);
+    destination::check_relative(rel)
+        .and_then(|()| destination::check_name(&node.name()))
+        .and_then(|()| destination::clear_way(restore_root, rel, false, true))
+        .map_err(|e| unreadable(e.to_string()))?;
+    if dest.exists() {
+        std::fs::remove_file(dest)
+            .map_err(|e| unreadable(format!("cannot replace {}: {e}", dest.display())))?;
+    }
+    let d = dest.to_string_lossy();
+    let local = LocalDestination::new(&d, true, true)
+        .map_err(|e| unreadable(format!("restore: {}", e.display_log())))?;
+    let ls = LsOptions::default();
+    let opts = RestoreOptions::default();
+    let restored = repo
+        .ls(node, &ls)
+        .and_then(|nodes| repo.prepare_restore(&opts, nodes, &local, false))
+        .and_then(|plan| repo.restore(plan, &opts, repo.ls(node, &ls)?, &local));
+    restored.map_err(|e| unreadable(format!("restore failed: {}", e.display_log())))?;
+
+    let mut f = File::open(dest)
+        .map_err(|e| unreadable(format!("restored file {}: {e}", dest.display())))?;
+    let mut hasher = Sha256::new();
+    let mut written = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| unreadable(format!("restored file: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        written += n as u64;
+    }
+    let mismatch = |what: String| (FailureClass::Mismatch, format!("restored file: {what}"));
+    // The expected content hash: the chunks in order (each already checked against its id).
+    let mut expected = Sha256::new();
+    for id in node.content.iter().flatten() {
+        let blob = repo
+            .get_blob_cached(&BlobId::from(**id), BlobType::Data)
+            .map_err(|e| unreadable(e.display_log()))?;
+        expected.update(&blob);
+    }
+    if written != node.meta.size || hasher.finalize() != expected.finalize() {
+        return Err(mismatch(format!(
+            "content differs ({written} bytes written)"
+        )));
+    }
+    let m = f.metadata().map_err(|e| unreadable(e.to_string()))?;
+    if let Some(mode) = node.meta.mode
+        && m.permissions().mode() & 0o777 != mode & 0o777
+    {
+        return Err(mismatch(format!(
+            "mode {:o}, the snapshot says {:o}",
+            m.permissions().mode() & 0o777,
+            mode & 0o777
+        )));
+    }
+    let mtime = m
+        .modified()
+        .ok()
+        .and_then(|t| rustic_core::jiff::Timestamp::try_from(t).ok());
+    if node.meta.mtime.is_some() && mtime != node.meta.mtime {
+        return Err(mismatch(format!(
+            "mtime {mtime:?}, the snapshot says {:?}",
+            node.meta.mtime
+        )));
+    }
+    Ok(())
+}
+
+fn short(id: &impl std::fmt::Display) -> String {
+    id.to_string().chars().take(12).collect()
+}

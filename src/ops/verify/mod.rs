@@ -1,0 +1,419 @@
+//! `cairn verify`: restore a random sample of real files from **each target on its own** and
+//! prove them intact.
+//!
+//! The sample is chosen once (seeded, reproducible) and then checked on every target through a
+//! repository opened over that target alone, so a damaged file on one target can never be
+//! hidden by a good copy on another. For each sampled file and target:
+//! - every chunk is read through rustic_core's decode path and its SHA-256 compared with its
+//!   blob id, and the assembled size with the snapshot's;
+//! - every repository file read (keys, index, snapshot, data packs) has its SHA-256 compared with
+//!   its name;
+//! - if the live source file still has the snapshot's size and mtime, its bytes are compared;
+//! - the file is written to disk by rustic_core's restore and its content, mode and mtime checked.
+//!
+//! Content is streamed chunk by chunk (at most one chunk, ≤ 8 MiB, held per file).
+//!
+//! Here: the options, choosing the sample, and each target's run. The report types are in
+//! [`report`], the hash-checking backend in `witness`, the checks of one file in `file`, the
+//! failure hook in [`hook`].
+
+mod file;
+pub mod hook;
+pub mod report;
+mod witness;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use rustic_core::{
+    Id, LsOptions, ProgressBars, ProgressType, RusticResult,
+    repofile::{NodeType, SnapshotFile},
+};
+
+use crate::{
+    config::{Config, SnapshotSelection, VerifyConfig},
+    error::{Error, Result},
+    fanout::{Fanout, Member},
+    progress::{Observer, Silent},
+    report::TargetState,
+    sample::{Candidate, SampleSpec, choose},
+    secret::Secret,
+    session::{Probed, Session, open_repository},
+};
+
+use file::{FileOutcome, SourceCheck, check_file, check_restore};
+pub use hook::run_hook;
+pub use report::{Failure, FailureClass, HookResult, TargetVerify, VerifyReport, write_report};
+use witness::{Witness, hash_pack, witness_failures};
+
+/// Options of one verification.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Explicit snapshot ids (or `latest`); empty means `selection`.
+    pub snapshots: Vec<String>,
+    /// Which snapshots to sample across when none are named.
+    pub selection: SnapshotSelection,
+    /// Sample size.
+    pub spec: SampleSpec,
+    /// Seed of the sample; random (and reported) when not given.
+    pub seed: Option<u64>,
+    /// Targets to verify; empty means all.
+    pub targets: Vec<String>,
+    /// Keep restored files here (default: a scratch folder, removed afterwards).
+    pub restore_to: Option<PathBuf>,
+}
+
+const DEFAULT_FILES: usize = 50;
+
+impl VerifyOptions {
+    /// The `[verify]` defaults.
+    #[must_use]
+    pub fn from_config(v: &VerifyConfig) -> Self {
+        let files = if v.files.is_none() && v.percent.is_none() {
+            Some(DEFAULT_FILES)
+        } else {
+            v.files
+        };
+        Self {
+            snapshots: Vec::new(),
+            selection: v.snapshots.unwrap_or(SnapshotSelection::Latest),
+            spec: SampleSpec {
+                files,
+                percent: v.percent,
+                max_bytes: v.max_bytes.map(|b| b.0),
+            },
+            seed: None,
+            targets: v.targets.clone(),
+            restore_to: v.restore_to.clone(),
+        }
+    }
+}
+
+/// Chooses the sample and verifies it on every selected target.
+///
+/// # Errors
+/// No target holds the repository; wrong password; no such snapshot; a named target does not
+/// exist. Failed checks are not errors: they are in the report.
+pub fn run<P: ProgressBars + Clone>(
+    cfg: &Config,
+    password: &Secret,
+    opts: &VerifyOptions,
+    observer: Arc<dyn Observer>,
+    pb: P,
+) -> Result<VerifyReport> {
+    for t in &opts.targets {
+        cfg.target(t)?;
+    }
+    let session = Session::open(cfg, None, observer)?;
+    let repo = session.repository(password, pb.clone())?.to_indexed()?;
+
+    let mut snaps: Vec<SnapshotFile> = if opts.snapshots.is_empty() {
+        let mut all = repo.get_all_snapshots()?;
+        all.sort_by(|a, b| b.time.cmp(&a.time));
+        match opts.selection {
+            SnapshotSelection::Latest => all.truncate(1),
+            SnapshotSelection::Newest(n) => all.truncate(n),
+            SnapshotSelection::All => {}
+        }
+        all
+    } else {
+        opts.snapshots
+            .iter()
+            .map(|s| repo.get_snapshot_from_str(s, |_| true))
+            .collect::<RusticResult<_>>()?
+    };
+    if snaps.is_empty() {
+        return Err(Error::Input(
+            "the repository has no snapshot to verify".into(),
+        ));
+    }
+    snaps.sort_by(|a, b| a.time.cmp(&b.time));
+
+    let mut candidates = Vec::new();
+    for snap in &snaps {
+        let root = repo.node_from_snapshot_and_path(snap, "")?;
+        for item in repo.ls(&root, &LsOptions::default().recursive(true))? {
+            let (path, node) = item?;
+            if node.node_type == NodeType::File {
+                candidates.push(Candidate {
+                    snapshot: snap.id.to_hex().to_string(),
+                    path: path.to_string_lossy().into_owned(),
+                    size: node.meta.size,
+                });
+            }
+        }
+    }
+    let total = candidates.len();
+    let seed = opts.seed.unwrap_or_else(rand::random);
+    let sample = choose(candidates, &opts.spec, seed);
+    drop(repo);
+
+    let scratch = match &opts.restore_to {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("cairn-verify-")
+                .tempdir()
+                .map_err(|e| Error::Io {
+                    path: std::env::temp_dir(),
+                    source: e,
+                })?,
+        ),
+    };
+    let restore_root = opts.restore_to.clone().unwrap_or_else(|| {
+        scratch
+            .as_ref()
+            .map_or_else(std::env::temp_dir, |d| d.path().to_path_buf())
+    });
+
+    let chosen: Vec<&Probed> = session
+        .probed
+        .iter()
+        .filter(|p| opts.targets.is_empty() || opts.targets.contains(&p.cfg.name))
+        .collect();
+    let results: Vec<(TargetVerify, Vec<Failure>)> = crate::par::each_caught(&chosen, |p| {
+        verify_target(
+            p,
+            password,
+            &sample,
+            &restore_root.join(&p.cfg.name),
+            pb.clone(),
+        )
+    })
+    .into_iter()
+    .zip(&chosen)
+    .map(|(r, p)| {
+        r.unwrap_or_else(|why| {
+            let mut t = blank(p, TargetState::Failed);
+            t.detail = Some(format!("verification {why}"));
+            (t, Vec::new())
+        })
+    })
+    .collect();
+
+    let mut targets = Vec::new();
+    let mut failures = Vec::new();
+    for (t, f) in results {
+        targets.push(t);
+        failures.extend(f);
+    }
+    let failed_targets = targets
+        .iter()
+        .filter(|t| t.state == TargetState::Failed)
+        .map(|t| t.name.clone())
+        .collect();
+    let unreachable_targets = targets
+        .iter()
+        .filter(|t| t.state.is_unvouched(t.required))
+        .map(|t| t.name.clone())
+        .collect();
+    Ok(VerifyReport {
+        seed,
+        snapshots: snaps.iter().map(|s| s.id.to_hex().to_string()).collect(),
+        candidates: total,
+        sample,
+        targets,
+        failures,
+        failed_targets,
+        unreachable_targets,
+        restored_to: opts.restore_to.clone(),
+        hook: None,
+    })
+}
+
+crate::outcome_fields!(TargetVerify);
+
+fn blank(p: &Probed, state: TargetState) -> TargetVerify {
+    TargetVerify {
+        name: p.cfg.name.clone(),
+        kind: p.cfg.kind.name().to_string(),
+        required: p.cfg.required,
+        state,
+        files: 0,
+        bytes: 0,
+        ok: 0,
+        mismatch: 0,
+        missing: 0,
+        unreadable: 0,
+        compared_with_source: 0,
+        changed_since_snapshot: 0,
+        repository_files_hashed: 0,
+        seconds: 0.0,
+        detail: None,
+    }
+}
+
+fn verify_target<P: ProgressBars + Clone>(
+    p: &Probed,
+    password: &Secret,
+    sample: &[Candidate],
+    restore_root: &Path,
+    pb: P,
+) -> (TargetVerify, Vec<Failure>) {
+    let started = Instant::now();
+    let name = p.cfg.name.clone();
+    let (store, state) = match (p.unusable(), &p.store) {
+        (None, Some(s)) => (s.clone(), TargetState::Verified),
+        // A target that should hold the repository and holds none failed verification.
+        (Some((TargetState::NotInitialised, _)), _) => {
+            let f = target_failure(&name, FailureClass::Missing, "holds no repository".into());
+            return (
+                with_detail(blank(p, TargetState::Failed), "holds no repository"),
+                vec![f],
+            );
+        }
+        (Some((state, why)), _) => return (with_detail(blank(p, state), &why), Vec::new()),
+        (None, None) => unreachable!("a ready target has a store"),
+    };
+    let mut t = blank(p, state);
+    let mut failures = Vec::new();
+    // This target alone: no fallback can hide its damage.
+    let witness = Arc::new(Witness {
+        inner: Fanout::new(
+            vec![Arc::new(Member::new(
+                name.clone(),
+                p.cfg.required,
+                store.clone(),
+            ))],
+            Arc::new(Silent),
+        ),
+        bad: Mutex::default(),
+        packs: Mutex::default(),
+        hashed: Mutex::new(0),
+    });
+    let repo = match open_repository(witness.clone(), password, pb.clone())
+        .and_then(|r| Ok(r.to_indexed()?))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            failures.push(target_failure(
+                &name,
+                FailureClass::Unreadable,
+                format!("cannot open the repository: {e}"),
+            ));
+            failures.extend(witness_failures(&name, &witness));
+            t.state = TargetState::Failed;
+            t.seconds = started.elapsed().as_secs_f64();
+            return (t, failures);
+        }
+    };
+    let progress = pb.progress(ProgressType::Counter, &format!("verify {name}"));
+    progress.set_length(sample.len() as u64);
+
+    let mut snapshots: BTreeMap<&str, std::result::Result<SnapshotFile, String>> = BTreeMap::new();
+    let mut pack_hash: BTreeMap<Id, Option<(FailureClass, String)>> = BTreeMap::new();
+    let mut pack_users: BTreeMap<Id, Vec<usize>> = BTreeMap::new();
+    let mut outcomes = Vec::with_capacity(sample.len());
+    for (i, c) in sample.iter().enumerate() {
+        t.files += 1;
+        t.bytes += c.size;
+        let snap = snapshots.entry(&c.snapshot).or_insert_with(|| {
+            repo.get_snapshot_from_str(&c.snapshot, |_| true)
+                .map_err(|e| e.display_log())
+        });
+        let outcome = match snap {
+            Err(e) => FileOutcome {
+                failure: Some((
+                    FailureClass::Missing,
+                    format!("snapshot {} cannot be read: {e}", &c.snapshot[..8]),
+                )),
+                source: SourceCheck::NotChecked,
+            },
+            Ok(snap) => match repo.node_from_snapshot_and_path(snap, &c.path) {
+                Err(e) => FileOutcome {
+                    failure: Some((
+                        FailureClass::Missing,
+                        format!("not found in the snapshot's tree: {}", e.display_log()),
+                    )),
+                    source: SourceCheck::NotChecked,
+                },
+                Ok(node) => {
+                    let mut check_pack = |pack: Id| {
+                        pack_users.entry(pack).or_default().push(i);
+                        pack_hash
+                            .entry(pack)
+                            .or_insert_with(|| hash_pack(store.as_ref(), &pack))
+                            .clone()
+                    };
+                    let mut o = check_file(&repo, &node, c, &mut check_pack);
+                    if o.failure.is_none() {
+                        o.failure = check_restore(&repo, &node, restore_root, &c.path).err();
+                    }
+                    o
+                }
+            },
+        };
+        outcomes.push(outcome);
+        progress.inc(1);
+    }
+    progress.finish();
+
+    // Every pack read must match its name, even where the blobs read from it decoded fine.
+    for pack in witness.packs.lock().map(|p| p.clone()).unwrap_or_default() {
+        if let Some((class, what)) = pack_hash
+            .entry(pack)
+            .or_insert_with(|| hash_pack(store.as_ref(), &pack))
+            .clone()
+        {
+            match pack_users.get(&pack) {
+                Some(users) => {
+                    for &i in users {
+                        outcomes[i].failure.get_or_insert((class, what.clone()));
+                    }
+                }
+                // A pack read only for the snapshot's trees: the damage is the target's.
+                None => failures.push(target_failure(&name, class, what)),
+            }
+        }
+    }
+    t.repository_files_hashed = witness.hashed.lock().map_or(0, |n| *n) + pack_hash.len() as u64;
+    for (c, o) in sample.iter().zip(&outcomes) {
+        match o.source {
+            SourceCheck::Compared => t.compared_with_source += 1,
+            SourceCheck::Changed => t.changed_since_snapshot += 1,
+            SourceCheck::NotChecked => {}
+        }
+        match &o.failure {
+            None => t.ok += 1,
+            Some((class, what)) => {
+                match class {
+                    FailureClass::Mismatch => t.mismatch += 1,
+                    FailureClass::Missing => t.missing += 1,
+                    FailureClass::Unreadable => t.unreadable += 1,
+                }
+                failures.push(Failure {
+                    target: name.clone(),
+                    snapshot: Some(c.snapshot.clone()),
+                    path: Some(c.path.clone()),
+                    class: *class,
+                    what: what.clone(),
+                });
+            }
+        }
+    }
+    failures.extend(witness_failures(&name, &witness));
+    if !failures.is_empty() {
+        t.state = TargetState::Failed;
+    }
+    t.seconds = started.elapsed().as_secs_f64();
+    (t, failures)
+}
+
+fn with_detail(mut t: TargetVerify, d: &str) -> TargetVerify {
+    t.detail = Some(d.to_string());
+    t
+}
+
+fn target_failure(target: &str, class: FailureClass, what: String) -> Failure {
+    Failure {
+        target: target.to_string(),
+        snapshot: None,
+        path: None,
+        class,
+        what,
+    }
+}
