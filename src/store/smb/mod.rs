@@ -1,7 +1,7 @@
 //! `kind = "smb"`: a NAS share over SMB2/3, spoken natively by the `smb2` crate (opendal has no
 //! SMB service, and a kernel mount would need root and leave a mount behind).
 //!
-//! Up to [`CONNECTIONS`] sessions are kept open so the fan-out's concurrent writes do not queue
+//! Up to `session::CONNECTIONS` sessions are kept open so the fan-out's concurrent writes do not queue
 //! behind one another. Each attempt is bounded by the target's timeout; a connection that timed
 //! out or dropped is discarded and the operation retried on a fresh one, up to `retries` times.
 //! Writes go to a temporary file and are renamed over the final name in one step, so a reader
@@ -9,14 +9,15 @@
 //! target says `security = "none"`: a NAS that silently negotiates an unprotected session would
 //! otherwise let anyone on the path alter the backup in transit.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    sync::{Condvar, Mutex},
-};
+mod session;
 
+use std::sync::{Condvar, Mutex};
+
+use backon::{BlockingRetryable, ExponentialBuilder};
 use bytes::Bytes;
-use smb2::{ClientConfig, ErrorKind, RenameOptions, SmbClient, Tree};
+use smb2::{ErrorKind, RenameOptions};
+
+use session::{Conn, Failure, Op, Pool, transient};
 
 use super::{
     Policy, Store, StoreError, StoreErrorKind, StoreResult, azblob::secret_error, redact, runtime,
@@ -25,21 +26,6 @@ use crate::{
     config::{SmbSecurity, TargetKind},
     secret::Secret,
 };
-
-/// Sessions kept open per target.
-const CONNECTIONS: usize = 4;
-
-/// One authenticated session with the share connected.
-struct Conn {
-    client: SmbClient,
-    tree: Tree,
-}
-
-#[derive(Default)]
-struct Pool {
-    idle: Vec<Conn>,
-    open: usize,
-}
 
 struct SmbStore {
     host: String,
@@ -95,16 +81,6 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
     }))
 }
 
-/// An operation's future over one borrowed connection.
-type Op<'a, T> = Pin<Box<dyn Future<Output = smb2::Result<T>> + Send + 'a>>;
-
-/// Why an attempt failed: the connection could not be made, or the operation failed on it.
-enum Failure {
-    Connect(StoreError),
-    Op(smb2::Error),
-    Timeout,
-}
-
 impl SmbStore {
     fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
@@ -122,173 +98,51 @@ impl SmbStore {
         StoreError::new(kind, redact(&msg, &[self.password.expose().to_string()]))
     }
 
-    async fn connect(&self) -> StoreResult<Conn> {
-        let config = ClientConfig {
-            addr: self.addr(),
-            timeout: self.policy.timeout,
-            username: self.user.clone(),
-            password: self.password.expose().to_string(),
-            domain: self.domain.clone(),
-            auto_reconnect: false,
-            dfs_enabled: false,
-            response_timeout: Some(self.policy.timeout),
-            ..ClientConfig::default()
-        };
-        let mut client = SmbClient::connect(config).await.map_err(|e| {
-            let (kind, what) = match e.kind() {
-                ErrorKind::AuthRequired | ErrorKind::AccessDenied => (
-                    StoreErrorKind::Permanent,
-                    format!(
-                        "logon failure: the server refused user `{}` (wrong user, domain or password)",
-                        self.user
-                    ),
-                ),
-                ErrorKind::SigningRequired => (
-                    StoreErrorKind::Permanent,
-                    format!("logon failure: {e}"),
-                ),
-                _ if matches!(e, smb2::Error::GuestSessionRefused { .. }) => (
-                    StoreErrorKind::Permanent,
-                    format!(
-                        "logon failure: user `{}` was only let in as a guest (wrong password?)",
-                        self.user
-                    ),
-                ),
-                k if transient(k) => (StoreErrorKind::Transient, format!("cannot connect: {e}")),
-                _ => (StoreErrorKind::Permanent, format!("cannot connect: {e}")),
-            };
-            self.err(kind, format!("{}: {what}", self.location()))
-        })?;
-        let tree = client.connect_share(&self.share).await.map_err(|e| {
-            let kind = if transient(e.kind()) {
-                StoreErrorKind::Transient
-            } else {
-                StoreErrorKind::Permanent
-            };
-            let what = match e.kind() {
-                ErrorKind::NotFound => format!("share `{}` not found", self.share),
-                ErrorKind::AccessDenied => format!("access to share `{}` denied", self.share),
-                _ => format!("cannot connect share `{}`: {e}", self.share),
-            };
-            self.err(kind, format!("{}: {what}", self.location()))
-        })?;
-        let session = client.session();
-        let (signed, encrypted) = (
-            session.should_sign,
-            session.should_encrypt || tree.encrypt_data,
-        );
-        let refused = match self.security {
-            SmbSecurity::Sign if !signed && !encrypted => Some("neither signed nor encrypted"),
-            SmbSecurity::Encrypt if !encrypted => Some("not encrypted"),
-            _ => None,
-        };
-        if let Some(why) = refused {
-            return Err(self.err(
-                StoreErrorKind::Permanent,
-                format!(
-                    "{}: the server's session is {why}; refusing it (security = {:?} in targets.toml)",
-                    self.location(),
-                    self.security
-                ),
-            ));
-        }
-        Ok(Conn { client, tree })
-    }
-
-    /// An idle connection, or `None` if the caller may open a new one.
-    fn checkout(&self) -> Option<Conn> {
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(c) = pool.idle.pop() {
-                return Some(c);
-            }
-            if pool.open < CONNECTIONS {
-                pool.open += 1;
-                return None;
-            }
-            pool = self.freed.wait(pool).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn checkin(&self, conn: Option<Conn>) {
-        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        match conn {
-            Some(c) => pool.idle.push(c),
-            None => pool.open -= 1,
-        }
-        self.freed.notify_one();
-    }
-
-    /// One attempt: a connection (pooled or new), the operation, both within the timeout.
-    fn attempt<T>(
-        &self,
-        f: &(dyn for<'a> Fn(&'a mut Conn) -> Op<'a, T> + Sync),
-    ) -> Result<T, Failure> {
-        let pooled = self.checkout();
-        let timeout = self.policy.timeout;
-        let (conn, result) = self.handle.block_on(async {
-            let mut conn = match pooled {
-                Some(c) => c,
-                None => match tokio::time::timeout(timeout, self.connect()).await {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => return (None, Err(Failure::Connect(e))),
-                    Err(_) => return (None, Err(Failure::Timeout)),
-                },
-            };
-            match tokio::time::timeout(timeout, f(&mut conn)).await {
-                Ok(Ok(v)) => (Some(conn), Ok(v)),
-                // A connection that lost its server is not used again.
-                Ok(Err(e)) if transient(e.kind()) => (None, Err(Failure::Op(e))),
-                Ok(Err(e)) => (Some(conn), Err(Failure::Op(e))),
-                Err(_) => (None, Err(Failure::Timeout)),
-            }
-        });
-        self.checkin(conn);
-        result
-    }
-
-    /// Runs `f` with retries of transient failures.
+    /// Runs `f`, retrying transient failures with backoff (`retries` times).
     fn call<T>(
         &self,
         what: &str,
         path: &str,
         f: &(dyn for<'a> Fn(&'a mut Conn) -> Op<'a, T> + Sync),
     ) -> StoreResult<T> {
-        let mut delay = Policy::MIN_BACKOFF;
-        let mut attempt = 0;
-        loop {
-            let err = match self.attempt(f) {
-                Ok(v) => return Ok(v),
-                Err(Failure::Connect(e)) => e,
-                Err(Failure::Timeout) => self.err(
-                    StoreErrorKind::Transient,
-                    format!(
-                        "{what} {path} on {}: no answer within {} s",
-                        self.location(),
-                        self.policy.timeout.as_secs()
-                    ),
+        let once = || self.attempt(f).map_err(|e| self.classify(e, what, path));
+        once.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Policy::MIN_BACKOFF)
+                .with_max_delay(Policy::MAX_BACKOFF)
+                .with_max_times(self.policy.retries),
+        )
+        .sleep(std::thread::sleep)
+        .when(|e| e.kind == StoreErrorKind::Transient)
+        .call()
+    }
+
+    /// A failed attempt as a classified error.
+    fn classify(&self, failure: Failure, what: &str, path: &str) -> StoreError {
+        match failure {
+            Failure::Connect(e) => e,
+            Failure::Timeout => self.err(
+                StoreErrorKind::Transient,
+                format!(
+                    "{what} {path} on {}: no answer within {} s",
+                    self.location(),
+                    self.policy.timeout.as_secs()
                 ),
-                Err(Failure::Op(e)) => {
-                    let kind = match e.kind() {
-                        ErrorKind::NotFound => StoreErrorKind::NotFound,
-                        k if transient(k) => StoreErrorKind::Transient,
-                        _ => StoreErrorKind::Permanent,
-                    };
-                    let why = match e.kind() {
-                        ErrorKind::DiskFull => format!("the share is full ({e})"),
-                        ErrorKind::ConnectionLost => format!("connection lost ({e})"),
-                        ErrorKind::AccessDenied => format!("access denied ({e})"),
-                        _ => e.to_string(),
-                    };
-                    self.err(kind, format!("{what} {path} on {}: {why}", self.location()))
-                }
-            };
-            if err.kind != StoreErrorKind::Transient || attempt >= self.policy.retries {
-                return Err(err);
+            ),
+            Failure::Op(e) => {
+                let kind = match e.kind() {
+                    ErrorKind::NotFound => StoreErrorKind::NotFound,
+                    k if transient(k) => StoreErrorKind::Transient,
+                    _ => StoreErrorKind::Permanent,
+                };
+                let why = match e.kind() {
+                    ErrorKind::DiskFull => format!("the share is full ({e})"),
+                    ErrorKind::ConnectionLost => format!("connection lost ({e})"),
+                    ErrorKind::AccessDenied => format!("access denied ({e})"),
+                    _ => e.to_string(),
+                };
+                self.err(kind, format!("{what} {path} on {}: {why}", self.location()))
             }
-            attempt += 1;
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Policy::MAX_BACKOFF);
         }
     }
 
@@ -321,18 +175,6 @@ impl SmbStore {
         }
         out
     }
-}
-
-fn transient(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::ConnectionLost
-            | ErrorKind::TimedOut
-            | ErrorKind::SessionExpired
-            | ErrorKind::Cancelled
-            | ErrorKind::Io
-            | ErrorKind::SharingViolation
-    )
 }
 
 fn parent(path: &str) -> &str {
