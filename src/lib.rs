@@ -14,6 +14,7 @@ pub mod layout;
 pub mod lock;
 pub mod ops;
 pub mod par;
+pub mod probe;
 pub mod progress;
 pub mod proof;
 pub mod replica;

@@ -29,9 +29,10 @@ use crate::{
     error::{Error, Result},
     fanout::{Fanout, Member},
     layout::hash_matches,
+    probe::{Probe, Probed},
     progress::Silent,
     secret::Secret,
-    session::{Probe, Probed, open_repository_with},
+    session::open_repository_with,
     store::{MemStore, Store},
 };
 

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::{
     layout::{COPY_ORDER, QUARANTINE_DIR, hash_matches, is_repository_path},
+    probe::{Probe, Probed},
     proof::Proof,
-    session::{Probe, Probed},
     store::{Store, StoreError, StoreErrorKind, StoreResult},
 };
 

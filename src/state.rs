@@ -33,6 +33,12 @@ pub fn dir(cfg: &Config) -> Result<PathBuf> {
         .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("cairn")))
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/cairn")))
         .unwrap_or_else(|| PathBuf::from("/var/lib/cairn"));
+    // Unit tests keep their state beside their configuration, in their own scratch folder.
+    let base = if cfg!(test) {
+        cfg.path.with_extension("state")
+    } else {
+        base
+    };
     let config = std::path::absolute(&cfg.path).unwrap_or_else(|_| cfg.path.clone());
     let name = cfg.repository.name.as_deref().unwrap_or("repository");
     let safe: String = name

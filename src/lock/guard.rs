@@ -7,10 +7,11 @@ use std::sync::Arc;
 use crate::{
     config::Config,
     error::{Error, Result},
+    probe::{Probed, probe_all},
     progress::Observer,
     proof::Proof,
     secret::Secret,
-    session::{Mode, Probed, Session, probe_all},
+    session::{Mode, Session},
 };
 
 use super::{RepoLock, acquire};

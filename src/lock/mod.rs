@@ -45,9 +45,9 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::Config,
     error::{Error, Result},
+    probe::{Probe, Probed},
     progress::Observer,
     proof::Proof,
-    session::{Probe, Probed},
     state,
     store::Store,
 };

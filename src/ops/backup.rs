@@ -21,11 +21,11 @@ use crate::{
         init,
         sync::{self, SyncTarget},
     },
+    probe::Probe,
     progress::Observer,
     replica::{Foreign, clean_tmp},
     report::{TargetOutcome, TargetState, is_partial},
     secret::Secret,
-    session::Probe,
     source::{self, Unread, UnreadLog},
     state,
 };

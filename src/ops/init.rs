@@ -19,12 +19,13 @@ use crate::{
     fanout::{Fanout, Member},
     layout::{file_path, repository_dirs},
     lock::LockedTargets,
+    probe::{Probe, Probed},
     progress::Observer,
     proof::Proof,
     replica::{ForeignFound, read_proven},
     report::{TargetOutcome, TargetState},
     secret::Secret,
-    session::{Mode, Probe, Probed, Session, outcome},
+    session::{Mode, Session, outcome},
     store::Store,
 };
 

@@ -9,3 +9,6 @@ pub mod snapshots;
 pub mod status;
 pub mod sync;
 pub mod verify;
+
+#[cfg(test)]
+mod tests;

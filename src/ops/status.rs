@@ -10,8 +10,8 @@ use crate::{
     config::Config,
     error::Result,
     lock::{self, Holder},
+    probe::{Probe, probe_all},
     report::TargetState,
-    session::{Probe, probe_all},
     state::{self, State, TargetRecord},
 };
 

@@ -27,6 +27,7 @@ use crate::{
     error::Result,
     layout::{COPY_ORDER, repository_dirs, stage},
     lock::LockedTargets,
+    probe::{Probe, Probed, one_repository},
     progress::Observer,
     proof::Proof,
     replica::{
@@ -34,7 +35,6 @@ use crate::{
     },
     report::{TargetState, is_partial},
     secret::Secret,
-    session::{Probe, Probed, one_repository},
     store::Store,
 };
 

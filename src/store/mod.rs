@@ -99,6 +99,62 @@ pub trait Store: fmt::Debug + Send + Sync {
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()>;
 }
 
+// A shared store is a store: the fan-out and the memory stores of unit tests hand out `Arc`s.
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn location(&self) -> String {
+        (**self).location()
+    }
+    fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
+        (**self).stat(path)
+    }
+    fn read(&self, path: &str) -> StoreResult<Bytes> {
+        (**self).read(path)
+    }
+    fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes> {
+        (**self).read_range(path, offset, length)
+    }
+    fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
+        (**self).write(path, parts)
+    }
+    fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
+        (**self).list(dir)
+    }
+    fn delete(&self, path: &str) -> StoreResult<()> {
+        (**self).delete(path)
+    }
+    fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
+        (**self).create_dirs(dirs)
+    }
+}
+
+/// Unit tests run the commands over memory stores: a target whose name was registered here
+/// opens as that store, whatever its kind says.
+#[cfg(test)]
+pub(crate) mod in_memory {
+    use std::{
+        collections::BTreeMap,
+        sync::{Arc, Mutex},
+    };
+
+    use super::MemStore;
+
+    static STORES: Mutex<BTreeMap<String, Arc<MemStore>>> = Mutex::new(BTreeMap::new());
+
+    /// A new, empty memory store for the target `name`.
+    pub(crate) fn register(name: &str) -> Arc<MemStore> {
+        let store = Arc::new(MemStore::new());
+        STORES
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), store.clone());
+        store
+    }
+
+    pub(super) fn get(name: &str) -> Option<Arc<MemStore>> {
+        STORES.lock().unwrap().get(name).cloned()
+    }
+}
+
 /// Opens a target's storage. Nothing is written; a removable disk that is not mounted is
 /// [`StoreErrorKind::Offline`].
 ///
@@ -109,6 +165,10 @@ pub fn open(cfg: &TargetConfig) -> StoreResult<Box<dyn Store>> {
         retries: cfg.retries,
         timeout: cfg.timeout,
     };
+    #[cfg(test)]
+    if let Some(store) = in_memory::get(&cfg.name) {
+        return Ok(Box::new(store));
+    }
     let store = match &cfg.kind {
         TargetKind::Local { path, mount_point } => {
             local::open(path, mount_point.as_deref(), policy)

@@ -27,12 +27,13 @@ use crate::{
     error::Result,
     fanout::{Fanout, Member},
     lock::LockedTargets,
+    probe::{Probed, one_repository, probe_all},
     progress::{Observer, Silent},
     proof::Proof,
     replica::{Inventory, inventories},
     report::TargetState,
     secret::Secret,
-    session::{Probed, one_repository, open_repository, probe_all},
+    session::open_repository,
     store::Store,
 };
 

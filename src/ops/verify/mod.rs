@@ -38,11 +38,12 @@ use crate::{
     config::{Config, SnapshotSelection, VerifyConfig},
     error::{Error, Result},
     fanout::{Fanout, Member},
+    probe::Probed,
     progress::{Observer, Silent},
     report::TargetState,
     sample::{Candidate, SampleSpec, choose},
     secret::Secret,
-    session::{Probed, Session, open_repository},
+    session::{Session, open_repository},
 };
 
 use file::{FileOutcome, SourceCheck, check_file, check_restore};

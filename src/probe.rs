@@ -1,0 +1,255 @@
+//! Probing: what each target holds right now, read concurrently, and the one availability
+//! model every command reads ([`Probe`], [`Probed::unusable`]): an error's class decides
+//! whether a target is offline, unreachable or absent, never its text.
+
+use std::{collections::BTreeSet, sync::Arc};
+
+use bytes::Bytes;
+use rustic_core::{FileType, Id};
+
+use crate::{
+    config::{Config, TargetConfig},
+    error::{Error, Result},
+    fanout::list_type,
+    report::TargetState,
+    store::{self, Store, StoreError, StoreErrorKind},
+};
+
+/// What probing a target found.
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// A removable disk that is not mounted.
+    Offline(String),
+    /// Could not be opened, asked or listed.
+    Unreachable(String),
+    /// Its folder, bucket or container is not there (a missing mount, a typo): not empty.
+    Absent(String),
+    /// Reachable, no repository.
+    Empty,
+    /// Holds a repository.
+    Ready {
+        /// The raw (encrypted) `config` file: equal bytes mean the same repository.
+        config: Bytes,
+        /// Key file ids.
+        keys: BTreeSet<Id>,
+        /// Index file ids.
+        index: BTreeSet<Id>,
+        /// Snapshot file ids.
+        snapshots: BTreeSet<Id>,
+    },
+}
+
+/// A configured target and what probing it found.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    /// Its configuration.
+    pub cfg: TargetConfig,
+    /// Its storage, when it could be opened.
+    pub store: Option<Arc<dyn Store>>,
+    /// What was found.
+    pub probe: Probe,
+}
+
+impl Probe {
+    /// What a storage error says of the target: the one place an error's class becomes
+    /// availability.
+    #[must_use]
+    pub fn of_error(e: &StoreError) -> Self {
+        let m = e.message.clone();
+        match e.kind {
+            StoreErrorKind::Offline => Self::Offline(m),
+            StoreErrorKind::Absent => Self::Absent(m),
+            _ => Self::Unreachable(m),
+        }
+    }
+}
+
+impl Probed {
+    /// Why the target cannot be used, as a report state and its detail; `None` when it holds
+    /// the repository. Every command reads availability from here.
+    #[must_use]
+    pub fn unusable(&self) -> Option<(TargetState, String)> {
+        match &self.probe {
+            Probe::Offline(m) => Some((TargetState::Offline, m.clone())),
+            Probe::Unreachable(m) | Probe::Absent(m) => Some((TargetState::Unreachable, m.clone())),
+            Probe::Empty => Some((
+                TargetState::NotInitialised,
+                "holds no repository (run `cairn init`)".into(),
+            )),
+            Probe::Ready { .. } => None,
+        }
+    }
+
+    /// Where the target is (no secrets).
+    #[must_use]
+    pub fn location(&self) -> String {
+        self.store
+            .as_ref()
+            .map_or_else(|| self.cfg.kind.name().to_string(), |s| s.location())
+    }
+}
+
+fn probe_one(cfg: &TargetConfig) -> Probed {
+    let store: Arc<dyn Store> = match store::open(cfg) {
+        Ok(s) => Arc::from(s),
+        Err(e) => {
+            return Probed {
+                cfg: cfg.clone(),
+                store: None,
+                probe: Probe::of_error(&e),
+            };
+        }
+    };
+    probe_store(cfg, store)
+}
+
+fn probe_store(cfg: &TargetConfig, store: Arc<dyn Store>) -> Probed {
+    let probe = match store.read("config") {
+        Ok(config) => ready(store.as_ref(), config),
+        // Make sure "empty" is true and not an unreadable storage.
+        Err(e) if e.is_not_found() => match store.list("keys") {
+            Ok(_) => Probe::Empty,
+            Err(e) => Probe::of_error(&e),
+        },
+        Err(e) => Probe::of_error(&e),
+    };
+    Probed {
+        cfg: cfg.clone(),
+        store: Some(store),
+        probe,
+    }
+}
+
+fn ready(store: &dyn Store, config: Bytes) -> Probe {
+    let ids = |tpe| {
+        list_type(store, tpe).map(|v| v.into_iter().map(|(id, _)| id).collect::<BTreeSet<Id>>())
+    };
+    match (
+        ids(FileType::Key),
+        ids(FileType::Index),
+        ids(FileType::Snapshot),
+    ) {
+        (Ok(keys), Ok(index), Ok(snapshots)) => Probe::Ready {
+            config,
+            keys,
+            index,
+            snapshots,
+        },
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Probe::of_error(&e),
+    }
+}
+
+/// Probes the targets concurrently (all, or only `only`), in configuration order.
+///
+/// # Errors
+/// `only` names no configured target.
+pub fn probe_all(cfg: &Config, only: Option<&str>) -> Result<Vec<Probed>> {
+    let chosen: Vec<&TargetConfig> = match only {
+        Some(name) => vec![cfg.target(name)?],
+        None => cfg.targets.iter().collect(),
+    };
+    Ok(crate::par::each_caught(&chosen, |t| probe_one(t))
+        .into_iter()
+        .zip(&chosen)
+        .map(|(r, t)| {
+            r.unwrap_or_else(|why| Probed {
+                cfg: (*t).clone(),
+                store: None,
+                probe: Probe::Unreachable(format!("probe {why}")),
+            })
+        })
+        .collect())
+}
+
+/// The gate for commands that work on the targets' files directly (sync, check): some
+/// reachable target holds the repository, and every one that does holds the same one.
+///
+/// # Errors
+/// [`Error::NoRepository`] (the reachable targets are empty), [`Error::NoTargetUsable`],
+/// [`Error::ForeignRepository`].
+pub fn one_repository(probed: &[Probed]) -> Result<()> {
+    let mut ready = probed.iter().filter_map(|p| match &p.probe {
+        Probe::Ready { config, .. } => Some((p, config)),
+        _ => None,
+    });
+    let Some((first, config)) = ready.next() else {
+        return Err(if probed.iter().any(|p| matches!(p.probe, Probe::Empty)) {
+            Error::NoRepository
+        } else {
+            Error::NoTargetUsable("no target holding the repository is reachable".into())
+        });
+    };
+    match ready.find(|(_, c)| *c != config) {
+        Some((other, _)) => Err(Error::ForeignRepository {
+            target: other.cfg.name.clone(),
+            message: format!(
+                "its `config` differs from the one on `{}`; refusing to touch either",
+                first.cfg.name
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{StoreError, StoreResult};
+
+    /// A real local folder that goes offline once `config` has been read: a removable disk
+    /// pulled between two steps of the probe, which no real disk does on demand.
+    #[derive(Debug)]
+    struct PulledAfterConfig(Box<dyn Store>);
+
+    impl Store for PulledAfterConfig {
+        fn location(&self) -> String {
+            self.0.location()
+        }
+        fn stat(&self, p: &str) -> StoreResult<Option<u64>> {
+            self.0.stat(p)
+        }
+        fn read(&self, p: &str) -> StoreResult<Bytes> {
+            self.0.read(p)
+        }
+        fn read_range(&self, p: &str, o: u64, l: u64) -> StoreResult<Bytes> {
+            self.0.read_range(p, o, l)
+        }
+        fn write(&self, p: &str, b: Vec<Bytes>) -> StoreResult<()> {
+            self.0.write(p, b)
+        }
+        fn list(&self, _: &str) -> StoreResult<Vec<(String, u64)>> {
+            Err(StoreError::new(StoreErrorKind::Offline, "disk not mounted"))
+        }
+        fn delete(&self, p: &str) -> StoreResult<()> {
+            self.0.delete(p)
+        }
+        fn create_dirs(&self, d: &[String]) -> StoreResult<()> {
+            self.0.create_dirs(d)
+        }
+    }
+
+    #[test]
+    fn a_disk_pulled_while_probed_is_offline_not_unreachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = store::local_for_tests(dir.path());
+        local
+            .write("config", vec![Bytes::from_static(b"cfg")])
+            .unwrap();
+        let cfg = TargetConfig {
+            name: "usb".into(),
+            required: true,
+            retries: 0,
+            timeout: std::time::Duration::from_secs(5),
+            kind: crate::config::TargetKind::Local {
+                path: dir.path().to_path_buf(),
+                mount_point: None,
+            },
+        };
+        let p = probe_store(&cfg, Arc::new(PulledAfterConfig(local)));
+        assert!(matches!(p.probe, Probe::Offline(_)), "{:?}", p.probe);
+        assert_eq!(
+            p.unusable(),
+            Some((TargetState::Offline, "disk not mounted".to_string()))
+        );
+    }
+}
