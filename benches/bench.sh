@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: cairn vs stock restic on one deterministic mixed corpus, in one run.
 #   benches/bench.sh [SIZE_MIB]      (default 1024; needs ~6x that free in $BENCH_DIR)
+#   CAIRN_BIN=/path/to/cairn benches/bench.sh ...   measures that binary instead of this build
 # Prints wall time, MB/s (corpus bytes / wall time) and peak RSS for: initial backup to 1 and
 # to 4 local targets, an unchanged incremental backup, a full restore; the same with restic
 # when it is installed; and the ratios cairn/restic and 4-targets/1-target. Then verification:
@@ -21,8 +22,9 @@ if [ ! -f "$B/corpus.done-$SIZE" ]; then
   python3 benches/corpus.py "$B/corpus" "$SIZE"
   touch "$B/corpus.done-$SIZE"
 fi
-# A copy, so a rebuild during the run cannot swap the binary under it.
-cp target/release/cairn "$B/cairn.bin"; CAIRN=$B/cairn.bin
+# A copy, so a rebuild during the run cannot swap the binary under it. CAIRN_BIN measures another
+# build (an older commit's, for a before/after comparison) on the same corpus.
+cp "${CAIRN_BIN:-target/release/cairn}" "$B/cairn.bin"; CAIRN=$B/cairn.bin
 rm -rf "$B"/t* "$B"/late "$B"/state "$B"/restore-* "$B"/restic-repo "$B"/restic-cache "$B"/results
 BYTES=$(du -sb "$B/corpus" | cut -f1)
 FILES=$(find "$B/corpus" -type f | wc -l)
@@ -64,6 +66,8 @@ for pct in 1 10; do
   fi
 done
 
+# A target added later: an empty folder (a missing one is never filled; `init` creates it).
+mkdir -p "$B/late"
 cfg "$B/late.toml" 1; printf '[[target]]\nname = "late"\nkind = "local"\npath = "%s/late"\n' "$B" >>"$B/late.toml"
 measure cairn-sync-late  "$CAIRN" -c "$B/late.toml" --json sync
 measure cairn-check-4t   env -u CAIRN_PASSWORD "$CAIRN" -c "$B/four.toml" --json check
