@@ -51,6 +51,16 @@ pub enum Error {
     /// No target could be used at all.
     #[error("no target is usable: {0}")]
     NoTargetUsable(String),
+    /// A restore would replace files that exist in its destination; nothing was restored.
+    #[error(
+        "{count} file(s) already exist in the destination (e.g. {examples}); nothing was restored"
+    )]
+    WouldOverwrite {
+        /// How many.
+        count: usize,
+        /// A few of them.
+        examples: String,
+    },
     /// Bad input from the user (a missing source path, an existing restore destination, ...).
     #[error("{0}")]
     Input(String),

@@ -383,38 +383,11 @@ impl WriteBackend for Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{StoreError, StoreErrorKind, StoreResult, local_for_tests as local};
+    use crate::store::{Failing, StoreError, StoreErrorKind, local_for_tests as local};
 
-    /// A real local folder whose writes fail: the fault a real server cannot be told to
-    /// produce on demand, layered on top of a real store.
-    #[derive(Debug)]
-    struct FailingWrites(Box<dyn Store>);
-
-    impl Store for FailingWrites {
-        fn location(&self) -> String {
-            self.0.location()
-        }
-        fn stat(&self, p: &str) -> StoreResult<Option<u64>> {
-            self.0.stat(p)
-        }
-        fn read(&self, p: &str) -> StoreResult<Bytes> {
-            self.0.read(p)
-        }
-        fn read_range(&self, p: &str, o: u64, l: u64) -> StoreResult<Bytes> {
-            self.0.read_range(p, o, l)
-        }
-        fn write(&self, _: &str, _: Vec<Bytes>) -> StoreResult<()> {
-            Err(StoreError::new(StoreErrorKind::Transient, "disk on fire"))
-        }
-        fn list(&self, d: &str) -> StoreResult<Vec<(String, u64)>> {
-            self.0.list(d)
-        }
-        fn delete(&self, p: &str) -> StoreResult<()> {
-            self.0.delete(p)
-        }
-        fn create_dirs(&self, d: &[String]) -> StoreResult<()> {
-            self.0.create_dirs(d)
-        }
+    fn on_fire(store: Box<dyn Store>) -> Box<dyn Store> {
+        let fire = StoreError::new(StoreErrorKind::Transient, "disk on fire");
+        Box::new(Failing::new(store, "write", fire))
     }
 
     fn fanout(stores: Vec<Box<dyn Store>>) -> Fanout {
@@ -429,10 +402,7 @@ mod tests {
     #[test]
     fn a_failing_target_is_dropped_and_gets_nothing_more() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let f = fanout(vec![
-            Box::new(FailingWrites(local(a.path()))),
-            local(b.path()),
-        ]);
+        let f = fanout(vec![on_fire(local(a.path())), local(b.path())]);
         let (id, id2) = (Id::random(), Id::random());
         f.write_bytes(
             FileType::Pack,
@@ -466,7 +436,7 @@ mod tests {
     #[test]
     fn the_run_fails_when_no_target_is_left() {
         let a = tempfile::tempdir().unwrap();
-        let f = fanout(vec![Box::new(FailingWrites(local(a.path())))]);
+        let f = fanout(vec![on_fire(local(a.path()))]);
         let e = f
             .write_bytes(
                 FileType::Index,

@@ -194,39 +194,7 @@ pub fn one_repository(probed: &[Probed]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{StoreError, StoreResult};
-
-    /// A real local folder that goes offline once `config` has been read: a removable disk
-    /// pulled between two steps of the probe, which no real disk does on demand.
-    #[derive(Debug)]
-    struct PulledAfterConfig(Box<dyn Store>);
-
-    impl Store for PulledAfterConfig {
-        fn location(&self) -> String {
-            self.0.location()
-        }
-        fn stat(&self, p: &str) -> StoreResult<Option<u64>> {
-            self.0.stat(p)
-        }
-        fn read(&self, p: &str) -> StoreResult<Bytes> {
-            self.0.read(p)
-        }
-        fn read_range(&self, p: &str, o: u64, l: u64) -> StoreResult<Bytes> {
-            self.0.read_range(p, o, l)
-        }
-        fn write(&self, p: &str, b: Vec<Bytes>) -> StoreResult<()> {
-            self.0.write(p, b)
-        }
-        fn list(&self, _: &str) -> StoreResult<Vec<(String, u64)>> {
-            Err(StoreError::new(StoreErrorKind::Offline, "disk not mounted"))
-        }
-        fn delete(&self, p: &str) -> StoreResult<()> {
-            self.0.delete(p)
-        }
-        fn create_dirs(&self, d: &[String]) -> StoreResult<()> {
-            self.0.create_dirs(d)
-        }
-    }
+    use crate::store::Failing;
 
     #[test]
     fn a_disk_pulled_while_probed_is_offline_not_unreachable() {
@@ -245,7 +213,9 @@ mod tests {
                 mount_point: None,
             },
         };
-        let p = probe_store(&cfg, Arc::new(PulledAfterConfig(local)));
+        // Goes offline once `config` has been read: a disk pulled between two steps of the probe.
+        let pulled = StoreError::new(StoreErrorKind::Offline, "disk not mounted");
+        let p = probe_store(&cfg, Arc::new(Failing::new(local, "list", pulled)));
         assert!(matches!(p.probe, Probe::Offline(_)), "{:?}", p.probe);
         assert_eq!(
             p.unusable(),

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use cairn::{
+    error::Error,
     ops::restore::{self, RestoreOptionsCairn},
     report::human_bytes,
     session::password,
@@ -34,7 +35,15 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         from: args.from,
         overwrite: args.overwrite,
     };
-    let r = restore::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone())?;
+    let r =
+        restore::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone()).map_err(|e| {
+            match e {
+                Error::WouldOverwrite { .. } => anyhow::anyhow!(
+                    "{e}. Use --overwrite to replace them, or restore into an empty folder"
+                ),
+                e => e.into(),
+            }
+        })?;
     if ctx.json {
         print_json(&r)?;
     } else {

@@ -247,9 +247,13 @@ impl Table<'_> {
 
 /// A kind's settings: its own keys (serde refuses any other), and how they become a
 /// [`TargetKind`].
-trait Settings: DeserializeOwned {
-    fn common(&self) -> Common;
+trait Settings: DeserializeOwned + CommonKeys {
     fn build(self, t: &Table<'_>) -> Result<TargetKind, String>;
+}
+
+/// The keys every kind has, as the [`settings!`] macro gives each settings type.
+trait CommonKeys {
+    fn common(&self) -> Common;
 }
 
 fn read<S: Settings>(t: &Table<'_>) -> Result<(Common, TargetKind), String> {
@@ -286,8 +290,8 @@ macro_rules! settings {
             timeout: Option<u64>,
             $($(#[$fdoc])* $field: $ty,)*
         }
-        impl $name {
-            fn common_keys(&self) -> Common {
+        impl CommonKeys for $name {
+            fn common(&self) -> Common {
                 let removable: fn(&Self) -> bool = $rem;
                 Common {
                     name: self.name.clone(),
@@ -312,9 +316,6 @@ settings!(
 );
 
 impl Settings for Local {
-    fn common(&self) -> Common {
-        self.common_keys()
-    }
     fn build(self, t: &Table<'_>) -> Result<TargetKind, String> {
         let path = t.abs(nonempty(self.path, "path", t)?.into());
         let removable = self.removable.unwrap_or(false);
@@ -363,9 +364,6 @@ settings!(
 );
 
 impl Settings for Sftp {
-    fn common(&self) -> Common {
-        self.common_keys()
-    }
     fn build(self, t: &Table<'_>) -> Result<TargetKind, String> {
         Ok(TargetKind::Sftp {
             host: nonempty(self.host, "host", t)?,
@@ -394,9 +392,6 @@ settings!(
 );
 
 impl Settings for Smb {
-    fn common(&self) -> Common {
-        self.common_keys()
-    }
     fn build(self, t: &Table<'_>) -> Result<TargetKind, String> {
         Ok(TargetKind::Smb {
             host: nonempty(self.host, "host", t)?,
@@ -426,9 +421,6 @@ settings!(
 );
 
 impl Settings for Azblob {
-    fn common(&self) -> Common {
-        self.common_keys()
-    }
     fn build(self, t: &Table<'_>) -> Result<TargetKind, String> {
         if self.key.is_some() == self.sas.is_some() {
             return Err(format!(
@@ -469,9 +461,6 @@ settings!(
 );
 
 impl Settings for S3 {
-    fn common(&self) -> Common {
-        self.common_keys()
-    }
     fn build(self, t: &Table<'_>) -> Result<TargetKind, String> {
         endpoint(&self.endpoint, self.allow_insecure_http, false, t)?;
         Ok(TargetKind::S3 {

@@ -103,12 +103,10 @@ pub fn run<P: ProgressBars>(
             .take(5)
             .map(|p| p.display().to_string())
             .collect();
-        return Err(Error::Input(format!(
-            "{} file(s) already exist in the destination (e.g. {}); nothing was restored. \
-             Use --overwrite to replace them, or restore into an empty folder",
-            conflicts.len(),
-            shown.join(", ")
-        )));
+        return Err(Error::WouldOverwrite {
+            count: conflicts.len(),
+            examples: shown.join(", "),
+        });
     }
     if !is_file {
         for (path, is_link) in &plan {

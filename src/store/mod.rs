@@ -270,6 +270,68 @@ pub(crate) fn local_for_tests(dir: &std::path::Path) -> Box<dyn Store> {
     open(&cfg).expect("a local folder opens")
 }
 
+/// A real store with one operation failing as told: the faults a real server cannot be made to
+/// produce on demand (a disk on fire, a disk pulled between two calls), layered on top of a
+/// real store, for unit tests.
+#[cfg(test)]
+#[derive(Debug)]
+pub(crate) struct Failing {
+    inner: Box<dyn Store>,
+    op: &'static str,
+    error: StoreError,
+}
+
+#[cfg(test)]
+impl Failing {
+    /// `inner`, whose `op` (`"write"`, `"list"`, ...) fails with `error`.
+    pub(crate) fn new(inner: Box<dyn Store>, op: &'static str, error: StoreError) -> Self {
+        Self { inner, op, error }
+    }
+
+    fn fails(&self, op: &str) -> StoreResult<()> {
+        if op == self.op {
+            Err(self.error.clone())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+impl Store for Failing {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn stat(&self, p: &str) -> StoreResult<Option<u64>> {
+        self.fails("stat")?;
+        self.inner.stat(p)
+    }
+    fn read(&self, p: &str) -> StoreResult<Bytes> {
+        self.fails("read")?;
+        self.inner.read(p)
+    }
+    fn read_range(&self, p: &str, o: u64, l: u64) -> StoreResult<Bytes> {
+        self.fails("read")?;
+        self.inner.read_range(p, o, l)
+    }
+    fn write(&self, p: &str, parts: Vec<Bytes>) -> StoreResult<()> {
+        self.fails("write")?;
+        self.inner.write(p, parts)
+    }
+    fn list(&self, d: &str) -> StoreResult<Vec<(String, u64)>> {
+        self.fails("list")?;
+        self.inner.list(d)
+    }
+    fn delete(&self, p: &str) -> StoreResult<()> {
+        self.fails("delete")?;
+        self.inner.delete(p)
+    }
+    fn create_dirs(&self, d: &[String]) -> StoreResult<()> {
+        self.fails("create_dirs")?;
+        self.inner.create_dirs(d)
+    }
+}
+
 /// Replaces each secret in `msg` with `***` (storage libraries may echo a URL or a token).
 pub(crate) fn redact(msg: &str, secrets: &[String]) -> String {
     secrets

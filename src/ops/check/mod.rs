@@ -183,7 +183,7 @@ pub fn run<P: ProgressBars>(
     pb: &P,
 ) -> Result<CheckReport> {
     if opts.heal {
-        let mut locked = LockedTargets::acquire(cfg, "check --heal", observer)?;
+        let mut locked = LockedTargets::acquire(cfg, "check (heal)", observer)?;
         if let Some(pw) = password {
             locked.prove(pw, observer)?;
         }
