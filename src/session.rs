@@ -20,7 +20,7 @@ use crate::{
     config::{Config, TargetConfig},
     error::{Error, Result},
     fanout::{Fanout, Member, list_type},
-    probe::{Probe, Probed, probe_all},
+    probe::{Probe, Probed, one_repository, probe_all},
     progress::Observer,
     proof::Proof,
     report::{TargetOutcome, TargetState},
@@ -113,33 +113,12 @@ impl Session {
                 Error::NoTargetUsable(reasons.join("; "))
             });
         }
-        let first = ready[0];
-        let Probe::Ready {
-            config: ref_config, ..
-        } = &probed[first].probe
-        else {
-            unreachable!("ready targets are ready")
-        };
+        one_repository(&probed)?;
         let mut members = Vec::new();
         for &i in &ready {
-            let Probe::Ready {
-                config,
-                keys,
-                index,
-                ..
-            } = &probed[i].probe
-            else {
+            let Probe::Ready { keys, index, .. } = &probed[i].probe else {
                 continue;
             };
-            if config != ref_config {
-                return Err(Error::ForeignRepository {
-                    target: probed[i].cfg.name.clone(),
-                    message: format!(
-                        "its `config` differs from the one on `{}`; refusing to touch either",
-                        probed[first].cfg.name
-                    ),
-                });
-            }
             if let Some((_, why)) = untrusted.iter().find(|(n, _)| *n == probed[i].cfg.name) {
                 left_out.push((i, TargetState::Failed, why.clone()));
                 continue;
