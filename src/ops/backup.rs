@@ -110,7 +110,13 @@ pub fn run<P: ProgressBars + Clone>(
     // The key proves what catch-up copies; without a repository anywhere there is nothing to
     // prove (and `--init` may create one below).
     locked.prove(password, &observer)?;
-    let (caught_up, foreign) = match sync::run(&locked, None, &observer, &pb) {
+    // Without a repository on any reachable target there is nothing to catch up.
+    let catch_up = if locked.proof().is_some() {
+        sync::run(&locked, None, &observer, &pb)
+    } else {
+        Err(Error::NoRepository)
+    };
+    let (caught_up, foreign) = match catch_up {
         Ok(r) => (
             r.targets
                 .into_iter()

@@ -113,6 +113,40 @@ fn a_backup_lands_identically_on_every_target_and_restores() {
     );
 }
 
+/// Keeps every warning.
+#[derive(Debug, Default)]
+struct Warnings(std::sync::Mutex<Vec<String>>);
+
+impl Observer for Warnings {
+    fn warn(&self, message: &str) {
+        self.0.lock().unwrap().push(message.to_string());
+    }
+}
+
+#[test]
+fn the_first_backup_with_init_creates_the_folders_without_a_warning() {
+    // Real local folders that do not exist yet, as in targets.toml.example.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a.txt"), "a").unwrap();
+    let text = format!(
+        "[backup]\nsources = [\"{}\"]\n[[target]]\nname = \"a\"\nkind = \"local\"\npath = \"new/a\"\n",
+        src.display()
+    );
+    let cfg = Config::parse(&text, &dir.path().join("t.toml")).unwrap();
+    let warnings = Arc::new(Warnings::default());
+    let opts = backup::BackupOptions {
+        init: true,
+        ..backup::BackupOptions::default()
+    };
+    let r = backup::run(&cfg, &pw(), &opts, warnings.clone(), NoProgressBars).unwrap();
+    assert!(!r.partial, "{:?}", r.targets);
+    assert!(dir.path().join("new/a/config").exists());
+    let warned = warnings.0.lock().unwrap();
+    assert!(warned.is_empty(), "{warned:?}");
+}
+
 #[test]
 fn a_target_that_missed_the_backups_is_brought_level_by_sync() {
     let s = Setup::new(2);
