@@ -24,6 +24,9 @@ pub struct Args {
     /// cannot be reached.
     #[arg(long, requires = "init")]
     force_new: bool,
+    /// The snapshot's time instead of now: `YYYY-MM-DD HH:MM:SS` (local time) or RFC 3339.
+    #[arg(long, value_parser = |s: &str| backup::parse_time(s).map_err(|e| e.to_string()))]
+    time: Option<jiff::Zoned>,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
@@ -33,6 +36,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         host: args.host,
         init: args.init,
         force_new: args.force_new,
+        time: args.time,
     };
     let r = backup::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone())?;
     if ctx.json {

@@ -41,6 +41,30 @@ pub struct BackupOptions {
     pub init: bool,
     /// With `init`: create it even though a target that may hold it cannot be reached.
     pub force_new: bool,
+    /// The snapshot's time instead of now ([`parse_time`]), as restic's `--time`: for importing
+    /// history, and for testing retention over years of snapshots.
+    pub time: Option<jiff::Zoned>,
+}
+
+/// A snapshot time as given on the command line: RFC 3339 (`2024-01-21T14:15:23Z`,
+/// `2024-01-21T14:15:23+01:00`) or restic's `2024-01-21 14:15:23`, in this machine's time zone.
+///
+/// # Errors
+/// [`Error::Input`] saying which forms are understood.
+pub fn parse_time(s: &str) -> Result<jiff::Zoned> {
+    let s = s.trim();
+    if let Ok(t) = s.parse::<jiff::Timestamp>() {
+        return Ok(t.to_zoned(jiff::tz::TimeZone::system()));
+    }
+    s.parse::<jiff::civil::DateTime>()
+        .ok()
+        .and_then(|t| t.to_zoned(jiff::tz::TimeZone::system()).ok())
+        .ok_or_else(|| {
+            Error::Input(format!(
+                "time {s:?}: expected `YYYY-MM-DD HH:MM:SS` (this machine's time zone) or RFC \
+                 3339 such as `2024-01-21T14:15:23Z`"
+            ))
+        })
 }
 
 /// What a backup did.
@@ -190,6 +214,7 @@ pub fn run<P: ProgressBars + Clone>(
     if !tags.is_empty() {
         snap_opts = snap_opts.add_tags(&tags.join(","))?;
     }
+    snap_opts.time.clone_from(&opts.time);
     let snap = snap_opts.to_snapshot()?;
     let paths = PathList::from_iter(sources)
         .sanitize()

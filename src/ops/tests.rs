@@ -148,6 +148,33 @@ fn the_first_backup_with_init_creates_the_folders_without_a_warning() {
 }
 
 #[test]
+fn a_backup_given_a_time_records_it() {
+    let s = Setup::new(1);
+    init::run(&s.config(1), &pw(), false, silent(), NoProgressBars).unwrap();
+    let opts = backup::BackupOptions {
+        time: Some(backup::parse_time("2023-03-01T10:00:00Z").unwrap()),
+        ..backup::BackupOptions::default()
+    };
+    backup::run(&s.config(1), &pw(), &opts, silent(), NoProgressBars).unwrap();
+    let r = super::snapshots::run(&s.config(1), &pw(), silent(), NoProgressBars).unwrap();
+    let shown: jiff::Timestamp = r.snapshots[0].time.parse().unwrap();
+    assert_eq!(shown, "2023-03-01T10:00:00Z".parse().unwrap());
+}
+
+#[test]
+fn snapshot_times_are_read_as_restic_writes_them_or_refused() {
+    let local = backup::parse_time("2024-01-21 14:15:23").unwrap();
+    assert_eq!(local.datetime().to_string(), "2024-01-21T14:15:23");
+    let utc = backup::parse_time("2024-01-21T14:15:23+01:00").unwrap();
+    assert_eq!(utc.timestamp(), "2024-01-21T13:15:23Z".parse().unwrap());
+    let e = backup::parse_time("yesterday").unwrap_err().to_string();
+    assert!(
+        e.contains("\"yesterday\"") && e.contains("YYYY-MM-DD"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_target_that_missed_the_backups_is_brought_level_by_sync() {
     let s = Setup::new(2);
     init::run(&s.config(1), &pw(), false, silent(), NoProgressBars).unwrap();
