@@ -102,7 +102,7 @@ impl Member {
         {
             self.fail(Dropped::LockLost);
         }
-        self.failure().is_none()
+        self.failure.lock().map_or(true, |f| f.is_none())
     }
     fn fail(&self, why: Dropped) {
         if let Ok(mut f) = self.failure.lock()

@@ -62,14 +62,12 @@ impl Probe {
             _ => Self::Unreachable(m),
         }
     }
-}
 
-impl Probed {
     /// Why the target cannot be used, as a report state and its detail; `None` when it holds
     /// the repository. Every command reads availability from here.
     #[must_use]
     pub fn unusable(&self) -> Option<(TargetState, String)> {
-        match &self.probe {
+        match self {
             Probe::Offline(m) => Some((TargetState::Offline, m.clone())),
             Probe::Unreachable(m) | Probe::Absent(m) => Some((TargetState::Unreachable, m.clone())),
             Probe::Empty => Some((
@@ -78,6 +76,23 @@ impl Probed {
             )),
             Probe::Ready { .. } => None,
         }
+    }
+}
+
+/// The report state and detail of a target a storage error made unusable (an unplugged disk
+/// is offline, anything else unreachable): [`Probe::of_error`], then [`Probe::unusable`].
+#[must_use]
+pub fn unusable_by(e: &StoreError) -> (TargetState, String) {
+    Probe::of_error(e)
+        .unusable()
+        .unwrap_or_else(|| (TargetState::Unreachable, e.message.clone()))
+}
+
+impl Probed {
+    /// [`Probe::unusable`] of this target.
+    #[must_use]
+    pub fn unusable(&self) -> Option<(TargetState, String)> {
+        self.probe.unusable()
     }
 
     /// Where the target is (no secrets).

@@ -52,17 +52,6 @@ impl TargetState {
         )
     }
 
-    /// The state of a target a storage error made unusable: a disk that is not mounted is
-    /// offline, anything else unreachable.
-    #[must_use]
-    pub fn of_error(e: &crate::store::StoreError) -> Self {
-        if e.kind == crate::store::StoreErrorKind::Offline {
-            Self::Offline
-        } else {
-            Self::Unreachable
-        }
-    }
-
     /// For commands that vouch for every target (verify, check): whether this target could not
     /// be vouched for. An unplugged optional disk is expected; any other target that could not
     /// be reached is not.

@@ -192,24 +192,36 @@ impl Source<'_> {
             + 1
     }
 
-    /// The line of `key = ...` in the table whose header starts at `span` (toml's span of an
-    /// array-of-tables entry may cover only its header, so search until the next header).
-    pub(crate) fn key_line(&self, span: std::ops::Range<usize>, key: &str) -> usize {
+    /// The bytes of the table whose header starts at `span`, up to the next header (toml's span
+    /// of an array-of-tables entry may cover only its header).
+    pub(crate) fn table(&self, span: std::ops::Range<usize>) -> std::ops::Range<usize> {
         let start = span.start.min(self.text.len());
-        let mut offset = start;
+        let mut end = start;
         for (n, line) in self.text[start..].split_inclusive('\n').enumerate() {
-            let t = line.trim_start();
-            if n > 0 && t.starts_with('[') {
+            if n > 0 && line.trim_start().starts_with('[') {
                 break;
             }
-            if t.strip_prefix(key)
+            end += line.len();
+        }
+        start..end
+    }
+
+    /// The line of `key = ...` in the table whose header starts at `span` (its header's line
+    /// when the key is not there).
+    pub(crate) fn key_line(&self, span: std::ops::Range<usize>, key: &str) -> usize {
+        let table = self.table(span);
+        let mut offset = table.start;
+        for line in self.text[table.clone()].split_inclusive('\n') {
+            if line
+                .trim_start()
+                .strip_prefix(key)
                 .is_some_and(|r| r.trim_start().starts_with('='))
             {
                 return self.line_of(offset);
             }
             offset += line.len();
         }
-        self.line_of(start)
+        self.line_of(table.start)
     }
 }
 

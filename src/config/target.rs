@@ -185,8 +185,6 @@ struct Common {
     required: Option<bool>,
     retries: Option<usize>,
     timeout: Option<u64>,
-    /// Removable disks are optional by default.
-    removable: bool,
 }
 
 /// One target's table within the file, for reading it again by its kind's settings type.
@@ -225,16 +223,7 @@ impl Table<'_> {
     /// their true lines.
     fn alone(&self) -> String {
         let text = self.src.text;
-        let start = self.span.start.min(text.len());
-        let mut end = text.len();
-        let mut offset = start;
-        for (n, line) in text[start..].split_inclusive('\n').enumerate() {
-            if n > 0 && line.trim_start().starts_with('[') {
-                end = offset;
-                break;
-            }
-            offset += line.len();
-        }
+        let std::ops::Range { start, end } = self.src.table(self.span.clone());
         let blank = |t: &str| t.chars().filter(|c| *c == '\n').collect::<String>();
         format!(
             "{}{}{}",
@@ -249,6 +238,10 @@ impl Table<'_> {
 /// [`TargetKind`].
 trait Settings: DeserializeOwned + CommonKeys {
     fn build(self, t: &Table<'_>) -> Result<TargetKind, String>;
+    /// Whether the target is required unless `required` says otherwise.
+    fn required_by_default(&self) -> bool {
+        true
+    }
 }
 
 /// The keys every kind has, as the [`settings!`] macro gives each settings type.
@@ -271,13 +264,14 @@ fn read<S: Settings>(t: &Table<'_>) -> Result<(Common, TargetKind), String> {
         .into_iter()
         .next()
         .ok_or_else(|| format!("{}: empty table", t.at("name")))?;
-    let common = settings.common();
+    let mut common = settings.common();
+    common.required = common.required.or(Some(settings.required_by_default()));
     Ok((common, settings.build(t)?))
 }
 
 /// A settings struct with the common keys and the kind's own.
 macro_rules! settings {
-    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty,)* } removable: $rem:expr) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty,)* }) => {
         $(#[$doc])*
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -292,13 +286,11 @@ macro_rules! settings {
         }
         impl CommonKeys for $name {
             fn common(&self) -> Common {
-                let removable: fn(&Self) -> bool = $rem;
                 Common {
                     name: self.name.clone(),
                     required: self.required,
                     retries: self.retries,
                     timeout: self.timeout,
-                    removable: removable(self),
                 }
             }
         }
@@ -312,10 +304,13 @@ settings!(
         removable: Option<bool>,
         mount_point: Option<PathBuf>,
     }
-    removable: |s| s.removable.unwrap_or(false)
 );
 
 impl Settings for Local {
+    // A removable disk is absent half the week; that alone must not fail the nightly job.
+    fn required_by_default(&self) -> bool {
+        !self.removable.unwrap_or(false)
+    }
     fn build(self, t: &Table<'_>) -> Result<TargetKind, String> {
         let path = t.abs(nonempty(self.path, "path", t)?.into());
         let removable = self.removable.unwrap_or(false);
@@ -360,7 +355,6 @@ settings!(
         path: String,
         host_key_checking: Option<HostKeyChecking>,
     }
-    removable: |_| false
 );
 
 impl Settings for Sftp {
@@ -388,7 +382,6 @@ settings!(
         password: SecretRef,
         security: Option<SmbSecurity>,
     }
-    removable: |_| false
 );
 
 impl Settings for Smb {
@@ -417,7 +410,6 @@ settings!(
         sas: Option<SecretRef>,
         allow_insecure_http: Option<bool>,
     }
-    removable: |_| false
 );
 
 impl Settings for Azblob {
@@ -457,7 +449,6 @@ settings!(
         virtual_host_style: Option<bool>,
         allow_insecure_http: Option<bool>,
     }
-    removable: |_| false
 );
 
 impl Settings for S3 {
@@ -540,8 +531,7 @@ pub(super) fn build(head: &Head, t: &Table<'_>) -> Result<TargetConfig, String> 
     }
     Ok(TargetConfig {
         name: common.name,
-        // A removable disk is absent half the week; that alone must not fail the nightly job.
-        required: common.required.unwrap_or(!common.removable),
+        required: common.required.unwrap_or(true),
         retries: common.retries.unwrap_or(DEFAULT_RETRIES),
         timeout: Duration::from_secs(common.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),
         kind,

@@ -9,8 +9,9 @@ use crate::{
     config::Config,
     error::Result,
     fanout::list_type,
+    probe::unusable_by,
     progress::Observer,
-    report::{TargetOutcome, TargetState, is_partial},
+    report::{TargetOutcome, is_partial},
     secret::Secret,
     session::Session,
 };
@@ -88,8 +89,9 @@ pub fn run<P: ProgressBars>(
     let mut targets = session.outcomes();
     for (name, e) in unlisted {
         if let Some(t) = targets.iter_mut().find(|t| t.name == name) {
-            t.state = TargetState::of_error(&e);
-            t.detail = Some(e.to_string());
+            let (state, why) = unusable_by(&e);
+            t.state = state;
+            t.detail = Some(why);
         }
     }
     Ok(SnapshotsReport {

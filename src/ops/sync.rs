@@ -27,7 +27,7 @@ use crate::{
     error::Result,
     layout::{COPY_ORDER, repository_dirs, stage},
     lock::LockedTargets,
-    probe::{Probe, Probed, one_repository},
+    probe::{Probe, Probed, one_repository, unusable_by},
     progress::Observer,
     proof::Proof,
     replica::{
@@ -168,8 +168,9 @@ pub fn run<P: ProgressBars>(
         let (inv, store) = match (inv, &p.store) {
             (Some(Ok(inv)), Some(store)) => (inv, store),
             (Some(Err(e)), _) => {
-                t.state = TargetState::of_error(e);
-                t.detail = Some(e.to_string());
+                let (state, why) = unusable_by(e);
+                t.state = state;
+                t.detail = Some(why);
                 return t;
             }
             _ => {

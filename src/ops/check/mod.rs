@@ -27,7 +27,7 @@ use crate::{
     error::Result,
     fanout::{Fanout, Member},
     lock::LockedTargets,
-    probe::{Probed, one_repository, probe_all},
+    probe::{Probed, one_repository, probe_all, unusable_by},
     progress::{Observer, Silent},
     proof::Proof,
     replica::{Inventory, inventories},
@@ -256,8 +256,9 @@ fn inspect<P: ProgressBars>(
                 ));
             }
             (Some(Err(e)), _) => {
-                summaries[i].state = TargetState::of_error(&e);
-                summaries[i].detail = Some(e.to_string());
+                let (state, why) = unusable_by(&e);
+                summaries[i].state = state;
+                summaries[i].detail = Some(why);
             }
             _ => {}
         }
