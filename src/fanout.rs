@@ -125,6 +125,8 @@ pub struct Fanout {
     verified: Option<Arc<VerifiedPacks>>,
     /// Listings decided beforehand (the proven union of the targets' files), by file type.
     listings: Arc<Mutex<Listings>>,
+    /// Files a deletion record deletes: never listed, whichever target still holds them.
+    hidden: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl Fanout {
@@ -136,6 +138,7 @@ impl Fanout {
             observer,
             verified: None,
             listings: Arc::default(),
+            hidden: Arc::default(),
         }
     }
 
@@ -151,6 +154,13 @@ impl Fanout {
         if let Ok(mut l) = self.listings.lock() {
             l.retain(|(t, _)| *t != tpe);
             l.push((tpe, ids));
+        }
+    }
+
+    /// Never lists these repository paths again (they are deleted; see [`crate::deletion`]).
+    pub(crate) fn hide(&self, paths: impl IntoIterator<Item = String>) {
+        if let Ok(mut h) = self.hidden.lock() {
+            h.extend(paths);
         }
     }
 
@@ -300,14 +310,21 @@ impl ReadBackend for Fanout {
     }
 
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
-        if let Some(ids) = self.listings.lock().ok().and_then(|l| {
+        let decided = self.listings.lock().ok().and_then(|l| {
             l.iter()
                 .find(|(t, _)| *t == tpe)
                 .map(|(_, ids)| ids.clone())
-        }) {
-            return Ok(ids);
+        });
+        let mut ids = match decided {
+            Some(ids) => ids,
+            None => self.first_ok(&format!("listing {}", tpe.dirname()), |s| list_type(s, tpe))?,
+        };
+        if let Ok(hidden) = self.hidden.lock()
+            && !hidden.is_empty()
+        {
+            ids.retain(|(id, _)| !hidden.contains(&file_path(tpe, id)));
         }
-        self.first_ok(&format!("listing {}", tpe.dirname()), |s| list_type(s, tpe))
+        Ok(ids)
     }
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {

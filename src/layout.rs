@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 pub const TMP_DIR: &str = ".cairn-tmp";
 /// cairn's own lock files (restic's `locks/` is for restic's).
 pub const LOCK_DIR: &str = ".cairn-locks";
+/// Deletion records ([`crate::deletion`]).
+pub const DELETIONS_DIR: &str = ".cairn-deletions";
 /// Files moved aside on their own target because no honest cairn could have written them.
 pub const QUARANTINE_DIR: &str = ".cairn-quarantine";
 

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod deletion;
 pub mod destination;
 pub mod error;
 pub mod fanout;
@@ -19,7 +20,9 @@ pub mod progress;
 pub mod proof;
 pub mod replica;
 pub mod report;
+pub mod retention;
 pub mod sample;
+pub mod sealed;
 pub mod secret;
 pub mod session;
 pub mod source;

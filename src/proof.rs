@@ -31,6 +31,7 @@ use crate::{
     layout::hash_matches,
     probe::{Probe, Probed},
     progress::Silent,
+    sealed::Cipher,
     secret::Secret,
     session::open_repository_with,
     store::{MemStore, Store},
@@ -48,6 +49,8 @@ pub struct Proof {
     staged: Mutex<()>,
     /// Packs referenced by proven index files, with their sizes.
     packs: Mutex<BTreeMap<Id, u32>>,
+    /// Seals and opens cairn's own files (deletion records) with the master key.
+    cipher: Cipher,
 }
 
 impl std::fmt::Debug for Proof {
@@ -111,7 +114,14 @@ impl Proof {
             &Credentials::Masterkey(master.clone()),
             NoProgressBars,
         )?;
+        let cipher = Cipher::new(&master).map_err(|e| {
+            Error::Rustic(rustic_core::RusticError::new(
+                rustic_core::ErrorKind::Cryptography,
+                e,
+            ))
+        })?;
         Ok(Self {
+            cipher,
             password,
             master,
             config,
@@ -132,6 +142,12 @@ impl Proof {
     #[must_use]
     pub fn master_key(&self) -> &MasterKey {
         &self.master
+    }
+
+    /// The cipher of the repository key, for cairn's own sealed files.
+    #[must_use]
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
     }
 
     /// The repository's `config` file as it was opened.
@@ -155,6 +171,11 @@ impl Proof {
             ("config", _) if bytes == &self.config => Ok(()),
             ("config", _) => Err("differs from the repository's config".into()),
             ("keys", Some(_)) => self.check_key(path, bytes),
+            (crate::deletion::DIR, Some(_)) => crate::deletion::Record::open(bytes, self)
+                .map(|_| ())
+                .ok_or_else(|| {
+                    "a deletion record that does not open with the repository key".into()
+                }),
             ("index", Some(id)) => {
                 let index: IndexFile =
                     self.decrypt(path, bytes, |r| r.get_file::<IndexFile>(&IndexId::from(id)))?;

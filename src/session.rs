@@ -193,15 +193,37 @@ impl Session {
         if self.mode == Mode::Write {
             return open_repository(Arc::new(self.fanout.clone()), password, pb);
         }
-        // A reader sees the newest snapshot of any target and every index it needs, from
-        // whichever target holds them, but never a file an honest cairn could not have written;
-        // each file it reads must hash to its name, else the next target's copy is read.
         let proof = Proof::unlock(&self.probed, password)?;
+        self.reader(&proof, pb)
+    }
+
+    /// A reading session's repository, with a key already proven.
+    ///
+    /// # Errors
+    /// The repository could not be read.
+    pub fn reader<P: ProgressBars>(&self, proof: &Proof, pb: P) -> Result<Repository<OpenStatus>> {
+        // A reader sees the newest snapshot of any target and every index it needs, from
+        // whichever target holds them, but never a file an honest cairn could not have written
+        // nor one a deletion record deletes; each file it reads must hash to its name, else the
+        // next target's copy is read.
         let fanout = self.fanout.clone().verifying();
+        self.hide_deleted(&fanout, proof);
         for tpe in [FileType::Index, FileType::Snapshot] {
-            fanout.set_listing(tpe, self.proven_union(tpe, &proof));
+            fanout.set_listing(tpe, self.proven_union(tpe, proof));
         }
         open_repository_with(Arc::new(fanout), &proof.credentials(), pb)
+    }
+
+    /// Hides from `fanout` every file a proven deletion record on a member deletes.
+    pub(crate) fn hide_deleted(&self, fanout: &Fanout, proof: &Proof) {
+        let members = self.fanout.members();
+        let sources: Vec<crate::replica::Source<'_>> = members
+            .iter()
+            .map(|m| (m.name.as_str(), m.store().as_ref()))
+            .collect();
+        let deletions =
+            crate::deletion::load(&sources, proof, &crate::replica::ForeignFound::default());
+        fanout.hide(deletions.deleted().iter().cloned());
     }
 
     /// The files of type `tpe` any member holds: those all members hold, and the others once
@@ -255,10 +277,11 @@ impl Session {
     /// The repository could not be read.
     pub fn repository_with<P: ProgressBars>(
         &self,
-        credentials: &Credentials,
+        proof: &Proof,
         pb: P,
     ) -> Result<Repository<OpenStatus>> {
-        open_repository_with(Arc::new(self.fanout.clone()), credentials, pb)
+        self.hide_deleted(&self.fanout, proof);
+        open_repository_with(Arc::new(self.fanout.clone()), &proof.credentials(), pb)
     }
 
     /// What became of every configured target, in configuration order.

@@ -3,6 +3,7 @@
 mod backup;
 mod check;
 pub mod exit;
+mod forget;
 mod init;
 mod ls;
 mod progress;
@@ -53,6 +54,10 @@ pub enum Command {
     /// Back up the configured sources to every target.
     #[command(after_help = exit::TABLE)]
     Backup(backup::Args),
+    /// Remove snapshots by retention policy (`[retention]`, restic's rules) or by id, on every
+    /// target; a target that is away obeys at its next catch-up.
+    #[command(after_help = exit::TABLE)]
+    Forget(forget::Args),
     /// List snapshots and which targets hold each.
     #[command(after_help = exit::TABLE)]
     Snapshots(snapshots::Args),
@@ -107,6 +112,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
+        Command::Forget(a) => forget::run(&ctx, a),
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),

@@ -9,17 +9,20 @@ use super::{Ctx, exit, label, print_json};
 pub struct Args {}
 
 pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
-    let r = status::run(&ctx.cfg)?;
+    // With the password (when one is configured), deletions still pending are shown.
+    let pw = cairn::session::password(&ctx.cfg).ok();
+    let r = status::run(&ctx.cfg, pw.as_ref())?;
     if ctx.json {
         print_json(&r)?;
     } else {
         println!(
-            "{:<16} {:<7} {:<16} {:>9} {:>8}  {:<10} {:<26} {:<26} last error",
+            "{:<16} {:<7} {:<16} {:>9} {:>8} {:>8}  {:<10} {:<26} {:<26} last error",
             "target",
             "kind",
             "now",
             "snapshots",
             "missing",
+            "pending",
             "last snap",
             "complete at",
             "lagging since"
@@ -34,12 +37,14 @@ pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
             };
             let or_dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
             println!(
-                "{:<16} {:<7} {:<16} {:>9} {:>8}  {:<10} {:<26} {:<26} {}",
+                "{:<16} {:<7} {:<16} {:>9} {:>8} {:>8}  {:<10} {:<26} {:<26} {}",
                 t.name,
                 t.kind,
                 state,
                 t.snapshots,
                 t.missing_files,
+                t.pending_deletions
+                    .map_or_else(|| "?".to_string(), |n| n.to_string()),
                 short(&rec.last_complete_snapshot),
                 or_dash(&rec.last_complete_at),
                 or_dash(&rec.lagging_since),

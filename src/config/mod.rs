@@ -16,6 +16,7 @@ use toml::Spanned;
 
 use crate::{
     error::{Error, Result},
+    retention::{GroupBy, Policy, Within},
     secret::SecretRef,
 };
 
@@ -36,6 +37,64 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// Defaults of `cairn verify`.
     pub verify: VerifyConfig,
+    /// What `cairn forget` keeps.
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: restic's `--keep-*` rules, how snapshots are grouped, and how long deletion
+/// records outlive their deletions.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// The newest N snapshots.
+    pub keep_last: Option<u32>,
+    /// The newest snapshot of each of the last N hours.
+    pub keep_hourly: Option<u32>,
+    /// ... days.
+    pub keep_daily: Option<u32>,
+    /// ... weeks.
+    pub keep_weekly: Option<u32>,
+    /// ... months.
+    pub keep_monthly: Option<u32>,
+    /// ... years.
+    pub keep_yearly: Option<u32>,
+    /// Every snapshot within this duration of the newest (`"3y"`, `"1y6m"`, `"30d"`).
+    pub keep_within: Option<Within>,
+    /// Every snapshot with all tags of one of these (`"a,b"` means both).
+    #[serde(default)]
+    pub keep_tags: Vec<String>,
+    /// Snapshot fields that form a group (default `"host,paths"`, as restic).
+    #[serde(default)]
+    pub group_by: GroupBy,
+    /// How long a deletion record is kept once every target has obeyed it (default `"90d"`):
+    /// a copy of a target older than that (a rotated disk) would bring deleted files back.
+    pub deletion_records_for: Option<Within>,
+}
+
+impl RetentionConfig {
+    /// The keep rules.
+    #[must_use]
+    pub fn policy(&self) -> Policy {
+        Policy {
+            keep_last: self.keep_last,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+            keep_within: self.keep_within,
+            keep_tags: self.keep_tags.clone(),
+        }
+    }
+
+    /// How long applied deletion records are kept.
+    #[must_use]
+    pub fn records_for(&self) -> Within {
+        self.deletion_records_for.unwrap_or(Within {
+            days: 90,
+            ..Within::default()
+        })
+    }
 }
 
 /// `[verify]`: the defaults the nightly sample restore uses.
@@ -177,6 +236,8 @@ struct RawFile {
     #[serde(default)]
     target: Vec<Spanned<target::Head>>,
     verify: Option<Spanned<VerifyConfig>>,
+    #[serde(default)]
+    retention: RetentionConfig,
 }
 
 /// Position helper: byte offsets to 1-based line numbers of the source text.
@@ -323,6 +384,7 @@ impl Config {
             backup,
             targets,
             verify,
+            retention: raw.retention,
         };
         for secret in cfg.secrets() {
             secret.register();
@@ -449,15 +511,18 @@ pub(crate) fn describe_toml_error(e: &toml::de::Error, text: &str, place: &str) 
     let key = at.and_then(|a| {
         let start = text[..a].rfind('\n').map_or(0, |i| i + 1);
         let (key, _) = text[start..].lines().next()?.split_once('=')?;
-        let key = key.trim().trim_matches('"');
-        SECRET_KEYS.contains(&key).then_some(key)
+        Some(key.trim().trim_matches('"'))
     });
     match (line, key) {
-        (Some(l), Some(key)) => format!(
+        (Some(l), Some(key)) if SECRET_KEYS.contains(&key) => format!(
             "line {l}: {place}key `{key}`: not a valid secret reference (the value is not \
              shown); write `env:NAME`, `file:PATH` or `command:CMD` in quotes"
         ),
-        (Some(l), None) => format!("line {l}: {place}{msg}"),
+        // A value toml or serde refused: say whose.
+        (Some(l), Some(key)) if !msg.contains(&format!("`{key}`")) => {
+            format!("line {l}: {place}key `{key}`: {msg}")
+        }
+        (Some(l), _) => format!("line {l}: {place}{msg}"),
         _ => format!("{place}{msg}"),
     }
 }

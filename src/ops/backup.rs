@@ -136,7 +136,7 @@ pub fn run<P: ProgressBars + Clone>(
     locked.prove(password, &observer)?;
     // Without a repository on any reachable target there is nothing to catch up.
     let catch_up = if locked.proof().is_some() {
-        sync::run(&locked, None, &observer, &pb)
+        sync::run(&locked, None, cfg.retention.records_for(), &observer, &pb)
     } else {
         Err(Error::NoRepository)
     };
@@ -188,9 +188,7 @@ pub fn run<P: ProgressBars + Clone>(
         other => (other?, locked),
     };
     let proof = locked.proof().ok_or(Error::NoRepository)?;
-    let repo = session
-        .repository_with(&proof.credentials(), pb)?
-        .to_indexed_ids()?;
+    let repo = session.repository_with(proof, pb)?.to_indexed_ids()?;
 
     let mut globs: Vec<String> = cfg
         .backup

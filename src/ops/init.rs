@@ -92,7 +92,7 @@ fn create_or_extend<P: ProgressBars>(
     let session = Session::from_probed(probed.clone(), Vec::new(), Mode::Read, &[], observer)?;
     let proof = Proof::unlock(&session.probed, password)?;
     let repository_id = {
-        let repo = session.repository_with(&proof.credentials(), pb)?;
+        let repo = session.repository_with(&proof, pb)?;
         repo.config().id.to_hex().to_string()
     };
     // config and every key file that proves itself, from the first target that has them.

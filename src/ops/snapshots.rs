@@ -70,9 +70,9 @@ pub fn run<P: ProgressBars>(
             Err(e) => unlisted.push((m.name.clone(), e)),
         }
     }
-    let ids: Vec<String> = holders.keys().map(|id| id.to_hex().to_string()).collect();
-    // Read through the fan-out: a snapshot only some targets hold is read from one of them.
-    let mut snaps: Vec<SnapshotFile> = repo.get_snapshots(&ids)?;
+    // Read through the fan-out: a snapshot only some targets hold is read from one of them; one
+    // a deletion record deletes is not listed, whoever still holds it.
+    let mut snaps: Vec<SnapshotFile> = repo.get_all_snapshots()?;
     snaps.sort_by(|a, b| a.time.cmp(&b.time));
     let snapshots = snaps
         .into_iter()

@@ -1,17 +1,24 @@
 //! `cairn status`: every target as it is now (probed) and as remembered (last complete
-//! snapshot, lagging since, last error). Needs no password and takes no lock.
+//! snapshot, lagging since, last error). Takes no lock. With the password it also reads the
+//! deletion records, so a file deleted while a target was away counts as *pending deletion* on
+//! that target, not as missing on the others; without it, what is pending cannot be known.
 
 use std::collections::BTreeSet;
 
-use rustic_core::Id;
+use rustic_core::{FileType, Id};
 use serde::Serialize;
 
 use crate::{
     config::Config,
-    error::Result,
+    deletion::{self, Deletions},
+    error::{Error, Result},
+    layout::file_path,
     lock::{self, Holder},
     probe::{Probe, probe_all},
+    proof::Proof,
+    replica::{ForeignFound, Source},
     report::TargetState,
+    secret::Secret,
     state::{self, State, TargetRecord},
 };
 
@@ -30,8 +37,12 @@ pub struct TargetStatus {
     pub state: TargetState,
     /// Snapshot files it holds.
     pub snapshots: usize,
-    /// Key, index and snapshot files it lacks that another target holds.
+    /// Key, index and snapshot files it lacks that another target holds (and no deletion
+    /// record deletes).
     pub missing_files: usize,
+    /// Key, index and snapshot files it still holds that a deletion record deletes: it missed
+    /// a forget or prune and obeys at its next catch-up. `null` without the password.
+    pub pending_deletions: Option<usize>,
     /// Why it is not level, when probing says so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -54,9 +65,27 @@ pub struct StatusReport {
 ///
 /// # Errors
 /// The state file exists but cannot be read.
-pub fn run(cfg: &Config) -> Result<StatusReport> {
+pub fn run(cfg: &Config, password: Option<&Secret>) -> Result<StatusReport> {
     let recorded = State::load(&state::dir(cfg)?)?;
     let probed = probe_all(cfg, None)?;
+    let deletions: Option<Deletions> = match password.map(|pw| Proof::unlock(&probed, pw)) {
+        Some(Ok(proof)) => {
+            let sources: Vec<Source<'_>> = probed
+                .iter()
+                .filter(|p| matches!(p.probe, Probe::Ready { .. }))
+                .filter_map(|p| Some((p.cfg.name.as_str(), p.store.as_deref()?)))
+                .collect();
+            Some(deletion::load(&sources, &proof, &ForeignFound::default()))
+        }
+        Some(Err(Error::NoRepository)) | None => None,
+        Some(Err(e)) => return Err(e),
+    };
+    let deleted = |f: &(u8, Id)| {
+        let tpe = [FileType::Key, FileType::Index, FileType::Snapshot][usize::from(f.0)];
+        deletions
+            .as_ref()
+            .is_some_and(|d| d.deletes(&file_path(tpe, &f.1)))
+    };
     let mut union: BTreeSet<(u8, Id)> = BTreeSet::new();
     let sets = |p: &Probe| -> Option<BTreeSet<(u8, Id)>> {
         match p {
@@ -76,30 +105,44 @@ pub fn run(cfg: &Config) -> Result<StatusReport> {
         }
     };
     for p in &probed {
-        union.extend(sets(&p.probe).unwrap_or_default());
+        union.extend(
+            sets(&p.probe)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|f| !deleted(f)),
+        );
     }
     let targets = probed
         .iter()
         .map(|p| {
-            let (state, detail, missing, snapshots) = match &p.probe {
-                Probe::Ready { snapshots, .. } => {
+            let (state, detail, missing, pending, snapshots) = match &p.probe {
+                Probe::Ready { .. } => {
                     let have = sets(&p.probe).unwrap_or_default();
                     let missing = union.difference(&have).count();
-                    let state = if missing == 0 {
+                    let pending = have.iter().filter(|f| deleted(f)).count();
+                    let state = if missing == 0 && pending == 0 {
                         TargetState::Level
                     } else {
                         TargetState::Lagging
                     };
-                    (state, None, missing, snapshots.len())
+                    let detail = (pending > 0).then(|| {
+                        format!(
+                            "{pending} deleted file(s) still here (pending deletion; obeyed at \
+                             the next catch-up)"
+                        )
+                    });
+                    let snapshots = have.iter().filter(|f| f.0 == 2 && !deleted(f)).count();
+                    (state, detail, missing, Some(pending), snapshots)
                 }
-                Probe::Empty => (TargetState::NotInitialised, None, union.len(), 0),
+                Probe::Empty => (TargetState::NotInitialised, None, union.len(), Some(0), 0),
                 _ => {
                     let (state, why) = p
                         .unusable()
                         .unwrap_or((TargetState::Unreachable, String::new()));
-                    (state, Some(why), 0, 0)
+                    (state, Some(why), 0, None, 0)
                 }
             };
+            let pending = pending.filter(|_| deletions.is_some());
             TargetStatus {
                 name: p.cfg.name.clone(),
                 kind: p.cfg.kind.name().to_string(),
@@ -108,6 +151,7 @@ pub fn run(cfg: &Config) -> Result<StatusReport> {
                 state,
                 snapshots,
                 missing_files: missing,
+                pending_deletions: pending,
                 detail,
                 recorded: recorded
                     .targets

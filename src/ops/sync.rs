@@ -14,9 +14,10 @@
 //! a target with an index or snapshot whose data it lacks. A target that was never initialised
 //! is filled the same way, `config` first.
 //!
-//! Not handled here: files that exist but are damaged (`cairn check --heal`), and deletions
-//! (there is no forget/prune yet; once there is, deleted files must not come back from a
-//! target that missed the deletion).
+//! Deletions ([`crate::deletion`]): a file a proven deletion record names is never copied; each
+//! target first receives the records it lacks, then removes the files they delete; records every
+//! target has obeyed long enough are compacted. Not handled here: files that exist but are
+//! damaged (`cairn check --heal`).
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
@@ -24,6 +25,7 @@ use rustic_core::{ProgressBars, ProgressType};
 use serde::Serialize;
 
 use crate::{
+    deletion::{self, Deletions},
     error::Result,
     layout::{COPY_ORDER, repository_dirs, stage},
     lock::LockedTargets,
@@ -34,6 +36,7 @@ use crate::{
         Foreign, ForeignFound, Inventory, NotCopied, Source, copy_many, inventories, read_proven,
     },
     report::{TargetState, is_partial},
+    retention::Within,
     secret::Secret,
     store::Store,
 };
@@ -55,6 +58,12 @@ pub struct SyncTarget {
     pub held_back: usize,
     /// Bytes copied to it.
     pub bytes_copied: u64,
+    /// Deletion records copied to it (it missed a forget or prune).
+    pub records_copied: usize,
+    /// Files removed from it because a deletion record deletes them.
+    pub deletions_applied: usize,
+    /// Files a deletion record deletes that it still holds.
+    pub deletions_pending: usize,
     /// Seconds spent on it.
     pub seconds: f64,
     /// Why it is not level, if it is not.
@@ -72,6 +81,9 @@ impl SyncTarget {
             files_copied: 0,
             held_back: 0,
             bytes_copied: 0,
+            records_copied: 0,
+            deletions_applied: 0,
+            deletions_pending: 0,
             seconds: 0.0,
             detail: None,
         }
@@ -87,6 +99,8 @@ pub struct SyncReport {
     pub targets: Vec<SyncTarget>,
     /// Copies found foreign (not proven) and what became of them.
     pub foreign: Vec<Foreign>,
+    /// Deletion records removed everywhere: every target obeyed them long enough ago.
+    pub records_compacted: usize,
     /// Whether some required target is not level.
     pub partial: bool,
 }
@@ -99,18 +113,32 @@ pub struct SyncReport {
 pub fn run<P: ProgressBars>(
     locked: &LockedTargets,
     only: Option<&str>,
+    records_for: Within,
     observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<SyncReport> {
     let (probed, proof) = (locked.probed(), locked.proof());
     one_repository(probed)?;
     let inventories = inventories(probed, true);
+    let foreign = ForeignFound::default();
+    let holding: Vec<Source<'_>> = probed
+        .iter()
+        .zip(&inventories)
+        .filter(|(p, inv)| matches!((&p.probe, inv), (Probe::Ready { .. }, Some(Ok(_)))))
+        .filter_map(|(p, _)| Some((p.cfg.name.as_str(), p.store.as_deref()?)))
+        .collect();
+    // What was deleted stays deleted: never part of what a target should hold.
+    let deletions = proof
+        .map(|proof| deletion::load(&holding, proof, &foreign))
+        .unwrap_or_default();
     // The union, from targets holding the repository only.
     let mut union: BTreeMap<&str, u64> = BTreeMap::new();
     for (p, inv) in probed.iter().zip(&inventories) {
         if let (Probe::Ready { .. }, Some(Ok(inv))) = (&p.probe, inv) {
             for (path, size) in &inv.files {
-                union.entry(path.as_str()).or_insert(*size);
+                if !deletions.deletes(path) {
+                    union.entry(path.as_str()).or_insert(*size);
+                }
             }
         }
     }
@@ -136,7 +164,6 @@ pub fn run<P: ProgressBars>(
         }
     };
 
-    let foreign = ForeignFound::default();
     // Packs are proven by the index files that reference them: learn those first.
     let packs_missing = probed.iter().zip(&inventories).any(|(p, inv)| {
         only.is_none_or(|o| o == p.cfg.name)
@@ -182,6 +209,25 @@ pub fn run<P: ProgressBars>(
                 return t;
             }
         };
+        if let Some(proof) = proof {
+            let obeyed = deletion::obey(
+                &p.cfg.name,
+                store.as_ref(),
+                inv.files.keys(),
+                &deletions,
+                &holding,
+                proof,
+            );
+            t.records_copied = obeyed.records_copied;
+            t.deletions_applied = obeyed.files_removed;
+            t.deletions_pending = obeyed.files_pending;
+            if let Some(e) = obeyed.error {
+                t.state = TargetState::Incomplete;
+                t.detail = Some(format!("deletions not obeyed: {e}"));
+            } else if obeyed.files_removed > 0 {
+                t.state = TargetState::CaughtUp;
+            }
+        }
         catch_up(
             &mut t,
             inv,
@@ -223,6 +269,7 @@ pub fn run<P: ProgressBars>(
             }
         ));
     }
+    let records_compacted = compact(probed, &targets, only, &deletions, records_for, observer);
     for t in &targets {
         if t.state == TargetState::Incomplete {
             observer.warn(&format!(
@@ -232,7 +279,44 @@ pub fn run<P: ProgressBars>(
             ));
         }
     }
-    Ok(summarise(targets, foreign))
+    Ok(summarise(targets, foreign, records_compacted))
+}
+
+/// Removes the deletion records every configured target has obeyed, once older than
+/// `records_for`: only when this run reached every target and each now holds every record and
+/// none of the files they delete. Returns how many records went.
+fn compact(
+    probed: &[Probed],
+    targets: &[SyncTarget],
+    only: Option<&str>,
+    deletions: &Deletions,
+    records_for: Within,
+    observer: &Arc<dyn Observer>,
+) -> usize {
+    let everywhere = only.is_none()
+        && targets.iter().all(|t| {
+            matches!(t.state, TargetState::Level | TargetState::CaughtUp)
+                && t.deletions_pending == 0
+        });
+    if !everywhere || deletions.records.is_empty() {
+        return 0;
+    }
+    let cutoff = records_for.before(&jiff::Zoned::now());
+    let old = deletion::compactable(deletions, cutoff);
+    let removed = crate::par::each(probed, |p| {
+        let Some(store) = p.store.as_deref() else {
+            return Err(format!("`{}` has no store", p.cfg.name));
+        };
+        old.iter()
+            .try_for_each(|r| store.delete(r))
+            .map_err(|e| format!("`{}`: {e}", p.cfg.name))
+    });
+    if let Some(Err(e)) = removed.iter().find(|r| r.is_err()) {
+        observer.warn(&format!(
+            "deletion records not compacted everywhere (they are again next time): {e}"
+        ));
+    }
+    old.len()
 }
 
 /// Copies to one target what it lacks of `union`, stage by stage; records the outcome in `t`.
@@ -340,7 +424,7 @@ pub fn run_and_record<P: ProgressBars>(
     if let Some(password) = password {
         locked.prove(password, observer)?;
     }
-    let report = run(&locked, only, observer, pb)?;
+    let report = run(&locked, only, cfg.retention.records_for(), observer, pb)?;
     crate::state::update(cfg, observer, |state| {
         for t in &report.targets {
             match t.state {
@@ -357,11 +441,16 @@ pub fn run_and_record<P: ProgressBars>(
     Ok(report)
 }
 
-fn summarise(targets: Vec<SyncTarget>, foreign: Vec<Foreign>) -> SyncReport {
+fn summarise(
+    targets: Vec<SyncTarget>,
+    foreign: Vec<Foreign>,
+    records_compacted: usize,
+) -> SyncReport {
     let partial = is_partial(&targets);
     SyncReport {
         targets,
         foreign,
+        records_compacted,
         partial,
     }
 }

@@ -5,6 +5,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use super::{Checked, Problem, ProblemKind};
 use crate::{
+    deletion::{Deletions, obey},
     layout::stage,
     lock::LockedTargets,
     progress::Observer,
@@ -18,9 +19,10 @@ pub(super) fn heal(
     _lock: &LockedTargets,
     problems: &mut [Problem],
     checked: &[(usize, Checked<'_>)],
-    proof: Option<&Proof>,
+    key: Option<(&Proof, &Deletions)>,
     observer: &Arc<dyn Observer>,
 ) {
+    let proof = key.map(|(p, _)| p);
     let foreign = ForeignFound::default();
     let mut order: Vec<usize> = (0..problems.len()).collect();
     order.sort_by_key(|&i| stage(&problems[i].path));
@@ -73,6 +75,25 @@ pub(super) fn heal(
                 .read(&p.path)
                 .and_then(|b| quarantine(dest.store, &p.path, b))
                 .map_err(|e| e.to_string()),
+            ProblemKind::PendingDeletion => {
+                let Some((proof, deletions)) = key else {
+                    continue;
+                };
+                let sources: Vec<Source<'_>> = checked
+                    .iter()
+                    .map(|(_, c)| (c.probed.cfg.name.as_str(), c.store))
+                    .collect();
+                let held = [p.path.clone()];
+                let done = obey(&p.target, dest.store, &held, deletions, &sources, proof);
+                let p = &mut problems[i];
+                p.healed = Some(done.files_pending == 0);
+                if let Some(e) = done.error {
+                    observer.warn(&format!("`{}`: {} not removed: {e}", p.target, p.path));
+                    p.detail = format!("{}; not removed: {e}", p.detail);
+                }
+                // A deletion that failed blocks nothing else.
+                continue;
+            }
             ProblemKind::Structure => continue,
         };
         let p = &mut problems[i];

@@ -24,13 +24,14 @@ use copies::{hash_files, prove_all, settle_disagreements};
 
 use crate::{
     config::Config,
+    deletion::Deletions,
     error::Result,
     fanout::{Fanout, Member},
     lock::LockedTargets,
     probe::{Probed, one_repository, probe_all, unusable_by},
     progress::{Observer, Silent},
     proof::Proof,
-    replica::{Inventory, inventories},
+    replica::{ForeignFound, Inventory, Source, inventories},
     report::TargetState,
     secret::Secret,
     session::open_repository,
@@ -77,6 +78,10 @@ pub enum ProblemKind {
     /// pack, no proven index references it): an honest cairn did not write it. `--heal` moves
     /// it to the quarantine folder of its own target; it is never copied.
     Foreign,
+    /// A deletion record (forget, prune) deletes it, but this target still holds it: it missed
+    /// the deletion. Never counted as missing on the targets that removed it. `--heal` (or the
+    /// next catch-up) removes it.
+    PendingDeletion,
     /// rustic_core's check of this target alone reported an error.
     Structure,
 }
@@ -291,11 +296,19 @@ fn inspect<P: ProgressBars>(
     let mut problems = findings.0.into_inner().unwrap_or_default();
     let password = key.map(|(pw, _)| pw);
     let proof = key.map(|(_, proof)| proof);
+    let mut deletions = None;
     if let Some(proof) = proof {
         prove_all(proof, &checked, &mut problems);
+        deletions = Some(pending_deletions(proof, &checked, &mut problems));
     }
     if let Some(locked) = heal_under {
-        heal::heal(locked, &mut problems, &checked, proof, observer);
+        heal::heal(
+            locked,
+            &mut problems,
+            &checked,
+            proof.zip(deletions.as_ref()),
+            observer,
+        );
     }
 
     // rustic_core's own check of each target alone, after healing.
@@ -339,6 +352,41 @@ fn inspect<P: ProgressBars>(
         unreachable,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Reads the deletion records (a forged one is foreign) and reports each deleted file a target
+/// still holds as pending deletion, instead of whatever else was said of it.
+fn pending_deletions(
+    proof: &Proof,
+    checked: &[(usize, Checked<'_>)],
+    problems: &mut Vec<Problem>,
+) -> Deletions {
+    let sources: Vec<Source<'_>> = checked
+        .iter()
+        .map(|(_, c)| (c.probed.cfg.name.as_str(), c.store))
+        .collect();
+    let foreign = ForeignFound::default();
+    let deletions = crate::deletion::load(&sources, proof, &foreign);
+    for f in foreign.into_list() {
+        problems.push(Problem::new(
+            &f.target,
+            &f.path,
+            ProblemKind::Foreign,
+            f.why,
+        ));
+    }
+    problems.retain(|p| !deletions.deletes(&p.path));
+    for (_, c) in checked {
+        for path in deletions.pending(c.inv.files.keys()) {
+            problems.push(Problem::new(
+                &c.probed.cfg.name,
+                path,
+                ProblemKind::PendingDeletion,
+                "a deletion record deletes it; this target missed the deletion".into(),
+            ));
+        }
+    }
+    deletions
 }
 
 /// Problems found so far, from several threads.

@@ -1,0 +1,278 @@
+//! Deletion records: every removal (forget, prune, erasure) is written down in the repository
+//! itself, on every reachable target, before any file is removed anywhere.
+//!
+//! A record lives under [`DIR`] (restic never looks there) and names the repository files it
+//! deletes. It is sealed with the repository key exactly as restic seals its own files, and
+//! named by the SHA-256 of its sealed bytes, so only someone holding the key can write one: a
+//! record that does not open is *foreign*, never obeyed, never copied, and quarantined on its
+//! own target like any other foreign file. A compromised target can therefore never delete data
+//! on the others.
+//!
+//! What the records give:
+//! - catch-up never copies a deleted file back from a target that missed the deletion, and
+//!   copies the records themselves to every target first;
+//! - a target that returns obeys the records it missed (catch-up removes the files they name);
+//! - readers never see a deleted file, even on a target that still holds it;
+//! - `status` and `check` show a deleted file still held as *pending deletion*.
+//!
+//! Records are compacted by catch-up: once every configured target has been listed and holds
+//! none of a record's files, and the record is older than `[retention] deletion_records_for`
+//! (default 90 days), it is removed everywhere. The age is the margin for a copy of a target
+//! that returns much later (a rotated disk): within it, that copy still obeys.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    proof::Proof,
+    replica::{ForeignFound, Source, read_proven},
+    store::{Store, StoreResult},
+};
+
+/// Where records live, beside the repository folders.
+pub const DIR: &str = crate::layout::DELETIONS_DIR;
+
+/// One decision to delete repository files, as sealed into the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// When it was decided (RFC 3339).
+    pub time: String,
+    /// The command that decided it (`forget`, `prune`).
+    pub command: String,
+    /// Host and user that ran it.
+    pub host: String,
+    /// User that ran it.
+    pub user: String,
+    /// Repository paths (`snapshots/ID`, `data/ab/ID`, ...).
+    pub files: Vec<String>,
+}
+
+impl Record {
+    /// A record of `command` deleting `files`, now, by this host and user.
+    #[must_use]
+    pub fn new(command: &str, files: Vec<String>) -> Self {
+        Self {
+            time: crate::state::now(),
+            command: command.to_string(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            user: std::env::var("USER").unwrap_or_default(),
+            files,
+        }
+    }
+
+    /// The record's path and sealed bytes.
+    ///
+    /// # Errors
+    /// Sealing failed.
+    pub fn seal(&self, proof: &Proof) -> Result<(String, Bytes), String> {
+        let json = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        let (name, bytes) = proof.cipher().seal(&json)?;
+        Ok((format!("{DIR}/{name}"), bytes))
+    }
+
+    /// The record sealed in `bytes`, if they open with the repository key and parse.
+    #[must_use]
+    pub fn open(bytes: &[u8], proof: &Proof) -> Option<Self> {
+        serde_json::from_slice(&proof.cipher().open(bytes)?).ok()
+    }
+}
+
+/// Whether `path` is where a record lives.
+#[must_use]
+pub fn is_record_path(path: &str) -> bool {
+    path.strip_prefix(DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The proven records found on the targets, and which target holds which.
+#[derive(Debug, Clone, Default)]
+pub struct Deletions {
+    /// Record path -> record.
+    pub records: BTreeMap<String, Record>,
+    /// Record path -> names of the targets holding it.
+    pub held_by: BTreeMap<String, Vec<String>>,
+    /// Every file some record deletes.
+    deleted: BTreeSet<String>,
+}
+
+impl Deletions {
+    /// Whether a record deletes `path`.
+    #[must_use]
+    pub fn deletes(&self, path: &str) -> bool {
+        self.deleted.contains(path)
+    }
+
+    /// Every deleted path.
+    #[must_use]
+    pub fn deleted(&self) -> &BTreeSet<String> {
+        &self.deleted
+    }
+
+    /// Of `held` (a target's files), those a record deletes: its pending deletions.
+    pub fn pending<'a>(&self, held: impl IntoIterator<Item = &'a String>) -> Vec<&'a String> {
+        held.into_iter().filter(|p| self.deletes(p)).collect()
+    }
+
+    fn add(&mut self, path: String, record: Record) {
+        self.deleted.extend(record.files.iter().cloned());
+        self.records.insert(path, record);
+    }
+}
+
+/// The record paths a target holds.
+///
+/// # Errors
+/// The folder cannot be listed.
+pub fn list(store: &dyn Store) -> StoreResult<Vec<String>> {
+    Ok(store
+        .list(DIR)?
+        .into_iter()
+        .map(|(rel, _)| format!("{DIR}/{rel}"))
+        .filter(|p| is_record_path(p))
+        .collect())
+}
+
+/// Reads every record the `sources` hold, each from the first holder whose copy opens with the
+/// key; copies that do not open are added to `foreign`. A source that cannot be listed is
+/// skipped (its records reach the others once it is back).
+#[must_use]
+pub fn load(sources: &[Source<'_>], proof: &Proof, foreign: &ForeignFound) -> Deletions {
+    let mut held_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, store) in sources {
+        for path in list(*store).unwrap_or_default() {
+            held_by.entry(path).or_default().push((*name).to_string());
+        }
+    }
+    let mut out = Deletions::default();
+    for (path, holders) in &held_by {
+        let from: Vec<Source<'_>> = sources
+            .iter()
+            .filter(|(n, _)| holders.iter().any(|h| h == n))
+            .copied()
+            .collect();
+        if let Ok((bytes, _)) = read_proven(path, &from, Some(proof), foreign)
+            && let Some(record) = Record::open(&bytes, proof)
+        {
+            out.add(path.clone(), record);
+        }
+    }
+    out.held_by = held_by
+        .into_iter()
+        .filter(|(p, _)| out.records.contains_key(p))
+        .collect();
+    out
+}
+
+/// What obeying the records did on one target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Obeyed {
+    /// Records copied to it.
+    pub records_copied: usize,
+    /// Files removed because a record deletes them.
+    pub files_removed: usize,
+    /// Files a record deletes that could not be removed (the first error says why).
+    pub files_pending: usize,
+    /// The first error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Brings the records to `store` (named `name`), then removes the files of `held` that they
+/// delete. A record is written before any file it names is removed, so a crash in between
+/// leaves the record to finish the job.
+pub fn obey<'a>(
+    name: &str,
+    store: &dyn Store,
+    held: impl IntoIterator<Item = &'a String>,
+    deletions: &Deletions,
+    sources: &[Source<'_>],
+    proof: &Proof,
+) -> Obeyed {
+    let mut out = Obeyed::default();
+    let foreign = ForeignFound::default();
+    for (path, holders) in &deletions.held_by {
+        if holders.iter().any(|h| h == name) {
+            continue;
+        }
+        let from: Vec<Source<'_>> = sources
+            .iter()
+            .filter(|(n, _)| holders.iter().any(|h| h == n))
+            .copied()
+            .collect();
+        let written = read_proven(path, &from, Some(proof), &foreign)
+            .map_err(|e| e.to_string())
+            .and_then(|(bytes, _)| store.write(path, vec![bytes]).map_err(|e| e.to_string()));
+        match written {
+            Ok(()) => out.records_copied += 1,
+            Err(e) => {
+                // Without its records a target must not lose files: stop here.
+                out.error = Some(format!("copying {path}: {e}"));
+                out.files_pending = deletions.pending(held).len();
+                return out;
+            }
+        }
+    }
+    // Snapshots first: a snapshot never outlives the data it needs.
+    let mut doomed = deletions.pending(held);
+    doomed.sort_by_key(|p| std::cmp::Reverse(crate::layout::stage(p)));
+    for path in doomed {
+        match store.delete(path) {
+            Ok(()) => out.files_removed += 1,
+            Err(e) => {
+                out.files_pending += 1;
+                out.error
+                    .get_or_insert_with(|| format!("removing {path}: {e}"));
+            }
+        }
+    }
+    out
+}
+
+/// Records `record` on every store, and only then removes its files from those that hold the
+/// record: a store that did not get the record keeps its files (it obeys once it has it).
+/// Returns the record's path and, per store, the files removed or why nothing was.
+pub fn record_and_remove(
+    stores: &[Source<'_>],
+    record: &Record,
+    proof: &Proof,
+) -> Result<(String, Vec<Result<usize, String>>), String> {
+    let (path, bytes) = record.seal(proof)?;
+    let written = crate::par::each(stores, |(_, s)| s.write(&path, vec![bytes.clone()]));
+    let removed = crate::par::each(
+        &stores.iter().zip(written).collect::<Vec<_>>(),
+        |((_, s), w)| {
+            w.as_ref()
+                .map_err(|e| format!("recording the deletion: {e}"))?;
+            let mut removed = 0;
+            let mut files: Vec<&String> = record.files.iter().collect();
+            files.sort_by_key(|p| std::cmp::Reverse(crate::layout::stage(p)));
+            for f in files {
+                if s.stat(f).map_err(|e| e.to_string())?.is_some() {
+                    s.delete(f).map_err(|e| format!("removing {f}: {e}"))?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        },
+    );
+    Ok((path, removed))
+}
+
+/// The records decided before `older_than`. The caller removes them only once every target
+/// has obeyed them.
+#[must_use]
+pub fn compactable(deletions: &Deletions, older_than: jiff::Timestamp) -> Vec<String> {
+    deletions
+        .records
+        .iter()
+        .filter(|(_, r)| {
+            r.time
+                .parse::<jiff::Timestamp>()
+                .is_ok_and(|t| t < older_than)
+        })
+        .map(|(p, _)| p.clone())
+        .collect()
+}
