@@ -47,6 +47,10 @@ pub struct Record {
     pub user: String,
     /// Repository paths (`snapshots/ID`, `data/ab/ID`, ...).
     pub files: Vec<String>,
+    /// For a prune: the snapshots it judged the data by (every snapshot of every target; a
+    /// prune runs only when every target is reachable and level).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<String>,
 }
 
 impl Record {
@@ -59,6 +63,7 @@ impl Record {
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             user: std::env::var("USER").unwrap_or_default(),
             files,
+            snapshots: Vec::new(),
         }
     }
 
@@ -231,31 +236,45 @@ pub fn obey<'a>(
     out
 }
 
+/// What [`record_and_remove`] removed from one store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Removed {
+    /// Files removed.
+    pub files: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 /// Records `record` on every store, and only then removes its files from those that hold the
 /// record: a store that did not get the record keeps its files (it obeys once it has it).
-/// Returns the record's path and, per store, the files removed or why nothing was.
+/// Snapshots go first, then index files, then packs, so no file ever refers to a removed one.
+/// Returns the record's path and, per store, what was removed or why nothing was.
+///
+/// # Errors
+/// The record could not be sealed.
 pub fn record_and_remove(
     stores: &[Source<'_>],
     record: &Record,
     proof: &Proof,
-) -> Result<(String, Vec<Result<usize, String>>), String> {
+) -> Result<(String, Vec<Result<Removed, String>>), String> {
     let (path, bytes) = record.seal(proof)?;
     let written = crate::par::each(stores, |(_, s)| s.write(&path, vec![bytes.clone()]));
+    let mut files: Vec<&String> = record.files.iter().collect();
+    files.sort_by_key(|p| std::cmp::Reverse(crate::layout::stage(p)));
     let removed = crate::par::each(
         &stores.iter().zip(written).collect::<Vec<_>>(),
         |((_, s), w)| {
             w.as_ref()
                 .map_err(|e| format!("recording the deletion: {e}"))?;
-            let mut removed = 0;
-            let mut files: Vec<&String> = record.files.iter().collect();
-            files.sort_by_key(|p| std::cmp::Reverse(crate::layout::stage(p)));
-            for f in files {
-                if s.stat(f).map_err(|e| e.to_string())?.is_some() {
+            let mut out = Removed::default();
+            for f in &files {
+                if let Some(size) = s.stat(f).map_err(|e| e.to_string())? {
                     s.delete(f).map_err(|e| format!("removing {f}: {e}"))?;
-                    removed += 1;
+                    out.files += 1;
+                    out.bytes += size;
                 }
             }
-            Ok(removed)
+            Ok(out)
         },
     );
     Ok((path, removed))

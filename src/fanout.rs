@@ -127,6 +127,9 @@ pub struct Fanout {
     listings: Arc<Mutex<Listings>>,
     /// Files a deletion record deletes: never listed, whichever target still holds them.
     hidden: Arc<Mutex<std::collections::BTreeSet<String>>>,
+    /// While set, removals are collected here instead of done: a deletion is recorded before
+    /// anything is removed ([`crate::deletion`]).
+    deferred: Arc<Mutex<Option<Vec<String>>>>,
 }
 
 impl Fanout {
@@ -139,6 +142,7 @@ impl Fanout {
             verified: None,
             listings: Arc::default(),
             hidden: Arc::default(),
+            deferred: Arc::default(),
         }
     }
 
@@ -162,6 +166,23 @@ impl Fanout {
         if let Ok(mut h) = self.hidden.lock() {
             h.extend(paths);
         }
+    }
+
+    /// From now on, removals are collected instead of done, until [`Self::take_removals`].
+    pub(crate) fn defer_removals(&self) {
+        if let Ok(mut d) = self.deferred.lock() {
+            d.get_or_insert_with(Vec::new);
+        }
+    }
+
+    /// The removals collected since [`Self::defer_removals`], in the order asked for; removals
+    /// are done again from now on.
+    pub(crate) fn take_removals(&self) -> Vec<String> {
+        self.deferred
+            .lock()
+            .ok()
+            .and_then(|mut d| d.take())
+            .unwrap_or_default()
     }
 
     fn fell_back<'a>(&'a self, what: &'a str) -> impl Fn(&str, &[String]) + 'a {
@@ -393,6 +414,12 @@ impl WriteBackend for Fanout {
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
         let path = file_path(tpe, id);
+        if let Ok(mut d) = self.deferred.lock()
+            && let Some(d) = d.as_mut()
+        {
+            d.push(path);
+            return Ok(());
+        }
         self.on_all(&format!("removing {path}"), |s| s.delete(&path).map(|()| 0))
     }
 }

@@ -128,6 +128,18 @@ pub struct TargetRecord {
 pub struct State {
     /// By target name.
     pub targets: BTreeMap<String, TargetRecord>,
+    /// Set while prunes remove nothing because a target is away.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_deferred: Option<PruneDeferred>,
+}
+
+/// Prunes waiting for targets to come back.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PruneDeferred {
+    /// Since the first prune that removed nothing.
+    pub since: String,
+    /// The targets the last one waited for, with why.
+    pub waiting_for: Vec<String>,
 }
 
 const FILE: &str = "targets.json";
@@ -190,6 +202,14 @@ impl State {
                 r.last_error_at = Some(now.clone());
             }
         }
+    }
+
+    /// Records a prune: deferred while waiting for targets (`Some`), done (`None`).
+    pub fn record_prune(&mut self, waiting_for: Option<&[String]>) {
+        self.prune_deferred = waiting_for.map(|w| PruneDeferred {
+            since: self.prune_deferred.take().map_or_else(now, |d| d.since),
+            waiting_for: w.to_vec(),
+        });
     }
 
     /// Records that a target is level again (a catch-up completed).

@@ -440,10 +440,34 @@ fn bad_retention_input_is_refused_and_removes_nothing() {
     // Another cairn holds the lock (its backup stands still after writing a pack).
     fs::write(tmp.path().join("src/new"), pseudo_random(9, 10_000)).unwrap();
     let mut held = halted_backup(&config);
-    let out = cairn(&config, &["forget", "--keep-last", "1"]);
+    let forget = cairn(&config, &["forget", "--keep-last", "1"]);
+    let prune = cairn(&config, &["prune"]);
     held.kill().unwrap();
     held.wait().unwrap();
-    expect_code(&out, 11);
+    expect_code(&forget, 11);
+    expect_code(&prune, 11);
     assert_eq!(snapshot_ids(a.to_str().unwrap()), before);
     assert!(listed(&a.join(".cairn-deletions")).is_empty());
+
+    // A required target unreachable: prune removes nothing and says what it waits for.
+    fs::write(tmp.path().join("src/new"), pseudo_random(10, 10_000)).unwrap();
+    expect_code(&cairn(&config, &["backup"]), 0);
+    expect_code(&cairn(&config, &["forget", "--keep-last", "1"]), 0);
+    let b = tmp.path().join("b");
+    fs::rename(&b, tmp.path().join("b-away")).unwrap();
+    let files_before = listed(&a.join("index"));
+    let out = cairn(&config, &["--json", "prune"]);
+    expect_code(&out, 3);
+    let r = json(&out);
+    assert!(r["deferred"].as_str().unwrap().contains("`b`"), "{r}");
+    assert!(
+        r["plan"]["packs_unused"].as_u64().unwrap() + r["plan"]["packs_repack"].as_u64().unwrap()
+            > 0,
+        "{r}"
+    );
+    assert_eq!(listed(&a.join("index")), files_before);
+    assert!(
+        listed(&a.join(".cairn-deletions")).len() == 1,
+        "only forget's record"
+    );
 }

@@ -2,7 +2,10 @@
 
 use anyhow::Result;
 use cairn::{
-    ops::forget::{self, ForgetOptions, ForgetReport},
+    ops::{
+        forget::{self, ForgetOptions, ForgetReport},
+        prune::{self, PruneOptions},
+    },
     retention::{GroupBy, Policy, Verdict, Within},
     session::password,
 };
@@ -16,6 +19,9 @@ pub struct Args {
     /// Show what would be removed; remove nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
+    /// Then prune (with prune's defaults) if any snapshot was removed.
+    #[arg(long)]
+    prune: bool,
     /// Keep the newest N snapshots (overrides `[retention]`, as do the other --keep-*).
     #[arg(long, value_name = "N")]
     keep_last: Option<u32>,
@@ -63,12 +69,29 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         dry_run: args.dry_run,
     };
     let r = forget::run(&ctx.cfg, &pw, &opts, &ctx.observer())?;
+    let pruned = if args.prune && !args.dry_run && !r.removed.is_empty() {
+        Some(prune::run(
+            &ctx.cfg,
+            &pw,
+            &PruneOptions::default(),
+            &ctx.observer(),
+            &ctx.reporter,
+        )?)
+    } else {
+        None
+    };
     if ctx.json {
-        print_json(&r)?;
+        // The forget report, with the prune's under `prune` (null without --prune).
+        let mut v = serde_json::to_value(&r)?;
+        v["prune"] = serde_json::to_value(&pruned)?;
+        print_json(&v)?;
     } else {
         print_text(&r);
+        if let Some(p) = &pruned {
+            super::prune::print_text(p);
+        }
     }
-    Ok(write_exit(r.partial))
+    Ok(write_exit(r.partial || pruned.is_some_and(|p| p.partial)))
 }
 
 fn print_text(r: &ForgetReport) {

@@ -7,6 +7,7 @@ mod forget;
 mod init;
 mod ls;
 mod progress;
+mod prune;
 mod restore;
 mod snapshots;
 mod status;
@@ -58,6 +59,9 @@ pub enum Command {
     /// target; a target that is away obeys at its next catch-up.
     #[command(after_help = exit::TABLE)]
     Forget(forget::Args),
+    /// Remove data no snapshot needs, on every target (nothing while a target is away).
+    #[command(after_help = exit::TABLE)]
+    Prune(prune::Args),
     /// List snapshots and which targets hold each.
     #[command(after_help = exit::TABLE)]
     Snapshots(snapshots::Args),
@@ -113,6 +117,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
+        Command::Prune(a) => prune::run(&ctx, a),
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),

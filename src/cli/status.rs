@@ -60,6 +60,15 @@ pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
     {
         println!("locked by {}", h.describe());
     }
+    if !ctx.json
+        && let Some(d) = &r.prune_deferred
+    {
+        println!(
+            "prune deferred since {}: removes nothing until every target is back; waiting for {}",
+            d.since,
+            d.waiting_for.join(", ")
+        );
+    }
     // Status reports; it fails only if a required target cannot be used or is behind.
     let behind = cairn::report::is_partial(&r.targets);
     Ok(if behind { exit::PARTIAL } else { exit::OK })

@@ -191,7 +191,7 @@ pub fn run(
                 .position(|(j, _)| *j == i)
                 .map(|k| &results[k])
             {
-                Some(Ok(n)) => target(p, TargetState::Complete, *n, None),
+                Some(Ok(n)) => target(p, TargetState::Complete, n.files, None),
                 Some(Err(e)) => {
                     observer.target_failed(&p.cfg.name, e);
                     target(p, TargetState::Failed, 0, Some(e.clone()))

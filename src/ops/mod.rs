@@ -5,6 +5,7 @@ pub mod check;
 pub mod forget;
 pub mod init;
 pub mod ls;
+pub mod prune;
 pub mod restore;
 pub mod snapshots;
 pub mod status;

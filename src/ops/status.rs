@@ -59,6 +59,8 @@ pub struct StatusReport {
     pub targets: Vec<TargetStatus>,
     /// The cairn process holding the repository lock on this machine, if one does.
     pub locked_by: Option<Holder>,
+    /// Prunes remove nothing while a target is away: since when, and for which.
+    pub prune_deferred: Option<state::PruneDeferred>,
 }
 
 /// Probes every target and joins what earlier runs recorded.
@@ -164,5 +166,6 @@ pub fn run(cfg: &Config, password: Option<&Secret>) -> Result<StatusReport> {
     Ok(StatusReport {
         targets,
         locked_by: lock::local_holder(cfg),
+        prune_deferred: recorded.prune_deferred.clone(),
     })
 }

@@ -209,25 +209,6 @@ pub fn run<P: ProgressBars>(
                 return t;
             }
         };
-        if let Some(proof) = proof {
-            let obeyed = deletion::obey(
-                &p.cfg.name,
-                store.as_ref(),
-                inv.files.keys(),
-                &deletions,
-                &holding,
-                proof,
-            );
-            t.records_copied = obeyed.records_copied;
-            t.deletions_applied = obeyed.files_removed;
-            t.deletions_pending = obeyed.files_pending;
-            if let Some(e) = obeyed.error {
-                t.state = TargetState::Incomplete;
-                t.detail = Some(format!("deletions not obeyed: {e}"));
-            } else if obeyed.files_removed > 0 {
-                t.state = TargetState::CaughtUp;
-            }
-        }
         catch_up(
             &mut t,
             inv,
@@ -238,6 +219,35 @@ pub fn run<P: ProgressBars>(
             foreign,
             pb,
         );
+        // Deletions after the copies: a pruned target first receives the new index and packs,
+        // then loses the old ones. Behind after a failed copy, it loses only snapshots.
+        if let Some(proof) = proof {
+            let complete = t.state != TargetState::Incomplete;
+            let held = inv
+                .files
+                .keys()
+                .filter(|f| complete || f.starts_with("snapshots/"));
+            let obeyed = deletion::obey(
+                &p.cfg.name,
+                store.as_ref(),
+                held,
+                &deletions,
+                &holding,
+                proof,
+            );
+            t.records_copied = obeyed.records_copied;
+            t.deletions_applied = obeyed.files_removed;
+            t.deletions_pending = deletions
+                .pending(inv.files.keys())
+                .len()
+                .saturating_sub(obeyed.files_removed);
+            if let Some(e) = obeyed.error {
+                t.state = TargetState::Incomplete;
+                t.detail.get_or_insert(format!("deletions not obeyed: {e}"));
+            } else if obeyed.files_removed > 0 && t.state == TargetState::Level {
+                t.state = TargetState::CaughtUp;
+            }
+        }
         t
     })
     .into_iter()

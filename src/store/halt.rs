@@ -2,9 +2,10 @@
 //! store wrapper that stops a writer dead at a chosen point, so the test can SIGKILL it there.
 //!
 //! With `CAIRN_TEST_HALT_AFTER_WRITES=N`, each target's store parks the writing thread for good
-//! once it has written N repository files (lock files do not count, and keep being renewed),
-//! and appends a line to the file named by `CAIRN_TEST_HALT_MARKER`: once it holds one line per
-//! target, the whole run stands still.
+//! once it has written N repository files or deletion records (lock files do not count, and
+//! keep being renewed), and appends a line to the file named by `CAIRN_TEST_HALT_MARKER`: once
+//! it holds one line per target, the whole run stands still. `CAIRN_TEST_HALT_AFTER_DELETES=N`
+//! does the same after N removals of repository files.
 
 use std::{
     io::Write,
@@ -17,24 +18,30 @@ use super::{Store, StoreResult};
 
 /// `store`, halting after the configured number of writes; `store` itself when none is set.
 pub(super) fn wrap(store: Box<dyn Store>) -> Box<dyn Store> {
-    match std::env::var("CAIRN_TEST_HALT_AFTER_WRITES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        Some(limit) => Box::new(Halting {
-            inner: store,
-            limit,
-            written: AtomicU64::new(0),
-        }),
-        None => store,
+    let limit = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    let (writes, deletes) = (
+        limit("CAIRN_TEST_HALT_AFTER_WRITES"),
+        limit("CAIRN_TEST_HALT_AFTER_DELETES"),
+    );
+    if writes.is_none() && deletes.is_none() {
+        return store;
     }
+    Box::new(Halting {
+        inner: store,
+        writes: writes.unwrap_or(u64::MAX),
+        deletes: deletes.unwrap_or(u64::MAX),
+        written: AtomicU64::new(0),
+        deleted: AtomicU64::new(0),
+    })
 }
 
 #[derive(Debug)]
 struct Halting {
     inner: Box<dyn Store>,
-    limit: u64,
+    writes: u64,
+    deletes: u64,
     written: AtomicU64,
+    deleted: AtomicU64,
 }
 
 impl Halting {
@@ -43,6 +50,31 @@ impl Halting {
             std::thread::park();
         }
     }
+
+    /// Counts one step; parks for good once `limit` is reached (after `done`, which is the
+    /// step itself, so the step is complete when the run stands still).
+    fn step<T>(&self, count: &AtomicU64, limit: u64, done: impl FnOnce() -> T) -> T {
+        if count.load(Ordering::SeqCst) >= limit {
+            Self::park();
+        }
+        let done = done();
+        if count.fetch_add(1, Ordering::SeqCst) + 1 >= limit {
+            if let Some(marker) = std::env::var_os("CAIRN_TEST_HALT_MARKER")
+                && let Ok(mut f) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(marker)
+            {
+                let _ = writeln!(f, "{}", self.inner.location());
+            }
+            Self::park();
+        }
+        done
+    }
+}
+
+fn counted(path: &str) -> bool {
+    crate::layout::is_repository_path(path) || crate::deletion::is_record_path(path)
 }
 
 impl Store for Halting {
@@ -59,31 +91,19 @@ impl Store for Halting {
         self.inner.read_range(path, offset, length)
     }
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
-        if !crate::layout::is_repository_path(path) {
+        if !counted(path) {
             return self.inner.write(path, parts);
         }
-        if self.written.load(Ordering::SeqCst) >= self.limit {
-            Self::park();
-        }
-        let done = self.inner.write(path, parts);
-        if self.written.fetch_add(1, Ordering::SeqCst) + 1 >= self.limit {
-            if let Some(marker) = std::env::var_os("CAIRN_TEST_HALT_MARKER")
-                && let Ok(mut f) = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(marker)
-            {
-                let _ = writeln!(f, "{}", self.inner.location());
-            }
-            Self::park();
-        }
-        done
+        self.step(&self.written, self.writes, || self.inner.write(path, parts))
     }
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
         self.inner.list(dir)
     }
     fn delete(&self, path: &str) -> StoreResult<()> {
-        self.inner.delete(path)
+        if !crate::layout::is_repository_path(path) {
+            return self.inner.delete(path);
+        }
+        self.step(&self.deleted, self.deletes, || self.inner.delete(path))
     }
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
         self.inner.create_dirs(dirs)
