@@ -245,20 +245,45 @@ pub struct Removed {
     pub bytes: u64,
 }
 
+/// Where a record must be before anything is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Each store that holds the record loses its files (forget: a store without the record
+    /// keeps its snapshot files until it obeys; snapshots never carry data for others).
+    Each,
+    /// Every store, or none loses anything (prune: a store that missed the record could write
+    /// a backup relying on the old data before it learns of the deletion).
+    All,
+}
+
 /// Records `record` on every store, and only then removes its files from those that hold the
-/// record: a store that did not get the record keeps its files (it obeys once it has it).
-/// Snapshots go first, then index files, then packs, so no file ever refers to a removed one.
-/// Returns the record's path and, per store, what was removed or why nothing was.
+/// record (as `recorded` says). Snapshots go first, then index files, then packs, so no file
+/// ever refers to a removed one. Returns the record's path and, per store, what was removed or
+/// why nothing was.
 ///
 /// # Errors
-/// The record could not be sealed.
+/// The record could not be sealed; with [`Recorded::All`], it could not be written to every
+/// store (it is then taken back where it was written, and nothing is removed).
 pub fn record_and_remove(
     stores: &[Source<'_>],
     record: &Record,
     proof: &Proof,
+    recorded: Recorded,
 ) -> Result<(String, Vec<Result<Removed, String>>), String> {
     let (path, bytes) = record.seal(proof)?;
     let written = crate::par::each(stores, |(_, s)| s.write(&path, vec![bytes.clone()]));
+    if recorded == Recorded::All
+        && let Some(((name, _), Err(e))) = stores.iter().zip(&written).find(|(_, w)| w.is_err())
+    {
+        for ((_, s), w) in stores.iter().zip(&written) {
+            if w.is_ok() {
+                let _ = s.delete(&path);
+            }
+        }
+        return Err(format!(
+            "the deletion could not be recorded on `{name}` ({e}), so nothing was removed anywhere"
+        ));
+    }
     let mut files: Vec<&String> = record.files.iter().collect();
     files.sort_by_key(|p| std::cmp::Reverse(crate::layout::stage(p)));
     let removed = crate::par::each(

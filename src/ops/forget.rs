@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::{
     config::Config,
-    deletion::{self, Record},
+    deletion::{self, Record, Recorded},
     error::{Error, Result},
     lock::LockedTargets,
     probe::{Probe, Probed},
@@ -168,7 +168,8 @@ pub fn run(
         .collect();
     let stores: Vec<Source<'_>> = reachable.iter().map(|(_, s)| *s).collect();
     let (record_path, results) =
-        deletion::record_and_remove(&stores, &record, proof).map_err(Error::Input)?;
+        deletion::record_and_remove(&stores, &record, proof, Recorded::Each)
+            .map_err(Error::Input)?;
     if results.iter().all(Result::is_err) {
         let why: Vec<String> = stores
             .iter()

@@ -12,9 +12,11 @@
 //! obeyed); rustic_core's prune plan over the union; rustic_core's prune writes the repacked
 //! packs and the new index to every target, its removals collected instead of done; then one
 //! deletion record naming every removal (and the snapshots the data was judged by) is written
-//! to every target that received everything, and only then are the files removed there:
-//! index files first, then packs. A target that failed on the way keeps its files and obeys the
-//! record at its next catch-up, after receiving the new index and packs.
+//! to every target, and only then are the files removed: index files first, then packs. If a
+//! target failed on the way, or the record cannot be written to every target, nothing is
+//! removed anywhere (the new packs and index stay; the next prune removes the old files): a
+//! target that missed the deletion could, cut off from the others, write a backup relying on
+//! the old data.
 //!
 //! rustic_core's two-phase delete (packs first *marked* in the index's `packs_to_delete`, and
 //! removed by a later prune once `keep_delete` has passed) protects packs that a concurrent
@@ -30,7 +32,7 @@ use serde::Serialize;
 
 use crate::{
     config::Config,
-    deletion::{self, Record},
+    deletion::{self, Record, Recorded},
     error::{Error, Result},
     lock::LockedTargets,
     ops::sync::{self, SyncTarget},
@@ -233,6 +235,26 @@ pub fn run<P: ProgressBars + Clone>(
     pruned?;
     let outcomes = session.outcomes();
     let mut targets: Vec<PruneTarget> = outcomes.iter().map(as_target).collect();
+    // A target that failed on the way lacks the new index: removing the old files elsewhere
+    // now would let it, cut off, write a backup relying on data the others no longer hold.
+    let failed: Vec<String> = targets
+        .iter()
+        .filter(|t| t.state != TargetState::Complete)
+        .map(|t| format!("`{}` ({})", t.name, t.detail.as_deref().unwrap_or("failed")))
+        .collect();
+    let removals = if failed.is_empty() {
+        removals
+    } else {
+        let why = format!(
+            "nothing removed: {} failed during the prune; the new packs and index are on the \
+             others, and the next prune with every target removes the old files",
+            failed.join(", ")
+        );
+        observer.warn(&why);
+        state::update(cfg, observer, |st| st.record_prune(Some(&failed)));
+        report.deferred = Some(why);
+        Vec::new()
+    };
     if !removals.is_empty() {
         let mut record = Record::new("prune", removals);
         record.snapshots = repo
@@ -252,8 +274,8 @@ pub fn run<P: ProgressBars + Clone>(
             })
             .collect();
         let sources: Vec<Source<'_>> = stores.iter().map(|(_, s)| *s).collect();
-        let (path, results) =
-            deletion::record_and_remove(&sources, &record, proof).map_err(Error::Input)?;
+        let (path, results) = deletion::record_and_remove(&sources, &record, proof, Recorded::All)
+            .map_err(Error::Input)?;
         for ((i, _), r) in stores.iter().zip(results) {
             let t = &mut targets[*i];
             match r {
@@ -270,8 +292,10 @@ pub fn run<P: ProgressBars + Clone>(
         }
         report.record = Some(path);
     }
-    state::update(cfg, observer, |st| st.record_prune(None));
-    report.partial = is_partial(&targets);
+    if report.deferred.is_none() {
+        state::update(cfg, observer, |st| st.record_prune(None));
+    }
+    report.partial = report.deferred.is_some() || is_partial(&targets);
     report.targets = targets;
     Ok(report)
 }

@@ -256,3 +256,48 @@ fn find(dir: &Path, name: &str) -> PathBuf {
     }
     panic!("{name} not under {}", dir.display())
 }
+
+#[test]
+fn a_target_failing_during_a_prune_means_nothing_is_removed_anywhere() {
+    let s = Setup::new(2);
+    let cfg = s.config(2);
+    init::run(&cfg, &pw(), false, silent(), NoProgressBars).unwrap();
+    backed_up(&s, 2);
+    std::fs::write(s.dir.path().join("src/b.bin"), "c".repeat(90_000)).unwrap();
+    backed_up(&s, 2);
+    let opts = super::forget::ForgetOptions {
+        policy: crate::retention::Policy {
+            keep_last: Some(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let forgot = super::forget::run(&cfg, &pw(), &opts, &silent()).unwrap();
+    assert_eq!(forgot.removed.len(), 1);
+    let before: Vec<Vec<String>> = (0..2).map(|i| s.files(i)).collect();
+
+    // The second target fails every write of the prune: the first keeps its old files too.
+    s.stores[1].fail_writes(true);
+    let prune_opts = super::prune::PruneOptions::default();
+    let r = super::prune::run(&cfg, &pw(), &prune_opts, &silent(), &NoProgressBars).unwrap();
+    assert!(r.partial);
+    assert!(r.record.is_none(), "{r:?}");
+    let waiting = r.deferred.clone().unwrap_or_default();
+    assert!(waiting.contains(&s.names[1]), "{waiting}");
+    for (i, was) in before.iter().enumerate() {
+        let now = s.files(i);
+        assert!(was.iter().all(|f| now.contains(f)), "target {i} lost files");
+    }
+    assert!(
+        s.stores[0].list(crate::deletion::DIR).unwrap().len() == 1,
+        "only forget's record"
+    );
+
+    // Back in order: the next prune finishes, on both.
+    s.stores[1].fail_writes(false);
+    let r = super::prune::run(&cfg, &pw(), &prune_opts, &silent(), &NoProgressBars).unwrap();
+    assert!(!r.partial, "{r:?}");
+    assert!(r.record.is_some());
+    assert_eq!(s.files(0), s.files(1));
+    assert!(r.targets.iter().all(|t| t.files_removed > 0), "{r:?}");
+}

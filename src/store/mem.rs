@@ -2,7 +2,13 @@
 //! staged here, so rustic_core's own decryption path reads them (see [`crate::proof`]); unit
 //! tests use it as a store without a server.
 
-use std::{collections::BTreeMap, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use bytes::Bytes;
 
@@ -12,6 +18,8 @@ use super::{Store, StoreError, StoreErrorKind, StoreResult};
 #[derive(Debug, Default)]
 pub struct MemStore {
     files: Mutex<BTreeMap<String, Bytes>>,
+    /// Unit tests: repository writes fail while set (a target failing in the middle of a run).
+    failing: AtomicBool,
 }
 
 impl MemStore {
@@ -19,6 +27,13 @@ impl MemStore {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes writes of repository files fail (`true`) or work again, for unit tests of a target
+    /// that fails during a run.
+    #[cfg(test)]
+    pub(crate) fn fail_writes(&self, fail: bool) {
+        self.failing.store(fail, Ordering::SeqCst);
     }
 
     fn files(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
@@ -54,6 +69,12 @@ impl Store for MemStore {
         Ok(b.slice(start..end))
     }
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
+        if self.failing.load(Ordering::SeqCst) && crate::layout::is_repository_path(path) {
+            return Err(StoreError::new(
+                StoreErrorKind::Transient,
+                format!("{path}: injected write failure"),
+            ));
+        }
         let bytes = if parts.len() == 1 {
             parts.into_iter().next().unwrap_or_default()
         } else {
