@@ -6,29 +6,11 @@
 mod common;
 
 use std::{
-    collections::BTreeSet,
     fs,
     path::{Path, PathBuf},
 };
 
 use common::*;
-
-fn snapshot_ids(repo: &str) -> BTreeSet<String> {
-    let out = restic(repo, &["snapshots", "--json", "--no-lock"]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn restic_check(repo: &str) {
-    let out = restic(repo, &["check", "--read-data"]);
-    assert!(out.status.success(), "restic check {repo}: {}", text(&out));
-}
 
 /// Restores `snapshot` from target `from` alone and compares it with `expected` (a copy of
 /// the source as it was).
@@ -131,12 +113,7 @@ fn prune_on_every_kind_of_target_leaves_identical_repositories_that_restic_reads
     // folder, S3 through s3s-fs's verbatim objects, Azure through a verbatim copy (restic 0.14
     // cannot address Azurite).
     let azure_copy = tmp.path().join("azure-copy");
-    let az = open_store(&config, "azure");
-    for path in repo_files(az.as_ref()).keys() {
-        let dest = azure_copy.join(path);
-        fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        fs::write(dest, az.read(path).unwrap()).unwrap();
-    }
+    verbatim_copy(&config, "azure", &azure_copy);
     let s3_dir = format!("{}/s3/data/{}/{p}", env("TS_RUN"), env("S3_BUCKET"));
     for repo in [
         local.to_str().unwrap(),

@@ -44,23 +44,6 @@ fn cairn_keeps(config: &Path, policy: &[&str]) -> (BTreeSet<String>, serde_json:
     (keep, r)
 }
 
-fn snapshot_ids(repo: &str) -> BTreeSet<String> {
-    let out = restic(repo, &["snapshots", "--json", "--no-lock"]);
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn restic_check(repo: &str) {
-    let out = restic(repo, &["check", "--read-data"]);
-    assert!(out.status.success(), "restic check {repo}: {}", text(&out));
-}
-
 fn listed(dir: &Path) -> BTreeSet<String> {
     fs::read_dir(dir).map_or_else(
         |_| BTreeSet::new(),

@@ -130,12 +130,7 @@ fn one_backup_lands_identically_on_all_five_kinds_and_each_restores_alone() {
     // restic 0.14 cannot address Azurite's endpoint, so the Azure target's files are fetched
     // verbatim and restic reads that copy.
     let azure_copy = tmp.path().join("azure-copy");
-    let az = open_store(&config, "azure");
-    for path in repo_files(az.as_ref()).keys() {
-        let dest = azure_copy.join(path);
-        fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        fs::write(dest, az.read(path).unwrap()).unwrap();
-    }
+    verbatim_copy(&config, "azure", &azure_copy);
     let repos: Vec<(&str, String, Vec<String>)> = vec![
         (
             "usb",

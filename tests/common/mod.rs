@@ -429,3 +429,33 @@ pub fn smb_target_at(
     );
     (toml, format!("{}/{prefix}", env("SMB_SHARE_DIR")))
 }
+
+/// The snapshot ids stock restic lists in `repo`.
+pub fn snapshot_ids(repo: &str) -> std::collections::BTreeSet<String> {
+    let out = restic(repo, &["snapshots", "--json", "--no-lock"]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Stock `restic check --read-data` passes on `repo`.
+pub fn restic_check(repo: &str) {
+    let out = restic(repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "restic check {repo}: {}", text(&out));
+}
+
+/// A verbatim copy of target `name`'s repository files in `dest` (restic 0.14 cannot address
+/// Azurite's endpoint, so restic reads the Azure target's files there).
+pub fn verbatim_copy(config: &Path, name: &str, dest: &Path) {
+    let store = open_store(config, name);
+    for path in repo_files(store.as_ref()).keys() {
+        let to = dest.join(path);
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::write(to, store.read(path).unwrap()).unwrap();
+    }
+}
