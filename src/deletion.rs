@@ -171,6 +171,44 @@ pub fn load(sources: &[Source<'_>], proof: &Proof, foreign: &ForeignFound) -> De
     out
 }
 
+/// For each target that lacks a prune's record: the snapshots it holds that the prune never
+/// judged (written while the target was cut off from it, or out of the configuration), by
+/// target name. The prune may have removed data those snapshots share with older ones, so that
+/// target must not obey the record, nor give those snapshots to the targets that did.
+#[must_use]
+pub fn unjudged<'a>(
+    deletions: &Deletions,
+    targets: &[(&'a str, &BTreeMap<String, u64>)],
+) -> BTreeMap<&'a str, BTreeSet<String>> {
+    fn snapshots(files: &BTreeMap<String, u64>) -> impl Iterator<Item = &str> {
+        files.keys().filter_map(|f| f.strip_prefix("snapshots/"))
+    }
+    let mut out: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (path, record) in deletions
+        .records
+        .iter()
+        .filter(|(_, r)| r.command == "prune")
+    {
+        let holders = deletions.held_by.get(path).cloned().unwrap_or_default();
+        let holds = |name: &str| holders.iter().any(|h| h == name);
+        // Judged: what the prune saw, and what the targets that obeyed it wrote since.
+        let mut judged: BTreeSet<&str> = record.snapshots.iter().map(String::as_str).collect();
+        for (_, files) in targets.iter().filter(|(n, _)| holds(n)) {
+            judged.extend(snapshots(files));
+        }
+        for (name, files) in targets.iter().filter(|(n, _)| !holds(n)) {
+            let alone: BTreeSet<String> = snapshots(files)
+                .filter(|id| !judged.contains(id) && !deletions.deletes(&format!("snapshots/{id}")))
+                .map(str::to_string)
+                .collect();
+            if !alone.is_empty() {
+                out.entry(*name).or_default().extend(alone);
+            }
+        }
+    }
+    out
+}
+
 /// What obeying the records did on one target.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Obeyed {

@@ -15,8 +15,9 @@
 //! is filled the same way, `config` first.
 //!
 //! Deletions ([`crate::deletion`]): a file a proven deletion record names is never copied; each
-//! target first receives the records it lacks, then removes the files they delete; records every
-//! target has obeyed long enough are compacted. Not handled here: files that exist but are
+//! target receives the records it lacks and its missing files, then removes the files the
+//! records delete; records every target has obeyed long enough are compacted. A target holding
+//! snapshots that a prune it missed never judged is left as it is ([`deletion::unjudged`]). Not handled here: files that exist but are
 //! damaged (`cairn check --heal`).
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
@@ -131,9 +132,23 @@ pub fn run<P: ProgressBars>(
     let deletions = proof
         .map(|proof| deletion::load(&holding, proof, &foreign))
         .unwrap_or_default();
+    // A target holding snapshots a prune it missed never judged takes no part: obeying the
+    // prune there, or copying those snapshots to where the prune ran, would break them.
+    let listed: Vec<(&str, &BTreeMap<String, u64>)> = probed
+        .iter()
+        .zip(&inventories)
+        .filter_map(|(p, inv)| match inv {
+            Some(Ok(inv)) => Some((p.cfg.name.as_str(), &inv.files)),
+            _ => None,
+        })
+        .collect();
+    let cut_off = deletion::unjudged(&deletions, &listed);
     // The union, from targets holding the repository only.
     let mut union: BTreeMap<&str, u64> = BTreeMap::new();
     for (p, inv) in probed.iter().zip(&inventories) {
+        if cut_off.contains_key(p.cfg.name.as_str()) {
+            continue;
+        }
         if let (Probe::Ready { .. }, Some(Ok(inv))) = (&p.probe, inv) {
             for (path, size) in &inv.files {
                 if !deletions.deletes(path) {
@@ -145,6 +160,7 @@ pub fn run<P: ProgressBars>(
     let sources_of = |dest: usize| {
         let probed = &probed;
         let inventories = &inventories;
+        let cut_off = &cut_off;
         move |path: &str| {
             probed
                 .iter()
@@ -152,6 +168,7 @@ pub fn run<P: ProgressBars>(
                 .enumerate()
                 .filter(|(i, (p, inv))| {
                     *i != dest
+                        && !cut_off.contains_key(p.cfg.name.as_str())
                         && matches!(p.probe, Probe::Ready { .. })
                         && matches!(inv, Some(Ok(inv)) if inv.files.contains_key(path))
                 })
@@ -209,6 +226,19 @@ pub fn run<P: ProgressBars>(
                 return t;
             }
         };
+        if let Some(alone) = cut_off.get(p.cfg.name.as_str()) {
+            let ids: Vec<&str> = alone.iter().map(|id| &id[..8.min(id.len())]).collect();
+            t.state = TargetState::Incomplete;
+            t.detail = Some(format!(
+                "holds snapshot(s) {} written while it missed a prune (cut off, or out of the \
+                 configuration); that prune may have removed data they share, so this target is \
+                 left as it is: restore them from it alone (`--from {}`), back their files up \
+                 again or forget them (`cairn forget ID`), then sync",
+                ids.join(", "),
+                p.cfg.name
+            ));
+            return t;
+        }
         catch_up(
             &mut t,
             inv,

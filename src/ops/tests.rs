@@ -60,6 +60,22 @@ impl Setup {
         Config::parse(&text, &self.dir.path().join(format!("t{n}.toml"))).unwrap()
     }
 
+    /// The configuration over the targets at `which` only.
+    fn config_of(&self, which: &[usize]) -> Config {
+        let mut text = format!(
+            "[backup]\nsources = [\"{}\"]\n",
+            self.dir.path().join("src").display()
+        );
+        for &i in which {
+            let name = &self.names[i];
+            text.push_str(&format!(
+                "[[target]]\nname = \"{name}\"\nkind = \"local\"\npath = \"unused-{name}\"\n"
+            ));
+        }
+        let file = format!("only-{which:?}.toml").replace([' ', ',', '[', ']'], "-");
+        Config::parse(&text, &self.dir.path().join(file)).unwrap()
+    }
+
     fn files(&self, i: usize) -> Vec<String> {
         let s = &self.stores[i];
         ["keys", "data", "index", "snapshots"]
@@ -300,4 +316,82 @@ fn a_target_failing_during_a_prune_means_nothing_is_removed_anywhere() {
     assert!(r.record.is_some());
     assert_eq!(s.files(0), s.files(1));
     assert!(r.targets.iter().all(|t| t.files_removed > 0), "{r:?}");
+}
+
+#[test]
+fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
+    let s = Setup::new(2);
+    let both = s.config(2);
+    init::run(&both, &pw(), false, silent(), NoProgressBars).unwrap();
+    backed_up(&s, 2);
+    let b_bin = s.dir.path().join("src/b.bin");
+    let old = std::fs::read(&b_bin).unwrap();
+    std::fs::write(&b_bin, "c".repeat(90_000)).unwrap();
+    backed_up(&s, 2);
+
+    // The second target taken out of the configuration: forget and prune on the first alone
+    // remove the old b.bin's data there.
+    let first = s.config_of(&[0]);
+    let keep_last = super::forget::ForgetOptions {
+        policy: crate::retention::Policy {
+            keep_last: Some(1),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    super::forget::run(&first, &pw(), &keep_last, &silent()).unwrap();
+    let prune_opts = super::prune::PruneOptions {
+        max_unused: "0".into(),
+        ..Default::default()
+    };
+    let pruned = super::prune::run(&first, &pw(), &prune_opts, &silent(), &NoProgressBars).unwrap();
+    assert!(pruned.record.is_some());
+
+    // The second, alone, backs up the old b.bin again: it deduplicates against the old data,
+    // which it still holds.
+    std::fs::write(&b_bin, &old).unwrap();
+    let second = s.config_of(&[1]);
+    let solo = backup::run(
+        &second,
+        &pw(),
+        &backup::BackupOptions::default(),
+        silent(),
+        NoProgressBars,
+    )
+    .unwrap();
+
+    // Together again: catch-up must not let the prune's deletions break that snapshot.
+    let r = sync::run_and_record(&both, Some(&pw()), None, &silent(), &NoProgressBars).unwrap();
+    let t = &r.targets[1];
+    assert_eq!(t.state, TargetState::Incomplete, "{t:?}");
+    assert!(
+        t.detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&solo.snapshot[..8]),
+        "{t:?}"
+    );
+    assert!(r.partial);
+    let dest = s.dir.path().join("solo-restored");
+    let opts = restore::RestoreOptionsCairn {
+        snapshot_path: solo.snapshot.clone(),
+        dest: dest.clone(),
+        from: Some(s.names[1].clone()),
+        overwrite: false,
+    };
+    restore::run(&both, &pw(), &opts, silent(), NoProgressBars).unwrap();
+    assert_eq!(std::fs::read(find(&dest, "b.bin")).unwrap(), old);
+    // Nor was it copied where its data is gone.
+    let snap = format!("snapshots/{}", solo.snapshot);
+    assert!(!s.files(0).contains(&snap));
+
+    // Once the admin forgets it, the target obeys the prune and is level again.
+    let by_id = super::forget::ForgetOptions {
+        ids: vec![solo.snapshot[..10].to_string()],
+        ..Default::default()
+    };
+    super::forget::run(&both, &pw(), &by_id, &silent()).unwrap();
+    let r = sync::run_and_record(&both, Some(&pw()), None, &silent(), &NoProgressBars).unwrap();
+    assert!(!r.partial, "{:?}", r.targets);
+    assert_eq!(s.files(0), s.files(1));
 }
