@@ -114,10 +114,31 @@ pub fn run(cfg: &Config, password: Option<&Secret>) -> Result<StatusReport> {
                 .filter(|f| !deleted(f)),
         );
     }
+    // Targets that catch-up leaves as they are: they hold snapshots a prune they missed never
+    // judged.
+    let snapshot_files: Vec<(&str, std::collections::BTreeMap<String, u64>)> = probed
+        .iter()
+        .filter_map(|p| match &p.probe {
+            Probe::Ready { snapshots, .. } => Some((
+                p.cfg.name.as_str(),
+                snapshots
+                    .iter()
+                    .map(|id| (file_path(FileType::Snapshot, id), 0))
+                    .collect(),
+            )),
+            _ => None,
+        })
+        .collect();
+    let listed: Vec<(&str, &std::collections::BTreeMap<String, u64>)> =
+        snapshot_files.iter().map(|(n, f)| (*n, f)).collect();
+    let cut_off = deletions
+        .as_ref()
+        .map(|d| deletion::unjudged(d, &listed))
+        .unwrap_or_default();
     let targets = probed
         .iter()
         .map(|p| {
-            let (state, detail, missing, pending, snapshots) = match &p.probe {
+            let (state, mut detail, missing, pending, snapshots) = match &p.probe {
                 Probe::Ready { .. } => {
                     let have = sets(&p.probe).unwrap_or_default();
                     let missing = union.difference(&have).count();
@@ -145,6 +166,16 @@ pub fn run(cfg: &Config, password: Option<&Secret>) -> Result<StatusReport> {
                 }
             };
             let pending = pending.filter(|_| deletions.is_some());
+            let mut state = state;
+            if let Some(alone) = cut_off.get(p.cfg.name.as_str()) {
+                let ids: Vec<&str> = alone.iter().map(|id| &id[..8.min(id.len())]).collect();
+                state = TargetState::Lagging;
+                detail = Some(format!(
+                    "holds snapshot(s) {} that a prune it missed never judged: catch-up leaves \
+                     it as it is (see `cairn sync`)",
+                    ids.join(", ")
+                ));
+            }
             TargetStatus {
                 name: p.cfg.name.clone(),
                 kind: p.cfg.kind.name().to_string(),

@@ -13,7 +13,7 @@ use std::{
 use bytes::Bytes;
 use rustic_core::NoProgressBars;
 
-use super::{backup, check, init, restore, sync};
+use super::{backup, check, init, restore, status, sync};
 use crate::{
     config::Config,
     progress::{Observer, Silent},
@@ -381,9 +381,20 @@ fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
     };
     restore::run(&both, &pw(), &opts, silent(), NoProgressBars).unwrap();
     assert_eq!(std::fs::read(find(&dest, "b.bin")).unwrap(), old);
-    // Nor was it copied where its data is gone.
+    // Nor was it copied where its data is gone; status says why the target is behind.
     let snap = format!("snapshots/{}", solo.snapshot);
     assert!(!s.files(0).contains(&snap));
+    let status = status::run(&both, Some(&pw())).unwrap();
+    let behind = &status.targets[1];
+    assert_eq!(behind.state, TargetState::Lagging);
+    assert!(
+        behind
+            .detail
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&solo.snapshot[..8]),
+        "{behind:?}"
+    );
 
     // Once the admin forgets it, the target obeys the prune and is level again.
     let by_id = super::forget::ForgetOptions {
