@@ -331,3 +331,15 @@ fn a_target_added_later_gets_the_repository_and_is_caught_up_by_the_next_backup(
         repo_files(open_store(&config, "new").as_ref())
     );
 }
+
+#[test]
+fn help_names_every_target_kind() {
+    let out = std::process::Command::new(bin())
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for kind in ["local", "SFTP", "SMB", "Azure Blob", "S3"] {
+        assert!(help.contains(kind), "--help does not name {kind}: {help}");
+    }
+}

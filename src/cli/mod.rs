@@ -27,7 +27,7 @@ use serde::Serialize;
 use progress::{Mode, Reporter};
 
 /// cairn: one encrypted, deduplicated backup written to every target at once
-/// (local/USB, SFTP, Azure Blob, S3), each a complete restic repository.
+/// (local/USB, SFTP, SMB, Azure Blob, S3), each a complete restic repository.
 #[derive(Debug, Parser)]
 #[command(version, after_help = exit::TABLE)]
 pub struct Cli {
