@@ -41,7 +41,7 @@ pub struct Record {
     pub time: String,
     /// The command that decided it (`forget`, `prune`).
     pub command: String,
-    /// Host and user that ran it.
+    /// Host that ran it.
     pub host: String,
     /// User that ran it.
     pub user: String,
@@ -99,6 +99,8 @@ pub struct Deletions {
     pub records: BTreeMap<String, Record>,
     /// Record path -> names of the targets holding it.
     pub held_by: BTreeMap<String, Vec<String>>,
+    /// Record path -> its proven sealed bytes, as copied to targets that lack it.
+    sealed: BTreeMap<String, Bytes>,
     /// Every file some record deletes.
     deleted: BTreeSet<String>,
 }
@@ -121,8 +123,9 @@ impl Deletions {
         held.into_iter().filter(|p| self.deletes(p)).collect()
     }
 
-    fn add(&mut self, path: String, record: Record) {
+    fn add(&mut self, path: String, record: Record, sealed: Bytes) {
         self.deleted.extend(record.files.iter().cloned());
+        self.sealed.insert(path.clone(), sealed);
         self.records.insert(path, record);
     }
 }
@@ -161,7 +164,7 @@ pub fn load(sources: &[Source<'_>], proof: &Proof, foreign: &ForeignFound) -> De
         if let Ok((bytes, _)) = read_proven(path, &from, Some(proof), foreign)
             && let Some(record) = Record::open(&bytes, proof)
         {
-            out.add(path.clone(), record);
+            out.add(path.clone(), record, bytes);
         }
     }
     out.held_by = held_by
@@ -189,7 +192,7 @@ pub fn unjudged<'a>(
         .iter()
         .filter(|(_, r)| r.command == "prune")
     {
-        let holders = deletions.held_by.get(path).cloned().unwrap_or_default();
+        let holders = deletions.held_by.get(path).map_or(&[][..], Vec::as_slice);
         let holds = |name: &str| holders.iter().any(|h| h == name);
         // Judged: what the prune saw, and what the targets that obeyed it wrote since.
         let mut judged: BTreeSet<&str> = record.snapshots.iter().map(String::as_str).collect();
@@ -225,30 +228,22 @@ pub struct Obeyed {
 
 /// Brings the records to `store` (named `name`), then removes the files of `held` that they
 /// delete. A record is written before any file it names is removed, so a crash in between
-/// leaves the record to finish the job.
+/// leaves the record to finish the job. The records' bytes were proven when loaded.
 pub fn obey<'a>(
     name: &str,
     store: &dyn Store,
     held: impl IntoIterator<Item = &'a String>,
     deletions: &Deletions,
-    sources: &[Source<'_>],
-    proof: &Proof,
 ) -> Obeyed {
     let mut out = Obeyed::default();
-    let foreign = ForeignFound::default();
     for (path, holders) in &deletions.held_by {
         if holders.iter().any(|h| h == name) {
             continue;
         }
-        let from: Vec<Source<'_>> = sources
-            .iter()
-            .filter(|(n, _)| holders.iter().any(|h| h == n))
-            .copied()
-            .collect();
-        let written = read_proven(path, &from, Some(proof), &foreign)
-            .map_err(|e| e.to_string())
-            .and_then(|(bytes, _)| store.write(path, vec![bytes]).map_err(|e| e.to_string()));
-        match written {
+        let Some(bytes) = deletions.sealed.get(path) else {
+            continue;
+        };
+        match store.write(path, vec![bytes.clone()]) {
             Ok(()) => out.records_copied += 1,
             Err(e) => {
                 // Without its records a target must not lose files: stop here.

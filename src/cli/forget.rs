@@ -10,7 +10,7 @@ use cairn::{
     session::password,
 };
 
-use super::{Ctx, label, print_json, write_exit};
+use super::{Ctx, exit, label, print_json, write_exit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -69,29 +69,40 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         dry_run: args.dry_run,
     };
     let r = forget::run(&ctx.cfg, &pw, &opts, &ctx.observer())?;
-    let pruned = if args.prune && !args.dry_run && !r.removed.is_empty() {
-        Some(prune::run(
+    // The forget is done whatever the prune does: its report is never hidden by a prune error.
+    let pruned = (args.prune && !args.dry_run && !r.removed.is_empty()).then(|| {
+        prune::run(
             &ctx.cfg,
             &pw,
             &PruneOptions::default(),
             &ctx.observer(),
             &ctx.reporter,
-        )?)
-    } else {
-        None
+        )
+    });
+    let prune_failed = match &pruned {
+        Some(Err(e)) => Some(exit::for_error(e)),
+        _ => None,
     };
     if ctx.json {
         // The forget report, with the prune's under `prune` (null without --prune).
         let mut v = serde_json::to_value(&r)?;
-        v["prune"] = serde_json::to_value(&pruned)?;
+        v["prune"] = match &pruned {
+            Some(Ok(p)) => serde_json::to_value(p)?,
+            Some(Err(e)) => serde_json::json!({ "error": format!("{e:#}") }),
+            None => serde_json::Value::Null,
+        };
         print_json(&v)?;
     } else {
         print_text(&r);
-        if let Some(p) = &pruned {
+        if let Some(Ok(p)) = &pruned {
             super::prune::print_text(p);
         }
     }
-    Ok(write_exit(r.partial || pruned.is_some_and(|p| p.partial)))
+    if let Some(Err(e)) = &pruned {
+        eprintln!("error: prune: {e:#}");
+    }
+    Ok(prune_failed
+        .unwrap_or_else(|| write_exit(r.partial || matches!(&pruned, Some(Ok(p)) if p.partial))))
 }
 
 fn print_text(r: &ForgetReport) {

@@ -243,7 +243,8 @@ pub fn run<P: ProgressBars + Clone>(
         bytes_new: s.data_added,
         bytes_new_stored: s.data_added_packed,
         duration_secs: s.backup_duration,
-        partial: is_partial(&targets),
+        // A target whose catch-up (copies or deletions) failed is behind, even when written.
+        partial: is_partial(&targets) || is_partial(&caught_up),
         incomplete: !unread.is_empty(),
         unread,
         caught_up,

@@ -219,8 +219,7 @@ pub fn run<P: ProgressBars + Clone>(
             away.join(", ")
         );
         observer.warn(&why);
-        let names: Vec<String> = away.clone();
-        state::update(cfg, observer, |st| st.record_prune(Some(&names)));
+        state::update(cfg, observer, |st| st.record_prune(Some(&away)));
         report.deferred = Some(why);
     }
     if opts.dry_run || report.deferred.is_some() {

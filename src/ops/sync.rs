@@ -250,21 +250,15 @@ pub fn run<P: ProgressBars>(
             pb,
         );
         // Deletions after the copies: a pruned target first receives the new index and packs,
-        // then loses the old ones. Behind after a failed copy, it loses only snapshots.
-        if let Some(proof) = proof {
+        // then loses the old ones. Behind after a failed copy, it loses only snapshots. (Without
+        // the key no record is proven, and nothing is obeyed.)
+        {
             let complete = t.state != TargetState::Incomplete;
             let held = inv
                 .files
                 .keys()
                 .filter(|f| complete || f.starts_with("snapshots/"));
-            let obeyed = deletion::obey(
-                &p.cfg.name,
-                store.as_ref(),
-                held,
-                &deletions,
-                &holding,
-                proof,
-            );
+            let obeyed = deletion::obey(&p.cfg.name, store.as_ref(), held, &deletions);
             t.records_copied = obeyed.records_copied;
             t.deletions_applied = obeyed.files_removed;
             t.deletions_pending = deletions
@@ -274,7 +268,9 @@ pub fn run<P: ProgressBars>(
             if let Some(e) = obeyed.error {
                 t.state = TargetState::Incomplete;
                 t.detail.get_or_insert(format!("deletions not obeyed: {e}"));
-            } else if obeyed.files_removed > 0 && t.state == TargetState::Level {
+            } else if obeyed.files_removed + obeyed.records_copied > 0
+                && t.state == TargetState::Level
+            {
                 t.state = TargetState::CaughtUp;
             }
         }

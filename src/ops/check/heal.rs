@@ -23,6 +23,9 @@ pub(super) fn heal(
     observer: &Arc<dyn Observer>,
 ) {
     let proof = key.map(|(p, _)| p);
+    if let Some((_, deletions)) = key {
+        obey_pending(problems, checked, deletions, observer);
+    }
     let foreign = ForeignFound::default();
     let mut order: Vec<usize> = (0..problems.len()).collect();
     order.sort_by_key(|&i| stage(&problems[i].path));
@@ -75,25 +78,8 @@ pub(super) fn heal(
                 .read(&p.path)
                 .and_then(|b| quarantine(dest.store, &p.path, b))
                 .map_err(|e| e.to_string()),
-            ProblemKind::PendingDeletion => {
-                let Some((proof, deletions)) = key else {
-                    continue;
-                };
-                let sources: Vec<Source<'_>> = checked
-                    .iter()
-                    .map(|(_, c)| (c.probed.cfg.name.as_str(), c.store))
-                    .collect();
-                let held = [p.path.clone()];
-                let done = obey(&p.target, dest.store, &held, deletions, &sources, proof);
-                let p = &mut problems[i];
-                p.healed = Some(done.files_pending == 0);
-                if let Some(e) = done.error {
-                    observer.warn(&format!("`{}`: {} not removed: {e}", p.target, p.path));
-                    p.detail = format!("{}; not removed: {e}", p.detail);
-                }
-                // A deletion that failed blocks nothing else.
-                continue;
-            }
+            // Obeyed above, once per target.
+            ProblemKind::PendingDeletion => continue,
             ProblemKind::Structure => continue,
         };
         let p = &mut problems[i];
@@ -106,6 +92,39 @@ pub(super) fn heal(
                 failed_at
                     .entry(p.target.clone())
                     .or_insert_with(|| (here, p.path.clone()));
+            }
+        }
+    }
+}
+
+/// Applies the pending deletions: each target receives the records it lacks, then removes the
+/// files they delete (one pass per target). A deletion that fails blocks nothing else.
+fn obey_pending(
+    problems: &mut [Problem],
+    checked: &[(usize, Checked<'_>)],
+    deletions: &Deletions,
+    observer: &Arc<dyn Observer>,
+) {
+    for (_, c) in checked {
+        let name = &c.probed.cfg.name;
+        let mine = |p: &Problem| p.kind == ProblemKind::PendingDeletion && p.target == *name;
+        let held: Vec<String> = problems
+            .iter()
+            .filter(|p| mine(p))
+            .map(|p| p.path.clone())
+            .collect();
+        if held.is_empty() {
+            continue;
+        }
+        let done = obey(name, c.store, &held, deletions);
+        if let Some(e) = &done.error {
+            observer.warn(&format!("`{name}`: deletions not applied: {e}"));
+        }
+        for p in problems.iter_mut().filter(|p| mine(p)) {
+            let gone = matches!(c.store.stat(&p.path), Ok(None));
+            p.healed = Some(gone);
+            if let (false, Some(e)) = (gone, &done.error) {
+                p.detail = format!("{}; not removed: {e}", p.detail);
             }
         }
     }
