@@ -10,6 +10,8 @@ pub trait Observer: Send + Sync + std::fmt::Debug {
     fn target_failed(&self, _target: &str, _error: &str) {}
     /// Something worth a warning that does not stop the run.
     fn warn(&self, _message: &str) {}
+    /// A step of a longer job is done (one line, e.g. `cairn run`'s steps).
+    fn info(&self, _message: &str) {}
     /// The targets a write run uses, to follow their byte counters.
     fn writing_to(&self, _members: &[Arc<Member>]) {}
     /// The write run is over.

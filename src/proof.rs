@@ -87,11 +87,7 @@ impl Proof {
                 ))],
                 Arc::new(Silent),
             ));
-            match open_repository_with(
-                one,
-                &Credentials::password(password.expose()),
-                NoProgressBars,
-            ) {
+            match crate::session::open_repository(one, password, NoProgressBars) {
                 Ok(repo) => return Self::new(password.clone(), repo.key(), config.clone()),
                 // A wrong password on one target is wrong everywhere, unless that target's
                 // keys are damaged: try the others before saying so.

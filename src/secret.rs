@@ -1,5 +1,7 @@
-//! Secret references: a password or key is named in the configuration as `env:NAME`, `file:PATH`
-//! or `command:CMD`, never written inline, and is never printed.
+//! Secret references: a password or key is named in the configuration as `env:NAME`, `file:PATH`,
+//! `command:CMD` or `credential:NAME` (a systemd credential), never written inline, and is never
+//! printed. Every secret resolved is remembered, so that text bound for a log or a report can be
+//! scrubbed of it ([`redact`]) whatever error message happened to quote it.
 
 use std::{
     collections::BTreeSet, fmt, os::unix::fs::PermissionsExt, path::Path, process::Command,
@@ -19,6 +21,8 @@ pub enum SecretRef {
     File(std::path::PathBuf),
     /// A shell command whose standard output (without trailing newline) is the secret.
     Command(String),
+    /// A systemd credential (`LoadCredential=NAME:...`): the file `$CREDENTIALS_DIRECTORY/NAME`.
+    Credential(String),
 }
 
 impl SecretRef {
@@ -28,7 +32,8 @@ impl SecretRef {
     /// Anything else, so that a secret pasted inline is refused rather than used.
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = || {
-            "a secret must be a reference `env:NAME`, `file:PATH` or `command:CMD`, not an inline value"
+            "a secret must be a reference `env:NAME`, `file:PATH`, `command:CMD` or \
+             `credential:NAME`, not an inline value"
                 .to_string()
         };
         let (scheme, rest) = s.split_once(':').ok_or_else(bad)?;
@@ -39,6 +44,10 @@ impl SecretRef {
             "env" => Ok(Self::Env(rest.to_string())),
             "file" => Ok(Self::File(rest.into())),
             "command" => Ok(Self::Command(rest.to_string())),
+            "credential" if is_credential_name(rest) => Ok(Self::Credential(rest.to_string())),
+            "credential" => Err(format!(
+                "credential name {rest:?}: use letters, digits, `-`, `_` and `.` only"
+            )),
             _ => Err(bad()),
         }
     }
@@ -77,12 +86,23 @@ impl SecretRef {
                 String::from_utf8(out.stdout)
                     .map_err(|_| err("the command's output is not UTF-8".into()))?
             }
+            Self::Credential(name) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    err(format!(
+                        "credential:{name} is given by systemd (LoadCredential=) and \
+                         $CREDENTIALS_DIRECTORY is not set: outside a service, use file:"
+                    ))
+                })?;
+                let path = Path::new(&dir).join(name);
+                std::fs::read_to_string(&path)
+                    .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?
+            }
         };
         let value = value.trim_end_matches(['\n', '\r']).to_string();
         if value.is_empty() {
             return Err(err(format!("{self:?} is empty")));
         }
-        Ok(Secret(value))
+        Ok(Secret::new(value))
     }
 
     /// Why this secret's source is too open, if it is: a `file:` secret that anyone but its
@@ -114,6 +134,39 @@ impl SecretRef {
 /// configuration loaded).
 static SECRET_VARS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
+/// Whether `name` can name a systemd credential (and stays inside its folder).
+fn is_credential_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Every secret value resolved by this process.
+static RESOLVED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+/// Shorter values are not scrubbed: they would blank out ordinary words.
+const MIN_REDACTED: usize = 4;
+
+/// `text` with every secret this process has resolved replaced by `***`: for anything written
+/// to a log, a report or a hook's environment.
+#[must_use]
+pub fn redact(text: &str) -> String {
+    let Ok(known) = RESOLVED.lock() else {
+        return text.to_string();
+    };
+    redact_these(text, known.iter().map(String::as_str))
+}
+
+/// `text` with each of `secrets` (of [`MIN_REDACTED`] bytes or more) replaced by `***`, the
+/// longest first, so that a secret containing another is scrubbed whole.
+pub(crate) fn redact_these<'a>(text: &str, secrets: impl Iterator<Item = &'a str>) -> String {
+    let mut values: Vec<&str> = secrets.filter(|s| s.len() >= MIN_REDACTED).collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values
+        .into_iter()
+        .fold(text.to_string(), |t, v| t.replace(v, "***"))
+}
+
 /// `sh -c cmd`, without any secret in its environment: hooks and `command:` secrets are other
 /// people's scripts, and an environment is easily logged or inherited further.
 #[must_use]
@@ -135,6 +188,7 @@ impl fmt::Debug for SecretRef {
             Self::Env(n) => write!(f, "env:{n}"),
             Self::File(p) => write!(f, "file:{}", p.display()),
             Self::Command(_) => write!(f, "command:…"),
+            Self::Credential(n) => write!(f, "credential:{n}"),
         }
     }
 }
@@ -151,9 +205,14 @@ impl<'de> Deserialize<'de> for SecretRef {
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a value (for `CAIRN_PASSWORD` and tests).
+    /// Wraps a value (for `CAIRN_PASSWORD` and tests); it is scrubbed from logs from now on.
     #[must_use]
     pub fn new(value: String) -> Self {
+        if value.len() >= MIN_REDACTED
+            && let Ok(mut known) = RESOLVED.lock()
+        {
+            known.insert(value.clone());
+        }
         Self(value)
     }
     /// The secret itself, for handing to a storage client or rustic_core.
@@ -190,6 +249,27 @@ mod tests {
         let mut f = SecretRef::parse("file:pw").unwrap();
         f.rebase(dir.path());
         assert_eq!(f.resolve("t").unwrap().expose(), "xyz");
+    }
+
+    #[test]
+    fn credentials_are_read_from_systemds_folder_and_names_stay_inside_it() {
+        assert!(SecretRef::parse("credential:../x").is_err());
+        assert!(SecretRef::parse("credential:a/b").is_err());
+        let c = SecretRef::parse("credential:repo-password").unwrap();
+        assert_eq!(format!("{c:?}"), "credential:repo-password");
+    }
+
+    #[test]
+    fn resolved_secrets_are_scrubbed_from_text() {
+        let s = SecretRef::parse("command:printf 's3cr3t-value-42'")
+            .unwrap()
+            .resolve("t")
+            .unwrap();
+        assert_eq!(
+            redact(&format!("auth failed for {} at host", s.expose())),
+            "auth failed for *** at host"
+        );
+        assert_eq!(redact("nothing here"), "nothing here");
     }
 
     #[test]

@@ -352,8 +352,37 @@ pub fn open_repository<P: ProgressBars>(
     password: &Secret,
     pb: P,
 ) -> Result<Repository<OpenStatus>> {
-    open_repository_with(be, &Credentials::password(password.expose()), pb)
+    // The key derivation (scrypt) costs about 0.4 s and 130 MiB each time; a run opens the
+    // repository many times (each step, each target verified alone). A master key this
+    // process already derived from this password is tried first: it opens only a repository
+    // whose config it decrypts, so another repository falls through to the password.
+    let tag = crate::layout::sha256_hex(password.expose().as_bytes());
+    let known: Vec<rustic_core::repofile::MasterKey> = DERIVED
+        .lock()
+        .map(|d| {
+            d.iter()
+                .filter(|(t, _)| *t == tag)
+                .map(|(_, k)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for key in known {
+        let creds = Credentials::Masterkey(key);
+        if open_repository_with(be.clone(), &creds, rustic_core::NoProgressBars).is_ok() {
+            return open_repository_with(be, &creds, pb);
+        }
+    }
+    let repo = open_repository_with(be, &Credentials::password(password.expose()), pb)?;
+    if let Ok(mut d) = DERIVED.lock() {
+        d.push((tag, repo.key().clone()));
+    }
+    Ok(repo)
 }
+
+/// Master keys derived in this process, by the SHA-256 of their password. Kept no longer than
+/// the process, as the password itself is.
+static DERIVED: std::sync::Mutex<Vec<(String, rustic_core::repofile::MasterKey)>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// [`open_repository`] with any credentials (the master key of a [`crate::proof::Proof`]).
 ///

@@ -11,6 +11,7 @@ use std::{
     os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use serde::{Deserialize, Serialize};
@@ -28,11 +29,7 @@ use crate::{
 /// # Errors
 /// The folder cannot be created.
 pub fn dir(cfg: &Config) -> Result<PathBuf> {
-    let base = std::env::var_os("CAIRN_STATE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("cairn")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/cairn")))
-        .unwrap_or_else(|| PathBuf::from("/var/lib/cairn"));
+    let base = base();
     // Unit tests keep their state beside their configuration, in their own scratch folder.
     let base = if cfg!(test) {
         cfg.path.with_extension("state")
@@ -62,6 +59,16 @@ pub fn dir(cfg: &Config) -> Result<PathBuf> {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
     Ok(dir)
+}
+
+/// The folder holding every configuration's state folder, as this process sees it.
+#[must_use]
+pub fn base() -> PathBuf {
+    std::env::var_os("CAIRN_STATE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("cairn")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/cairn")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/cairn"))
 }
 
 /// Writes `bytes` to `path` readable by its owner only (state, reports: they name client files).
@@ -121,6 +128,50 @@ pub struct TargetRecord {
     pub last_error_at: Option<String>,
     /// When it was last part of a run (or skipped by one).
     pub last_seen_at: Option<String>,
+    /// How long the backup that last completed on it took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_millis: Option<u64>,
+    /// Bytes that backup wrote to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_bytes: Option<u64>,
+    /// When a verification last sampled it, and whether every check passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verify_at: Option<String>,
+    /// Whether that verification passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verify_ok: Option<bool>,
+    /// What the last look at it (`status`, the end of `run`) found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observed>,
+}
+
+/// A target as last looked at.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Observed {
+    /// When.
+    pub at: String,
+    /// Whether it could be reached and listed.
+    pub reachable: bool,
+    /// Snapshots it holds.
+    pub snapshots: u64,
+    /// Repository files it lacks that another target holds (pending catch-up).
+    pub pending_files: u64,
+    /// Files it still holds that a deletion record deletes.
+    pub pending_deletions: u64,
+}
+
+/// The last run of one command.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CommandRecord {
+    /// When it finished.
+    pub at: String,
+    /// Its exit code.
+    pub exit_code: i32,
+    /// How long it took, in milliseconds.
+    pub millis: u64,
+    /// When it last finished with exit code 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<String>,
 }
 
 /// Every target's record.
@@ -131,6 +182,9 @@ pub struct State {
     /// Set while prunes remove nothing because a target is away.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prune_deferred: Option<PruneDeferred>,
+    /// The last run of each command (`run`, `backup`, `verify`, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub commands: BTreeMap<String, CommandRecord>,
 }
 
 /// Prunes waiting for targets to come back.
@@ -178,9 +232,9 @@ impl State {
         std::fs::rename(&tmp, &path).map_err(io)
     }
 
-    /// Records a backup's outcome: complete targets got `snapshot`; the others are lagging
-    /// from now on (unless they already were).
-    pub fn record_backup(&mut self, snapshot: &str, targets: &[TargetOutcome]) {
+    /// Records a backup's outcome: complete targets got `snapshot` (in `seconds`); the others
+    /// are lagging from now on (unless they already were).
+    pub fn record_backup(&mut self, snapshot: &str, seconds: f64, targets: &[TargetOutcome]) {
         let now = now();
         for t in targets {
             if t.state == TargetState::NotUsed {
@@ -192,6 +246,8 @@ impl State {
                 r.last_complete_snapshot = Some(snapshot.to_string());
                 r.last_complete_at = Some(now.clone());
                 r.lagging_since = None;
+                r.last_backup_millis = Some(millis(seconds));
+                r.last_backup_bytes = Some(t.bytes_written);
             } else {
                 r.lagging_since.get_or_insert_with(|| now.clone());
             }
@@ -212,6 +268,30 @@ impl State {
         });
     }
 
+    /// Records how a command ended; `code` 0 is a success.
+    pub fn record_command(&mut self, command: &str, code: i32, seconds: f64) {
+        let now = now();
+        let r = self.commands.entry(command.to_string()).or_default();
+        r.at.clone_from(&now);
+        r.exit_code = code;
+        r.millis = millis(seconds);
+        if code == 0 {
+            r.last_success_at = Some(now);
+        }
+    }
+
+    /// Records a verification of a target: passed or not.
+    pub fn record_verify(&mut self, target: &str, ok: bool) {
+        let r = self.targets.entry(target.to_string()).or_default();
+        r.last_verify_at = Some(now());
+        r.last_verify_ok = Some(ok);
+    }
+
+    /// Records what a look at a target found.
+    pub fn record_observed(&mut self, target: &str, observed: Observed) {
+        self.targets.entry(target.to_string()).or_default().observed = Some(observed);
+    }
+
     /// Records that a target is level again (a catch-up completed).
     pub fn record_level(&mut self, target: &str) {
         let r = self.targets.entry(target.to_string()).or_default();
@@ -230,6 +310,14 @@ impl State {
         r.last_error_at = Some(now.clone());
         r.last_seen_at = Some(now);
     }
+}
+
+/// Seconds as whole milliseconds.
+fn millis(seconds: f64) -> u64 {
+    Duration::from_secs_f64(seconds.max(0.0))
+        .as_millis()
+        .try_into()
+        .unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -255,6 +343,7 @@ mod tests {
         let mut s = State::load(dir.path()).unwrap();
         s.record_backup(
             "s1",
+            1.5,
             &[
                 outcome("a", TargetState::Complete, None),
                 outcome("usb", TargetState::Offline, Some("not mounted")),
@@ -265,9 +354,9 @@ mod tests {
         assert!(first.lagging_since.is_some());
         assert_eq!(first.last_error.as_deref(), Some("not mounted"));
         assert_eq!(first.last_complete_snapshot, None);
-        s.record_backup("s2", &[outcome("usb", TargetState::Offline, None)]);
+        s.record_backup("s2", 1.0, &[outcome("usb", TargetState::Offline, None)]);
         assert_eq!(s.targets["usb"].lagging_since, first.lagging_since);
-        s.record_backup("s3", &[outcome("usb", TargetState::Complete, None)]);
+        s.record_backup("s3", 1.0, &[outcome("usb", TargetState::Complete, None)]);
         assert_eq!(s.targets["usb"].lagging_since, None);
         assert_eq!(
             s.targets["usb"].last_complete_snapshot.as_deref(),

@@ -70,6 +70,8 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v npm >/dev/null || missing+=(nodejs npm)
 command -v restic >/dev/null || missing+=(restic)   # interop tests: stock restic reads every target
 command -v strace >/dev/null || missing+=(strace)   # safeguards: local writes sync their folder
+command -v promtool >/dev/null || missing+=(prometheus)   # run: the metrics file passes promtool
+command -v systemd-analyze >/dev/null || missing+=(systemd)   # schedule: units pass systemd-analyze verify
 if [ ${#missing[@]} -gt 0 ]; then
   log "apt-get install ${missing[*]}"
   # Keep the packages' own services (sshd :22, smbd :445/:139, nmbd) from auto-starting on 0.0.0.0.

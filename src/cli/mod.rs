@@ -9,6 +9,8 @@ mod ls;
 mod progress;
 mod prune;
 mod restore;
+mod run;
+mod schedule;
 mod snapshots;
 mod status;
 mod sync;
@@ -83,6 +85,49 @@ pub enum Command {
     /// Restore a random sample of files from each target on its own and prove them intact.
     #[command(after_help = exit::TABLE)]
     Verify(verify::Args),
+    /// The nightly job: backup (after catching targets up), forget, prune and verify when due,
+    /// then metrics, a report, hooks and a ping.
+    #[command(after_help = exit::TABLE)]
+    Run(run::Args),
+    /// Print, install or remove the systemd timers for `cairn run` (and a separate verify).
+    Schedule(schedule::Args),
+}
+
+impl Command {
+    /// The verb, as recorded in the state folder and the metrics.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Init(_) => "init",
+            Self::Backup(_) => "backup",
+            Self::Forget(_) => "forget",
+            Self::Prune(_) => "prune",
+            Self::Snapshots(_) => "snapshots",
+            Self::Ls(_) => "ls",
+            Self::Restore(_) => "restore",
+            Self::Check(_) => "check",
+            Self::Status(_) => "status",
+            Self::Sync(_) => "sync",
+            Self::Verify(_) => "verify",
+            Self::Run(_) => "run",
+            Self::Schedule(_) => "schedule",
+        }
+    }
+
+    /// Whether its outcome is recorded and the metrics rewritten after it: the commands that
+    /// change or look at the targets (`run` records itself).
+    fn is_recorded(&self) -> bool {
+        matches!(
+            self,
+            Self::Init(_)
+                | Self::Backup(_)
+                | Self::Forget(_)
+                | Self::Prune(_)
+                | Self::Check(_)
+                | Self::Status(_)
+                | Self::Sync(_)
+                | Self::Verify(_)
+        )
+    }
 }
 
 /// What a verb hands back to `main`: its exit code.
@@ -113,7 +158,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         json: cli.json,
         reporter,
     };
-    match cli.command {
+    let (name, recorded) = (cli.command.name(), cli.command.is_recorded());
+    let started = std::time::Instant::now();
+    let outcome = match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
@@ -125,7 +172,22 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Status(a) => status::run(&ctx, a),
         Command::Sync(a) => sync::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Schedule(a) => schedule::run(&ctx, a),
+    };
+    if recorded {
+        let code = match &outcome {
+            Ok(c) => *c,
+            Err(e) => e
+                .downcast_ref::<cairn::error::Error>()
+                .map_or(exit::FAILED, exit::for_error),
+        };
+        let secs = started.elapsed().as_secs_f64();
+        let observer = ctx.observer();
+        cairn::state::update(&ctx.cfg, &observer, |s| s.record_command(name, code, secs));
+        cairn::metrics::write_or_warn(&ctx.cfg, observer.as_ref());
     }
+    outcome
 }
 
 /// Prints `value` as JSON on stdout.

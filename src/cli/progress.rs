@@ -39,8 +39,19 @@ impl Mode {
     }
 }
 
-/// A structured log line on stderr: `TIME LEVEL message`.
+/// A structured log line on stderr: `TIME LEVEL message`; under systemd, whose journal stamps
+/// the time itself, `<PRIORITY>LEVEL message` (sd-daemon(3) prefixes: the journal files the
+/// line under that priority).
 pub fn log_line(level: &str, msg: &str) {
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        let priority = match level {
+            "ERROR" | "FAIL" => 3,
+            "WARN" => 4,
+            _ => 6,
+        };
+        eprintln!("<{priority}>{level} {msg}");
+        return;
+    }
     eprintln!(
         "{} {level:<5} {msg}",
         rustic_core::jiff::Timestamp::now()
@@ -240,6 +251,12 @@ impl Observer for Reporter {
 
     fn warn(&self, message: &str) {
         self.print("WARN", message);
+    }
+
+    fn info(&self, message: &str) {
+        if self.mode != Mode::Quiet {
+            self.print("INFO", message);
+        }
     }
 
     fn writing_to(&self, members: &[Arc<Member>]) {

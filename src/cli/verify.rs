@@ -112,16 +112,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
                 p
             }
         };
-        let hook = verify::run_hook(command, &path, &report);
-        let result = match (hook.exit_code, &hook.error) {
-            (Some(0), _) => "exited 0".to_string(),
-            (Some(c), _) => format!("FAILED with exit code {c}"),
-            (None, Some(e)) => format!("could not be run: {e}"),
-            (None, None) => "was killed by a signal".to_string(),
-        };
+        let hook = verify::run_hook(command, &path, &report, ctx.cfg.notify.timeout());
         ctx.reporter.print(
-            "WARN",
-            &format!("on_failure hook {result} (report: {})", path.display()),
+            if hook.ok() { "INFO" } else { "WARN" },
+            &format!("{} (report: {})", hook.describe(), path.display()),
         );
         report.hook = Some(hook);
         if let Some(p) = &args.report {

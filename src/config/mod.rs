@@ -20,7 +20,10 @@ use crate::{
     secret::SecretRef,
 };
 
+mod job;
 mod target;
+
+pub use job::{LogConfig, MetricsConfig, NotifyConfig, ScheduleConfig};
 
 pub use target::{HostKeyChecking, SmbSecurity, TargetConfig, TargetKind};
 
@@ -39,6 +42,14 @@ pub struct Config {
     pub verify: VerifyConfig,
     /// What `cairn forget` keeps.
     pub retention: RetentionConfig,
+    /// Hooks and the ping URL of `cairn run`.
+    pub notify: NotifyConfig,
+    /// Prometheus text-file output.
+    pub metrics: MetricsConfig,
+    /// The run log.
+    pub log: LogConfig,
+    /// The systemd timers.
+    pub schedule: ScheduleConfig,
 }
 
 /// `[retention]`: restic's `--keep-*` rules, how snapshots are grouped, and how long deletion
@@ -69,6 +80,8 @@ pub struct RetentionConfig {
     /// How long a deletion record is kept once every target has obeyed it (default `"90d"`):
     /// a copy of a target older than that (a rotated disk) would bring deleted files back.
     pub deletion_records_for: Option<Within>,
+    /// How often `cairn run` prunes (e.g. `"7d"`); unset: `run` never prunes.
+    pub prune_every: Option<Within>,
 }
 
 impl RetentionConfig {
@@ -117,6 +130,8 @@ pub struct VerifyConfig {
     pub on_failure: Option<String>,
     /// Folder to restore sampled files into (default: a scratch folder, removed afterwards).
     pub restore_to: Option<PathBuf>,
+    /// How often `cairn run` verifies a sample (e.g. `"7d"`); unset: at every run.
+    pub every: Option<Within>,
 }
 
 /// A byte count written as `"2GiB"`, `"500 MB"` or a plain integer.
@@ -238,6 +253,13 @@ struct RawFile {
     verify: Option<Spanned<VerifyConfig>>,
     #[serde(default)]
     retention: RetentionConfig,
+    notify: Option<Spanned<NotifyConfig>>,
+    #[serde(default)]
+    metrics: MetricsConfig,
+    #[serde(default)]
+    log: LogConfig,
+    #[serde(default)]
+    schedule: ScheduleConfig,
 }
 
 /// Position helper: byte offsets to 1-based line numbers of the source text.
@@ -378,6 +400,28 @@ impl Config {
             .into_iter()
             .map(|p| if p.is_relative() { base.join(p) } else { p })
             .collect();
+        let (notify_span, notify) = raw.notify.map_or((0..0, NotifyConfig::default()), |n| {
+            (n.span(), n.into_inner())
+        });
+        if let Some(url) = &notify.ping_url {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                return Err(err(format!(
+                    "line {}: [notify] key `ping_url` must be an http:// or https:// URL",
+                    src.key_line(notify_span.clone(), "ping_url")
+                )));
+            }
+        }
+        if notify.timeout == Some(0) {
+            return Err(err(format!(
+                "line {}: [notify] key `timeout` must be at least 1 (seconds)",
+                src.key_line(notify_span, "timeout")
+            )));
+        }
+        let mut metrics = raw.metrics;
+        metrics.path = metrics
+            .path
+            .map(|p| if p.is_relative() { base.join(p) } else { p });
         let cfg = Self {
             path: path.to_path_buf(),
             repository,
@@ -385,6 +429,10 @@ impl Config {
             targets,
             verify,
             retention: raw.retention,
+            notify,
+            metrics,
+            log: raw.log,
+            schedule: raw.schedule,
         };
         for secret in cfg.secrets() {
             secret.register();
@@ -393,7 +441,7 @@ impl Config {
     }
 
     /// Every secret reference of the configuration.
-    fn secrets(&self) -> impl Iterator<Item = &SecretRef> {
+    pub fn secrets(&self) -> impl Iterator<Item = &SecretRef> {
         let targets = self.targets.iter().flat_map(|t| match &t.kind {
             TargetKind::Local { .. } | TargetKind::Sftp { .. } => vec![],
             TargetKind::Azblob { key, sas, .. } => key.iter().chain(sas).collect(),

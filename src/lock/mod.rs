@@ -84,7 +84,9 @@ pub struct Holder {
 }
 
 impl Holder {
-    fn new(command: &str) -> Self {
+    /// This process, running `command`.
+    #[must_use]
+    pub fn new(command: &str) -> Self {
         Self {
             id: format!("{:032x}", rand::random::<u128>()),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
@@ -175,6 +177,44 @@ fn user() -> String {
                 })
                 .unwrap_or_else(|| "unknown".into())
         })
+}
+
+/// An exclusive `flock` on `path` (a file in the state folder) naming `holder` in it: the kernel
+/// drops it when the process dies. `Ok(Err(..))` when another process holds it, with the holder
+/// it named.
+///
+/// # Errors
+/// The file cannot be opened, locked or written.
+pub(crate) fn flock(
+    path: &std::path::Path,
+    holder: &Holder,
+) -> Result<std::result::Result<File, Option<Holder>>> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = file.read_to_string(&mut text);
+            return Ok(Err(serde_json::from_str::<Holder>(&text).ok()));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    file.write_all(&serde_json::to_vec(holder).unwrap_or_default())
+        .map_err(io)?;
+    Ok(Ok(file))
 }
 
 /// One target the lock was taken on.
@@ -313,39 +353,19 @@ pub(crate) fn acquire(
     probed: &[Probed],
     observer: &Arc<dyn Observer>,
 ) -> Result<RepoLock> {
-    let dir = state::dir(cfg)?;
-    let path = dir.join("lock");
-    let io = |source| Error::Io {
-        path: path.clone(),
-        source,
-    };
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io)?;
-    if let Err(e) = file.try_lock() {
-        let mut text = String::new();
-        let _ = file.read_to_string(&mut text);
-        let who = serde_json::from_str::<Holder>(&text)
-            .map_or_else(|_| "another cairn process".to_string(), |h| h.describe());
-        return Err(match e {
-            std::fs::TryLockError::WouldBlock => Error::Locked(format!(
-                "{who} holds the lock of {} on this machine ({})",
+    let path = state::dir(cfg)?.join("lock");
+    let holder = Holder::new(command);
+    let file = match flock(&path, &holder)? {
+        Ok(f) => f,
+        Err(who) => {
+            return Err(Error::Locked(format!(
+                "{} holds the lock of {} on this machine ({})",
+                who.map_or_else(|| "another cairn process".to_string(), |h| h.describe()),
                 cfg.path.display(),
                 path.display()
-            )),
-            std::fs::TryLockError::Error(e) => io(e),
-        });
-    }
-    let holder = Holder::new(command);
-    file.set_len(0).map_err(io)?;
-    file.rewind().map_err(io)?;
-    file.write_all(&serde_json::to_vec(&holder).unwrap_or_default())
-        .map_err(io)?;
+            )));
+        }
+    };
 
     let candidates: Vec<(&str, &Arc<dyn Store>)> = probed
         .iter()

@@ -113,6 +113,7 @@ pub fn run<P: ProgressBars + Clone>(
     observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<BackupReport> {
+    let started = std::time::Instant::now();
     let sources = check_sources(&cfg.backup.sources)?;
     // A target that missed earlier runs (the USB disk plugged in again, a server back up), or
     // lost files, is brought level first from the others (listings compared, copies
@@ -231,8 +232,10 @@ pub fn run<P: ProgressBars + Clone>(
 
     let targets = session.outcomes();
     let snapshot = snap.id.to_hex().to_string();
-    state::update(cfg, &observer, |s| s.record_backup(&snapshot, &targets));
     let s = snap.summary.clone().unwrap_or_default();
+    state::update(cfg, &observer, |st| {
+        st.record_backup(&snapshot, started.elapsed().as_secs_f64(), &targets);
+    });
     Ok(BackupReport {
         snapshot,
         parent: snap.parent.map(|p| p.to_hex().to_string()),

@@ -7,6 +7,7 @@ pub mod init;
 pub mod ls;
 pub mod prune;
 pub mod restore;
+pub mod run;
 pub mod snapshots;
 pub mod status;
 pub mod sync;

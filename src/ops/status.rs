@@ -3,7 +3,7 @@
 //! deletion records, so a file deleted while a target was away counts as *pending deletion* on
 //! that target, not as missing on the others; without it, what is pending cannot be known.
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::Arc};
 
 use rustic_core::{FileType, Id};
 use serde::Serialize;
@@ -15,11 +15,12 @@ use crate::{
     layout::file_path,
     lock::{self, Holder},
     probe::{Probe, probe_all},
+    progress::{Observer, Silent},
     proof::Proof,
     replica::{ForeignFound, Source},
     report::TargetState,
     secret::Secret,
-    state::{self, State, TargetRecord},
+    state::{self, Observed, State, TargetRecord},
 };
 
 /// One target.
@@ -194,6 +195,22 @@ pub fn run(cfg: &Config, password: Option<&Secret>) -> Result<StatusReport> {
             }
         })
         .collect();
+    let targets: Vec<TargetStatus> = targets;
+    let observer: Arc<dyn Observer> = Arc::new(Silent);
+    state::update(cfg, &observer, |s| {
+        for t in &targets {
+            s.record_observed(
+                &t.name,
+                Observed {
+                    at: state::now(),
+                    reachable: !matches!(t.state, TargetState::Unreachable | TargetState::Offline),
+                    snapshots: t.snapshots as u64,
+                    pending_files: t.missing_files as u64,
+                    pending_deletions: t.pending_deletions.unwrap_or(0) as u64,
+                },
+            );
+        }
+    });
     Ok(StatusReport {
         targets,
         locked_by: lock::local_holder(cfg),

@@ -334,10 +334,7 @@ impl Store for Failing {
 
 /// Replaces each secret in `msg` with `***` (storage libraries may echo a URL or a token).
 pub(crate) fn redact(msg: &str, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 4)
-        .fold(msg.to_string(), |m, s| m.replace(s.as_str(), "***"))
+    crate::secret::redact_these(msg, secrets.iter().map(String::as_str))
 }
 
 #[cfg(test)]

@@ -284,9 +284,14 @@ pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 /// A `cairn backup` held still (test hook, `--features test-hooks`) once it has written its
 /// first repository file on every target; returned once it stands still, holding its locks.
 pub fn halted_backup(config: &Path) -> std::process::Child {
+    halted(config, "backup")
+}
+
+/// `cairn VERB` held still as [`halted_backup`] is.
+pub fn halted(config: &Path, verb: &str) -> std::process::Child {
     let marker = config.parent().unwrap().join(unique("halted"));
     let run = cairn_cmd(config)
-        .arg("backup")
+        .arg(verb)
         .env("CAIRN_PASSWORD", PASSWORD)
         .env("CAIRN_TEST_HALT_AFTER_WRITES", "1")
         .env("CAIRN_TEST_HALT_MARKER", &marker)
@@ -457,5 +462,136 @@ pub fn verbatim_copy(config: &Path, name: &str, dest: &Path) {
         let to = dest.join(path);
         fs::create_dir_all(to.parent().unwrap()).unwrap();
         fs::write(to, store.read(path).unwrap()).unwrap();
+    }
+}
+
+/// A private sshd on its own port, sharing the test server's keys, so stopping it disturbs no
+/// other test.
+pub struct PrivateSshd {
+    child: Option<std::process::Child>,
+    pub port: u16,
+    config: PathBuf,
+}
+
+impl PrivateSshd {
+    pub fn start(dir: &Path, port: Option<u16>) -> Self {
+        let port = port.unwrap_or_else(|| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        });
+        let shared = Path::new(&env("SFTP_KNOWN_HOSTS"))
+            .parent()
+            .unwrap()
+            .join("sshd_config");
+        let config = dir.join("sshd_config");
+        let text: String = fs::read_to_string(shared)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                if l.starts_with("Port ") {
+                    format!("Port {port}")
+                } else if l.starts_with("PidFile ") {
+                    format!("PidFile {}", dir.join("sshd.pid").display())
+                } else {
+                    l.to_string()
+                }
+            })
+            .map(|l| l + "\n")
+            .collect();
+        fs::write(&config, text).unwrap();
+        let mut s = Self {
+            child: None,
+            port,
+            config,
+        };
+        s.restart();
+        s
+    }
+
+    pub fn restart(&mut self) {
+        use std::os::unix::process::CommandExt;
+        // Its own process group: the per-connection children die with the listener.
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-f"])
+            .arg(&self.config)
+            .arg("-E")
+            .arg(self.config.with_file_name("sshd.log"))
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_for("the private sshd to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    /// An SFTP target on this server (its host key accepted on first use); returns (toml, folder).
+    pub fn sftp_target(&self, name: &str, prefix: &str) -> (String, String) {
+        let (toml, dir) = sftp_target(name, prefix);
+        let toml = toml
+            .replace(
+                &format!("port = {}", env("SFTP_PORT")),
+                &format!("port = {}", self.port),
+            )
+            .replace(
+                "timeout = 10",
+                "timeout = 10\nhost_key_checking = \"accept-new\"",
+            );
+        (toml, dir)
+    }
+
+    /// Kills the listener and every connection process under it (sshd puts each connection
+    /// in a session of its own, so the process group is not enough).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let mut pids = descendants(child.id());
+            pids.push(child.id());
+            for pid in pids {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Every process descending from `root`, from /proc.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid ...: comm may hold spaces, so split after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut out = vec![];
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (pid, ppid) in &parents {
+            if *ppid == p {
+                out.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    out
+}
+
+impl Drop for PrivateSshd {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

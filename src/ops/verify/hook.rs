@@ -1,35 +1,34 @@
 //! The failure hook: a command run with the report when a verification fails.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
-use super::{HookResult, VerifyReport};
+use super::VerifyReport;
+use crate::hook::HookResult;
 
 /// Runs the failure hook: `sh -c COMMAND cairn-verify REPORT`, so `$1` is the report's path;
 /// the failing and unreachable targets are in `CAIRN_FAILED_TARGETS` and
-/// `CAIRN_UNREACHABLE_TARGETS` (comma-separated).
+/// `CAIRN_UNREACHABLE_TARGETS` (comma-separated). Killed after `timeout`.
 #[must_use]
-pub fn run_hook(command: &str, report_path: &Path, report: &VerifyReport) -> HookResult {
-    let status = crate::secret::shell(command)
-        .arg("cairn-verify")
-        .arg(report_path)
-        .env("CAIRN_VERIFY_REPORT", report_path)
-        .env("CAIRN_FAILED_TARGETS", report.failed_targets.join(","))
-        .env(
-            "CAIRN_UNREACHABLE_TARGETS",
-            report.unreachable_targets.join(","),
-        )
-        .env("CAIRN_VERIFY_SEED", report.seed.to_string())
-        .status();
-    match status {
-        Ok(s) => HookResult {
-            command: command.to_string(),
-            exit_code: s.code(),
-            error: None,
-        },
-        Err(e) => HookResult {
-            command: command.to_string(),
-            exit_code: None,
-            error: Some(e.to_string()),
-        },
-    }
+pub fn run_hook(
+    command: &str,
+    report_path: &Path,
+    report: &VerifyReport,
+    timeout: Duration,
+) -> HookResult {
+    crate::hook::run(
+        "on_failure",
+        command,
+        "cairn-verify",
+        report_path,
+        &[
+            ("CAIRN_VERIFY_REPORT", report_path.display().to_string()),
+            ("CAIRN_FAILED_TARGETS", report.failed_targets.join(",")),
+            (
+                "CAIRN_UNREACHABLE_TARGETS",
+                report.unreachable_targets.join(","),
+            ),
+            ("CAIRN_VERIFY_SEED", report.seed.to_string()),
+        ],
+        timeout,
+    )
 }

@@ -48,7 +48,7 @@ use crate::{
 
 use file::{FileOutcome, SourceCheck, check_file, check_restore};
 pub use hook::run_hook;
-pub use report::{Failure, FailureClass, HookResult, TargetVerify, VerifyReport, write_report};
+pub use report::{Failure, FailureClass, TargetVerify, VerifyReport, write_report};
 use witness::{Witness, hash_pack, witness_failures};
 
 /// Options of one verification.
@@ -109,7 +109,7 @@ pub fn run<P: ProgressBars + Clone>(
     for t in &opts.targets {
         cfg.target(t)?;
     }
-    let session = Session::open(cfg, None, observer)?;
+    let session = Session::open(cfg, None, observer.clone())?;
     let repo = session.repository(password, pb.clone())?.to_indexed()?;
 
     let mut snaps: Vec<SnapshotFile> = if opts.snapshots.is_empty() {
@@ -212,6 +212,18 @@ pub fn run<P: ProgressBars + Clone>(
         .filter(|t| t.state.is_unvouched(t.required))
         .map(|t| t.name.clone())
         .collect();
+    // An empty sample proves nothing: it is not recorded as a verification.
+    if !sample.is_empty() {
+        crate::state::update(cfg, &observer, |s| {
+            for t in &targets {
+                match t.state {
+                    TargetState::Verified => s.record_verify(&t.name, true),
+                    TargetState::Failed => s.record_verify(&t.name, false),
+                    _ => {}
+                }
+            }
+        });
+    }
     Ok(VerifyReport {
         seed,
         snapshots: snaps.iter().map(|s| s.id.to_hex().to_string()).collect(),

@@ -75,18 +75,6 @@ pub struct TargetVerify {
     pub detail: Option<String>,
 }
 
-/// The result of the failure hook.
-#[derive(Debug, Clone, Serialize)]
-pub struct HookResult {
-    /// The command as configured.
-    pub command: String,
-    /// Its exit code (None if it could not be started or was killed).
-    pub exit_code: Option<i32>,
-    /// Why it could not be started, if so.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// The report of one verification.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -111,7 +99,7 @@ pub struct VerifyReport {
     pub restored_to: Option<PathBuf>,
     /// The failure hook's result, if it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hook: Option<HookResult>,
+    pub hook: Option<crate::hook::HookResult>,
 }
 
 impl VerifyReport {

@@ -1,0 +1,40 @@
+//! `cairn run`: the nightly job.
+
+use anyhow::Result;
+use cairn::{ops::run, session::password};
+
+use super::{Ctx, label, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Create the repository first if no target holds one (as `backup --init`).
+    #[arg(long)]
+    init: bool,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    let r = run::run(
+        &ctx.cfg,
+        &run::RunOptions { init: args.init },
+        password(&ctx.cfg),
+        ctx.observer(),
+        ctx.reporter.clone(),
+    );
+    if ctx.json {
+        print_json(&r)?;
+    } else {
+        for s in &r.steps {
+            println!("{:<9} {:<13} {}", s.step, label(s.result), s.summary);
+        }
+        println!(
+            "result: {} (exit {}){}",
+            label(r.result),
+            r.exit_code,
+            r.report_path
+                .as_ref()
+                .map(|p| format!("; report {}", p.display()))
+                .unwrap_or_default()
+        );
+    }
+    Ok(r.exit_code)
+}
