@@ -123,6 +123,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn secrets_resolved_by_the_process_never_reach_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::parse(
+            "[[target]]\nname = \"a\"\nkind = \"local\"\npath = \"/tmp/x\"\n",
+            &dir.path().join("targets.toml"),
+        )
+        .unwrap();
+        let secret = crate::secret::Secret::new("runlog-secret-9f1c".into());
+        let log = RunLog::open(&cfg, "r1").unwrap();
+        log.line(
+            "WARN",
+            "warn",
+            &format!("auth failed with {}", secret.expose()),
+            json!({ "detail": [format!("x{}x", secret.expose())] }),
+        );
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert!(!text.contains(secret.expose()), "{text}");
+        assert!(
+            text.contains("auth failed with ***") && text.contains("x***x"),
+            "{text}"
+        );
+        let line: Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["run"], "r1");
+    }
+
+    #[test]
     fn the_log_rotates_by_size_keeping_the_newest_old_files() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join(FILE);

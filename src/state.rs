@@ -93,6 +93,21 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes).map_err(io)
 }
 
+/// Replaces `path` with `bytes` atomically (a temporary file beside it, then a rename), readable
+/// by its owner only: a crash leaves the old file or the new one, never a torn one.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn replace_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!("{name}.tmp-{}", std::process::id()));
+    write_private(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Updates the durable target state. A failure to do so is a warning, never a failed run.
 pub fn update(cfg: &Config, observer: &Arc<dyn Observer>, f: impl FnOnce(&mut State)) {
     let done = dir(cfg).and_then(|dir| {
@@ -221,15 +236,11 @@ impl State {
     /// The file cannot be written.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(FILE);
-        let tmp = dir.join(format!("{FILE}.tmp-{}", std::process::id()));
-        let io = |source| Error::Io {
+        let text = serde_json::to_vec_pretty(self).map_err(|e| Error::Io {
             path: path.clone(),
-            source,
-        };
-        let text = serde_json::to_vec_pretty(self)
-            .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-        write_private(&tmp, &text)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })?;
+        replace_private(&path, &text)
     }
 
     /// Records a backup's outcome: complete targets got `snapshot` (in `seconds`); the others

@@ -23,7 +23,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     if ctx.json {
         print_json(&r)?;
     } else {
-        for s in &r.steps {
+        // Under systemd the step lines already went to the journal (stderr, with priorities).
+        let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+        for s in r.steps.iter().filter(|_| !journal) {
             println!("{:<9} {:<13} {}", s.step, label(s.result), s.summary);
         }
         println!(

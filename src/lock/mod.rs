@@ -130,10 +130,10 @@ impl Sightings {
     }
     fn save(&self, cfg: &Config) {
         if let Ok(d) = state::dir(cfg) {
-            let tmp = d.join(format!("{SIGHTINGS}.tmp-{}", std::process::id()));
-            if state::write_private(&tmp, &serde_json::to_vec(self).unwrap_or_default()).is_ok() {
-                let _ = std::fs::rename(&tmp, d.join(SIGHTINGS));
-            }
+            let _ = state::replace_private(
+                &d.join(SIGHTINGS),
+                &serde_json::to_vec(self).unwrap_or_default(),
+            );
         }
     }
     /// Why `h`, found on `target`, no longer counts, if it does not; records the sighting.

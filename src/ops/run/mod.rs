@@ -6,7 +6,6 @@
 
 use std::{
     fs::File,
-    path::PathBuf,
     sync::{Arc, Mutex},
     time::Instant,
 };
@@ -18,9 +17,7 @@ use serde_json::{Value, json};
 use crate::{
     config::Config,
     error::{Error, Result},
-    exit,
-    hook::HookResult,
-    metrics,
+    exit, metrics,
     notify::{self, Ping, PingResult},
     ops::{backup, forget, prune, status, verify},
     progress::Observer,
@@ -31,104 +28,13 @@ use crate::{
     state::{self, State},
 };
 
-/// The report a run leaves in the state folder.
-pub const REPORT_FILE: &str = "last-run.json";
+mod report;
+
+pub use report::{REPORT_FILE, RunReport, RunResult, Step, StepResult};
+use report::{hook_vars, label, summary_text, to_value, verdict};
+
 /// The lock that keeps two runs of one configuration apart.
 const LOCK_FILE: &str = "run.lock";
-
-/// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepResult {
-    /// Done, every target.
-    Ok,
-    /// Done, but a required target was left behind (named), or source files were unread.
-    Partial,
-    /// Damage found by verification.
-    VerifyFailed,
-    /// Did not work (the error says why).
-    Failed,
-    /// Another run or command holds the lock; nothing was done.
-    Locked,
-    /// Not done: not configured, or an earlier step failed.
-    Skipped,
-    /// Not due yet (`prune_every`, `[verify] every`).
-    NotDue,
-}
-
-/// One step.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    /// `lock`, `catch-up`, `backup`, `forget`, `prune`, `verify`, `status`.
-    pub step: &'static str,
-    /// How it ended.
-    pub result: StepResult,
-    /// The exit code the step alone would have given.
-    pub exit_code: i32,
-    /// One line.
-    pub summary: String,
-    /// Targets this step left behind or found damaged.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub targets: Vec<String>,
-    /// Seconds it took.
-    pub seconds: f64,
-    /// Its own report (the command's `--json`), when it ran.
-    #[serde(skip_serializing_if = "Value::is_null")]
-    pub report: Value,
-}
-
-/// How the whole run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RunResult {
-    /// Everything worked.
-    Ok,
-    /// Partially done.
-    Partial,
-    /// Verification found damage.
-    VerifyFailed,
-    /// A step failed.
-    Failed,
-    /// Another process held the lock.
-    Locked,
-}
-
-/// What a run did.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunReport {
-    /// This run's id (also on every line of the run log).
-    pub run: String,
-    /// When it started and finished.
-    pub started: String,
-    /// When it finished.
-    pub finished: String,
-    /// Seconds it took.
-    pub seconds: f64,
-    /// How it ended.
-    pub result: RunResult,
-    /// Its exit code.
-    pub exit_code: i32,
-    /// The step that decided the result, when it is not `ok`.
-    pub failed_step: Option<&'static str>,
-    /// The snapshot this run saved.
-    pub snapshot: Option<String>,
-    /// Required targets a step left behind or found damaged.
-    pub failed_targets: Vec<String>,
-    /// Targets that are not level at the end (offline disks included).
-    pub lagging_targets: Vec<String>,
-    /// Every step, in order.
-    pub steps: Vec<Step>,
-    /// Warnings met on the way.
-    pub warnings: Vec<String>,
-    /// The `[notify]` hook that ran.
-    pub hook: Option<HookResult>,
-    /// The pings sent.
-    pub pings: Vec<PingResult>,
-    /// Where this report is kept.
-    pub report_path: Option<PathBuf>,
-    /// The run log.
-    pub log_path: Option<PathBuf>,
-}
 
 /// Warnings go to the caller, the run log and the report.
 #[derive(Debug)]
@@ -805,59 +711,6 @@ fn not_due(cfg: &Config, command: &str, every: Within) -> Option<String> {
     })
 }
 
-/// The run's result from its steps: a locked step, else the first failed step's code, else
-/// damage found, else unread source files, else a target left behind.
-fn verdict(steps: &[Step]) -> (RunResult, i32, Option<&'static str>) {
-    if let Some(s) = steps.iter().find(|s| s.result == StepResult::Locked) {
-        return (RunResult::Locked, exit::LOCKED, Some(s.step));
-    }
-    if let Some(s) = steps.iter().find(|s| s.result == StepResult::Failed) {
-        return (
-            RunResult::Failed,
-            s.exit_code.max(exit::FAILED),
-            Some(s.step),
-        );
-    }
-    if let Some(s) = steps.iter().find(|s| s.result == StepResult::VerifyFailed) {
-        return (RunResult::VerifyFailed, exit::VERIFY_FAILED, Some(s.step));
-    }
-    if let Some(s) = steps.iter().find(|s| s.exit_code == exit::INCOMPLETE) {
-        return (RunResult::Partial, exit::INCOMPLETE, Some(s.step));
-    }
-    if let Some(s) = steps.iter().find(|s| s.result == StepResult::Partial) {
-        return (RunResult::Partial, exit::PARTIAL, Some(s.step));
-    }
-    (RunResult::Ok, exit::OK, None)
-}
-
-/// The variables a `[notify]` hook gets.
-fn hook_vars(r: &RunReport, path: &std::path::Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("CAIRN_RESULT", label(r.result)),
-        ("CAIRN_EXIT_CODE", r.exit_code.to_string()),
-        ("CAIRN_REPORT", path.display().to_string()),
-        ("CAIRN_FAILED_STEP", r.failed_step.unwrap_or("").to_string()),
-        ("CAIRN_FAILED_TARGETS", r.failed_targets.join(",")),
-        ("CAIRN_LAGGING_TARGETS", r.lagging_targets.join(",")),
-        ("CAIRN_SNAPSHOT", r.snapshot.clone().unwrap_or_default()),
-        ("CAIRN_RUN", r.run.clone()),
-    ]
-}
-
-/// The steps as text, for a ping's body.
-fn summary_text(r: &RunReport) -> String {
-    let mut s = format!("cairn run: {} (exit {})\n", label(r.result), r.exit_code);
-    for step in &r.steps {
-        s.push_str(&format!(
-            "{}: {} ({})\n",
-            step.step,
-            step.summary,
-            label(step.result)
-        ));
-    }
-    redact(&s)
-}
-
 fn send_ping(url: &str, which: Ping, body: &str, cfg: &Config, obs: &RunObserver) -> PingResult {
     let p = notify::ping(url, which, body, cfg.notify.timeout());
     if p.ok() {
@@ -868,32 +721,11 @@ fn send_ping(url: &str, which: Ping, body: &str, cfg: &Config, obs: &RunObserver
     p
 }
 
-/// Writes the report to the state folder (a warning if it cannot be).
+/// Writes the report, warning if it cannot be.
 fn save(r: &RunReport, obs: &RunObserver) {
-    let Some(path) = &r.report_path else { return };
-    let text = redact(&serde_json::to_string_pretty(r).unwrap_or_default());
-    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
-    let done = state::write_private(&tmp, text.as_bytes()).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })
-    });
-    if let Err(e) = done {
+    if let Err(e) = report::save(r) {
         obs.warn(&format!("run report not written: {e}"));
     }
-}
-
-fn to_value<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-/// How a unit enum is spelled in JSON.
-fn label<T: Serialize>(v: T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -943,44 +775,5 @@ mod tests {
         );
         ago(21);
         assert!(not_due(&cfg, "prune", day).is_some());
-    }
-
-    fn step(name: &'static str, result: StepResult, exit_code: i32) -> Step {
-        Step {
-            step: name,
-            result,
-            exit_code,
-            summary: String::new(),
-            targets: vec![],
-            seconds: 0.0,
-            report: Value::Null,
-        }
-    }
-
-    #[test]
-    fn the_run_result_follows_the_worst_step_in_a_fixed_order() {
-        use StepResult as S;
-        let ok = step("backup", S::Ok, 0);
-        assert_eq!(verdict(&[ok]), (RunResult::Ok, 0, None));
-        let partial = step("backup", S::Partial, 3);
-        let damage = step("verify", S::VerifyFailed, 5);
-        assert_eq!(
-            verdict(&[partial.clone(), damage.clone()]),
-            (RunResult::VerifyFailed, 5, Some("verify"))
-        );
-        let failed = step("forget", S::Failed, 12);
-        assert_eq!(
-            verdict(&[partial.clone(), failed, damage]),
-            (RunResult::Failed, 12, Some("forget"))
-        );
-        let unread = step("backup", S::Partial, 6);
-        assert_eq!(
-            verdict(&[unread, partial]),
-            (RunResult::Partial, 6, Some("backup"))
-        );
-        assert_eq!(
-            verdict(&[step("lock", S::Locked, 11)]),
-            (RunResult::Locked, 11, Some("lock"))
-        );
     }
 }
