@@ -30,6 +30,7 @@ pub mod sample;
 pub mod schedule;
 pub mod sealed;
 pub mod secret;
+pub mod selection;
 pub mod session;
 pub mod source;
 pub mod state;

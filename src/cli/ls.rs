@@ -7,9 +7,12 @@ use super::{Ctx, exit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Snapshot id (or `latest`), optionally with `:PATH` inside it.
-    #[arg(default_value = "latest")]
-    snapshot: String,
+    /// Snapshot: an id prefix, `latest`, or `@TIME` (the newest at or before: `@2026-11-17`,
+    /// `@2026-11-17T22:00`), optionally with `:PATH` inside it.
+    #[arg(default_value = "latest", value_parser = super::select::selector)]
+    snapshot: cairn::selection::Selector,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
     /// Read from this target only.
     #[arg(long)]
     from: Option<String>,
@@ -25,7 +28,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     ls::run(
         &ctx.cfg,
         &pw,
-        &args.snapshot,
+        &args.filter.apply(args.snapshot),
         args.from.as_deref(),
         ctx.observer(),
         ctx.reporter.clone(),

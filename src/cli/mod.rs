@@ -2,7 +2,10 @@
 
 mod backup;
 mod check;
+mod diff;
+mod dump;
 pub mod exit;
+mod find;
 mod forget;
 mod init;
 mod ls;
@@ -11,6 +14,7 @@ mod prune;
 mod restore;
 mod run;
 mod schedule;
+mod select;
 mod snapshots;
 mod status;
 mod sync;
@@ -73,6 +77,15 @@ pub enum Command {
     /// Restore a snapshot (or a path in it) into a folder.
     #[command(after_help = exit::TABLE)]
     Restore(restore::Args),
+    /// Which snapshots hold files matching a pattern (newest first).
+    #[command(after_help = exit::TABLE)]
+    Find(find::Args),
+    /// What changed between two snapshots: added, removed, modified files.
+    #[command(after_help = exit::TABLE)]
+    Diff(diff::Args),
+    /// Write a file of a snapshot to standard output (a folder: as a tar stream).
+    #[command(after_help = exit::TABLE)]
+    Dump(dump::Args),
     /// Compare the targets' repository files (no password needed); hash them; heal.
     #[command(after_help = exit::TABLE)]
     Check(check::Args),
@@ -104,6 +117,9 @@ impl Command {
             Self::Snapshots(_) => "snapshots",
             Self::Ls(_) => "ls",
             Self::Restore(_) => "restore",
+            Self::Find(_) => "find",
+            Self::Diff(_) => "diff",
+            Self::Dump(_) => "dump",
             Self::Check(_) => "check",
             Self::Status(_) => "status",
             Self::Sync(_) => "sync",
@@ -168,6 +184,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),
+        Command::Find(a) => find::run(&ctx, a),
+        Command::Diff(a) => diff::run(&ctx, a),
+        Command::Dump(a) => dump::run(&ctx, a),
         Command::Check(a) => check::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
         Command::Sync(a) => sync::run(&ctx, a),

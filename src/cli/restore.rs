@@ -14,8 +14,12 @@ use super::{Ctx, exit, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Snapshot id (or `latest`), optionally with `:PATH` inside it.
-    snapshot: String,
+    /// Snapshot: an id prefix, `latest`, or `@TIME` (the newest at or before: `@2026-11-17`,
+    /// `@2026-11-17T22:00`), optionally with `:PATH` inside it.
+    #[arg(value_parser = super::select::selector)]
+    snapshot: cairn::selection::Selector,
+    #[command(flatten)]
+    filter: super::select::FilterArgs,
     /// Destination folder.
     #[arg(long, short = 't')]
     target: PathBuf,
@@ -30,7 +34,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let pw = password(&ctx.cfg)?;
     let opts = RestoreOptionsCairn {
-        snapshot_path: args.snapshot,
+        selector: args.filter.apply(args.snapshot),
         dest: args.target,
         from: args.from,
         overwrite: args.overwrite,

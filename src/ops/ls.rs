@@ -5,7 +5,14 @@ use std::{path::PathBuf, sync::Arc};
 use rustic_core::{LsOptions, ProgressBars, repofile::NodeType};
 use serde::Serialize;
 
-use crate::{config::Config, error::Result, progress::Observer, secret::Secret, session::Session};
+use crate::{
+    config::Config,
+    error::Result,
+    progress::Observer,
+    secret::Secret,
+    selection::{self, Selector},
+    session::Session,
+};
 
 /// One entry of a snapshot.
 #[derive(Debug, Serialize)]
@@ -26,14 +33,14 @@ pub struct LsEntry {
     pub link: Option<String>,
 }
 
-/// Calls `each` for every entry below `snapshot[:path]` (`latest` works as a snapshot id).
+/// Calls `each` for every entry below the selected snapshot's path.
 ///
 /// # Errors
 /// No such snapshot or path; wrong password; no target usable.
 pub fn run<P: ProgressBars>(
     cfg: &Config,
     password: &Secret,
-    snapshot_path: &str,
+    sel: &Selector,
     from: Option<&str>,
     observer: Arc<dyn Observer>,
     pb: P,
@@ -41,7 +48,7 @@ pub fn run<P: ProgressBars>(
 ) -> Result<()> {
     let session = Session::open(cfg, from, observer)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
-    let node = repo.node_from_snapshot_path(snapshot_path, |_| true)?;
+    let (_, node) = selection::node(&repo, sel)?;
     for item in repo.ls(&node, &LsOptions::default().recursive(true))? {
         let (path, node) = item?;
         let (kind, link) = match &node.node_type {

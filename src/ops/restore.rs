@@ -16,14 +16,15 @@ use crate::{
     progress::Observer,
     report::TargetOutcome,
     secret::Secret,
+    selection::{self, Selector},
     session::Session,
 };
 
 /// Options of one restore.
 #[derive(Debug, Clone)]
 pub struct RestoreOptionsCairn {
-    /// `ID[:PATH]`, `latest` allowed.
-    pub snapshot_path: String,
+    /// The snapshot and path.
+    pub selector: Selector,
     /// Destination folder (created if missing).
     pub dest: PathBuf,
     /// Read only from this target.
@@ -60,7 +61,7 @@ pub fn run<P: ProgressBars>(
 ) -> Result<RestoreReport> {
     let session = Session::open(cfg, opts.from.as_deref(), observer)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
-    let node = repo.node_from_snapshot_path(&opts.snapshot_path, |_| true)?;
+    let (_, node) = selection::node(&repo, &opts.selector)?;
     let ls_opts = LsOptions::default().recursive(true);
     let is_file = !node.is_dir();
 

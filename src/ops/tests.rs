@@ -115,7 +115,7 @@ fn a_backup_lands_identically_on_every_target_and_restores() {
 
     let dest = s.dir.path().join("restored");
     let opts = restore::RestoreOptionsCairn {
-        snapshot_path: "latest".into(),
+        selector: "latest".parse().unwrap(),
         dest: dest.clone(),
         from: Some(s.names[1].clone()),
         overwrite: false,
@@ -374,7 +374,7 @@ fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
     assert!(r.partial);
     let dest = s.dir.path().join("solo-restored");
     let opts = restore::RestoreOptionsCairn {
-        snapshot_path: solo.snapshot.clone(),
+        selector: solo.snapshot.parse().unwrap(),
         dest: dest.clone(),
         from: Some(s.names[1].clone()),
         overwrite: false,

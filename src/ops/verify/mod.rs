@@ -30,7 +30,7 @@ use std::{
 };
 
 use rustic_core::{
-    Id, LsOptions, ProgressBars, ProgressType, RusticResult,
+    Id, LsOptions, ProgressBars, ProgressType,
     repofile::{NodeType, SnapshotFile},
 };
 
@@ -122,10 +122,17 @@ pub fn run<P: ProgressBars + Clone>(
         }
         all
     } else {
+        let all = repo.get_all_snapshots()?;
         opts.snapshots
             .iter()
-            .map(|s| repo.get_snapshot_from_str(s, |_| true))
-            .collect::<RusticResult<_>>()?
+            .map(|s| {
+                let spec: crate::selection::Spec = s.parse()?;
+                Ok(
+                    crate::selection::pick(&all, &spec, &crate::selection::Filter::default())?
+                        .clone(),
+                )
+            })
+            .collect::<Result<_>>()?
     };
     if snaps.is_empty() {
         return Err(Error::Input(

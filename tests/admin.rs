@@ -1,0 +1,256 @@
+//! The admin at the keyboard: snapshot selection by time and filters, `find`, `diff` and `dump`,
+//! on a repository with several snapshots on a local folder and the SFTP server.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    io::Read,
+    os::unix::fs::PermissionsExt,
+    path::PathBuf,
+};
+
+use common::*;
+
+/// Three nights of a small file server: known additions, removals, changes and a mode change.
+struct History {
+    _tmp: tempfile::TempDir,
+    config: PathBuf,
+    src: PathBuf,
+    /// Snapshot ids by night (1, 2, 3).
+    ids: Vec<String>,
+    big: Vec<u8>,
+}
+
+fn history() -> History {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("srv");
+    fs::create_dir_all(src.join("clients/acme")).unwrap();
+    fs::create_dir_all(src.join("clients/globex")).unwrap();
+    let big = pseudo_random(7, 3 << 20);
+    fs::write(src.join("clients/acme/Contract-2026.PDF"), b"contract v1").unwrap();
+    fs::write(src.join("clients/acme/notes.txt"), b"call back").unwrap();
+    fs::write(src.join("clients/globex/old-offer.pdf"), b"offer").unwrap();
+    fs::write(src.join("clients/globex/scan.bin"), &big).unwrap();
+    let (sftp, _) = sftp_target("dc", &unique("admin"));
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!("{}{sftp}", local_target("disk", &tmp.path().join("disk"))),
+    );
+    let backup = |time: &str, extra: &[&str]| {
+        let mut args = vec!["--json", "backup", "--time", time];
+        args.extend_from_slice(extra);
+        let o = cairn(&config, &args);
+        expect_code(&o, 0);
+        json(&o)["snapshot"].as_str().unwrap().to_string()
+    };
+    expect_code(&cairn(&config, &["init"]), 0);
+    let n1 = backup("2026-11-16T22:00:00Z", &[]);
+    // Night 2: a file added, one removed, one changed, one only chmod'ed.
+    fs::write(
+        src.join("clients/acme/Contract-2026.PDF"),
+        b"contract v2, signed",
+    )
+    .unwrap();
+    fs::write(src.join("clients/acme/invoice.pdf"), b"invoice").unwrap();
+    fs::remove_file(src.join("clients/globex/old-offer.pdf")).unwrap();
+    fs::set_permissions(
+        src.join("clients/acme/notes.txt"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let n2 = backup("2026-11-17T22:00:00Z", &[]);
+    // Night 3, from another host's point of view (a second machine backing up the same tree).
+    let n3 = backup(
+        "2026-11-18T22:00:00Z",
+        &["--host", "mail-01", "--tag", "adhoc"],
+    );
+    History {
+        _tmp: tmp,
+        config,
+        src,
+        ids: vec![n1, n2, n3],
+        big,
+    }
+}
+
+#[test]
+fn find_diff_dump_and_time_selection_over_three_nights() {
+    let h = history();
+    let c = &h.config;
+    let src = h.src.display().to_string();
+
+    // find: across snapshots, newest first; case-insensitive; restricted by time and count.
+    let found = |args: &[&str]| -> Vec<(String, String)> {
+        let mut a = vec!["--json", "find"];
+        a.extend_from_slice(args);
+        let o = cairn(c, &a);
+        expect_code(&o, 0);
+        json(&o)["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["snapshot"].as_str().unwrap()[..8].to_string(),
+                    m["path"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let short = |n: usize| h.ids[n][..8].to_string();
+    let pdf = |name: &str| format!("{src}/clients/{name}");
+    assert_eq!(
+        found(&["*.pdf"]),
+        [
+            (short(2), pdf("acme/invoice.pdf")),
+            (short(1), pdf("acme/invoice.pdf")),
+            (short(0), pdf("globex/old-offer.pdf")),
+        ]
+    );
+    let all_pdfs = found(&["-i", "*.pdf"]);
+    assert_eq!(all_pdfs.len(), 6, "{all_pdfs:?}");
+    assert_eq!(all_pdfs[0], (short(2), pdf("acme/Contract-2026.PDF")));
+    assert_eq!(
+        found(&["old-offer.pdf", "--snapshot", "@2026-11-16"]),
+        [(short(0), pdf("globex/old-offer.pdf"))]
+    );
+    assert_eq!(found(&["old-offer.pdf", "--last", "2"]), []);
+    assert_eq!(
+        found(&[&format!("{src}/clients/*/notes.txt"), "--host", "mail-01"]),
+        [(short(2), pdf("acme/notes.txt"))]
+    );
+
+    // Time selection at its boundaries: exactly at a snapshot's time, just before, a day.
+    let ls_snapshot = |sel: &str| -> serde_json::Value {
+        let d = cairn(c, &["--json", "diff", sel, sel]);
+        expect_code(&d, 0);
+        json(&d)["from"].clone()
+    };
+    assert_eq!(ls_snapshot("@2026-11-17T22:00:00Z"), h.ids[1].as_str());
+    assert_eq!(ls_snapshot("@2026-11-17T21:59:59Z"), h.ids[0].as_str());
+    assert_eq!(
+        ls_snapshot("@2026-11-17"),
+        h.ids[1].as_str(),
+        "a day means its end"
+    );
+    let early = cairn(c, &["ls", "@2026-11-16T21:59:59Z"]);
+    expect_code(&early, 1);
+    let err = String::from_utf8_lossy(&early.stderr);
+    assert!(
+        err.contains("no snapshot at or before") && err.contains(&h.ids[0][..8]),
+        "{err}"
+    );
+    // `latest` with a filter.
+    let o = cairn(
+        c,
+        &["--json", "diff", "latest", "latest", "--host", "vm-none"],
+    );
+    expect_code(&o, 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no snapshot with host vm-none"));
+    let o = cairn(c, &["--json", "diff", "latest", "latest", "--tag", "adhoc"]);
+    assert_eq!(json(&o)["from"], h.ids[2].as_str());
+
+    // diff: the known changes, and nothing else (folders' own times do not count).
+    let o = cairn(c, &["--json", "diff", &h.ids[0][..8], &h.ids[1][..8]]);
+    expect_code(&o, 0);
+    let d = json(&o);
+    let changes: BTreeMap<String, String> = d["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_string(),
+                c["change"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<String, String> = [
+        (pdf("acme/invoice.pdf"), "added"),
+        (pdf("globex/old-offer.pdf"), "removed"),
+        (pdf("acme/Contract-2026.PDF"), "modified"),
+        (pdf("acme/notes.txt"), "metadata"),
+    ]
+    .into_iter()
+    .map(|(p, c)| (p, c.to_string()))
+    .collect();
+    assert_eq!(changes, expected, "{d:#}");
+    assert_eq!(
+        (
+            d["added"].as_u64(),
+            d["removed"].as_u64(),
+            d["modified"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let text = cairn(c, &["diff", &h.ids[0][..8], &h.ids[1][..8]]);
+    let out = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        out.contains(&format!("+    {}", pdf("acme/invoice.pdf"))),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("U    {}", pdf("acme/notes.txt"))),
+        "{out}"
+    );
+    // A path in both: only what is below it.
+    let o = cairn(
+        c,
+        &[
+            "--json",
+            "diff",
+            &format!("{}:{src}/clients/globex", &h.ids[0][..8]),
+            &format!("{}:{src}/clients/globex", &h.ids[1][..8]),
+        ],
+    );
+    assert_eq!(json(&o)["changes"].as_array().unwrap().len(), 1);
+
+    // dump: a file byte-identical (a 3 MiB file, several blobs), from the SFTP target alone;
+    // a folder as a tar stream with every entry and its content.
+    let o = cairn(
+        c,
+        &[
+            "dump",
+            "--from",
+            "dc",
+            &format!("latest:{src}/clients/globex/scan.bin"),
+        ],
+    );
+    expect_code(&o, 0);
+    assert!(
+        o.stdout == h.big,
+        "dumped file differs ({} bytes)",
+        o.stdout.len()
+    );
+    let o = cairn(c, &["dump", &format!("@2026-11-16:{src}/clients")]);
+    expect_code(&o, 0);
+    let mut archive = tar::Archive::new(o.stdout.as_slice());
+    let mut entries = BTreeMap::new();
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = e.path().unwrap().display().to_string();
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).unwrap();
+        entries.insert(path, body);
+    }
+    let names: BTreeSet<&str> = entries.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "clients/acme",
+            "clients/acme/Contract-2026.PDF",
+            "clients/acme/notes.txt",
+            "clients/globex",
+            "clients/globex/old-offer.pdf",
+            "clients/globex/scan.bin",
+        ])
+    );
+    assert_eq!(entries["clients/acme/Contract-2026.PDF"], b"contract v1");
+    assert!(entries["clients/globex/scan.bin"] == h.big);
+    let o = cairn(c, &["dump", &format!("latest:{src}/clients/none")]);
+    expect_code(&o, 1);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds no"));
+}
