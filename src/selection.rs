@@ -8,9 +8,10 @@ use rustic_core::repofile::SnapshotFile;
 use crate::error::{Error, Result};
 
 /// Which snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Spec {
     /// The newest (among those the filter keeps).
+    #[default]
     Latest,
     /// The newest at or before this moment (among those the filter keeps).
     At(Timestamp),
@@ -19,7 +20,7 @@ pub enum Spec {
 }
 
 /// `SNAPSHOT[:PATH]` as given on a command line, with the filters that go with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Selector {
     /// The snapshot.
     pub spec: Spec,

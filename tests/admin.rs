@@ -254,3 +254,117 @@ fn find_diff_dump_and_time_selection_over_three_nights() {
     expect_code(&o, 1);
     assert!(String::from_utf8_lossy(&o.stderr).contains("holds no"));
 }
+
+/// Every file below `root`, relative, with its content.
+fn files_below(root: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    tree_digest(root)
+        .into_keys()
+        .filter(|p| root.join(p).is_file())
+        .map(|p| (p.display().to_string(), fs::read(root.join(&p)).unwrap()))
+        .collect()
+}
+
+#[test]
+fn selective_restore_dry_run_verify_and_overwrite_modes() {
+    let h = history();
+    let c = &h.config;
+    let tmp = tempfile::tempdir().unwrap();
+    let clients = format!("latest:{}/clients", h.src.display());
+    let dest = |name: &str| tmp.path().join(name);
+    let restore = |d: &str, extra: &[&str]| {
+        let target = dest(d);
+        let mut args = vec![
+            "--json",
+            "restore",
+            clients.as_str(),
+            "--target",
+            target.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        cairn(c, &args)
+    };
+
+    // --include: exactly the matching files (and the folders holding them).
+    let o = restore("pdfs", &["--include", "*.pdf", "--include", "*.PDF"]);
+    expect_code(&o, 0);
+    let got: BTreeSet<String> = files_below(&dest("pdfs")).into_keys().collect();
+    assert_eq!(
+        got,
+        BTreeSet::from([
+            "acme/Contract-2026.PDF".to_string(),
+            "acme/invoice.pdf".to_string()
+        ])
+    );
+    assert!(
+        !dest("pdfs/globex").exists(),
+        "a folder with nothing included is not made"
+    );
+    // --exclude: a folder with all it holds.
+    let o = restore("no-globex", &["--exclude", "globex"]);
+    expect_code(&o, 0);
+    let got: BTreeSet<String> = files_below(&dest("no-globex")).into_keys().collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.iter().all(|p| p.starts_with("acme/")));
+
+    // --dry-run: the totals, and nothing written (not even the destination folder).
+    let o = restore("dry", &["--dry-run", "--exclude", "scan.bin"]);
+    expect_code(&o, 0);
+    let r = json(&o);
+    assert_eq!(
+        (r["files"].as_u64(), r["dry_run"].as_bool()),
+        (Some(3), Some(true)),
+        "{r:#}"
+    );
+    assert!(!dest("dry").exists());
+
+    // --verify reads back what was written: a file changed on disk after the restore (test
+    // hook, layered on the real folder) is named, exit 5.
+    let target = dest("verified");
+    let o = cairn_cmd(c)
+        .args([
+            "--json",
+            "restore",
+            &clients,
+            "--target",
+            target.to_str().unwrap(),
+            "--verify",
+        ])
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_TEST_TAMPER_RESTORED", "globex/scan.bin")
+        .output()
+        .unwrap();
+    expect_code(&o, 5);
+    let r = json(&o);
+    assert_eq!(r["verified"].as_u64(), Some(3), "{r:#}");
+    let bad = r["mismatches"].as_array().unwrap();
+    assert_eq!(bad.len(), 1, "{r:#}");
+    assert!(bad[0].as_str().unwrap().contains("scan.bin"));
+    let o = restore("verified-clean", &["--verify"]);
+    expect_code(&o, 0);
+    assert_eq!(json(&o)["verified"].as_u64(), Some(4));
+
+    // Overwrite modes over an existing tree: refuse (default), never, if-changed, always.
+    let notes = dest("pdfs/acme/notes.txt");
+    let contract = dest("pdfs/acme/Contract-2026.PDF");
+    fs::write(&contract, b"edited locally").unwrap();
+    expect_code(&restore("pdfs", &[]), 1);
+    let o = restore("pdfs", &["--overwrite", "never"]);
+    expect_code(&o, 0);
+    let r = json(&o);
+    assert_eq!(
+        (r["existing"].as_u64(), r["skipped"].as_u64()),
+        (Some(2), Some(2)),
+        "{r:#}"
+    );
+    assert_eq!(fs::read(&contract).unwrap(), b"edited locally");
+    assert_eq!(
+        fs::read(&notes).unwrap(),
+        b"call back",
+        "the missing file was restored"
+    );
+    expect_code(&restore("pdfs", &["--overwrite"]), 0);
+    assert_eq!(fs::read(&contract).unwrap(), b"contract v2, signed");
+    fs::write(&contract, b"contract v2, signeD").unwrap();
+    expect_code(&restore("pdfs", &["--overwrite", "always"]), 0);
+    assert_eq!(fs::read(&contract).unwrap(), b"contract v2, signed");
+}

@@ -186,10 +186,5 @@ fn compare(o: &Node, n: &Node) -> Option<Change> {
 }
 
 fn kind(n: &Node) -> String {
-    match &n.node_type {
-        NodeType::File => "file".into(),
-        NodeType::Dir => "dir".into(),
-        NodeType::Symlink { .. } => "symlink".into(),
-        other => other.to_string(),
-    }
+    super::ls::kind(&n.node_type)
 }

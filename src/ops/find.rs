@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use jiff::Timestamp;
-use rustic_core::{LsOptions, ProgressBars, repofile::NodeType};
+use rustic_core::{LsOptions, ProgressBars};
 use serde::Serialize;
 
 use crate::{
@@ -135,12 +135,7 @@ pub fn run<P: ProgressBars>(
                 snapshot: snap.id.to_hex().to_string(),
                 snapshot_time: snap.time.timestamp().to_string(),
                 path: full,
-                kind: match &node.node_type {
-                    NodeType::File => "file".into(),
-                    NodeType::Dir => "dir".into(),
-                    NodeType::Symlink { .. } => "symlink".into(),
-                    other => other.to_string(),
-                },
+                kind: super::ls::kind(&node.node_type),
                 size: node.meta.size,
                 mtime: mtime.map(|t| t.to_string()),
             });

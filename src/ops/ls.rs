@@ -33,6 +33,17 @@ pub struct LsEntry {
     pub link: Option<String>,
 }
 
+/// How an entry's type is named in listings and `--json`: `file`, `dir`, `symlink`, ...
+#[must_use]
+pub fn kind(t: &NodeType) -> String {
+    match t {
+        NodeType::File => "file".into(),
+        NodeType::Dir => "dir".into(),
+        NodeType::Symlink { .. } => "symlink".into(),
+        other => other.to_string(),
+    }
+}
+
 /// Calls `each` for every entry below the selected snapshot's path.
 ///
 /// # Errors
@@ -51,15 +62,10 @@ pub fn run<P: ProgressBars>(
     let (_, node) = selection::node(&repo, sel)?;
     for item in repo.ls(&node, &LsOptions::default().recursive(true))? {
         let (path, node) = item?;
-        let (kind, link) = match &node.node_type {
-            NodeType::File => ("file".to_string(), None),
-            NodeType::Dir => ("dir".to_string(), None),
-            NodeType::Symlink { .. } => (
-                "symlink".to_string(),
-                Some(node.node_type.to_link().to_string_lossy().into_owned()),
-            ),
-            other => (other.to_string(), None),
-        };
+        let kind = kind(&node.node_type);
+        let link = node
+            .is_symlink()
+            .then(|| node.node_type.to_link().to_string_lossy().into_owned());
         each(LsEntry {
             path,
             kind,

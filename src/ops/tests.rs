@@ -118,7 +118,7 @@ fn a_backup_lands_identically_on_every_target_and_restores() {
         selector: "latest".parse().unwrap(),
         dest: dest.clone(),
         from: Some(s.names[1].clone()),
-        overwrite: false,
+        ..Default::default()
     };
     restore::run(&s.config(2), &pw(), &opts, silent(), NoProgressBars).unwrap();
     let src = s.dir.path().join("src");
@@ -377,7 +377,7 @@ fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
         selector: solo.snapshot.parse().unwrap(),
         dest: dest.clone(),
         from: Some(s.names[1].clone()),
-        overwrite: false,
+        ..Default::default()
     };
     restore::run(&both, &pw(), &opts, silent(), NoProgressBars).unwrap();
     assert_eq!(std::fs::read(find(&dest, "b.bin")).unwrap(), old);
