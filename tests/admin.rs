@@ -368,3 +368,55 @@ fn selective_restore_dry_run_verify_and_overwrite_modes() {
     expect_code(&restore("pdfs", &["--overwrite", "always"]), 0);
     assert_eq!(fs::read(&contract).unwrap(), b"contract v2, signed");
 }
+
+#[test]
+fn verify_prints_one_line_per_cause_not_one_per_sampled_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    // Thirty small files share one data pack.
+    for i in 0..30 {
+        fs::write(
+            src.join(format!("f{i:02}.bin")),
+            pseudo_random(100 + i, 2000),
+        )
+        .unwrap();
+    }
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!("{}{}", local_target("a", &a), local_target("b", &b)),
+    );
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let store = open_store(&config, "b");
+    // The data pack is the large one (the other holds the trees).
+    let (rel, _) = store
+        .list("data")
+        .unwrap()
+        .into_iter()
+        .max_by_key(|(_, size)| *size)
+        .unwrap();
+    let packs = [format!("data/{rel}")];
+    flip_byte(store.as_ref(), &packs[0]);
+
+    let o = cairn(&config, &["verify", "--files", "30"]);
+    expect_code(&o, 5);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(fails.len(), 1, "{out}");
+    assert!(
+        fails[0].starts_with("FAIL [b]")
+            && fails[0].contains(&packs[0])
+            && fails[0].contains("(30 sampled file(s), e.g. /"),
+        "{out}"
+    );
+    let r = json(&cairn(&config, &["--json", "verify", "--files", "30"]));
+    assert_eq!(
+        r["failures"].as_array().unwrap().len(),
+        30,
+        "the per-file list stays"
+    );
+    assert_eq!(r["causes"].as_array().unwrap().len(), 1);
+    assert_eq!(r["causes"][0]["files"], 30);
+}

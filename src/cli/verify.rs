@@ -176,11 +176,19 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             println!("    {}", t.detail.as_deref().unwrap_or(""));
         }
     }
-    for f in &report.failures {
-        let class = label(f.class);
-        match &f.path {
-            Some(p) => println!("FAIL [{}] {class}: /{p}: {}", f.target, f.what),
-            None => println!("FAIL [{}] {class}: {}", f.target, f.what),
+    // One line per cause; the per-file list is in --json and --report.
+    for c in &report.causes {
+        let class = label(c.class);
+        if c.files == 0 {
+            println!("FAIL [{}] {class}: {}", c.target, c.what);
+        } else {
+            println!(
+                "FAIL [{}] {class}: {} ({} sampled file(s), e.g. {})",
+                c.target,
+                c.what,
+                c.files,
+                c.examples.join(", ")
+            );
         }
     }
     Ok(code)

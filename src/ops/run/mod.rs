@@ -504,8 +504,9 @@ impl Job<'_> {
                     (
                         StepResult::VerifyFailed,
                         format!(
-                            "DAMAGE on {}: {} failed check(s)",
+                            "DAMAGE on {}: {} cause(s), {} failed check(s)",
                             r.failed_targets.join(", "),
+                            r.causes.len(),
                             r.failures.len()
                         ),
                         r.failed_targets.clone(),

@@ -48,7 +48,7 @@ use crate::{
 
 use file::{FileOutcome, SourceCheck, check_file, check_restore};
 pub use hook::run_hook;
-pub use report::{Failure, FailureClass, TargetVerify, VerifyReport, write_report};
+pub use report::{Cause, Failure, FailureClass, TargetVerify, VerifyReport, causes, write_report};
 use witness::{Witness, hash_pack, witness_failures};
 
 /// Options of one verification.
@@ -237,6 +237,7 @@ pub fn run<P: ProgressBars + Clone>(
         candidates: total,
         sample,
         targets,
+        causes: causes(&failures),
         failures,
         failed_targets,
         unreachable_targets,

@@ -75,6 +75,53 @@ pub struct TargetVerify {
     pub detail: Option<String>,
 }
 
+/// Failures that share a cause.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cause {
+    /// The target.
+    pub target: String,
+    /// What kind of failure.
+    pub class: FailureClass,
+    /// What went wrong (names the repository file where one is to blame).
+    pub what: String,
+    /// Sampled files it affects (0: the target itself, e.g. a damaged tree pack).
+    pub files: usize,
+    /// Up to three of them.
+    pub examples: Vec<String>,
+}
+
+/// Groups `failures` by target, class and message, keeping the order they were first met.
+#[must_use]
+pub fn causes(failures: &[Failure]) -> Vec<Cause> {
+    let mut out: Vec<Cause> = Vec::new();
+    for f in failures {
+        let i = match out
+            .iter()
+            .position(|c| c.target == f.target && c.class == f.class && c.what == f.what)
+        {
+            Some(i) => i,
+            None => {
+                out.push(Cause {
+                    target: f.target.clone(),
+                    class: f.class,
+                    what: f.what.clone(),
+                    files: 0,
+                    examples: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        if let Some(p) = &f.path {
+            let c = &mut out[i];
+            c.files += 1;
+            if c.examples.len() < 3 {
+                c.examples.push(format!("/{p}"));
+            }
+        }
+    }
+    out
+}
+
 /// The report of one verification.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -90,6 +137,9 @@ pub struct VerifyReport {
     pub targets: Vec<TargetVerify>,
     /// Every failed check.
     pub failures: Vec<Failure>,
+    /// The failures grouped by cause: one per target, class and what went wrong (a damaged
+    /// pack shared by a hundred sampled files is one cause), in the order first met.
+    pub causes: Vec<Cause>,
     /// Names of the targets with failures.
     pub failed_targets: Vec<String>,
     /// Names of the targets that could not be reached (or required and offline).
