@@ -353,36 +353,48 @@ pub fn open_repository<P: ProgressBars>(
     pb: P,
 ) -> Result<Repository<OpenStatus>> {
     // The key derivation (scrypt) costs about 0.4 s and 130 MiB each time; a run opens the
-    // repository many times (each step, each target verified alone). A master key this
-    // process already derived from this password is tried first: it opens only a repository
-    // whose config it decrypts, so another repository falls through to the password.
+    // repository many times (each step, each target verified alone). A master key this process
+    // derived from this password is reused only where the backend holds the very key file it
+    // came from, byte for byte (key files are named by their hash): the password opens that
+    // file there too, so a target whose key files are gone still fails as stock restic would.
     let tag = crate::layout::sha256_hex(password.expose().as_bytes());
-    let known: Vec<rustic_core::repofile::MasterKey> = DERIVED
+    let known: Vec<(rustic_core::repofile::KeyId, rustic_core::repofile::MasterKey)> = DERIVED
         .lock()
         .map(|d| {
             d.iter()
-                .filter(|(t, _)| *t == tag)
-                .map(|(_, k)| k.clone())
+                .filter(|(t, _, _)| *t == tag)
+                .map(|(_, id, k)| (*id, k.clone()))
                 .collect()
         })
         .unwrap_or_default();
-    for key in known {
-        let creds = Credentials::Masterkey(key);
-        if open_repository_with(be.clone(), &creds, rustic_core::NoProgressBars).is_ok() {
-            return open_repository_with(be, &creds, pb);
+    let holds = |id: &rustic_core::repofile::KeyId| {
+        let id = **id;
+        be.read_full(FileType::Key, &id).is_ok_and(|bytes| {
+            crate::layout::sha256_hex(&bytes) == id.to_hex().to_string()
+        })
+    };
+    for (id, key) in known {
+        if holds(&id) {
+            return open_repository_with(be, &Credentials::Masterkey(key), pb);
         }
     }
     let repo = open_repository_with(be, &Credentials::password(password.expose()), pb)?;
-    if let Ok(mut d) = DERIVED.lock() {
-        d.push((tag, repo.key().clone()));
+    if let (Some(id), Ok(mut d)) = (*repo.key_id(), DERIVED.lock()) {
+        d.push((tag, id, repo.key().clone()));
     }
     Ok(repo)
 }
 
-/// Master keys derived in this process, by the SHA-256 of their password. Kept no longer than
-/// the process, as the password itself is.
-static DERIVED: std::sync::Mutex<Vec<(String, rustic_core::repofile::MasterKey)>> =
-    std::sync::Mutex::new(Vec::new());
+/// Master keys derived in this process: the SHA-256 of their password, the key file that gave
+/// each. Kept no longer than the process, as the password itself is.
+#[allow(clippy::type_complexity)]
+static DERIVED: std::sync::Mutex<
+    Vec<(
+        String,
+        rustic_core::repofile::KeyId,
+        rustic_core::repofile::MasterKey,
+    )>,
+> = std::sync::Mutex::new(Vec::new());
 
 /// [`open_repository`] with any credentials (the master key of a [`crate::proof::Proof`]).
 ///

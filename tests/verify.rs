@@ -262,3 +262,28 @@ fn an_unreachable_target_has_its_own_exit_code_and_the_others_are_verified() {
     assert_eq!(target(&r, "dead")["state"], "unreachable");
     assert_eq!(r["unreachable_targets"], serde_json::json!(["dead"]));
 }
+
+#[test]
+fn a_target_without_the_key_file_fails_verify_even_once_another_target_opened() {
+    // Regression: master keys derived once per process were reused on a target alone without
+    // looking at its key files, so a target stock restic cannot open passed verify.
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _a, b) = two_local_targets(tmp.path(), "f.bin", &pseudo_random(3, 50_000));
+    for e in fs::read_dir(b.join("keys")).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let o = cairn(&config, &["--json", "verify"]);
+    let r = json(&o);
+    let state = |name: &str| {
+        r["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()["state"]
+            .clone()
+    };
+    assert_eq!(state("a"), "verified", "{r:#}");
+    assert_ne!(state("b"), "verified", "{r:#}");
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+}
