@@ -63,18 +63,23 @@ impl TargetState {
 
 /// A target's line in any command's report.
 pub trait Outcome {
+    /// The target's name.
+    fn name(&self) -> &str;
     /// Whether it is required.
     fn required(&self) -> bool;
     /// What became of it.
     fn state(&self) -> TargetState;
 }
 
-/// Implements [`Outcome`] for a report line with `required` and `state` fields.
+/// Implements [`Outcome`] for a report line with `name`, `required` and `state` fields.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! outcome_fields {
     ($t:ty) => {
         impl $crate::report::Outcome for $t {
+            fn name(&self) -> &str {
+                &self.name
+            }
             fn required(&self) -> bool {
                 self.required
             }
@@ -115,6 +120,25 @@ pub fn is_partial<T: Outcome>(targets: &[T]) -> bool {
     targets
         .iter()
         .any(|t| t.required() && t.state().is_shortfall())
+}
+
+/// The required targets that fell short, by name.
+#[must_use]
+pub fn shortfalls<T: Outcome>(targets: &[T]) -> Vec<String> {
+    targets
+        .iter()
+        .filter(|t| t.required() && t.state().is_shortfall())
+        .map(|t| t.name().to_string())
+        .collect()
+}
+
+/// How a unit enum is spelled in JSON (`not-initialised`), for text and hook variables.
+#[must_use]
+pub fn label<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// Human-readable byte count (binary units: "1.5 KiB").

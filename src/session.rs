@@ -358,7 +358,10 @@ pub fn open_repository<P: ProgressBars>(
     // came from, byte for byte (key files are named by their hash): the password opens that
     // file there too, so a target whose key files are gone still fails as stock restic would.
     let tag = crate::layout::sha256_hex(password.expose().as_bytes());
-    let known: Vec<(rustic_core::repofile::KeyId, rustic_core::repofile::MasterKey)> = DERIVED
+    let known: Vec<(
+        rustic_core::repofile::KeyId,
+        rustic_core::repofile::MasterKey,
+    )> = DERIVED
         .lock()
         .map(|d| {
             d.iter()
@@ -369,9 +372,8 @@ pub fn open_repository<P: ProgressBars>(
         .unwrap_or_default();
     let holds = |id: &rustic_core::repofile::KeyId| {
         let id = **id;
-        be.read_full(FileType::Key, &id).is_ok_and(|bytes| {
-            crate::layout::sha256_hex(&bytes) == id.to_hex().to_string()
-        })
+        be.read_full(FileType::Key, &id)
+            .is_ok_and(|bytes| crate::layout::sha256_hex(&bytes) == id.to_hex().to_string())
     };
     for (id, key) in known {
         if holds(&id) {

@@ -25,7 +25,7 @@ use std::{path::PathBuf, sync::Arc};
 use anyhow::Result;
 use cairn::{
     config::Config,
-    report::{TargetOutcome, TargetState, human_bytes},
+    report::{TargetOutcome, TargetState, human_bytes, label},
 };
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -213,14 +213,6 @@ pub fn run(cli: Cli) -> Result<i32> {
 fn print_json<T: Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
-}
-
-/// How a unit enum is spelled in JSON (`not-initialised`), for text tables.
-fn label<T: Serialize>(v: T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 /// The per-target table every write command prints.

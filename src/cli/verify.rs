@@ -75,9 +75,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
 
     let mut report = verify::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone())?;
     // An empty sample proves nothing; it must not read as a pass.
-    let code = if report.failed() {
-        exit::VERIFY_FAILED
-    } else if report.sample.is_empty() {
+    let code = report.exit_code();
+    if report.sample.is_empty() {
         ctx.reporter.print(
             "ERROR",
             &format!(
@@ -85,12 +84,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
                 report.candidates
             ),
         );
-        exit::FAILED
-    } else if !report.unreachable_targets.is_empty() {
-        exit::UNREACHABLE
-    } else {
-        exit::OK
-    };
+    }
     if let Some(path) = &args.report {
         verify::write_report(&report, path)?;
     }

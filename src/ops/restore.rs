@@ -230,6 +230,7 @@ pub fn run<P: ProgressBars>(
     }
     let (mut files, mut dirs, mut bytes, mut existing, mut skipped) = (0, 0, 0, 0, 0);
     let mut conflicts = Vec::new();
+    let mut left_as_they_are = Vec::new();
     for (path, is_dir, _, size) in &entries {
         if !kept.contains(path) {
             if *is_dir {
@@ -246,6 +247,7 @@ pub fn run<P: ProgressBars>(
             existing += 1;
             if opts.overwrite == Overwrite::Never {
                 skipped += 1;
+                left_as_they_are.push(path.clone());
                 continue;
             }
             conflicts.push(target);
@@ -253,16 +255,8 @@ pub fn run<P: ProgressBars>(
         files += 1;
         bytes += size;
     }
-    if opts.overwrite == Overwrite::Never {
-        for (path, is_dir, _, _) in &entries {
-            if !*is_dir
-                && dest_path(&dest_root, path, is_file)
-                    .symlink_metadata()
-                    .is_ok()
-            {
-                kept.remove(path);
-            }
-        }
+    for path in &left_as_they_are {
+        kept.remove(path);
     }
     if opts.overwrite == Overwrite::Refuse && !conflicts.is_empty() {
         let shown: Vec<String> = conflicts

@@ -136,7 +136,7 @@ pub fn run(cfg: &Config, password: Option<&Secret>) -> Result<StatusReport> {
         .as_ref()
         .map(|d| deletion::unjudged(d, &listed))
         .unwrap_or_default();
-    let targets = probed
+    let targets: Vec<TargetStatus> = probed
         .iter()
         .map(|p| {
             let (state, mut detail, missing, pending, snapshots) = match &p.probe {
@@ -195,7 +195,6 @@ pub fn run(cfg: &Config, password: Option<&Secret>) -> Result<StatusReport> {
             }
         })
         .collect();
-    let targets: Vec<TargetStatus> = targets;
     let observer: Arc<dyn Observer> = Arc::new(Silent);
     state::update(cfg, &observer, |s| {
         for t in &targets {

@@ -11,7 +11,6 @@ use std::{
 };
 
 use rustic_core::ProgressBars;
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::{
@@ -21,7 +20,7 @@ use crate::{
     notify::{self, Ping, PingResult},
     ops::{backup, forget, prune, status, verify},
     progress::Observer,
-    report::{Outcome, TargetState},
+    report::{TargetState, label, shortfalls},
     retention::Within,
     runlog::RunLog,
     secret::{Secret, redact},
@@ -31,7 +30,7 @@ use crate::{
 mod report;
 
 pub use report::{REPORT_FILE, RunReport, RunResult, Step, StepResult};
-use report::{hook_vars, label, summary_text, to_value, verdict};
+use report::{hook_vars, summary_text, to_value, verdict};
 
 /// The lock that keeps two runs of one configuration apart.
 const LOCK_FILE: &str = "run.lock";
@@ -500,8 +499,9 @@ impl Job<'_> {
             .step("verify", || {
                 let opts = verify::VerifyOptions::from_config(&cfg.verify);
                 let mut r = verify::run(cfg, pw, &opts, observer.clone(), pb.clone())?;
-                let (result, summary, targets) = if r.failed() {
-                    (
+                let code = r.exit_code();
+                let (result, summary, targets) = match code {
+                    exit::VERIFY_FAILED => (
                         StepResult::VerifyFailed,
                         format!(
                             "DAMAGE on {}: {} cause(s), {} failed check(s)",
@@ -510,18 +510,16 @@ impl Job<'_> {
                             r.failures.len()
                         ),
                         r.failed_targets.clone(),
-                    )
-                } else if r.sample.is_empty() {
-                    (
+                    ),
+                    exit::FAILED => (
                         StepResult::Failed,
                         format!(
                             "nothing was verified: the sample is empty ({} files)",
                             r.candidates
                         ),
                         vec![],
-                    )
-                } else if !r.unreachable_targets.is_empty() {
-                    (
+                    ),
+                    exit::UNREACHABLE => (
                         StepResult::Partial,
                         format!(
                             "{} file(s) verified; not reached: {}",
@@ -529,18 +527,19 @@ impl Job<'_> {
                             r.unreachable_targets.join(", ")
                         ),
                         r.unreachable_targets.clone(),
-                    )
-                } else {
-                    let n = r
-                        .targets
-                        .iter()
-                        .filter(|t| t.state == TargetState::Verified)
-                        .count();
-                    (
-                        StepResult::Ok,
-                        format!("{} file(s) verified on {n} target(s)", r.sample.len()),
-                        vec![],
-                    )
+                    ),
+                    _ => {
+                        let n = r
+                            .targets
+                            .iter()
+                            .filter(|t| t.state == TargetState::Verified)
+                            .count();
+                        (
+                            StepResult::Ok,
+                            format!("{} file(s) verified on {n} target(s)", r.sample.len()),
+                            vec![],
+                        )
+                    }
                 };
                 if result != StepResult::Ok
                     && let Some(command) = &cfg.verify.on_failure
@@ -555,12 +554,6 @@ impl Job<'_> {
                         r.hook = Some(h);
                     }
                 }
-                let code = match result {
-                    StepResult::Ok => exit::OK,
-                    StepResult::VerifyFailed => exit::VERIFY_FAILED,
-                    StepResult::Partial => exit::UNREACHABLE,
-                    _ => exit::FAILED,
-                };
                 Ok((code, result, summary, targets, to_value(&r)))
             })
             .unwrap_or(exit::FAILED);
@@ -670,19 +663,6 @@ fn catch_up_step(caught_up: &[crate::ops::sync::SyncTarget], foreign: usize) -> 
         seconds: caught_up.iter().map(|t| t.seconds).sum(),
         report: to_value(&caught_up),
     }
-}
-
-/// Required targets that fell short.
-fn shortfalls<T: Outcome + Serialize>(targets: &[T]) -> Vec<String> {
-    targets
-        .iter()
-        .filter(|t| t.required() && t.state().is_shortfall())
-        .filter_map(|t| {
-            serde_json::to_value(t)
-                .ok()
-                .and_then(|v| v.get("name").and_then(Value::as_str).map(str::to_string))
-        })
-        .collect()
 }
 
 /// Why a periodic step is not due yet, if it is not: `every` has not passed since its last

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{error::Result, exit, hook::HookResult, notify::PingResult, secret::redact, state};
+use crate::{
+    error::Result, exit, hook::HookResult, notify::PingResult, report::label, secret::redact, state,
+};
 
 /// The report a run leaves in the state folder.
 pub const REPORT_FILE: &str = "last-run.json";
@@ -168,14 +170,6 @@ pub(super) fn save(r: &RunReport) -> Result<()> {
 
 pub(super) fn to_value<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-/// How a unit enum is spelled in JSON.
-pub(super) fn label<T: Serialize>(v: T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -158,6 +158,21 @@ impl VerifyReport {
     pub fn failed(&self) -> bool {
         !self.failed_targets.is_empty()
     }
+
+    /// Its exit code: damage found 5; an empty sample 1 (it proves nothing); a target not
+    /// reached 4; else 0.
+    #[must_use]
+    pub fn exit_code(&self) -> i32 {
+        if self.failed() {
+            crate::exit::VERIFY_FAILED
+        } else if self.sample.is_empty() {
+            crate::exit::FAILED
+        } else if !self.unreachable_targets.is_empty() {
+            crate::exit::UNREACHABLE
+        } else {
+            crate::exit::OK
+        }
+    }
 }
 
 /// Writes the report as JSON to `path`.
