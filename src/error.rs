@@ -73,7 +73,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// An error from rustic_core, kept whole (kind, context, source) for callers that look.
-    #[error("{}", one_line(&.0.display_log()))]
+    #[error("{}", rustic_words(.0))]
     Rustic(#[source] Box<rustic_core::RusticError>),
 }
 
@@ -88,6 +88,137 @@ impl From<Box<rustic_core::RusticError>> for Error {
             Self::Rustic(err)
         }
     }
+}
+
+/// rustic_core's error in cairn's words, on one line: its message (context filled in) and its
+/// cause, without the library's kind, code, bug-report plea or backtrace. Its `Display` holds
+/// all of those, so it must never be shown as is.
+#[must_use]
+pub fn rustic_words(err: &rustic_core::RusticError) -> String {
+    // `display_log` is "Error: MESSAGE (kind: related to KIND[, code: C])[: caused by: CAUSE
+    // [ : (source: S)]]"; MESSAGE is the only part that has the context substituted.
+    let log = err.display_log();
+    let log = log.strip_prefix("Error: ").unwrap_or(&log);
+    let message = log.find(" (kind: related to ").map_or(log, |at| &log[..at]);
+    let mut out = tidy(message);
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        let text = match c.downcast_ref::<rustic_core::RusticError>() {
+            Some(r) => rustic_words(r),
+            None => tidy(&c.to_string()),
+        };
+        // Guidance often repeats its cause's message ("{error}" in the template); a cause
+        // that is only a type's name (`aead::Error`) says nothing to the admin.
+        if !text.is_empty() && !is_type_name(&text) && !out.contains(&text) {
+            out = format!("{}: {text}", out.trim_end_matches('.'));
+        }
+        if c.is::<rustic_core::RusticError>() {
+            break;
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// A cause that is only a type's name (`aead::Error`) says nothing to the admin.
+fn is_type_name(text: &str) -> bool {
+    text.contains("::") && !text.contains(' ')
+}
+
+/// Any error and its causes in cairn's words (see [`rustic_words`]): a library error that
+/// wraps a rustic_core error shows its own message with the wrapped one translated.
+#[must_use]
+pub fn words(err: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(r) = err.downcast_ref::<rustic_core::RusticError>() {
+        return rustic_words(r);
+    }
+    let mut text = err.to_string();
+    // thiserror hands out a boxed source as the box itself.
+    let wrapped = err.source().and_then(|s| {
+        s.downcast_ref::<rustic_core::RusticError>().or_else(|| {
+            s.downcast_ref::<Box<rustic_core::RusticError>>()
+                .map(AsRef::as_ref)
+        })
+    });
+    if let Some(r) = wrapped {
+        // e.g. rustic_core's check findings: "error checking trees : {source}".
+        let long = r.to_string();
+        if let Some(head) = text.strip_suffix(&long) {
+            text = format!(
+                "{}: {}",
+                head.trim_end().trim_end_matches(':').trim_end(),
+                rustic_words(r)
+            );
+        }
+    }
+    tidy(&text)
+}
+
+/// One line, without advice that points at another tool's commands, and with any rustic_core
+/// error whose full display was pasted into a message (its guidance sometimes holds one)
+/// reduced to its message and cause.
+fn tidy(msg: &str) -> String {
+    let mut s = unwrap_displays(&one_line(msg));
+    if let Some(at) = s.find(" at BlobLocation {") {
+        let end = s[at..].find('}').map_or(s.len(), |e| at + e + 1);
+        s.replace_range(at..end, "");
+    }
+    s = s.replace("Pack:", "pack ");
+    for advice in [
+        " To repair: 'rustic repair index'.",
+        " Run prune to correct this!",
+        " Please make sure the file exists and is accessible.",
+        " marked to delete: false",
+        " marked to-delete: false",
+    ] {
+        s = s.replace(advice, "");
+    }
+    s.trim_end().to_string()
+}
+
+/// rustic_core's full display, once on one line: "`rustic_core` experienced an error related to
+/// `KIND`. Message: GUIDANCE [For more information…] [We believe this is a bug…] Some
+/// additional details ... [Context: …] [Caused by: CAUSE] [Backtrace: …]". It runs to the end of
+/// the text it was pasted into: the backtrace comes last.
+fn unwrap_displays(text: &str) -> String {
+    const HEAD: &str = "`rustic_core` experienced an error related to `";
+    let Some(at) = text.find(HEAD) else {
+        return text.to_string();
+    };
+    let rest = &text[at..];
+    let section = |from: &str, ends: &[&str]| -> Option<String> {
+        let start = rest.find(from)? + from.len();
+        let body = &rest[start..];
+        let end = ends
+            .iter()
+            .filter_map(|e| body.find(e))
+            .min()
+            .unwrap_or(body.len());
+        Some(body[..end].trim().to_string())
+    };
+    let message = section(
+        "Message: ",
+        &[
+            " For more information, see:",
+            " Related issues:",
+            " We believe this is a bug",
+            " Some additional details",
+        ],
+    )
+    .unwrap_or_default();
+    let cause = section(" Caused by: ", &[" Severity:", " Status:", " Backtrace:"])
+        .map(|c| {
+            c.replace(" : (source: ", ": ")
+                .trim_end_matches(')')
+                .to_string()
+        })
+        .filter(|c| !c.is_empty() && !message.contains(c.as_str()) && !is_type_name(c));
+    let mut out = format!("{}{}", &text[..at], message.trim_end_matches('.'));
+    if let Some(c) = cause {
+        out = format!("{out}: {c}");
+    }
+    // A display pasted into the guidance of another.
+    unwrap_displays(&out)
 }
 
 /// A message on one line: a report line or a log line holds one error.
@@ -107,10 +238,57 @@ mod tests {
             rustic_core::ErrorKind::Backend,
             "reading failed\nMAC check failed.",
         ));
-        assert_eq!(
-            e.to_string(),
-            "Error: reading failed MAC check failed. (kind: related to the backend)"
-        );
+        assert_eq!(e.to_string(), "reading failed MAC check failed.");
         assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn library_wording_never_reaches_the_user() {
+        // A permission error from rustic_core's source walker: kind, bug-report plea and
+        // backtrace are the library's; the message and its cause are what the admin needs.
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let e = rustic_core::RusticError::with_source(
+            rustic_core::ErrorKind::Internal,
+            "Failed to open file at `{path}`. Please make sure the file exists and is accessible.",
+            io,
+        )
+        .attach_context("path", "/srv/a")
+        .attach_error_code("C001")
+        .ask_report();
+        let w = super::rustic_words(&e);
+        assert_eq!(w, "Failed to open file at `/srv/a`: permission denied");
+        let shown = super::Error::from(e).to_string();
+        for library in [
+            "kind:",
+            "code:",
+            "rustic",
+            "Backtrace",
+            "report it",
+            "caused by",
+        ] {
+            assert!(!shown.contains(library), "{shown}");
+        }
+    }
+
+    #[test]
+    fn a_full_display_pasted_into_a_message_is_reduced_to_message_and_cause() {
+        // rustic_core's tree reader pastes a decryption error's full display into its own.
+        let inner = rustic_core::RusticError::with_source(
+            rustic_core::ErrorKind::Cryptography,
+            "Data decryption failed, MAC check failed.",
+            std::io::Error::other("tag mismatch"),
+        )
+        .attach_error_code("C001");
+        let outer = rustic_core::RusticError::new(
+            rustic_core::ErrorKind::Internal,
+            format!(
+                "error processing Pack:638a9226 at BlobLocation {{ offset: 414, length: 159 }}: \
+                 {inner}"
+            ),
+        );
+        assert_eq!(
+            super::rustic_words(&outer),
+            "error processing pack 638a9226: Data decryption failed, MAC check failed: tag mismatch"
+        );
     }
 }

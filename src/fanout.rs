@@ -287,10 +287,12 @@ impl Fanout {
 }
 
 fn every_target_failed(what: &str, errors: &[String]) -> Box<RusticError> {
-    RusticError::new(
-        ErrorKind::Backend,
-        format!("{what} failed on every target: {}", errors.join("; ")),
-    )
+    // A member's error names the target and the file already.
+    let message = match errors {
+        [one] => one.clone(),
+        _ => format!("{what} failed on every target: {}", errors.join("; ")),
+    };
+    RusticError::new(ErrorKind::Backend, message)
 }
 
 fn no_target(what: &str, members: &[Arc<Member>]) -> Box<RusticError> {

@@ -12,7 +12,8 @@ pub trait Observer: Send + Sync + std::fmt::Debug {
     fn warn(&self, _message: &str) {}
     /// A step of a longer job is done (one line, e.g. `cairn run`'s steps).
     fn info(&self, _message: &str) {}
-    /// The targets a write run uses, to follow their byte counters.
+    /// The targets a write run uses, to follow their byte counters (none: a restore, which
+    /// writes to this machine; its progress is shown all the same).
     fn writing_to(&self, _members: &[Arc<Member>]) {}
     /// The write run is over.
     fn writing_done(&self) {}

@@ -2,6 +2,131 @@
 
 use serde::Serialize;
 
+/// Findings that share a cause (`K`: which target, what went wrong): one line for the admin
+/// however many files it affects, e.g. one damaged pack behind a hundred sampled files.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cause<K> {
+    /// The cause.
+    #[serde(flatten)]
+    pub key: K,
+    /// How many files it affects (0: none in particular, e.g. the target itself).
+    pub files: usize,
+    /// Up to three of them.
+    pub examples: Vec<String>,
+}
+
+impl<K> Cause<K> {
+    /// `what (N units, e.g. a, b, c, …)`, or `what` alone when it concerns no file; `unit` is
+    /// singular (`file`, `entry`).
+    #[must_use]
+    pub fn describe(&self, what: &str, unit: &str) -> String {
+        if self.files == 0 {
+            return what.to_string();
+        }
+        let unit = match (self.files, unit.strip_suffix('y')) {
+            (1, _) => unit.to_string(),
+            (_, Some(stem)) => format!("{stem}ies"),
+            (_, None) => format!("{unit}s"),
+        };
+        let more = if self.files > self.examples.len() {
+            ", …"
+        } else {
+            ""
+        };
+        format!(
+            "{what} ({} {unit}, e.g. {}{more})",
+            self.files,
+            self.examples.join(", ")
+        )
+    }
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::{causes, template};
+
+    #[test]
+    fn findings_with_one_cause_are_one_line_with_three_examples() {
+        let found = (0..100).map(|i| {
+            let (what, _) = template(&format!(
+                "changed size while it was read ({i} bytes when listed, {} read)",
+                i + 1
+            ));
+            (what, Some(format!("/srv/f{i}")))
+        });
+        let c = causes(found.chain([("cannot open: denied (os error 13)".to_string(), None)]));
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].files, 100);
+        assert_eq!(
+            c[0].describe(&c[0].key, "entry"),
+            "changed size while it was read (N bytes when listed, N read) (100 entries, e.g. \
+             /srv/f0, /srv/f1, /srv/f2, …)"
+        );
+        assert_eq!(
+            c[1].describe(&c[1].key, "entry"),
+            "cannot open: denied (os error 13)"
+        );
+        let (what, id) = template("pack 1fb7e80b: size computed by index: 2933, actual size: 100.");
+        assert_eq!(what, "pack …: size computed by index: N, actual size: N.");
+        assert_eq!(id.as_deref(), Some("1fb7e80b"));
+    }
+}
+
+/// Groups findings, each a cause and the file it affects (if any), by cause, in the order the
+/// causes were first met.
+pub fn causes<K: PartialEq>(
+    findings: impl IntoIterator<Item = (K, Option<String>)>,
+) -> Vec<Cause<K>> {
+    let mut out: Vec<Cause<K>> = Vec::new();
+    for (key, file) in findings {
+        let i = match out.iter().position(|c| c.key == key) {
+            Some(i) => i,
+            None => {
+                out.push(Cause {
+                    key,
+                    files: 0,
+                    examples: Vec::new(),
+                });
+                out.len() - 1
+            }
+        };
+        if let Some(f) = file {
+            let c = &mut out[i];
+            c.files += 1;
+            if c.examples.len() < 3 {
+                c.examples.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// A message with its ids and figures left out (`pack … size computed by index: N`), so that
+/// a hundred files with the same fault are one cause, and the first id it held.
+#[must_use]
+pub fn template(message: &str) -> (String, Option<String>) {
+    let mut id = None;
+    let mut previous = "";
+    let words: Vec<String> = message
+        .split(' ')
+        .map(|w| {
+            let core = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+            // An error code (`os error 13`) says what went wrong; it is no figure.
+            let code = previous == "error";
+            previous = w;
+            if core.len() >= 8 && core.chars().all(|c| c.is_ascii_hexdigit()) {
+                id.get_or_insert_with(|| core.to_string());
+                w.replace(core, "…")
+            } else if !code && !core.is_empty() && core.chars().all(|c| c.is_ascii_digit()) {
+                w.replace(core, "N")
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    (words.join(" "), id)
+}
+
 /// What became of one target in a run, for every command: one set of states, one rule for
 /// "partially done" ([`is_partial`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -51,16 +51,31 @@ impl UnreadLog {
     }
 }
 
-/// The error and its causes on one line (rustic_core's wording holds no secret).
-fn chain(err: &rustic_core::RusticError) -> String {
-    let mut msg = err.to_string();
-    let mut src = std::error::Error::source(err);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
+/// The operating system's reason behind a source error, e.g. `Permission denied (os error
+/// 13)`: rustic_core's own wording around it is about itself (and asks for a bug report).
+fn reason(err: &rustic_core::RusticError) -> String {
+    let mut innermost = None;
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        innermost = Some(c);
+        cause = c.source();
     }
-    msg.lines().map(str::trim).collect::<Vec<_>>().join(" ")
+    innermost.map_or_else(|| crate::error::rustic_words(err), ToString::to_string)
+}
+
+/// A walker error's path and reason: the walker says `PATH: IO error for operation on PATH:
+/// REASON`.
+fn walk_failure(err: &rustic_core::RusticError) -> (PathBuf, String) {
+    let text = reason(err);
+    match text.split_once(": ") {
+        Some((path, rest)) if path.starts_with('/') => {
+            let rest = rest
+                .strip_prefix(&format!("IO error for operation on {path}: "))
+                .unwrap_or(rest);
+            (PathBuf::from(path), rest.to_string())
+        }
+        _ => (PathBuf::new(), text),
+    }
 }
 
 /// [`LocalSource`] with every failure recorded in an [`UnreadLog`].
@@ -113,8 +128,9 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         Some(match self.inner.next()? {
             Err(e) => {
-                // rustic_core goes on without the entry; its message names the path.
-                self.log.add(PathBuf::new(), chain(&e));
+                // rustic_core goes on without the entry.
+                let (path, why) = walk_failure(&e);
+                self.log.add(path, format!("cannot list or stat: {why}"));
                 Err(e)
             }
             Ok(ReadSourceEntry { path, node, open }) => {
@@ -160,7 +176,7 @@ impl<O: ReadSourceOpen> ReadSourceOpen for RecordedOpen<O> {
                 let why = if std::fs::symlink_metadata(&self.path).is_err() {
                     "vanished before it could be read".to_string()
                 } else {
-                    format!("cannot open: {}", chain(&e))
+                    format!("cannot open: {}", reason(&e))
                 };
                 self.log.add(self.path, why);
                 Err(e)

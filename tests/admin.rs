@@ -343,6 +343,21 @@ fn selective_restore_dry_run_verify_and_overwrite_modes() {
     expect_code(&o, 0);
     assert_eq!(json(&o)["verified"].as_u64(), Some(4));
 
+    // The summary for people: counts, size, where, time and rate.
+    let target = dest("summary");
+    let o = cairn(
+        c,
+        &["restore", &clients, "--target", target.to_str().unwrap()],
+    );
+    expect_code(&o, 0);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let line = out.lines().next().unwrap_or_default();
+    let head = format!(
+        "restored 4 file(s), 2 folder(s), 3.0 MiB to {} in ",
+        target.display()
+    );
+    assert!(line.starts_with(&head) && line.ends_with("/s)"), "{out}");
+
     // Overwrite modes over an existing tree: refuse (default), never, if-changed, always.
     let notes = dest("pdfs/acme/notes.txt");
     let contract = dest("pdfs/acme/Contract-2026.PDF");
@@ -408,7 +423,7 @@ fn verify_prints_one_line_per_cause_not_one_per_sampled_file() {
     assert!(
         fails[0].starts_with("FAIL [b]")
             && fails[0].contains(&packs[0])
-            && fails[0].contains("(30 sampled file(s), e.g. /"),
+            && fails[0].contains("(30 sampled files, e.g. /"),
         "{out}"
     );
     let r = json(&cairn(&config, &["--json", "verify", "--files", "30"]));
@@ -419,4 +434,111 @@ fn verify_prints_one_line_per_cause_not_one_per_sampled_file() {
     );
     assert_eq!(r["causes"].as_array().unwrap().len(), 1);
     assert_eq!(r["causes"][0]["files"], 30);
+
+    // A truncated tree pack (the small one) cuts every sampled file off its snapshot: one
+    // cause, the pack, not a pack line plus a line of tree read errors.
+    let store = open_store(&config, "a");
+    let (rel, size) = store
+        .list("data")
+        .unwrap()
+        .into_iter()
+        .min_by_key(|(_, size)| *size)
+        .unwrap();
+    let tree_pack = format!("data/{rel}");
+    let bytes = store.read(&tree_pack).unwrap();
+    store
+        .write(&tree_pack, vec![bytes.slice(..(size / 2) as usize)])
+        .unwrap();
+    let o = cairn(&config, &["verify", "--files", "30", "--only", "a"]);
+    expect_code(&o, 5);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(fails.len(), 1, "{out}");
+    assert!(
+        fails[0].starts_with("FAIL [a]")
+            && fails[0].contains(&tree_pack)
+            && fails[0].contains("(30 sampled files, e.g. /"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_prints_one_line_per_cause_and_heals_by_cause() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!("{}{}", local_target("a", &a), local_target("b", &b)),
+    );
+    // Three nights, three snapshots and three index files.
+    for night in 0..3 {
+        fs::write(
+            src.join(format!("n{night}.bin")),
+            pseudo_random(night, 5000),
+        )
+        .unwrap();
+        let args = ["backup", "--init"];
+        expect_code(&cairn(&config, &args[..if night == 0 { 2 } else { 1 }]), 0);
+    }
+    // `b` lost its snapshots and its index: six files, one cause.
+    let store = open_store(&config, "b");
+    let mut lost = Vec::new();
+    for dir in ["snapshots", "index"] {
+        for (rel, _) in store.list(dir).unwrap() {
+            let path = format!("{dir}/{rel}");
+            store.delete(&path).unwrap();
+            lost.push(path);
+        }
+    }
+    assert_eq!(lost.len(), 6);
+
+    let o = cairn(&config, &["check"]);
+    expect_code(&o, 5);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let missing: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("PROBLEM [b] missing"))
+        .collect();
+    assert_eq!(missing.len(), 1, "{out}");
+    assert!(
+        missing[0].contains("another target holds an intact copy (6 files, e.g. "),
+        "{out}"
+    );
+    // The per-file list stays in --json.
+    let r = json(&cairn(&config, &["--json", "check"]));
+    let problems = r["problems"].as_array().unwrap();
+    let missing_files = problems
+        .iter()
+        .filter(|p| p["target"] == "b" && p["kind"] == "missing")
+        .count();
+    assert_eq!(missing_files, 6, "{r}");
+    let cause = r["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["target"] == "b" && c["kind"] == "missing")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(cause["files"], 6);
+    assert_eq!(cause["examples"].as_array().unwrap().len(), 3);
+
+    let o = cairn(&config, &["check", "--heal"]);
+    expect_code(&o, 0);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let healed: Vec<&str> = out.lines().filter(|l| l.starts_with("HEALED")).collect();
+    assert_eq!(healed.len(), 1, "{out}");
+    assert!(
+        healed[0].starts_with("HEALED [b] missing")
+            && healed[0].contains("[healed] (6 files, e.g. "),
+        "{out}"
+    );
+    for path in &lost {
+        assert!(
+            store.stat(path).unwrap().is_some(),
+            "{path} was not put back"
+        );
+    }
+    expect_code(&cairn(&config, &["check"]), 0);
 }

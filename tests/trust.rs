@@ -216,6 +216,7 @@ fn cairn_as_nobody(config: &Path, args: &[&str]) -> std::process::Output {
         .env("CAIRN_PASSWORD", PASSWORD)
         .env("HOME", config.parent().unwrap())
         .output()
+        .map(in_own_words)
         .expect("setpriv runs")
 }
 
@@ -239,6 +240,11 @@ fn files_the_backup_cannot_read_are_named_counted_and_make_a_distinct_exit() {
     fs::write(src.join("secret.txt"), b"mode 000").unwrap();
     fs::write(src.join("locked/inner.txt"), b"behind a folder of mode 000").unwrap();
     fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    for i in 2..=4 {
+        let f = src.join(format!("secret{i}.txt"));
+        fs::write(&f, b"mode 000").unwrap();
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o000)).unwrap();
+    }
     fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
     let repo = tmp.path().join("repo");
     fs::create_dir_all(&repo).unwrap();
@@ -260,6 +266,29 @@ fn files_the_backup_cannot_read_are_named_counted_and_make_a_distinct_exit() {
         "{}",
         text(&o)
     );
+    // One line per cause, not per file; the operating system's reason, not the library's.
+    let o = cairn_as_nobody(&config, &["backup"]);
+    expect_code(&o, 6);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let skipped: Vec<&str> = out.lines().filter(|l| l.starts_with("SKIPPED")).collect();
+    assert_eq!(skipped.len(), 2, "{out}");
+    assert!(
+        skipped
+            .iter()
+            .any(|l| l.contains("cannot open: Permission denied")
+                && l.contains("(4 entries, e.g. ")
+                && l.contains("secret.txt")),
+        "{out}"
+    );
+    assert!(
+        skipped
+            .iter()
+            .any(|l| l.contains("cannot list or stat: Permission denied")
+                && l.contains("(1 entry, e.g. ")
+                && l.contains("locked")),
+        "{out}"
+    );
+    assert!(out.contains("INCOMPLETE: 5 source entries"), "{out}");
     // The snapshot was saved with what could be read, and lacks what could not.
     let o = cairn(&config, &["--json", "ls", "latest"]);
     let listing = String::from_utf8_lossy(&o.stdout);

@@ -7,7 +7,7 @@ use cairn::{
     session::password,
 };
 
-use super::{Ctx, exit, print_foreign, print_json, print_targets, write_exit};
+use super::{Ctx, exit, print_cause, print_foreign, print_json, print_targets, write_exit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -70,13 +70,17 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
                     .unwrap_or_default()
             );
         }
+        // One line per cause; every entry is in --json.
+        for c in &r.unread_causes {
+            print_cause("SKIPPED", "", "source", &c.key.what, c, "entry");
+        }
         print_targets(&r.targets);
         if r.partial {
             println!("PARTIAL: a required target did not receive this snapshot (see above)");
         }
         if r.incomplete {
             println!(
-                "INCOMPLETE: {} source entr{} not backed up, or not faithfully:",
+                "INCOMPLETE: {} source entr{} not backed up, or not faithfully (see SKIPPED above)",
                 r.unread.len(),
                 if r.unread.len() == 1 {
                     "y is"
@@ -84,9 +88,6 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
                     "ies are"
                 }
             );
-            for u in &r.unread {
-                println!("  {}: {}", u.path.display(), u.error);
-            }
         }
     }
     Ok(if r.incomplete {

@@ -2,12 +2,12 @@
 
 use anyhow::Result;
 use cairn::{
-    ops::check::{self, CheckOptions, ReadData},
+    ops::check::{self, CheckOptions, ProblemKind, ReadData},
     report::human_bytes,
     session::password,
 };
 
-use super::{Ctx, exit, label, print_json};
+use super::{Ctx, exit, label, print_cause, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -50,6 +50,21 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     if ctx.json {
         print_json(&r)?;
     } else {
+        // One line per cause; the per-file list is in --json.
+        for c in &r.causes {
+            let k = &c.key;
+            let (level, what) = match k.healed {
+                Some(true) => ("HEALED", format!("{} [healed]", k.what)),
+                Some(false) => ("PROBLEM", format!("{} [NOT healed]", k.what)),
+                None => ("PROBLEM", k.what.clone()),
+            };
+            let unit = if k.kind == ProblemKind::Structure {
+                "finding"
+            } else {
+                "file"
+            };
+            print_cause(level, &k.target, &label(k.kind), &what, c, unit);
+        }
         println!(
             "{:<16} {:<16} {:>7} {:>11} {:>7} {:>11} {:>8}  structure",
             "target", "state", "files", "bytes", "hashed", "hashed b", "problems"
@@ -70,15 +85,6 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
                     .map(|d| format!(" ({d})"))
                     .unwrap_or_default()
             );
-        }
-        for p in &r.problems {
-            let kind = label(p.kind);
-            let healed = match p.healed {
-                Some(true) => " [healed]",
-                Some(false) => " [NOT healed]",
-                None => "",
-            };
-            println!("{}: {kind} {}: {}{healed}", p.target, p.path, p.detail);
         }
         if let Some(seed) = r.seed {
             println!("seed {seed}");

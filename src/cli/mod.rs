@@ -25,7 +25,7 @@ use std::{path::PathBuf, sync::Arc};
 use anyhow::Result;
 use cairn::{
     config::Config,
-    report::{TargetOutcome, TargetState, human_bytes, label},
+    report::{Cause, TargetOutcome, TargetState, human_bytes, label},
 };
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -216,17 +216,36 @@ fn print_json<T: Serialize>(value: &T) -> Result<()> {
 }
 
 /// The per-target table every write command prints.
-/// Files that fail the proof of authenticity, each on its own target; `otherwise` says what was
-/// done when one could not be moved aside.
+/// Files that fail the proof of authenticity, one line per target and reason; `otherwise` says
+/// what was done when one could not be moved aside.
 fn print_foreign(foreign: &[cairn::replica::Foreign], otherwise: &str) {
-    for f in foreign {
+    let causes = cairn::report::causes(foreign.iter().map(|f| {
         let done = if f.quarantined {
             "quarantined, not copied".to_string()
         } else {
             format!("NOT quarantined; {otherwise}")
         };
-        println!("FOREIGN  `{}` {}: {} ({done})", f.target, f.path, f.why);
+        let why = f.why.replace(&f.path, "…");
+        (
+            (f.target.clone(), format!("{why} ({done})")),
+            Some(f.path.clone()),
+        )
+    }));
+    for c in &causes {
+        let (target, what) = &c.key;
+        print_cause("FOREIGN", target, "not proven", what, c, "file");
     }
+}
+
+/// One line per cause, before the per-target table: `LEVEL [target] class: what (N unit, e.g.
+/// a, b, c)`; the per-file list is in `--json`.
+fn print_cause<K>(level: &str, target: &str, class: &str, what: &str, c: &Cause<K>, unit: &str) {
+    let target = if target.is_empty() {
+        String::new()
+    } else {
+        format!(" [{target}]")
+    };
+    println!("{level}{target} {class}: {}", c.describe(what, unit));
 }
 
 fn print_targets(targets: &[TargetOutcome]) {

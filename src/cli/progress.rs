@@ -62,11 +62,17 @@ pub fn log_line(level: &str, msg: &str) {
 
 #[derive(Debug)]
 struct LineProgress {
+    started: Instant,
     prefix: Mutex<String>,
     kind: ProgressType,
     len: AtomicU64,
     pos: AtomicU64,
     done: AtomicBool,
+}
+
+/// Time left at the rate so far, once there is a rate to go by.
+fn eta(pos: u64, len: u64, elapsed: Duration) -> Option<Duration> {
+    (pos > 0 && len > pos).then(|| elapsed.mul_f64((len - pos) as f64 / pos as f64))
 }
 
 #[derive(Debug)]
@@ -172,9 +178,12 @@ impl Reporter {
                 let _ = match l.kind {
                     ProgressType::Bytes => write!(
                         msg,
-                        " {prefix} {} / {};",
+                        " {prefix} {} / {}{};",
                         human_bytes(pos),
-                        human_bytes(len)
+                        human_bytes(len),
+                        eta(pos, len, l.started.elapsed())
+                            .map(|d| format!(", about {}s left", d.as_secs()))
+                            .unwrap_or_default()
                     ),
                     ProgressType::Counter => write!(msg, " {prefix} {pos} / {len};"),
                     ProgressType::Spinner => write!(msg, " {prefix};"),
@@ -212,7 +221,7 @@ impl ProgressBars for Reporter {
                         "{spinner} {prefix:30} {elapsed_precise} [{wide_bar}] {pos:>10}/{len:10}"
                     }
                     ProgressType::Bytes => {
-                        "{spinner} {prefix:30} {elapsed_precise} [{wide_bar}] {bytes:>10}/{total_bytes:10} {bytes_per_sec:12}"
+                        "{spinner} {prefix:30} {elapsed_precise} [{wide_bar}] {bytes:>10}/{total_bytes:10} {bytes_per_sec:12} ETA {eta}"
                     }
                 };
                 pb.set_style(
@@ -225,6 +234,7 @@ impl ProgressBars for Reporter {
             }
             Mode::Lines => {
                 let l = Arc::new(LineProgress {
+                    started: Instant::now(),
                     prefix: Mutex::new(prefix.to_string()),
                     kind,
                     len: AtomicU64::new(0),
@@ -322,5 +332,20 @@ impl Observer for Reporter {
                 b.finish();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn time_left_follows_the_rate_so_far() {
+        assert_eq!(
+            super::eta(25, 100, Duration::from_secs(10)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(super::eta(0, 100, Duration::from_secs(10)), None);
+        assert_eq!(super::eta(100, 100, Duration::from_secs(10)), None);
     }
 }

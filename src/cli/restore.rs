@@ -76,8 +76,17 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         } else {
             "restored"
         };
+        let rate = if r.dry_run || r.seconds <= 0.0 {
+            String::new()
+        } else {
+            format!(
+                " in {:.1}s ({}/s)",
+                r.seconds,
+                human_bytes((r.bytes as f64 / r.seconds) as u64)
+            )
+        };
         println!(
-            "{verb} {} file(s), {} folder(s), {} to {}",
+            "{verb} {} file(s), {} folder(s), {} to {}{rate}",
             r.files,
             r.dirs,
             human_bytes(r.bytes),

@@ -11,7 +11,7 @@ use cairn::{
     session::password,
 };
 
-use super::{Ctx, exit, label, print_json};
+use super::{Ctx, exit, label, print_cause, print_json};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -134,6 +134,18 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             .join(","),
         report.seed
     );
+    // One line per cause; the per-file list is in --json and --report.
+    for c in &report.causes {
+        let k = &c.key;
+        print_cause(
+            "FAIL",
+            &k.target,
+            &label(k.class),
+            &k.what,
+            c,
+            "sampled file",
+        );
+    }
     println!(
         "{:<16} {:<7} {:<12} {:>6} {:>10} {:>6} {:>9} {:>8} {:>11} {:>9} {:>8} {:>7}",
         "target",
@@ -168,21 +180,6 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         );
         if matches!(t.state, TargetState::Unreachable | TargetState::Offline) {
             println!("    {}", t.detail.as_deref().unwrap_or(""));
-        }
-    }
-    // One line per cause; the per-file list is in --json and --report.
-    for c in &report.causes {
-        let class = label(c.class);
-        if c.files == 0 {
-            println!("FAIL [{}] {class}: {}", c.target, c.what);
-        } else {
-            println!(
-                "FAIL [{}] {class}: {} ({} sampled file(s), e.g. {})",
-                c.target,
-                c.what,
-                c.files,
-                c.examples.join(", ")
-            );
         }
     }
     Ok(code)

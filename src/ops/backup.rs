@@ -24,7 +24,7 @@ use crate::{
     probe::Probe,
     progress::Observer,
     replica::{Foreign, clean_tmp},
-    report::{TargetOutcome, TargetState, is_partial},
+    report::{Cause, TargetOutcome, TargetState, is_partial},
     secret::Secret,
     source::{self, Unread, UnreadLog},
     state,
@@ -67,6 +67,30 @@ pub fn parse_time(s: &str) -> Result<jiff::Zoned> {
         })
 }
 
+/// Why source entries are not in the snapshot: entries that share it are one cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnreadCause {
+    /// What went wrong, without the path and figures of one entry.
+    pub what: String,
+}
+
+/// Groups the entries a backup could not read by what went wrong.
+#[must_use]
+pub fn unread_causes(unread: &[Unread]) -> Vec<Cause<UnreadCause>> {
+    crate::report::causes(unread.iter().map(|u| {
+        let path = u.path.to_string_lossy();
+        let what = if path.is_empty() {
+            u.error.clone()
+        } else {
+            u.error.replace(path.as_ref(), "…")
+        };
+        let key = UnreadCause {
+            what: crate::report::template(&what).0,
+        };
+        (key, (!path.is_empty()).then(|| path.into_owned()))
+    }))
+}
+
 /// What a backup did.
 #[derive(Debug, Serialize)]
 pub struct BackupReport {
@@ -98,6 +122,9 @@ pub struct BackupReport {
     pub incomplete: bool,
     /// Those entries, each with what went wrong.
     pub unread: Vec<Unread>,
+    /// Those entries grouped by what went wrong (a folder of files the job may not read is
+    /// one cause).
+    pub unread_causes: Vec<Cause<UnreadCause>>,
     /// Every target's outcome.
     pub targets: Vec<TargetOutcome>,
 }
@@ -226,8 +253,12 @@ pub fn run<P: ProgressBars + Clone>(
     observer.writing_done();
     let snap = result?;
     let unread = unread.take();
-    for u in &unread {
-        observer.warn(&format!("not backed up: {}: {}", u.path.display(), u.error));
+    let unread_causes = unread_causes(&unread);
+    for c in &unread_causes {
+        observer.warn(&format!(
+            "not backed up: {}",
+            c.describe(&c.key.what, "entry")
+        ));
     }
 
     let targets = session.outcomes();
@@ -250,6 +281,7 @@ pub fn run<P: ProgressBars + Clone>(
         partial: is_partial(&targets) || is_partial(&caught_up),
         incomplete: !unread.is_empty(),
         unread,
+        unread_causes,
         caught_up,
         foreign,
         targets,

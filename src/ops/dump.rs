@@ -138,7 +138,7 @@ impl<S: IndexedFull> std::io::Read for BlobReader<'_, S> {
             self.current = self
                 .repo
                 .get_blob_cached(&BlobId::from(*id), BlobType::Data)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+                .map_err(|e| std::io::Error::other(crate::error::rustic_words(&e)))?;
         }
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current[..n]);

@@ -5,12 +5,17 @@ use std::{
     collections::BTreeSet,
     io::Read,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
 };
 
 use globset::{GlobBuilder, GlobMatcher};
 use rustic_core::{
-    IndexedFull, LocalDestination, LsOptions, ProgressBars, Repository, RestoreOptions,
+    IndexedFull, LocalDestination, LsOptions, Progress, ProgressBars, ProgressType, Repository,
+    RestoreOptions,
     repofile::{Node, NodeType},
 };
 use serde::Serialize;
@@ -100,6 +105,8 @@ pub struct RestoreReport {
     pub mismatches: Vec<String>,
     /// Where.
     pub dest: PathBuf,
+    /// Seconds the restore took (with `--verify`, the reading back too).
+    pub seconds: f64,
     /// Targets' states (which were readable).
     pub targets: Vec<TargetOutcome>,
 }
@@ -135,6 +142,27 @@ impl Patterns {
     }
 }
 
+/// rustic_core's progress, with the restore's bar naming how many files it writes (rustic_core
+/// counts only bytes; the files are known once the plan is made).
+#[derive(Debug, Clone)]
+struct Titled<P> {
+    inner: P,
+    files: Arc<AtomicU64>,
+}
+
+impl<P: ProgressBars> ProgressBars for Titled<P> {
+    fn progress(&self, kind: ProgressType, prefix: &str) -> Progress {
+        let files = self.files.load(Ordering::Relaxed);
+        if matches!(kind, ProgressType::Bytes) && files > 0 {
+            let s = if files == 1 { "" } else { "s" };
+            return self
+                .inner
+                .progress(kind, &format!("restoring {files} file{s}"));
+        }
+        self.inner.progress(kind, prefix)
+    }
+}
+
 /// Restores files.
 ///
 /// # Errors
@@ -149,7 +177,13 @@ pub fn run<P: ProgressBars>(
 ) -> Result<RestoreReport> {
     let include = Patterns::new(&opts.include)?;
     let exclude = Patterns::new(&opts.exclude)?;
-    let session = Session::open(cfg, opts.from.as_deref(), observer)?;
+    let started = Instant::now();
+    let session = Session::open(cfg, opts.from.as_deref(), observer.clone())?;
+    let planned = Arc::new(AtomicU64::new(0));
+    let pb = Titled {
+        inner: pb,
+        files: planned.clone(),
+    };
     let repo = session.repository(password, pb)?.to_indexed()?;
     let (_, node) = selection::node(&repo, &opts.selector)?;
     let ls_opts = LsOptions::default().recursive(true);
@@ -269,7 +303,9 @@ pub fn run<P: ProgressBars>(
             examples: shown.join(", "),
         });
     }
+    planned.store(files, Ordering::Relaxed);
     let mut report = RestoreReport {
+        seconds: 0.0,
         files,
         dirs,
         bytes,
@@ -283,6 +319,7 @@ pub fn run<P: ProgressBars>(
         targets: session.outcomes(),
     };
     if opts.dry_run {
+        report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
     let replace = matches!(opts.overwrite, Overwrite::IfChanged | Overwrite::Always);
@@ -321,8 +358,13 @@ pub fn run<P: ProgressBars>(
             .ls(&node, &ls_opts)?
             .filter(|r| r.as_ref().map_or(true, |(p, _)| kept.contains(p))))
     };
-    let plan = repo.prepare_restore(&ropts, chosen()?, &dest, false)?;
-    repo.restore(plan, &ropts, chosen()?, &dest)?;
+    let (listing, again) = (chosen()?, chosen()?);
+    observer.writing_to(&[]);
+    let restored = repo
+        .prepare_restore(&ropts, listing, &dest, false)
+        .and_then(|plan| repo.restore(plan, &ropts, again, &dest));
+    observer.writing_done();
+    restored?;
     #[cfg(feature = "test-hooks")]
     tamper(&dest_root);
     if opts.verify {
@@ -342,6 +384,7 @@ pub fn run<P: ProgressBars>(
         }
         report.verified = Some(verified);
     }
+    report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
@@ -371,7 +414,9 @@ fn same_as_snapshot<S: IndexedFull>(
     let mut buf = Vec::new();
     let mut total = 0u64;
     for id in node.content.iter().flatten() {
-        let entry = repo.get_index_entry(id).map_err(|e| e.to_string())?;
+        let entry = repo
+            .get_index_entry(id)
+            .map_err(|e| crate::error::rustic_words(&e))?;
         let len = entry.location.uncompressed_length.map_or(
             entry.location.length.saturating_sub(32),
             std::num::NonZeroU32::get,

@@ -170,9 +170,21 @@ impl OpendalStore {
     }
 }
 
-/// opendal's kind, message and cause, without the request contexts its display appends.
+/// opendal's kind in words, its message and cause, without the request contexts its display
+/// appends.
 fn brief(e: &opendal::Error) -> String {
-    let mut s = e.kind().to_string();
+    let mut s = match e.kind() {
+        ErrorKind::NotFound => "not found".to_string(),
+        ErrorKind::PermissionDenied => "permission denied".to_string(),
+        ErrorKind::RangeNotSatisfied => "the file is shorter than the part read".to_string(),
+        ErrorKind::AlreadyExists => "already exists".to_string(),
+        ErrorKind::IsADirectory => "is a folder".to_string(),
+        ErrorKind::NotADirectory => "is not a folder".to_string(),
+        ErrorKind::RateLimited => "rate limited by the server".to_string(),
+        ErrorKind::ConfigInvalid => "invalid setting".to_string(),
+        ErrorKind::Unsupported => "not supported by this storage".to_string(),
+        other => other.to_string(),
+    };
     if !e.message().is_empty() {
         s = format!("{s}: {}", e.message());
     }

@@ -118,11 +118,37 @@ pub fn cairn(config: &Path, args: &[&str]) -> Output {
 }
 
 pub fn cairn_with_password(config: &Path, password: &str, args: &[&str]) -> Output {
-    cairn_cmd(config)
-        .args(args)
-        .env("CAIRN_PASSWORD", password)
-        .output()
-        .expect("cairn runs")
+    in_own_words(
+        cairn_cmd(config)
+            .args(args)
+            .env("CAIRN_PASSWORD", password)
+            .output()
+            .expect("cairn runs"),
+    )
+}
+
+/// Fails the test when a library's own wording (rustic_core's kind, bug-report plea or
+/// backtrace, another tool's repair advice) reaches the user, in any output of any command.
+pub fn in_own_words(o: Output) -> Output {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for library in [
+        "(kind: related to",
+        "`rustic_core` experienced",
+        "Backtrace:",
+        "please report it",
+        "rustic repair",
+        "Some additional details",
+    ] {
+        assert!(
+            !all.contains(library),
+            "library wording {library:?} in:\n{all}"
+        );
+    }
+    o
 }
 
 /// The binary under test: this build's, or `CAIRN_TEST_BIN` (to run a new regression test

@@ -103,6 +103,23 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// What it is to blame on, in words shared by every file with the same cause, and the
+    /// file (or, for a structural finding, the id) it concerns.
+    fn cause(&self) -> (String, Option<String>) {
+        let fixed = |what: &str| (what.to_string(), Some(self.path.clone()));
+        match self.kind {
+            ProblemKind::Extra => fixed("not a repository file"),
+            ProblemKind::SizeMismatch => fixed("its size differs from the intact copies'"),
+            ProblemKind::Corrupt => fixed("its SHA-256 does not match its name"),
+            ProblemKind::Missing | ProblemKind::PendingDeletion => fixed(&self.detail),
+            ProblemKind::Unreadable | ProblemKind::Foreign => (
+                self.detail.replace(&self.path, "…"),
+                Some(self.path.clone()),
+            ),
+            ProblemKind::Structure => crate::report::template(&self.detail),
+        }
+    }
+
     fn new(target: &str, path: &str, kind: ProblemKind, detail: String) -> Self {
         Self {
             target: target.to_string(),
@@ -112,6 +129,20 @@ impl Problem {
             healed: None,
         }
     }
+}
+
+/// What a check problem is to blame on: problems that share it are one cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckCause {
+    /// The target.
+    pub target: String,
+    /// What is wrong.
+    pub kind: ProblemKind,
+    /// In words shared by every file it affects.
+    pub what: String,
+    /// With `--heal`: whether they were repaired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healed: Option<bool>,
 }
 
 /// One target's summary.
@@ -147,6 +178,8 @@ pub struct CheckReport {
     pub targets: Vec<TargetCheck>,
     /// Every problem, by target and path.
     pub problems: Vec<Problem>,
+    /// The problems grouped by target, kind and cause (a lost folder of packs is one cause).
+    pub causes: Vec<crate::report::Cause<CheckCause>>,
     /// The seed of a percentage selection.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
@@ -345,9 +378,20 @@ fn inspect<P: ProgressBars>(
         s.problems = problems.iter().filter(|p| p.target == s.name).count();
     }
     let unreachable = summaries.iter().any(|s| s.state.is_unvouched(s.required));
+    let causes = crate::report::causes(problems.iter().map(|p| {
+        let (what, example) = p.cause();
+        let key = CheckCause {
+            target: p.target.clone(),
+            kind: p.kind,
+            what,
+            healed: p.healed,
+        };
+        (key, example)
+    }));
     Ok(CheckReport {
         targets: summaries,
         problems,
+        causes,
         seed,
         unreachable,
         seconds: started.elapsed().as_secs_f64(),
@@ -418,6 +462,6 @@ fn structure(p: &Probed, pw: &Secret) -> Result<Vec<String>> {
         .into_iter()
         .map(|finding| rustic_core::CheckResults(vec![finding]))
         .filter(|one| one.is_ok().is_err())
-        .flat_map(|one| one.0.into_iter().map(|(_, e)| e.to_string()))
+        .flat_map(|one| one.0.into_iter().map(|(_, e)| crate::error::words(&e)))
         .collect())
 }

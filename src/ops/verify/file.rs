@@ -72,7 +72,7 @@ pub(super) fn check_file<S: rustic_core::IndexedFull>(
                     format!(
                         "chunk {} cannot be decoded: {}",
                         short(data_id),
-                        e.display_log()
+                        crate::error::rustic_words(&e)
                     ),
                 ));
                 return fail(class, what, not_compared);
@@ -160,14 +160,19 @@ pub(super) fn check_restore<S: rustic_core::IndexedFull>(
     }
     let d = dest.to_string_lossy();
     let local = LocalDestination::new(&d, true, true)
-        .map_err(|e| unreadable(format!("restore: {}", e.display_log())))?;
+        .map_err(|e| unreadable(format!("restore: {}", crate::error::rustic_words(&e))))?;
     let ls = LsOptions::default();
     let opts = RestoreOptions::default();
     let restored = repo
         .ls(node, &ls)
         .and_then(|nodes| repo.prepare_restore(&opts, nodes, &local, false))
         .and_then(|plan| repo.restore(plan, &opts, repo.ls(node, &ls)?, &local));
-    restored.map_err(|e| unreadable(format!("restore failed: {}", e.display_log())))?;
+    restored.map_err(|e| {
+        unreadable(format!(
+            "restore failed: {}",
+            crate::error::rustic_words(&e)
+        ))
+    })?;
 
     let mut f = File::open(dest)
         .map_err(|e| unreadable(format!("restored file {}: {e}", dest.display())))?;
@@ -190,7 +195,7 @@ pub(super) fn check_restore<S: rustic_core::IndexedFull>(
     for id in node.content.iter().flatten() {
         let blob = repo
             .get_blob_cached(&BlobId::from(**id), BlobType::Data)
-            .map_err(|e| unreadable(e.display_log()))?;
+            .map_err(|e| unreadable(crate::error::rustic_words(&e)))?;
         expected.update(&blob);
     }
     if written != node.meta.size || hasher.finalize() != expected.finalize() {

@@ -268,6 +268,9 @@ fn blank(p: &Probed, state: TargetState) -> TargetVerify {
     }
 }
 
+/// How a sampled file's failure begins when the trees above it could not be read.
+const TREE_UNREADABLE: &str = "the snapshot's tree cannot be read down to it";
+
 fn verify_target<P: ProgressBars + Clone>(
     p: &Probed,
     password: &Secret,
@@ -334,7 +337,7 @@ fn verify_target<P: ProgressBars + Clone>(
         t.bytes += c.size;
         let snap = snapshots.entry(&c.snapshot).or_insert_with(|| {
             repo.get_snapshot_from_str(&c.snapshot, |_| true)
-                .map_err(|e| e.display_log())
+                .map_err(|e| crate::error::rustic_words(&e))
         });
         let outcome = match snap {
             Err(e) => FileOutcome {
@@ -348,7 +351,7 @@ fn verify_target<P: ProgressBars + Clone>(
                 Err(e) => FileOutcome {
                     failure: Some((
                         FailureClass::Missing,
-                        format!("not found in the snapshot's tree: {}", e.display_log()),
+                        format!("{TREE_UNREADABLE}: {}", crate::error::rustic_words(&e)),
                     )),
                     source: SourceCheck::NotChecked,
                 },
@@ -386,8 +389,25 @@ fn verify_target<P: ProgressBars + Clone>(
                         outcomes[i].failure.get_or_insert((class, what.clone()));
                     }
                 }
-                // A pack read only for the snapshot's trees: the damage is the target's.
-                None => failures.push(target_failure(&name, class, what)),
+                // A pack read only for the snapshot's trees: the sampled files whose tree read
+                // failed on it are cut off by it (one cause); else the damage is the target's.
+                None => {
+                    let hex = pack.to_hex();
+                    let mut cut_off = 0;
+                    for o in &mut outcomes {
+                        if let Some((_, why)) = &o.failure
+                            && why.starts_with(TREE_UNREADABLE)
+                            // rustic_core names a pack by its full id or its first 8 digits.
+                            && why.contains(&hex[..8])
+                        {
+                            o.failure = Some((class, what.clone()));
+                            cut_off += 1;
+                        }
+                    }
+                    if cut_off == 0 {
+                        failures.push(target_failure(&name, class, what));
+                    }
+                }
             }
         }
     }

@@ -75,51 +75,31 @@ pub struct TargetVerify {
     pub detail: Option<String>,
 }
 
-/// Failures that share a cause.
-#[derive(Debug, Clone, Serialize)]
-pub struct Cause {
+/// What a verify failure is to blame on: failures that share it are one cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyCause {
     /// The target.
     pub target: String,
     /// What kind of failure.
     pub class: FailureClass,
     /// What went wrong (names the repository file where one is to blame).
     pub what: String,
-    /// Sampled files it affects (0: the target itself, e.g. a damaged tree pack).
-    pub files: usize,
-    /// Up to three of them.
-    pub examples: Vec<String>,
 }
+
+/// Failures that share a cause; `files` counts the sampled files it affects.
+pub type Cause = crate::report::Cause<VerifyCause>;
 
 /// Groups `failures` by target, class and message, keeping the order they were first met.
 #[must_use]
 pub fn causes(failures: &[Failure]) -> Vec<Cause> {
-    let mut out: Vec<Cause> = Vec::new();
-    for f in failures {
-        let i = match out
-            .iter()
-            .position(|c| c.target == f.target && c.class == f.class && c.what == f.what)
-        {
-            Some(i) => i,
-            None => {
-                out.push(Cause {
-                    target: f.target.clone(),
-                    class: f.class,
-                    what: f.what.clone(),
-                    files: 0,
-                    examples: Vec::new(),
-                });
-                out.len() - 1
-            }
+    crate::report::causes(failures.iter().map(|f| {
+        let key = VerifyCause {
+            target: f.target.clone(),
+            class: f.class,
+            what: f.what.clone(),
         };
-        if let Some(p) = &f.path {
-            let c = &mut out[i];
-            c.files += 1;
-            if c.examples.len() < 3 {
-                c.examples.push(format!("/{p}"));
-            }
-        }
-    }
-    out
+        (key, f.path.as_ref().map(|p| format!("/{p}")))
+    }))
 }
 
 /// The report of one verification.

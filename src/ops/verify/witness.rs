@@ -115,15 +115,14 @@ pub(super) fn hash_pack(
         Ok(bytes) if Id::new(Sha256::digest(&bytes).into()) == *pack => None,
         Ok(_) => Some((
             FailureClass::Mismatch,
-            format!("data pack {path} is corrupt: its SHA-256 does not match its name"),
+            format!("pack {path} is corrupt: its SHA-256 does not match its name"),
         )),
-        Err(e) if e.is_not_found() => Some((
-            FailureClass::Missing,
-            format!("data pack {path} is missing"),
-        )),
+        Err(e) if e.is_not_found() => {
+            Some((FailureClass::Missing, format!("pack {path} is missing")))
+        }
         Err(e) => Some((
             FailureClass::Unreadable,
-            format!("data pack {path} cannot be read: {e}"),
+            format!("pack {path} cannot be read: {e}"),
         )),
     }
 }
