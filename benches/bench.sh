@@ -92,7 +92,7 @@ ratio("cairn-restore-1", "restic-restore", "wall cairn / restic, full restore")
 
 print("\nverification (cairn: files sampled by count, restored and checked per target; "
       "restic: check --read-data-subset of packs)")
-print(f"{'run':<22}{'sampled MB':>11}{'wall s':>8}{'MB/s/target':>13}{'peak RSS MiB':>14}")
+print(f"{'run':<22}{'sampled MB':>11}{'read MB/target':>15}{'wall s':>8}{'MB/s/target':>13}{'peak RSS MiB':>14}")
 for k, (t, rss) in rows.items():
     if not (k.startswith("cairn-verify") or k.startswith("restic-check-")):
         continue
@@ -101,9 +101,10 @@ for k, (t, rss) in rows.items():
         mb = sum(c["size"] for c in r["sample"]) / 1e6
         per = [mb / max(x["seconds"], 0.01) for x in r["targets"]]
         rate = f"{min(per):.0f}-{max(per):.0f}" if len(per) > 1 else f"{per[0]:.0f}"
-        print(f"{k:<22}{mb:>11.0f}{t:>8.1f}{rate:>13}{rss/1024:>14.0f}")
+        read = max(x.get("bytes_read", 0) for x in r["targets"]) / 1e6
+        print(f"{k:<22}{mb:>11.1f}{read:>15.1f}{t:>8.1f}{rate:>13}{rss/1024:>14.0f}")
     else:
-        print(f"{k:<22}{'':>11}{t:>8.1f}{'':>13}{rss/1024:>14.0f}")
+        print(f"{k:<22}{'':>11}{'':>15}{t:>8.1f}{'':>13}{rss/1024:>14.0f}")
 
 print("\nresilience")
 if "cairn-sync-late" in rows:

@@ -147,12 +147,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         );
     }
     println!(
-        "{:<16} {:<7} {:<12} {:>6} {:>10} {:>6} {:>9} {:>8} {:>11} {:>9} {:>8} {:>7}",
+        "{:<16} {:<7} {:<12} {:>6} {:>10} {:>10} {:>6} {:>9} {:>8} {:>11} {:>9} {:>8} {:>7}",
         "target",
         "kind",
         "state",
         "files",
         "bytes",
+        "read",
         "ok",
         "mismatch",
         "missing",
@@ -164,12 +165,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     for t in &report.targets {
         let state = label(t.state);
         println!(
-            "{:<16} {:<7} {:<12} {:>6} {:>10} {:>6} {:>9} {:>8} {:>11} {:>9} {:>8} {:>6.1}s",
+            "{:<16} {:<7} {:<12} {:>6} {:>10} {:>10} {:>6} {:>9} {:>8} {:>11} {:>9} {:>8} {:>6.1}s",
             t.name,
             t.kind,
             state,
             t.files,
             human_bytes(t.bytes),
+            human_bytes(t.bytes_read),
             t.ok,
             t.mismatch,
             t.missing,

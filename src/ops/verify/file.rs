@@ -25,12 +25,13 @@ pub(super) enum SourceCheck {
     NotChecked,
 }
 
-/// Reads the file chunk by chunk, checking each chunk's hash, the size, and the live source.
+/// Reads the file chunk by chunk (decrypted, so each chunk's MAC is checked), checking each
+/// chunk's SHA-256 against its id, the size, and the live source.
 pub(super) fn check_file<S: rustic_core::IndexedFull>(
     repo: &rustic_core::Repository<S>,
     node: &Node,
     c: &Candidate,
-    check_pack: &mut impl FnMut(Id) -> Option<(FailureClass, String)>,
+    diagnose: &mut impl FnMut(Id, &rustic_core::RusticError) -> (FailureClass, String),
 ) -> FileOutcome {
     let source_path = Path::new("/").join(&c.path);
     let unchanged = source_unchanged(&source_path, node);
@@ -67,21 +68,10 @@ pub(super) fn check_file<S: rustic_core::IndexedFull>(
                 );
             }
             (Ok(pack), Err(e)) => {
-                let (class, what) = check_pack(pack).unwrap_or((
-                    FailureClass::Unreadable,
-                    format!(
-                        "chunk {} cannot be decoded: {}",
-                        short(data_id),
-                        crate::error::rustic_words(&e)
-                    ),
-                ));
+                let (class, what) = diagnose(pack, &e);
                 return fail(class, what, not_compared);
             }
-            (Ok(pack), Ok(blob)) => {
-                // Registers the pack for its whole-file hash check.
-                let _ = check_pack(pack);
-                blob
-            }
+            (Ok(_), Ok(blob)) => blob,
         };
         if Id::new(Sha256::digest(&blob).into()) != **data_id {
             return fail(

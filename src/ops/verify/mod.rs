@@ -6,8 +6,9 @@
 //! hidden by a good copy on another. For each sampled file and target:
 //! - every chunk is read through rustic_core's decode path and its SHA-256 compared with its
 //!   blob id, and the assembled size with the snapshot's;
-//! - every repository file read (keys, index, snapshot, data packs) has its SHA-256 compared with
-//!   its name;
+//! - every whole repository file read (keys, index, snapshot) has its SHA-256 compared with its
+//!   name; packs are read chunk by chunk, never whole, so a sample costs what it checks (whole
+//!   packs are hashed by `check --read-data`), and the bytes read are counted per target;
 //! - if the live source file still has the snapshot's size and mtime, its bytes are compared;
 //! - the file is written to disk by rustic_core's restore and its content, mode and mtime checked.
 //!
@@ -25,7 +26,10 @@ mod witness;
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Instant,
 };
 
@@ -49,7 +53,7 @@ use crate::{
 use file::{FileOutcome, SourceCheck, check_file, check_restore};
 pub use hook::run_hook;
 pub use report::{Cause, Failure, FailureClass, TargetVerify, VerifyReport, causes, write_report};
-use witness::{Witness, hash_pack, witness_failures};
+use witness::{Witness, diagnose_pack, witness_failures};
 
 /// Options of one verification.
 #[derive(Debug, Clone)]
@@ -263,6 +267,7 @@ fn blank(p: &Probed, state: TargetState) -> TargetVerify {
         compared_with_source: 0,
         changed_since_snapshot: 0,
         repository_files_hashed: 0,
+        bytes_read: 0,
         seconds: 0.0,
         detail: None,
     }
@@ -306,8 +311,8 @@ fn verify_target<P: ProgressBars + Clone>(
             Arc::new(Silent),
         ),
         bad: Mutex::default(),
-        packs: Mutex::default(),
         hashed: Mutex::new(0),
+        read: AtomicU64::new(0),
     });
     let repo = match open_repository(witness.clone(), password, pb.clone())
         .and_then(|r| Ok(r.to_indexed()?))
@@ -329,10 +334,10 @@ fn verify_target<P: ProgressBars + Clone>(
     progress.set_length(sample.len() as u64);
 
     let mut snapshots: BTreeMap<&str, std::result::Result<SnapshotFile, String>> = BTreeMap::new();
-    let mut pack_hash: BTreeMap<Id, Option<(FailureClass, String)>> = BTreeMap::new();
-    let mut pack_users: BTreeMap<Id, Vec<usize>> = BTreeMap::new();
+    // The first failure met in a pack speaks for it: the files it affects are one cause.
+    let mut diagnosed: BTreeMap<Id, (FailureClass, String)> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(sample.len());
-    for (i, c) in sample.iter().enumerate() {
+    for c in sample {
         t.files += 1;
         t.bytes += c.size;
         let snap = snapshots.entry(&c.snapshot).or_insert_with(|| {
@@ -356,14 +361,13 @@ fn verify_target<P: ProgressBars + Clone>(
                     source: SourceCheck::NotChecked,
                 },
                 Ok(node) => {
-                    let mut check_pack = |pack: Id| {
-                        pack_users.entry(pack).or_default().push(i);
-                        pack_hash
+                    let mut diagnose = |pack: Id, e: &rustic_core::RusticError| {
+                        diagnosed
                             .entry(pack)
-                            .or_insert_with(|| hash_pack(store.as_ref(), &pack))
+                            .or_insert_with(|| diagnose_pack(store.as_ref(), &pack, e))
                             .clone()
                     };
-                    let mut o = check_file(&repo, &node, c, &mut check_pack);
+                    let mut o = check_file(&repo, &node, c, &mut diagnose);
                     if o.failure.is_none() {
                         o.failure = check_restore(&repo, &node, restore_root, &c.path).err();
                     }
@@ -376,42 +380,8 @@ fn verify_target<P: ProgressBars + Clone>(
     }
     progress.finish();
 
-    // Every pack read must match its name, even where the blobs read from it decoded fine.
-    for pack in witness.packs.lock().map(|p| p.clone()).unwrap_or_default() {
-        if let Some((class, what)) = pack_hash
-            .entry(pack)
-            .or_insert_with(|| hash_pack(store.as_ref(), &pack))
-            .clone()
-        {
-            match pack_users.get(&pack) {
-                Some(users) => {
-                    for &i in users {
-                        outcomes[i].failure.get_or_insert((class, what.clone()));
-                    }
-                }
-                // A pack read only for the snapshot's trees: the sampled files whose tree read
-                // failed on it are cut off by it (one cause); else the damage is the target's.
-                None => {
-                    let hex = pack.to_hex();
-                    let mut cut_off = 0;
-                    for o in &mut outcomes {
-                        if let Some((_, why)) = &o.failure
-                            && why.starts_with(TREE_UNREADABLE)
-                            // rustic_core names a pack by its full id or its first 8 digits.
-                            && why.contains(&hex[..8])
-                        {
-                            o.failure = Some((class, what.clone()));
-                            cut_off += 1;
-                        }
-                    }
-                    if cut_off == 0 {
-                        failures.push(target_failure(&name, class, what));
-                    }
-                }
-            }
-        }
-    }
-    t.repository_files_hashed = witness.hashed.lock().map_or(0, |n| *n) + pack_hash.len() as u64;
+    t.bytes_read = witness.read.load(Ordering::Relaxed);
+    t.repository_files_hashed = witness.hashed.lock().map_or(0, |n| *n);
     for (c, o) in sample.iter().zip(&outcomes) {
         match o.source {
             SourceCheck::Compared => t.compared_with_source += 1,

@@ -68,6 +68,8 @@ pub struct TargetVerify {
     pub changed_since_snapshot: u64,
     /// Repository files whose SHA-256 was checked against their name.
     pub repository_files_hashed: u64,
+    /// Bytes read from the target (repository files, chunks, the restore's reads).
+    pub bytes_read: u64,
     /// Seconds taken.
     pub seconds: f64,
     /// Why it could not be verified, if so.

@@ -1,7 +1,11 @@
-//! A backend wrapper that checks the hash of every repository file read through it, so a
-//! verification notices a damaged file even where rustic_core would not look.
+//! A backend wrapper that checks the hash of every whole repository file read through it, so a
+//! verification notices a damaged file even where rustic_core would not look, and counts what
+//! was read.
 
-use std::{collections::BTreeSet, sync::Mutex};
+use std::sync::{
+    Mutex,
+    atomic::{AtomicU64, Ordering},
+};
 
 use bytes::Bytes;
 use rustic_core::{BytesList, FileType, Id, ReadBackend, RusticResult, WriteBackend};
@@ -10,14 +14,15 @@ use sha2::{Digest, Sha256};
 use super::{Failure, FailureClass, target_failure};
 use crate::{fanout::Fanout, layout::file_path};
 
-/// Checks the hashes of every non-config file read through it and remembers the data packs
-/// read, whose full hash is checked afterwards.
+/// Checks the hashes of every whole file read through it (keys, index, snapshots) and counts
+/// the bytes read; chunks read from packs are checked by the caller against their ids.
 #[derive(Debug)]
 pub(super) struct Witness {
     pub(super) inner: Fanout,
     pub(super) bad: Mutex<Vec<(FileType, Id, String)>>,
-    pub(super) packs: Mutex<BTreeSet<Id>>,
     pub(super) hashed: Mutex<u64>,
+    /// Bytes read from the target, whatever for.
+    pub(super) read: AtomicU64,
 }
 
 impl Witness {
@@ -49,6 +54,7 @@ impl ReadBackend for Witness {
     }
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
         let bytes = self.inner.read_full(tpe, id)?;
+        self.read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         self.check(tpe, id, &bytes);
         Ok(bytes)
     }
@@ -60,12 +66,11 @@ impl ReadBackend for Witness {
         offset: u32,
         length: u32,
     ) -> RusticResult<Bytes> {
-        if tpe == FileType::Pack
-            && let Ok(mut p) = self.packs.lock()
-        {
-            p.insert(*id);
-        }
-        self.inner.read_partial(tpe, id, cacheable, offset, length)
+        let bytes = self
+            .inner
+            .read_partial(tpe, id, cacheable, offset, length)?;
+        self.read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
     }
     fn warmup_path(&self, tpe: FileType, id: &Id) -> String {
         self.inner.warmup_path(tpe, id)
@@ -105,24 +110,31 @@ pub(super) fn witness_failures(target: &str, w: &Witness) -> Vec<Failure> {
         .unwrap_or_default()
 }
 
-/// Reads a whole data pack from the target's own storage and checks its hash.
-pub(super) fn hash_pack(
+/// Why a chunk of `pack` could not be read: the pack is gone, or what reading it said (a
+/// chunk that fails its MAC or lies past the end of the file is damage). Whole packs are not
+/// read: that is `check --read-data`'s work, and a sample must cost what it checks.
+pub(super) fn diagnose_pack(
     store: &dyn crate::store::Store,
     pack: &Id,
-) -> Option<(FailureClass, String)> {
+    err: &rustic_core::RusticError,
+) -> (FailureClass, String) {
     let path = file_path(FileType::Pack, pack);
-    match store.read(&path) {
-        Ok(bytes) if Id::new(Sha256::digest(&bytes).into()) == *pack => None,
-        Ok(_) => Some((
+    if let Ok(None) = store.stat(&path) {
+        return (FailureClass::Missing, format!("pack {path} is missing"));
+    }
+    let why = crate::error::rustic_words(err);
+    let damaged = ["MAC", "decrypt", "shorter", "decompress", "length"]
+        .iter()
+        .any(|w| why.contains(w));
+    if damaged {
+        (
             FailureClass::Mismatch,
-            format!("pack {path} is corrupt: its SHA-256 does not match its name"),
-        )),
-        Err(e) if e.is_not_found() => {
-            Some((FailureClass::Missing, format!("pack {path} is missing")))
-        }
-        Err(e) => Some((
+            format!("pack {path} is damaged: {why}"),
+        )
+    } else {
+        (
             FailureClass::Unreadable,
-            format!("pack {path} cannot be read: {e}"),
-        )),
+            format!("pack {path} cannot be read: {why}"),
+        )
     }
 }
