@@ -1,7 +1,12 @@
 //! The checks of one sampled file on one target: its chunks and size, the live source, and a
 //! real restore of it.
 
-use std::{fs::File, io::Read, os::unix::fs::PermissionsExt, path::Path};
+use std::{
+    fs::File,
+    io::Read,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
 
 use rustic_core::{
     BlobId, Id, LocalDestination, LsOptions, RestoreOptions,
@@ -128,9 +133,69 @@ fn source_unchanged(path: &Path, node: &Node) -> bool {
     m.is_file() && m.len() == node.meta.size && mtime.is_some() && mtime == node.meta.mtime
 }
 
-/// Restores the file through rustic_core's restore and checks content, mode and mtime on disk.
-pub(super) fn check_restore<S: rustic_core::IndexedFull>(
+/// Files restored together. rustic_core reads the holes between a batch's chunks in a pack (up
+/// to 256 KiB each) to save requests; measured on a 1 GiB corpus (10% sample, 637 files, 4
+/// local targets): 1 file per restore 14.6 s / 80 MB read per target, 8: 7.8 s / 81 MB,
+/// 32: 6.9 s / 85 MB, all at once: 7.2 s / 118 MB.
+const RESTORE_BATCH: usize = 16;
+
+/// Restores the sampled files (node, path in the snapshot) through rustic_core's restore and
+/// checks each one's content, mode and mtime on disk, [`RESTORE_BATCH`] files per restore:
+/// rustic_core starts 20 reader threads per restore, so a restore per file cost most of a
+/// sample's time.
+/// A path sampled from two snapshots goes in a later batch; a batch that fails is restored
+/// again file by file, so the failure is pinned on the files it concerns.
+pub(super) fn check_restores<S: rustic_core::IndexedFull>(
     repo: &rustic_core::Repository<S>,
+    files: &[(Node, String)],
+    restore_root: &Path,
+) -> Vec<Result<(), (FailureClass, String)>> {
+    let mut results = vec![Ok(()); files.len()];
+    let mut remaining: Vec<usize> = (0..files.len()).collect();
+    while !remaining.is_empty() {
+        let mut seen = std::collections::BTreeSet::new();
+        let (mut batch, mut later) = (Vec::new(), Vec::new());
+        for i in remaining {
+            if batch.len() < RESTORE_BATCH && seen.insert(files[i].1.as_str()) {
+                batch.push(i);
+            } else {
+                later.push(i);
+            }
+        }
+        let mut ready = Vec::new();
+        for i in batch {
+            match clear_way(&files[i].0, restore_root, &files[i].1) {
+                Ok(()) => ready.push(i),
+                Err(e) => results[i] = Err(e),
+            }
+        }
+        ready.sort_by(|a, b| files[*a].1.cmp(&files[*b].1));
+        let nodes = || {
+            ready
+                .iter()
+                .map(|&i| Ok((PathBuf::from(&files[i].1), files[i].0.clone())))
+        };
+        let root = restore_root.to_string_lossy();
+        let opts = RestoreOptions::default();
+        let restored = LocalDestination::new(&root, true, false).and_then(|dest| {
+            repo.prepare_restore(&opts, nodes(), &dest, false)
+                .and_then(|plan| repo.restore(plan, &opts, nodes(), &dest))
+        });
+        for &i in &ready {
+            let (node, path) = &files[i];
+            results[i] = match &restored {
+                Ok(()) => check_written(repo, node, &restore_root.join(path)),
+                Err(_) => check_restore(repo, node, restore_root, path),
+            };
+        }
+        remaining = later;
+    }
+    results
+}
+
+/// The way to the file's place in `restore_root` is clear: a relative path, a plain name, no
+/// symlink on the way, no file there, its folder made.
+fn clear_way(
     node: &Node,
     restore_root: &Path,
     c_path: &str,
@@ -148,6 +213,23 @@ pub(super) fn check_restore<S: rustic_core::IndexedFull>(
         std::fs::remove_file(dest)
             .map_err(|e| unreadable(format!("cannot replace {}: {e}", dest.display())))?;
     }
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| unreadable(format!("cannot make {}: {e}", parent.display())))?;
+    }
+    Ok(())
+}
+
+/// Restores one file alone (to pin a failed batch's error on its files) and checks it.
+fn check_restore<S: rustic_core::IndexedFull>(
+    repo: &rustic_core::Repository<S>,
+    node: &Node,
+    restore_root: &Path,
+    c_path: &str,
+) -> std::result::Result<(), (FailureClass, String)> {
+    clear_way(node, restore_root, c_path)?;
+    let dest = &restore_root.join(c_path);
+    let unreadable = |what: String| (FailureClass::Unreadable, what);
     let d = dest.to_string_lossy();
     let local = LocalDestination::new(&d, true, true)
         .map_err(|e| unreadable(format!("restore: {}", crate::error::rustic_words(&e))))?;
@@ -163,7 +245,16 @@ pub(super) fn check_restore<S: rustic_core::IndexedFull>(
             crate::error::rustic_words(&e)
         ))
     })?;
+    check_written(repo, node, dest)
+}
 
+/// The restored file at `dest` holds the node's content, mode and mtime.
+fn check_written<S: rustic_core::IndexedFull>(
+    repo: &rustic_core::Repository<S>,
+    node: &Node,
+    dest: &Path,
+) -> std::result::Result<(), (FailureClass, String)> {
+    let unreadable = |what: String| (FailureClass::Unreadable, what);
     let mut f = File::open(dest)
         .map_err(|e| unreadable(format!("restored file {}: {e}", dest.display())))?;
     let mut hasher = Sha256::new();

@@ -35,7 +35,7 @@ use std::{
 
 use rustic_core::{
     Id, LsOptions, ProgressBars, ProgressType,
-    repofile::{NodeType, SnapshotFile},
+    repofile::{Node, NodeType, SnapshotFile},
 };
 
 use crate::{
@@ -50,7 +50,7 @@ use crate::{
     session::{Session, open_repository},
 };
 
-use file::{FileOutcome, SourceCheck, check_file, check_restore};
+use file::{FileOutcome, SourceCheck, check_file, check_restores};
 pub use hook::run_hook;
 pub use report::{Cause, Failure, FailureClass, TargetVerify, VerifyReport, causes, write_report};
 use witness::{Witness, diagnose_pack, witness_failures};
@@ -337,6 +337,8 @@ fn verify_target<P: ProgressBars + Clone>(
     // The first failure met in a pack speaks for it: the files it affects are one cause.
     let mut diagnosed: BTreeMap<Id, (FailureClass, String)> = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(sample.len());
+    // Files whose chunks passed, restored together afterwards: (outcome, node, path).
+    let mut to_restore: Vec<(usize, Node, String)> = Vec::new();
     for c in sample {
         t.files += 1;
         t.bytes += c.size;
@@ -367,9 +369,9 @@ fn verify_target<P: ProgressBars + Clone>(
                             .or_insert_with(|| diagnose_pack(store.as_ref(), &pack, e))
                             .clone()
                     };
-                    let mut o = check_file(&repo, &node, c, &mut diagnose);
+                    let o = check_file(&repo, &node, c, &mut diagnose);
                     if o.failure.is_none() {
-                        o.failure = check_restore(&repo, &node, restore_root, &c.path).err();
+                        to_restore.push((outcomes.len(), node, c.path.clone()));
                     }
                     o
                 }
@@ -377,6 +379,14 @@ fn verify_target<P: ProgressBars + Clone>(
         };
         outcomes.push(outcome);
         progress.inc(1);
+    }
+    let (at, files): (Vec<usize>, Vec<(Node, String)>) =
+        to_restore.into_iter().map(|(i, n, p)| (i, (n, p))).unzip();
+    for (i, result) in at
+        .into_iter()
+        .zip(check_restores(&repo, &files, restore_root))
+    {
+        outcomes[i].failure = result.err();
     }
     progress.finish();
 
