@@ -125,33 +125,15 @@ fn is_type_name(text: &str) -> bool {
     text.contains("::") && !text.contains(' ')
 }
 
-/// Any error and its causes in cairn's words (see [`rustic_words`]): a library error that
-/// wraps a rustic_core error shows its own message with the wrapped one translated.
+/// Any error in cairn's words (see [`rustic_words`]): a library error that pastes a wrapped
+/// rustic_core error's full display into its own message (rustic_core's check findings: "error
+/// checking trees : {source}") keeps its own words with the wrapped one reduced.
 #[must_use]
 pub fn words(err: &(dyn std::error::Error + 'static)) -> String {
-    if let Some(r) = err.downcast_ref::<rustic_core::RusticError>() {
-        return rustic_words(r);
+    match err.downcast_ref::<rustic_core::RusticError>() {
+        Some(r) => rustic_words(r),
+        None => tidy(&err.to_string()),
     }
-    let mut text = err.to_string();
-    // thiserror hands out a boxed source as the box itself.
-    let wrapped = err.source().and_then(|s| {
-        s.downcast_ref::<rustic_core::RusticError>().or_else(|| {
-            s.downcast_ref::<Box<rustic_core::RusticError>>()
-                .map(AsRef::as_ref)
-        })
-    });
-    if let Some(r) = wrapped {
-        // e.g. rustic_core's check findings: "error checking trees : {source}".
-        let long = r.to_string();
-        if let Some(head) = text.strip_suffix(&long) {
-            text = format!(
-                "{}: {}",
-                head.trim_end().trim_end_matches(':').trim_end(),
-                rustic_words(r)
-            );
-        }
-    }
-    tidy(&text)
 }
 
 /// One line, without advice that points at another tool's commands, and with any rustic_core
@@ -213,7 +195,13 @@ fn unwrap_displays(text: &str) -> String {
                 .to_string()
         })
         .filter(|c| !c.is_empty() && !message.contains(c.as_str()) && !is_type_name(c));
-    let mut out = format!("{}{}", &text[..at], message.trim_end_matches('.'));
+    let head = text[..at].trim_end().trim_end_matches(':').trim_end();
+    let message = message.trim_end_matches('.');
+    let mut out = if head.is_empty() {
+        message.to_string()
+    } else {
+        format!("{head}: {message}")
+    };
     if let Some(c) = cause {
         out = format!("{out}: {c}");
     }
@@ -289,6 +277,26 @@ mod tests {
         assert_eq!(
             super::rustic_words(&outer),
             "error processing pack 638a9226: Data decryption failed, MAC check failed: tag mismatch"
+        );
+    }
+
+    #[test]
+    fn a_wrapping_error_keeps_its_words_and_the_wrapped_display_is_reduced() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error checking trees : {source}")]
+        struct Finding {
+            source: Box<rustic_core::RusticError>,
+        }
+        let f = Finding {
+            source: rustic_core::RusticError::new(
+                rustic_core::ErrorKind::Internal,
+                "Tree ID `f590fbe9` not found in index",
+            )
+            .ask_report(),
+        };
+        assert_eq!(
+            super::words(&f),
+            "error checking trees: Tree ID `f590fbe9` not found in index"
         );
     }
 }

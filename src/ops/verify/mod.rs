@@ -311,7 +311,7 @@ fn verify_target<P: ProgressBars + Clone>(
             Arc::new(Silent),
         ),
         bad: Mutex::default(),
-        hashed: Mutex::new(0),
+        hashed: AtomicU64::new(0),
         read: AtomicU64::new(0),
     });
     let repo = match open_repository(witness.clone(), password, pb.clone())
@@ -391,7 +391,7 @@ fn verify_target<P: ProgressBars + Clone>(
     progress.finish();
 
     t.bytes_read = witness.read.load(Ordering::Relaxed);
-    t.repository_files_hashed = witness.hashed.lock().map_or(0, |n| *n);
+    t.repository_files_hashed = witness.hashed.load(Ordering::Relaxed);
     for (c, o) in sample.iter().zip(&outcomes) {
         match o.source {
             SourceCheck::Compared => t.compared_with_source += 1,

@@ -20,7 +20,7 @@ use crate::{fanout::Fanout, layout::file_path};
 pub(super) struct Witness {
     pub(super) inner: Fanout,
     pub(super) bad: Mutex<Vec<(FileType, Id, String)>>,
-    pub(super) hashed: Mutex<u64>,
+    pub(super) hashed: AtomicU64,
     /// Bytes read from the target, whatever for.
     pub(super) read: AtomicU64,
 }
@@ -30,9 +30,7 @@ impl Witness {
         if tpe == FileType::Config {
             return;
         }
-        if let Ok(mut n) = self.hashed.lock() {
-            *n += 1;
-        }
+        self.hashed.fetch_add(1, Ordering::Relaxed);
         if Id::new(Sha256::digest(bytes).into()) != *id
             && let Ok(mut bad) = self.bad.lock()
         {
