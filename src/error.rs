@@ -24,6 +24,41 @@ pub enum Error {
     /// The repository password does not open any key of the repository.
     #[error("wrong password: no key in the repository matches it")]
     WrongPassword,
+    /// The vault passphrase does not open the vault.
+    #[error("wrong passphrase for vault {}", vault.display())]
+    WrongPassphrase {
+        /// The vault file.
+        vault: PathBuf,
+    },
+    /// Too many wrong passwords in a row: every attempt is refused until the lock ends.
+    #[error(
+        "{what} is locked after {failures} wrong passwords in a row; every attempt is refused \
+         until {until} (UTC)"
+    )]
+    LockedOut {
+        /// The repository or vault.
+        what: String,
+        /// Wrong passwords in a row.
+        failures: u32,
+        /// When the lock ends.
+        until: String,
+    },
+    /// The password opens a key that was removed (`cairn key remove`).
+    #[error(
+        "this password's key was removed from the repository ({key}); it opens nothing any more"
+    )]
+    KeyRemoved {
+        /// The removed key file.
+        key: String,
+    },
+    /// The credentials vault cannot be used.
+    #[error("vault {}: {message}", path.display())]
+    Vault {
+        /// The vault file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// No target holds a repository yet.
     #[error("no repository found on any reachable target (run `cairn init` first)")]
     NoRepository,

@@ -25,12 +25,19 @@ pub const LOCKED: i32 = 11;
 /// Wrong repository password.
 pub const WRONG_PASSWORD: i32 = 12;
 
+/// Locked after too many wrong passwords (or vault passphrases) in a row.
+pub const LOCKED_OUT: i32 = 13;
+
 /// The exit code for a library error.
 #[must_use]
 pub fn for_error(e: &Error) -> i32 {
     match e {
         Error::Config { .. } | Error::Secret { .. } => USAGE,
-        Error::WrongPassword => WRONG_PASSWORD,
+        Error::WrongPassword | Error::WrongPassphrase { .. } | Error::KeyRemoved { .. } => {
+            WRONG_PASSWORD
+        }
+        Error::LockedOut { .. } => LOCKED_OUT,
+        Error::Vault { .. } => USAGE,
         Error::NoRepository => NO_REPOSITORY,
         Error::NoTargetUsable(_) => UNREACHABLE,
         Error::Locked(_) => LOCKED,

@@ -14,6 +14,10 @@ pub const TMP_DIR: &str = ".cairn-tmp";
 pub const LOCK_DIR: &str = ".cairn-locks";
 /// Deletion records ([`crate::deletion`]).
 pub const DELETIONS_DIR: &str = ".cairn-deletions";
+/// Audit records sealed with the repository key ([`crate::audit`]).
+pub const AUDIT_DIR: &str = ".cairn-audit";
+/// Endorsements of key files added by cairn ([`crate::ops::key`]).
+pub const KEYS_DIR: &str = ".cairn-keys";
 /// Files moved aside on their own target because no honest cairn could have written them.
 pub const QUARANTINE_DIR: &str = ".cairn-quarantine";
 

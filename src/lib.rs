@@ -6,6 +6,7 @@
 //! and warnings reach the caller through [`progress::Observer`].
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod config;
 pub mod deletion;
 pub mod destination;
@@ -15,6 +16,7 @@ pub mod fanout;
 pub mod hook;
 pub mod layout;
 pub mod lock;
+pub mod lockout;
 pub mod metrics;
 pub mod notify;
 pub mod ops;
@@ -35,4 +37,6 @@ pub mod session;
 pub mod source;
 pub mod state;
 pub mod store;
+pub mod tty;
+pub mod vault;
 pub(crate) mod verified;

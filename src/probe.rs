@@ -154,6 +154,22 @@ fn ready(store: &dyn Store, config: Bytes) -> Probe {
     }
 }
 
+/// Probes these targets concurrently.
+#[must_use]
+pub fn probe_targets(targets: &[TargetConfig]) -> Vec<Probed> {
+    crate::par::each_caught(targets, probe_one)
+        .into_iter()
+        .zip(targets)
+        .map(|(r, t)| {
+            r.unwrap_or_else(|why| Probed {
+                cfg: t.clone(),
+                store: None,
+                probe: Probe::Unreachable(format!("probe {why}")),
+            })
+        })
+        .collect()
+}
+
 /// Probes the targets concurrently (all, or only `only`), in configuration order.
 ///
 /// # Errors
@@ -163,17 +179,8 @@ pub fn probe_all(cfg: &Config, only: Option<&str>) -> Result<Vec<Probed>> {
         Some(name) => vec![cfg.target(name)?],
         None => cfg.targets.iter().collect(),
     };
-    Ok(crate::par::each_caught(&chosen, |t| probe_one(t))
-        .into_iter()
-        .zip(&chosen)
-        .map(|(r, t)| {
-            r.unwrap_or_else(|why| Probed {
-                cfg: (*t).clone(),
-                store: None,
-                probe: Probe::Unreachable(format!("probe {why}")),
-            })
-        })
-        .collect())
+    let chosen: Vec<TargetConfig> = chosen.into_iter().cloned().collect();
+    Ok(probe_targets(&chosen))
 }
 
 /// The gate for commands that work on the targets' files directly (sync, check): some

@@ -31,6 +31,7 @@ use crate::{
     layout::hash_matches,
     probe::{Probe, Probed},
     progress::Silent,
+    replica::{ForeignFound, Source},
     sealed::Cipher,
     secret::Secret,
     session::open_repository_with,
@@ -51,6 +52,36 @@ pub struct Proof {
     packs: Mutex<BTreeMap<Id, u32>>,
     /// Seals and opens cairn's own files (deletion records) with the master key.
     cipher: Cipher,
+    /// The key file the password opened.
+    key_id: Option<Id>,
+    /// Key files (`keys/ID`) endorsed by a record sealed with the repository key.
+    endorsed: Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// The lockout counter's name for a repository: its config file is the same on every target,
+/// so another configuration naming it gains no attempts.
+fn lockout_name(config: &Bytes) -> String {
+    format!(
+        "repository {}",
+        crate::layout::sha256_hex(config)
+            .get(..12)
+            .unwrap_or_default()
+    )
+}
+
+/// A key file cairn added, vouched for with the repository key: `.cairn-keys/HASH`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Endorsement {
+    /// The key file (`keys/ID`).
+    pub key: String,
+    /// Whose key it is.
+    pub operator: String,
+    /// Who added it, where and when.
+    pub added_by: String,
+    /// The host that added it.
+    pub host: String,
+    /// When (RFC 3339).
+    pub time: String,
 }
 
 impl std::fmt::Debug for Proof {
@@ -74,27 +105,147 @@ impl Proof {
     /// [`Error::WrongPassword`] when the password opens no target's keys; [`Error::NoRepository`]
     /// or another error when no target could be opened.
     pub fn unlock(probed: &[Probed], password: &Secret) -> Result<Self> {
+        let ready: Vec<(&Probed, &Bytes, &Arc<dyn Store>)> = probed
+            .iter()
+            .filter_map(|p| match (&p.probe, &p.store) {
+                (Probe::Ready { config, .. }, Some(store)) => Some((p, config, store)),
+                _ => None,
+            })
+            .collect();
+        let Some((_, config, _)) = ready.first() else {
+            return Err(Error::NoRepository);
+        };
+        let what = lockout_name(config);
+        if let Err(e) = crate::lockout::check(&what) {
+            crate::audit::locked_out(&e.to_string());
+            return Err(e);
+        }
         let mut last = None;
-        for p in probed {
-            let (Probe::Ready { config, .. }, Some(store)) = (&p.probe, &p.store) else {
-                continue;
-            };
+        for (p, config, store) in &ready {
             let one = Arc::new(Fanout::new(
                 vec![Arc::new(Member::new(
                     p.cfg.name.clone(),
                     true,
-                    store.clone(),
+                    (*store).clone(),
                 ))],
                 Arc::new(Silent),
             ));
             match crate::session::open_repository(one, password, NoProgressBars) {
-                Ok(repo) => return Self::new(password.clone(), repo.key(), config.clone()),
+                Ok(repo) => {
+                    let mut proof = Self::new(password.clone(), repo.key(), (*config).clone())?;
+                    proof.key_id = repo.key_id().map(|k| *k);
+                    let sources: Vec<Source<'_>> = ready
+                        .iter()
+                        .map(|(p, _, s)| (p.cfg.name.as_str(), s.as_ref()))
+                        .collect();
+                    proof.refuse_if_removed(&sources)?;
+                    crate::lockout::succeeded(&what);
+                    proof.load_endorsements(&sources);
+                    crate::audit::replicate_to(
+                        &proof.master,
+                        ready
+                            .iter()
+                            .map(|(p, _, s)| (p.cfg.name.clone(), (*s).clone()))
+                            .collect(),
+                    );
+                    return Ok(proof);
+                }
                 // A wrong password on one target is wrong everywhere, unless that target's
                 // keys are damaged: try the others before saying so.
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or(Error::NoRepository))
+        let err = last.unwrap_or(Error::NoRepository);
+        if matches!(err, Error::WrongPassword) {
+            let (failures, locked) = crate::lockout::failed(&what)?;
+            crate::audit::refused(&what, failures, locked);
+        }
+        Err(err)
+    }
+
+    /// Refuses the password when a deletion record on any of `sources` removes the key it
+    /// opened (a target that missed the removal still holds the key file): counted as a wrong
+    /// password, and the key is taken off there.
+    ///
+    /// # Errors
+    /// [`Error::KeyRemoved`].
+    pub fn refuse_if_removed(&self, sources: &[Source<'_>]) -> Result<()> {
+        let Some(removed) = self.removed_key(sources) else {
+            return Ok(());
+        };
+        let what = lockout_name(&self.config);
+        let (failures, locked) = crate::lockout::failed(&what)?;
+        crate::audit::refused(&what, failures, locked);
+        Err(Error::KeyRemoved { key: removed })
+    }
+
+    /// The key file this proof was opened with, when a deletion record removes it: the key is
+    /// then taken off the targets that still hold it (they missed the removal).
+    fn removed_key(&self, sources: &[Source<'_>]) -> Option<String> {
+        let path = crate::layout::file_path(rustic_core::FileType::Key, &self.key_id?);
+        let deletions = crate::deletion::load(sources, self, &ForeignFound::default());
+        if !deletions.deletes(&path) {
+            return None;
+        }
+        for (name, store) in sources {
+            if store.stat(&path).ok().flatten().is_some() {
+                let _ = crate::deletion::obey(name, *store, [&path], &deletions);
+            }
+        }
+        Some(path)
+    }
+
+    /// Reads the endorsements of key files cairn added ([`crate::ops::key`]): a key of
+    /// another password is proven by one that opens with the repository key.
+    fn load_endorsements(&self, sources: &[Source<'_>]) {
+        let mut keys = Vec::new();
+        for (_, store) in sources {
+            for (name, _) in store.list(crate::layout::KEYS_DIR).unwrap_or_default() {
+                let Ok(bytes) = store.read(&format!("{}/{name}", crate::layout::KEYS_DIR)) else {
+                    continue;
+                };
+                if let Some(e) = self
+                    .cipher
+                    .open(&bytes)
+                    .and_then(|p| serde_json::from_slice::<Endorsement>(&p).ok())
+                {
+                    keys.push(e.key);
+                }
+            }
+        }
+        if let Ok(mut e) = self.endorsed.lock() {
+            e.extend(keys);
+        }
+    }
+
+    /// A new key file for `password` (restic's format, made by rustic_core), its path and bytes;
+    /// nothing is written to any target.
+    ///
+    /// # Errors
+    /// rustic_core could not make it.
+    pub fn make_key(
+        &self,
+        password: &Secret,
+        opts: &rustic_core::KeyOptions,
+    ) -> Result<(String, Bytes)> {
+        let _one = self
+            .staged
+            .lock()
+            .map_err(|_| Error::Input("poisoned".into()))?;
+        let id = self.repo.add_key(password.expose(), opts)?;
+        let path = crate::layout::file_path(rustic_core::FileType::Key, &id);
+        let bytes = self.staging.read(&path).map_err(|source| Error::Target {
+            target: "memory".into(),
+            source,
+        })?;
+        let _ = self.staging.delete(&path);
+        Ok((path, bytes))
+    }
+
+    /// The key file this proof was opened with.
+    #[must_use]
+    pub fn key_id(&self) -> Option<Id> {
+        self.key_id
     }
 
     fn new(password: Secret, master: MasterKey, config: Bytes) -> Result<Self> {
@@ -125,6 +276,8 @@ impl Proof {
             repo,
             staged: Mutex::new(()),
             packs: Mutex::new(BTreeMap::new()),
+            key_id: None,
+            endorsed: Mutex::new(std::collections::BTreeSet::new()),
         })
     }
 
@@ -224,9 +377,13 @@ impl Proof {
         result.map_err(|_| "does not decrypt with the repository key".to_string())
     }
 
-    /// A key file proves itself by opening with the repository password to the same master key.
-    /// (A key of another password cannot be proven with this one.)
+    /// A key file proves itself by opening with the repository password to the same master key;
+    /// a key of another password by an endorsement sealed with the repository key (its name is
+    /// its hash, so the endorsement authenticates its bytes).
     fn check_key(&self, path: &str, bytes: &Bytes) -> std::result::Result<(), String> {
+        if self.endorsed.lock().is_ok_and(|e| e.contains(path)) {
+            return Ok(());
+        }
         let alone = Arc::new(MemStore::new());
         let staged = alone
             .write("config", vec![self.config.clone()])

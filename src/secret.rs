@@ -1,5 +1,6 @@
 //! Secret references: a password or key is named in the configuration as `env:NAME`, `file:PATH`,
-//! `command:CMD` or `credential:NAME` (a systemd credential), never written inline, and is never
+//! `command:CMD`, `credential:NAME` (a systemd credential) or `vault:NAME` (the credentials
+//! vault, [`crate::vault`]), never written inline, and is never
 //! printed. Every secret resolved is remembered, so that text bound for a log or a report can be
 //! scrubbed of it ([`redact`]) whatever error message happened to quote it.
 
@@ -23,6 +24,8 @@ pub enum SecretRef {
     Command(String),
     /// A systemd credential (`LoadCredential=NAME:...`): the file `$CREDENTIALS_DIRECTORY/NAME`.
     Credential(String),
+    /// An entry of the credentials vault.
+    Vault(String),
 }
 
 impl SecretRef {
@@ -32,8 +35,8 @@ impl SecretRef {
     /// Anything else, so that a secret pasted inline is refused rather than used.
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = || {
-            "a secret must be a reference `env:NAME`, `file:PATH`, `command:CMD` or \
-             `credential:NAME`, not an inline value"
+            "a secret must be a reference `env:NAME`, `file:PATH`, `command:CMD`, \
+             `credential:NAME` or `vault:NAME`, not an inline value"
                 .to_string()
         };
         let (scheme, rest) = s.split_once(':').ok_or_else(bad)?;
@@ -47,6 +50,10 @@ impl SecretRef {
             "credential" if is_credential_name(rest) => Ok(Self::Credential(rest.to_string())),
             "credential" => Err(format!(
                 "credential name {rest:?}: use letters, digits, `-`, `_` and `.` only"
+            )),
+            "vault" if crate::vault::is_name(rest) => Ok(Self::Vault(rest.to_string())),
+            "vault" => Err(format!(
+                "vault name {rest:?}: use letters, digits, `-`, `_`, `.` and `/` only"
             )),
             _ => Err(bad()),
         }
@@ -97,6 +104,7 @@ impl SecretRef {
                 std::fs::read_to_string(&path)
                     .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?
             }
+            Self::Vault(name) => crate::vault::lookup(name, what)?.expose().to_string(),
         };
         let value = value.trim_end_matches(['\n', '\r']).to_string();
         if value.is_empty() {
@@ -172,7 +180,15 @@ pub(crate) fn redact_these<'a>(text: &str, secrets: impl Iterator<Item = &'a str
 #[must_use]
 pub fn shell(cmd: &str) -> Command {
     let mut c = Command::new("sh");
-    c.arg("-c").arg(cmd).env_remove("CAIRN_PASSWORD");
+    c.arg("-c").arg(cmd);
+    for v in [
+        "CAIRN_PASSWORD",
+        "CAIRN_NEW_PASSWORD",
+        "CAIRN_VAULT_PASSPHRASE",
+        "CAIRN_NEW_VAULT_PASSPHRASE",
+    ] {
+        c.env_remove(v);
+    }
     if let Ok(vars) = SECRET_VARS.lock() {
         for v in vars.iter() {
             c.env_remove(v);
@@ -189,6 +205,7 @@ impl fmt::Debug for SecretRef {
             Self::File(p) => write!(f, "file:{}", p.display()),
             Self::Command(_) => write!(f, "command:…"),
             Self::Credential(n) => write!(f, "credential:{n}"),
+            Self::Vault(n) => write!(f, "vault:{n}"),
         }
     }
 }

@@ -194,6 +194,18 @@ impl Session {
             return open_repository(Arc::new(self.fanout.clone()), password, pb);
         }
         let proof = Proof::unlock(&self.probed, password)?;
+        if !self.not_used.is_empty() {
+            // Reading from one target (`--from`): the others still say whether this key was
+            // removed while that one was away (and it then loses the key).
+            let others = crate::probe::probe_targets(&self.not_used);
+            let sources: Vec<crate::replica::Source<'_>> = others
+                .iter()
+                .chain(&self.probed)
+                .filter(|p| matches!(p.probe, Probe::Ready { .. }))
+                .filter_map(|p| Some((p.cfg.name.as_str(), p.store.as_deref()?)))
+                .collect();
+            proof.refuse_if_removed(&sources)?;
+        }
         self.reader(&proof, pb)
     }
 

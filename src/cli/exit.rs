@@ -14,5 +14,6 @@ Exit codes:
   6   backup: snapshot saved, but some source files could not be read or changed while read (named)
   10  no repository on any reachable target (run `cairn init`)
   11  the repository is locked by another cairn process (it is named); run: another run is running
-  12  wrong repository password
+  12  wrong repository password or vault passphrase, or a removed key's password
+  13  locked: too many wrong passwords in a row (the message says until when)
   130 interrupted (Ctrl-C)";

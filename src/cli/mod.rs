@@ -1,5 +1,6 @@
 //! The command line: clap arguments, one file per verb (arguments -> library call -> output).
 
+mod audit;
 mod backup;
 mod check;
 mod diff;
@@ -8,6 +9,7 @@ pub mod exit;
 mod find;
 mod forget;
 mod init;
+mod key;
 mod ls;
 mod progress;
 mod prune;
@@ -18,6 +20,7 @@ mod select;
 mod snapshots;
 mod status;
 mod sync;
+mod vault;
 mod verify;
 
 use std::{path::PathBuf, sync::Arc};
@@ -49,6 +52,10 @@ pub struct Cli {
     /// Print one JSON document on stdout instead of text; no progress output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Who is at work, for the audit log (default: the OS user). For `key add|remove`: whose
+    /// key (the audit log then names `CAIRN_OPERATOR`, else the OS user, as who did it).
+    #[arg(long, global = true, env = "CAIRN_OPERATOR", value_name = "NAME")]
+    pub operator: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -104,6 +111,15 @@ pub enum Command {
     Run(run::Args),
     /// Print, install or remove the systemd timers for `cairn run` (and a separate verify).
     Schedule(schedule::Args),
+    /// Operators' keys: add, list, remove (on every target).
+    #[command(after_help = exit::TABLE)]
+    Key(key::Args),
+    /// The credentials vault: init, set, get, list, rm, passwd.
+    #[command(after_help = exit::TABLE)]
+    Vault(vault::Args),
+    /// The audit log: show it, verify its chain and its copies on the targets.
+    #[command(after_help = exit::TABLE)]
+    Audit(audit::Args),
 }
 
 impl Command {
@@ -126,6 +142,9 @@ impl Command {
             Self::Verify(_) => "verify",
             Self::Run(_) => "run",
             Self::Schedule(_) => "schedule",
+            Self::Key(_) => "key",
+            Self::Vault(_) => "vault",
+            Self::Audit(_) => "audit",
         }
     }
 
@@ -175,6 +194,16 @@ pub fn run(cli: Cli) -> Result<i32> {
         reporter,
     };
     let (name, recorded) = (cli.command.name(), cli.command.is_recorded());
+    // Every command on the repository or the vault leaves an audit record (`schedule` only
+    // writes timers; `audit` reads the log).
+    let audited = !matches!(cli.command, Command::Schedule(_) | Command::Audit(_));
+    let actor = match &cli.command {
+        Command::Key(_) => std::env::var("CAIRN_OPERATOR").ok(),
+        _ => cli.operator.clone(),
+    };
+    if audited {
+        cairn::audit::begin(&ctx.cfg, name, actor.as_deref());
+    }
     let started = std::time::Instant::now();
     let outcome = match cli.command {
         Command::Init(a) => init::run(&ctx, a),
@@ -193,7 +222,23 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
         Command::Schedule(a) => schedule::run(&ctx, a),
+        Command::Key(a) => key::run(&ctx, a, cli.operator.as_deref()),
+        Command::Vault(a) => vault::run(&ctx, a),
+        Command::Audit(a) => audit::run(&ctx, a),
     };
+    if audited {
+        let (code, error) = match &outcome {
+            Ok(c) => (*c, None),
+            Err(e) => (
+                e.downcast_ref::<cairn::error::Error>()
+                    .map_or(exit::FAILED, exit::for_error),
+                Some(format!("{e:#}")),
+            ),
+        };
+        if let Some(w) = cairn::audit::finish(code, error.as_deref()) {
+            ctx.reporter.print("WARN", &w);
+        }
+    }
     if recorded {
         let code = match &outcome {
             Ok(c) => *c,

@@ -50,6 +50,10 @@ pub struct Config {
     pub log: LogConfig,
     /// The systemd timers.
     pub schedule: ScheduleConfig,
+    /// The credentials vault.
+    pub vault: crate::vault::Access,
+    /// Lockout after wrong passwords.
+    pub lockout: crate::lockout::Policy,
 }
 
 /// `[retention]`: restic's `--keep-*` rules, how snapshots are grouped, and how long deletion
@@ -260,6 +264,30 @@ struct RawFile {
     log: LogConfig,
     #[serde(default)]
     schedule: ScheduleConfig,
+    #[serde(default)]
+    vault: VaultConfig,
+    security: Option<Spanned<SecurityConfig>>,
+}
+
+/// `[vault]`: where the credentials vault is and how its passphrase is found.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VaultConfig {
+    /// The vault file (default `cairn.vault` beside the configuration).
+    path: Option<PathBuf>,
+    /// Its passphrase (`file:`, `credential:`, `env:`, `command:`); default
+    /// `CAIRN_VAULT_PASSPHRASE`, else asked on the terminal.
+    passphrase: Option<SecretRef>,
+}
+
+/// `[security]`: lockout after wrong passwords.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecurityConfig {
+    /// Wrong passwords in a row that lock (default 5).
+    lockout_attempts: Option<u32>,
+    /// How long a lock lasts, e.g. `"15m"`, `"1h"`, `"30s"` (default 15 minutes).
+    lockout_for: Option<String>,
 }
 
 /// Position helper: byte offsets to 1-based line numbers of the source text.
@@ -422,6 +450,50 @@ impl Config {
         metrics.path = metrics
             .path
             .map(|p| if p.is_relative() { base.join(p) } else { p });
+        let mut vault_passphrase = raw.vault.passphrase;
+        if let Some(p) = &mut vault_passphrase {
+            if matches!(p, SecretRef::Vault(_)) {
+                return Err(err(
+                    "[vault] key `passphrase`: the vault's passphrase cannot be kept in the vault"
+                        .into(),
+                ));
+            }
+            p.rebase(&base);
+        }
+        let vault = crate::vault::Access {
+            path: raw.vault.path.map_or_else(
+                || base.join("cairn.vault"),
+                |p| if p.is_relative() { base.join(p) } else { p },
+            ),
+            passphrase: vault_passphrase,
+        };
+        let mut lockout = crate::lockout::Policy::default();
+        if let Some(sec) = raw.security {
+            let span = sec.span();
+            let sec = sec.into_inner();
+            if let Some(n) = sec.lockout_attempts {
+                if n == 0 {
+                    return Err(err(format!(
+                        "line {}: [security] key `lockout_attempts` must be at least 1",
+                        src.key_line(span, "lockout_attempts")
+                    )));
+                }
+                lockout.attempts = n;
+            }
+            if let Some(d) = &sec.lockout_for {
+                lockout.lock_for = d
+                    .parse::<jiff::SignedDuration>()
+                    .ok()
+                    .filter(|d| d.is_positive())
+                    .ok_or_else(|| {
+                        err(format!(
+                            "line {}: [security] key `lockout_for`: {d:?} is not a duration \
+                             like \"15m\", \"1h\" or \"30s\"",
+                            src.key_line(span.clone(), "lockout_for")
+                        ))
+                    })?;
+            }
+        }
         let cfg = Self {
             path: path.to_path_buf(),
             repository,
@@ -433,10 +505,14 @@ impl Config {
             metrics,
             log: raw.log,
             schedule: raw.schedule,
+            vault,
+            lockout,
         };
         for secret in cfg.secrets() {
             secret.register();
         }
+        crate::vault::configure(cfg.vault.clone());
+        crate::lockout::configure(cfg.lockout);
         Ok(cfg)
     }
 
@@ -452,7 +528,11 @@ impl Config {
                 ..
             } => vec![access_key_id, secret_access_key],
         });
-        self.repository.password.iter().chain(targets)
+        self.repository
+            .password
+            .iter()
+            .chain(targets)
+            .chain(&self.vault.passphrase)
     }
 
     /// Settings that weaken protection: shown at every run, so they are not forgotten after a

@@ -267,6 +267,8 @@ pub fn run<P: ProgressBars + Clone>(
     state::update(cfg, &observer, |st| {
         st.record_backup(&snapshot, started.elapsed().as_secs_f64(), &targets);
     });
+    crate::audit::snapshot(&snapshot);
+    crate::audit::bytes(s.data_added_packed);
     Ok(BackupReport {
         snapshot,
         parent: snap.parent.map(|p| p.to_hex().to_string()),

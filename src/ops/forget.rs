@@ -182,6 +182,9 @@ pub fn run(
         )));
     }
     report.record = Some(record_path);
+    for id in &report.removed {
+        crate::audit::snapshot(id);
+    }
     report.targets = locked
         .probed()
         .iter()

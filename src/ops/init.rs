@@ -209,7 +209,11 @@ fn create<P: ProgressBars>(
     )?
     .init(
         &Credentials::password(password.expose()),
-        &KeyOptions::default(),
+        // The first key is its operator's, like every key added later.
+        &KeyOptions::default()
+            .username(crate::audit::operator())
+            .hostname(gethostname::gethostname().to_string_lossy().into_owned())
+            .with_created(true),
         &ConfigOptions::default().set_version(2u32),
     )?;
     let repository_id = repo.config().id.to_hex().to_string();

@@ -322,6 +322,7 @@ pub fn run<P: ProgressBars>(
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
+    crate::audit::bytes(bytes);
     let replace = matches!(opts.overwrite, Overwrite::IfChanged | Overwrite::Always);
     if is_file {
         if dest_root.is_symlink() {

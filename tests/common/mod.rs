@@ -118,23 +118,71 @@ pub fn cairn(config: &Path, args: &[&str]) -> Output {
 }
 
 pub fn cairn_with_password(config: &Path, password: &str, args: &[&str]) -> Output {
-    in_own_words(
+    let o = in_own_words(
         cairn_cmd(config)
             .args(args)
             .env("CAIRN_PASSWORD", password)
             .output()
             .expect("cairn runs"),
-    )
+    );
+    no_secret_written(&config.parent().unwrap().join("state"));
+    o
+}
+
+/// Fails the test when a file cairn wrote in a state folder (target state, audit log, lockout
+/// counts, run logs, reports, metrics) holds a secret of the suite.
+pub fn no_secret_written(state: &Path) {
+    let secrets = suite_secrets();
+    let mut dirs = vec![state.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if let Ok(bytes) = fs::read(&p) {
+                let text = String::from_utf8_lossy(&bytes);
+                for s in &secrets {
+                    assert!(
+                        !text.contains(s.as_str()),
+                        "a secret is written in {}",
+                        p.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Every secret the suite configures: the repository password and the servers' credentials.
+pub fn suite_secrets() -> Vec<String> {
+    let mut out = vec![PASSWORD.to_string()];
+    for var in [
+        "SMB_PASSWORD",
+        "AZBLOB_ACCOUNT_KEY",
+        "S3_ACCESS_KEY_ID",
+        "S3_SECRET_ACCESS_KEY",
+    ] {
+        out.extend(std::env::var(var).ok().filter(|v| v.len() >= 6));
+    }
+    out
 }
 
 /// Fails the test when a library's own wording (rustic_core's kind, bug-report plea or
-/// backtrace, another tool's repair advice) reaches the user, in any output of any command.
+/// backtrace, another tool's repair advice) or any secret of the suite reaches the user, in any
+/// output of any command.
 pub fn in_own_words(o: Output) -> Output {
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    for secret in suite_secrets() {
+        assert!(
+            !all.contains(&secret),
+            "a secret is printed in:\n{}",
+            all.replace(&secret, "<SECRET>")
+        );
+    }
     for library in [
         "(kind: related to",
         "`rustic_core` experienced",

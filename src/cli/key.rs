@@ -1,0 +1,109 @@
+//! `cairn key add|list|remove`: one key per operator.
+
+use anyhow::Result;
+use cairn::{
+    ops::key::{self, KeyReport},
+    secret::{Secret, SecretRef},
+    session::password,
+};
+
+use super::{Ctx, label, print_json, write_exit};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: KeyCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeyCommand {
+    /// Add a key for `--operator NAME` on every target (its password from `CAIRN_NEW_PASSWORD`, else
+    /// asked twice on the terminal).
+    Add,
+    /// List the keys: operator, host, created, on which targets.
+    List,
+    /// Remove the key(s) of `--operator NAME` from every target; a target that is away loses it at its
+    /// next catch-up. Not the key in use, never the last one.
+    Remove,
+}
+
+pub fn run(ctx: &Ctx, args: Args, operator: Option<&str>) -> Result<i32> {
+    let operator = || {
+        operator
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("name the operator whose key it is: --operator NAME"))
+    };
+    let pw = password(&ctx.cfg)?;
+    match args.command {
+        KeyCommand::Add => {
+            cairn::audit::command("key add");
+            let operator = operator()?;
+            let new = new_password()?;
+            let r = key::add(&ctx.cfg, &pw, &operator, &new, &ctx.observer())?;
+            report(ctx, &r, "added")
+        }
+        KeyCommand::List => {
+            cairn::audit::command("key list");
+            let keys = key::list(&ctx.cfg, &pw)?;
+            if ctx.json {
+                print_json(&keys)?;
+                return Ok(0);
+            }
+            println!(
+                "{:<3}{:<12} {:<16} {:<16} {:<26} targets",
+                "", "id", "operator", "host", "created"
+            );
+            for k in &keys {
+                let mark = if k.current { "*" } else { "" };
+                let removed = if k.removed {
+                    "  (removed; those targets lose it at their next catch-up)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{mark:<3}{:<12} {:<16} {:<16} {:<26} {}{removed}",
+                    &k.id[..k.id.len().min(10)],
+                    k.operator,
+                    k.host,
+                    k.created.get(..19).unwrap_or(&k.created),
+                    k.targets.join(", ")
+                );
+            }
+            Ok(0)
+        }
+        KeyCommand::Remove => {
+            cairn::audit::command("key remove");
+            let operator = operator()?;
+            let r = key::remove(&ctx.cfg, &pw, &operator, &ctx.observer())?;
+            report(ctx, &r, "removed")
+        }
+    }
+}
+
+fn new_password() -> Result<Secret> {
+    if let Ok(p) = SecretRef::Env("CAIRN_NEW_PASSWORD".into()).resolve("new password") {
+        return Ok(p);
+    }
+    Ok(cairn::tty::ask_twice(
+        "New password: ",
+        "no new password: set CAIRN_NEW_PASSWORD, or run on a terminal",
+    )?)
+}
+
+fn report(ctx: &Ctx, r: &KeyReport, done: &str) -> Result<i32> {
+    if ctx.json {
+        print_json(r)?;
+    } else {
+        println!("key of `{}` {done}: {}", r.operator, r.keys.join(", "));
+        println!("{:<16} {:<15}  detail", "target", "state");
+        for t in &r.targets {
+            println!(
+                "{:<16} {:<15}  {}",
+                t.name,
+                label(t.state),
+                t.detail.as_deref().unwrap_or("ok")
+            );
+        }
+    }
+    Ok(write_exit(r.partial))
+}

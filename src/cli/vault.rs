@@ -1,0 +1,155 @@
+//! `cairn vault init|set|get|list|rm|passwd`: the credentials vault (`[vault]`).
+
+use std::io::{IsTerminal, Read};
+
+use anyhow::Result;
+use cairn::{
+    secret::{Secret, SecretRef},
+    vault::{Vault, is_name},
+};
+
+use super::{Ctx, print_json};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: VaultCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum VaultCommand {
+    /// Create an empty vault (its passphrase as configured, else asked twice).
+    Init,
+    /// Store a secret: the value is read from standard input (or asked on the terminal),
+    /// never taken from the command line.
+    Set {
+        /// Its name, as in `vault:NAME`.
+        name: String,
+    },
+    /// Print a secret on standard output.
+    Get {
+        /// Its name.
+        name: String,
+    },
+    /// List the names held (never the values).
+    List,
+    /// Remove a secret.
+    Rm {
+        /// Its name.
+        name: String,
+    },
+    /// Change the passphrase (the new one from `CAIRN_NEW_VAULT_PASSPHRASE`, else asked twice).
+    Passwd,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    let access = &ctx.cfg.vault;
+    match args.command {
+        VaultCommand::Init => {
+            cairn::audit::command("vault init");
+            let pass = match &access.passphrase {
+                Some(_) => access.passphrase()?,
+                None => match SecretRef::Env("CAIRN_VAULT_PASSPHRASE".into())
+                    .resolve("vault passphrase")
+                {
+                    Ok(p) => p,
+                    Err(_) => cairn::tty::ask_twice(
+                        "New vault passphrase: ",
+                        "no vault passphrase: set CAIRN_VAULT_PASSPHRASE or [vault] passphrase",
+                    )?,
+                },
+            };
+            Vault::create(&access.path, &pass)?;
+            say(ctx, &format!("vault created: {}", access.path.display()))
+        }
+        VaultCommand::Set { name } => {
+            cairn::audit::command("vault set");
+            check_name(&name)?;
+            let value = read_value(&name)?;
+            let mut vault = access.open()?;
+            let replaced = vault.set(&name, &value);
+            vault.save()?;
+            let verb = if replaced { "replaced" } else { "stored" };
+            say(ctx, &format!("{name}: {verb}"))
+        }
+        VaultCommand::Get { name } => {
+            cairn::audit::command("vault get");
+            let vault = access.open()?;
+            let value = vault
+                .get(&name)
+                .ok_or_else(|| anyhow::anyhow!("the vault holds no secret named {name:?}"))?;
+            println!("{}", value.expose());
+            Ok(0)
+        }
+        VaultCommand::List => {
+            cairn::audit::command("vault list");
+            let names = access.open()?.names();
+            if ctx.json {
+                print_json(&names)?;
+            } else {
+                for n in names {
+                    println!("{n}");
+                }
+            }
+            Ok(0)
+        }
+        VaultCommand::Rm { name } => {
+            cairn::audit::command("vault rm");
+            let mut vault = access.open()?;
+            if !vault.remove(&name) {
+                anyhow::bail!("the vault holds no secret named {name:?}; nothing was changed");
+            }
+            vault.save()?;
+            say(ctx, &format!("{name}: removed"))
+        }
+        VaultCommand::Passwd => {
+            cairn::audit::command("vault passwd");
+            let vault = access.open()?;
+            let new = match SecretRef::Env("CAIRN_NEW_VAULT_PASSPHRASE".into())
+                .resolve("new vault passphrase")
+            {
+                Ok(p) => p,
+                Err(_) => cairn::tty::ask_twice(
+                    "New vault passphrase: ",
+                    "no new passphrase: set CAIRN_NEW_VAULT_PASSPHRASE, or run on a terminal",
+                )?,
+            };
+            vault.change_passphrase(&new)?;
+            say(ctx, "vault passphrase changed")
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if !is_name(name) {
+        anyhow::bail!("secret name {name:?}: use letters, digits, `-`, `_`, `.` and `/` only");
+    }
+    Ok(())
+}
+
+/// The value from standard input (a pipe or a file), else asked on the terminal.
+fn read_value(name: &str) -> Result<Secret> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(cairn::tty::ask(
+            &format!("Value of {name}: "),
+            "no terminal",
+        )?);
+    }
+    let mut value = String::new();
+    stdin.lock().read_to_string(&mut value)?;
+    let value = value.trim_end_matches(['\n', '\r']).to_string();
+    if value.is_empty() {
+        anyhow::bail!("no value on standard input; nothing was changed");
+    }
+    Ok(Secret::new(value))
+}
+
+fn say(ctx: &Ctx, text: &str) -> Result<i32> {
+    if ctx.json {
+        print_json(&serde_json::json!({ "done": text }))?;
+    } else {
+        println!("{text}");
+    }
+    Ok(0)
+}

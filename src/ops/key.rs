@@ -1,0 +1,347 @@
+//! `cairn key`: one key per operator on every target, so that a person who leaves loses access
+//! at once without changing anyone else's password.
+//!
+//! A key is restic's key file (the master key sealed under the operator's password, made by
+//! rustic_core), with the operator as its `username`; stock restic opens the repository with
+//! it. Adding writes the same file to every reachable target, with an *endorsement* sealed with
+//! the repository key (`.cairn-keys/`), so that catch-up can prove and copy it to a target that
+//! was away (a key of another password cannot be opened to prove it otherwise).
+//!
+//! Removing goes through a deletion record ([`crate::deletion`]), like a forget: the key file
+//! goes from every reachable target at once, a target that was away obeys at its next catch-up
+//! (and catch-up never copies it back), and until then cairn refuses the removed password on it
+//! ([`crate::proof::Proof::unlock`] takes the key off when it sees it). The key in use and the
+//! last key are never removed.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    config::Config,
+    deletion::{self, Record, Recorded},
+    error::{Error, Result},
+    layout::KEYS_DIR,
+    lock::LockedTargets,
+    probe::{Probe, Probed},
+    progress::Observer,
+    proof::{Endorsement, Proof},
+    replica::{ForeignFound, Source},
+    report::{TargetState, is_partial},
+    secret::Secret,
+};
+
+/// The public part of a key file (restic writes it in clear).
+#[derive(Debug, Deserialize)]
+struct KeyHead {
+    #[serde(default)]
+    hostname: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    created: Option<String>,
+}
+
+/// One key of the repository.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    /// Its id (the key file's name).
+    pub id: String,
+    /// The operator (restic's `username`).
+    pub operator: String,
+    /// The host it was added from.
+    pub host: String,
+    /// When it was made.
+    pub created: String,
+    /// Targets holding it.
+    pub targets: Vec<String>,
+    /// Whether the password given opened it.
+    pub current: bool,
+    /// Whether a removal is recorded for it (targets listed still hold it until they obey).
+    pub removed: bool,
+}
+
+/// One target's part in an add or a removal.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyTarget {
+    /// Target name.
+    pub name: String,
+    /// Whether it is required.
+    pub required: bool,
+    /// `complete`, or why not.
+    pub state: TargetState,
+    /// Why not, if not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+crate::outcome_fields!(KeyTarget);
+
+/// What `key add` or `key remove` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyReport {
+    /// The operator.
+    pub operator: String,
+    /// The key files concerned (`keys/ID`).
+    pub keys: Vec<String>,
+    /// Every target.
+    pub targets: Vec<KeyTarget>,
+    /// Whether a required target did not take part.
+    pub partial: bool,
+}
+
+fn reachable(probed: &[Probed]) -> Vec<(usize, Source<'_>)> {
+    probed
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| matches!(p.probe, Probe::Ready { .. }))
+        .filter_map(|(i, p)| Some((i, (p.cfg.name.as_str(), p.store.as_deref()?))))
+        .collect()
+}
+
+/// Every key on the reachable targets, by key file path.
+fn keys_held(sources: &[Source<'_>]) -> BTreeMap<String, (KeyHead, Vec<String>)> {
+    let mut out: BTreeMap<String, (KeyHead, Vec<String>)> = BTreeMap::new();
+    for (name, store) in sources {
+        for (rel, _) in store.list("keys").unwrap_or_default() {
+            let path = format!("keys/{rel}");
+            if let Some((_, holders)) = out.get_mut(&path) {
+                holders.push((*name).to_string());
+                continue;
+            }
+            let Some(head) = store
+                .read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<KeyHead>(&b).ok())
+            else {
+                continue;
+            };
+            out.insert(path, (head, vec![(*name).to_string()]));
+        }
+    }
+    out
+}
+
+fn per_target(
+    probed: &[Probed],
+    reachable: &[(usize, Source<'_>)],
+    results: &[std::result::Result<(), String>],
+    away: &str,
+) -> Vec<KeyTarget> {
+    probed
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (state, detail) = match reachable.iter().position(|(j, _)| *j == i) {
+                Some(k) => match &results[k] {
+                    Ok(()) => (TargetState::Complete, None),
+                    Err(e) => (TargetState::Failed, Some(e.clone())),
+                },
+                None => {
+                    let (state, why) = p
+                        .unusable()
+                        .unwrap_or((TargetState::Unreachable, "not reachable".into()));
+                    (state, Some(format!("{why}; {away}")))
+                }
+            };
+            KeyTarget {
+                name: p.cfg.name.clone(),
+                required: p.cfg.required,
+                state,
+                detail,
+            }
+        })
+        .collect()
+}
+
+fn host() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// Adds a key for `operator` with `new_password` on every reachable target.
+///
+/// # Errors
+/// The operator already has a key; wrong password; the lock is held; no target took it.
+pub fn add(
+    cfg: &Config,
+    password: &Secret,
+    operator: &str,
+    new_password: &Secret,
+    observer: &Arc<dyn Observer>,
+) -> Result<KeyReport> {
+    check_operator(operator)?;
+    let mut locked = LockedTargets::acquire(cfg, "key add", observer)?;
+    locked.prove(password, observer)?;
+    let proof = locked.proof().ok_or(Error::NoRepository)?;
+    let reachable = reachable(locked.probed());
+    let sources: Vec<Source<'_>> = reachable.iter().map(|(_, s)| *s).collect();
+    let deletions = deletion::load(&sources, proof, &ForeignFound::default());
+    if let Some((path, _)) = keys_held(&sources)
+        .iter()
+        .find(|(p, (h, _))| h.username.as_deref() == Some(operator) && !deletions.deletes(p))
+    {
+        return Err(Error::Input(format!(
+            "operator `{operator}` already has a key ({path}); remove it first to change it"
+        )));
+    }
+    let opts = rustic_core::KeyOptions::default()
+        .username(operator.to_string())
+        .hostname(host())
+        .with_created(true);
+    let (key_path, key_bytes) = proof.make_key(new_password, &opts)?;
+    let endorsement = Endorsement {
+        key: key_path.clone(),
+        operator: operator.to_string(),
+        added_by: crate::audit::operator(),
+        host: host(),
+        time: crate::state::now(),
+    };
+    let (name, sealed) = proof
+        .cipher()
+        .seal(&serde_json::to_vec(&endorsement).unwrap_or_default())
+        .map_err(Error::Input)?;
+    let endorsement_path = format!("{KEYS_DIR}/{name}");
+    // The endorsement first: a key file without it could not be proven by catch-up.
+    let results = crate::par::each(&sources, |(_, store)| {
+        store
+            .write(&endorsement_path, vec![sealed.clone()])
+            .and_then(|()| store.write(&key_path, vec![key_bytes.clone()]))
+            .map_err(|e| e.to_string())
+    });
+    if results.iter().all(std::result::Result::is_err) {
+        return Err(Error::NoTargetUsable(
+            "the key was written to no target".into(),
+        ));
+    }
+    let targets = per_target(
+        locked.probed(),
+        &reachable,
+        &results,
+        "gets the key at its next catch-up",
+    );
+    crate::audit::targets(
+        targets
+            .iter()
+            .filter(|t| t.state == TargetState::Complete)
+            .map(|t| t.name.clone())
+            .collect(),
+    );
+    Ok(KeyReport {
+        operator: operator.to_string(),
+        keys: vec![key_path],
+        partial: is_partial(&targets),
+        targets,
+    })
+}
+
+/// Every key of the repository, on which targets.
+///
+/// # Errors
+/// Wrong password; no repository.
+pub fn list(cfg: &Config, password: &Secret) -> Result<Vec<KeyInfo>> {
+    let probed = crate::probe::probe_all(cfg, None)?;
+    let proof = Proof::unlock(&probed, password)?;
+    let reachable = reachable(&probed);
+    let sources: Vec<Source<'_>> = reachable.iter().map(|(_, s)| *s).collect();
+    let deletions = deletion::load(&sources, &proof, &ForeignFound::default());
+    let current = proof
+        .key_id()
+        .map(|id| crate::layout::file_path(rustic_core::FileType::Key, &id));
+    Ok(keys_held(&sources)
+        .into_iter()
+        .map(|(path, (head, targets))| KeyInfo {
+            id: path.trim_start_matches("keys/").to_string(),
+            operator: head.username.unwrap_or_default(),
+            host: head.hostname.unwrap_or_default(),
+            created: head.created.unwrap_or_default(),
+            current: current.as_deref() == Some(path.as_str()),
+            removed: deletions.deletes(&path),
+            targets,
+        })
+        .collect())
+}
+
+/// Removes every key of `operator` from every reachable target; a target that is away obeys
+/// at its next catch-up.
+///
+/// # Errors
+/// No such key; it is the key in use or the last one; wrong password; the lock is held.
+pub fn remove(
+    cfg: &Config,
+    password: &Secret,
+    operator: &str,
+    observer: &Arc<dyn Observer>,
+) -> Result<KeyReport> {
+    let mut locked = LockedTargets::acquire(cfg, "key remove", observer)?;
+    locked.prove(password, observer)?;
+    let proof = locked.proof().ok_or(Error::NoRepository)?;
+    let reachable = reachable(locked.probed());
+    let sources: Vec<Source<'_>> = reachable.iter().map(|(_, s)| *s).collect();
+    let deletions = deletion::load(&sources, proof, &ForeignFound::default());
+    let held: BTreeMap<String, (KeyHead, Vec<String>)> = keys_held(&sources)
+        .into_iter()
+        .filter(|(p, _)| !deletions.deletes(p))
+        .collect();
+    let doomed: Vec<String> = held
+        .iter()
+        .filter(|(_, (h, _))| h.username.as_deref() == Some(operator))
+        .map(|(p, _)| p.clone())
+        .collect();
+    if doomed.is_empty() {
+        return Err(Error::Input(format!(
+            "operator `{operator}` has no key on any reachable target (see `cairn key list`)"
+        )));
+    }
+    if doomed.len() == held.len() {
+        return Err(Error::Input(format!(
+            "the key(s) of `{operator}` are the last of the repository: removing them would \
+             lock everyone out; add another operator's key first"
+        )));
+    }
+    let current = proof
+        .key_id()
+        .map(|id| crate::layout::file_path(rustic_core::FileType::Key, &id));
+    if current.as_ref().is_some_and(|c| doomed.contains(c)) {
+        return Err(Error::Input(format!(
+            "the password given opens `{operator}`'s own key: remove it with another \
+             operator's password"
+        )));
+    }
+    let record = Record::new("key remove", doomed.clone());
+    let (_, results) = deletion::record_and_remove(&sources, &record, proof, Recorded::Each)
+        .map_err(Error::Input)?;
+    let results: Vec<std::result::Result<(), String>> =
+        results.into_iter().map(|r| r.map(|_| ())).collect();
+    if results.iter().all(std::result::Result::is_err) {
+        return Err(Error::NoTargetUsable(
+            "the removal was recorded nowhere, no key was removed".into(),
+        ));
+    }
+    let targets = per_target(
+        locked.probed(),
+        &reachable,
+        &results,
+        "loses the key at its next catch-up; cairn refuses the password there meanwhile",
+    );
+    Ok(KeyReport {
+        operator: operator.to_string(),
+        keys: doomed,
+        partial: is_partial(&targets),
+        targets,
+    })
+}
+
+fn check_operator(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Input(format!(
+            "operator name {name:?}: use letters, digits, `-`, `_`, `.` and `@` (at most 64)"
+        )))
+    }
+}
