@@ -134,7 +134,11 @@ impl Proof {
                 Ok(repo) => {
                     let mut proof = Self::new(password.clone(), repo.key(), (*config).clone())?;
                     proof.key_id = repo.key_id().map(|k| *k);
-                    let sources: Vec<Source<'_>> = ready
+                    // Only targets holding this very repository: a target holding another one
+                    // must never receive anything sealed with this key.
+                    let same: Vec<&(&Probed, &Bytes, &Arc<dyn Store>)> =
+                        ready.iter().filter(|(_, c, _)| *c == *config).collect();
+                    let sources: Vec<Source<'_>> = same
                         .iter()
                         .map(|(p, _, s)| (p.cfg.name.as_str(), s.as_ref()))
                         .collect();
@@ -143,8 +147,7 @@ impl Proof {
                     proof.load_endorsements(&sources);
                     crate::audit::replicate_to(
                         &proof.master,
-                        ready
-                            .iter()
+                        same.iter()
                             .map(|(p, _, s)| (p.cfg.name.clone(), (*s).clone()))
                             .collect(),
                     );
