@@ -57,6 +57,23 @@ fn assert_no_secret_written(dir: &Path, secrets: &[&str]) {
     }
 }
 
+/// A repository with one snapshot on a local disk (`tmp/disk`) and an SFTP server of the
+/// test's own (so it can be stopped); returns (configuration, server, SFTP folder).
+fn disk_and_sftp(tmp: &Path) -> (std::path::PathBuf, PrivateSshd, String) {
+    let src = tmp.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.txt"), b"keys").unwrap();
+    let sshd = PrivateSshd::start(tmp, None);
+    let (sftp, sftp_dir) = sshd.sftp_target("sftp", &unique("keys"));
+    let config = write_config(
+        tmp,
+        &[&src],
+        &format!("{}{sftp}", local_target("disk", &tmp.join("disk"))),
+    );
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    (config, sshd, sftp_dir)
+}
+
 fn verify_audit(config: &Path) -> (i32, String) {
     let o = cairn(config, &["audit", "verify"]);
     (o.status.code().unwrap(), text(&o))
@@ -341,18 +358,8 @@ fn the_vault_round_trips_every_target_kinds_secrets_and_refuses_a_damaged_or_ope
 #[test]
 fn a_removed_key_opens_nothing_and_a_target_that_was_away_loses_it_on_return() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("f.txt"), b"keys").unwrap();
-    let mut sshd = PrivateSshd::start(tmp.path(), None);
-    let (sftp, sftp_dir) = sshd.sftp_target("sftp", &unique("keys"));
+    let (config, mut sshd, sftp_dir) = disk_and_sftp(tmp.path());
     let disk = tmp.path().join("disk");
-    let config = write_config(
-        tmp.path(),
-        &[&src],
-        &format!("{}{sftp}", local_target("disk", &disk)),
-    );
-    expect_code(&cairn(&config, &["backup", "--init"]), 0);
     let bob = "bob's own password";
     let o = with_env(
         &config,
@@ -431,17 +438,7 @@ fn a_removed_key_opens_nothing_and_a_target_that_was_away_loses_it_on_return() {
 #[test]
 fn a_key_added_while_a_target_is_away_reaches_it_at_catch_up_and_the_last_key_stays() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("f.txt"), b"keys").unwrap();
-    let mut sshd = PrivateSshd::start(tmp.path(), None);
-    let (sftp, sftp_dir) = sshd.sftp_target("sftp", &unique("keys"));
-    let config = write_config(
-        tmp.path(),
-        &[&src],
-        &format!("{}{sftp}", local_target("disk", &tmp.path().join("disk"))),
-    );
-    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let (config, mut sshd, sftp_dir) = disk_and_sftp(tmp.path());
     // The first key is the operator's who made the repository; it cannot be removed by itself.
     let o = cairn(&config, &["--json", "key", "list"]);
     let me = json(&o)[0]["operator"].as_str().unwrap().to_string();

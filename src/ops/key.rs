@@ -122,13 +122,21 @@ fn keys_held(sources: &[Source<'_>]) -> BTreeMap<String, (KeyHead, Vec<String>)>
     out
 }
 
+/// Each target's part: `away` says what becomes of a target that was not reached.
+///
+/// # Errors
+/// No target took it (`nowhere` says what that means).
 fn per_target(
     probed: &[Probed],
     reachable: &[(usize, Source<'_>)],
     results: &[std::result::Result<(), String>],
     away: &str,
-) -> Vec<KeyTarget> {
-    probed
+    nowhere: &str,
+) -> Result<Vec<KeyTarget>> {
+    if results.iter().all(std::result::Result::is_err) {
+        return Err(Error::NoTargetUsable(nowhere.to_string()));
+    }
+    Ok(probed
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -151,7 +159,7 @@ fn per_target(
                 detail,
             }
         })
-        .collect()
+        .collect())
 }
 
 fn host() -> String {
@@ -208,30 +216,14 @@ pub fn add(
             .and_then(|()| store.write(&key_path, vec![key_bytes.clone()]))
             .map_err(|e| e.to_string())
     });
-    if results.iter().all(std::result::Result::is_err) {
-        return Err(Error::NoTargetUsable(
-            "the key was written to no target".into(),
-        ));
-    }
     let targets = per_target(
         locked.probed(),
         &reachable,
         &results,
         "gets the key at its next catch-up",
-    );
-    crate::audit::targets(
-        targets
-            .iter()
-            .filter(|t| t.state == TargetState::Complete)
-            .map(|t| t.name.clone())
-            .collect(),
-    );
-    Ok(KeyReport {
-        operator: operator.to_string(),
-        keys: vec![key_path],
-        partial: is_partial(&targets),
-        targets,
-    })
+        "the key was written to no target",
+    )?;
+    Ok(finish(operator, vec![key_path], targets))
 }
 
 /// Every key of the repository, on which targets.
@@ -312,23 +304,31 @@ pub fn remove(
         .map_err(Error::Input)?;
     let results: Vec<std::result::Result<(), String>> =
         results.into_iter().map(|r| r.map(|_| ())).collect();
-    if results.iter().all(std::result::Result::is_err) {
-        return Err(Error::NoTargetUsable(
-            "the removal was recorded nowhere, no key was removed".into(),
-        ));
-    }
     let targets = per_target(
         locked.probed(),
         &reachable,
         &results,
         "loses the key at its next catch-up; cairn refuses the password there meanwhile",
+        "the removal was recorded nowhere, no key was removed",
+    )?;
+    Ok(finish(operator, doomed, targets))
+}
+
+/// The report of an add or a removal; the targets that took it go in the audit record.
+fn finish(operator: &str, keys: Vec<String>, targets: Vec<KeyTarget>) -> KeyReport {
+    crate::audit::targets(
+        targets
+            .iter()
+            .filter(|t| t.state == TargetState::Complete)
+            .map(|t| t.name.clone())
+            .collect(),
     );
-    Ok(KeyReport {
+    KeyReport {
         operator: operator.to_string(),
-        keys: doomed,
+        keys,
         partial: is_partial(&targets),
         targets,
-    })
+    }
 }
 
 fn check_operator(name: &str) -> Result<()> {
