@@ -201,6 +201,8 @@ pub fn node<S: rustic_core::IndexedTree>(
     let node = repo
         .node_from_snapshot_and_path(&snap, &sel.path)
         .map_err(|_| Error::Input(format!("snapshot {} holds no {:?}", short(&snap), sel.path)))?;
+    // Which client data a command read (restore, dump, ls, diff) goes in its audit record.
+    crate::audit::snapshot(&snap.id.to_hex());
     Ok((snap, node))
 }
 

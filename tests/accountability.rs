@@ -131,6 +131,10 @@ fn every_command_is_recorded_and_tampering_is_named_at_its_record() {
     assert!(backup["bytes"].as_u64().unwrap() > 0);
     assert!(backup["time"].as_str().unwrap().ends_with('Z'));
     assert_eq!(records[2]["operator"], "bob");
+    assert_eq!(
+        records[2]["snapshots"], backup["snapshots"],
+        "the snapshot restored"
+    );
     assert!(records[2]["bytes"].as_u64().unwrap() >= 11);
     assert_eq!(records[3]["result"], "refused");
     assert_eq!(records[4]["result"], "refused");
