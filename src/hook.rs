@@ -179,11 +179,18 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        // The sleep is gone (or a zombie about to be reaped by init).
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = state
-            .rsplit_once(')')
-            .map(|(_, r)| r.trim_start().chars().next());
-        assert!(matches!(state, None | Some(Some('Z'))), "{state:?}");
+        // The sleep is gone (or a zombie about to be reaped by init). SIGKILL is delivered
+        // asynchronously: under load the kernel may not have acted on it yet when `run`
+        // returns, so the state is polled, with a deadline.
+        let state = || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next())
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !matches!(state(), None | Some('Z')) && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        assert!(matches!(state(), None | Some('Z')), "{:?}", state());
     }
 }

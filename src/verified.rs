@@ -24,6 +24,8 @@ const BUDGET: usize = 256 << 20;
 #[derive(Debug, Default)]
 pub(crate) struct VerifiedPacks {
     held: Mutex<VecDeque<(Id, Bytes)>>,
+    /// One reader per pack: readers of a pack being read wait for it instead of reading it too.
+    loading: Mutex<std::collections::BTreeMap<Id, Arc<Mutex<()>>>>,
 }
 
 impl VerifiedPacks {
@@ -66,9 +68,24 @@ impl VerifiedPacks {
         let pack = match self.get(id) {
             Some(b) => b,
             None => {
-                let b = first_intact(members, path, &fell_back)?;
-                self.put(*id, b.clone());
-                b
+                let one = self
+                    .loading
+                    .lock()
+                    .map(|mut l| l.entry(*id).or_default().clone())
+                    .unwrap_or_default();
+                let _reading = one.lock();
+                match self.get(id) {
+                    Some(b) => b,
+                    None => {
+                        let b = first_intact(members, path, &fell_back);
+                        if let Ok(mut l) = self.loading.lock() {
+                            l.remove(id);
+                        }
+                        let b = b?;
+                        self.put(*id, b.clone());
+                        b
+                    }
+                }
             }
         };
         let end = offset.saturating_add(length);
@@ -78,9 +95,11 @@ impl VerifiedPacks {
                 pack.len()
             )]);
         }
-        // Both bounds are within the pack's length, which is a usize.
+        // Both bounds are within the pack's length, which is a usize. A copy, not a slice: a
+        // slice would keep the whole pack alive for as long as rustic_core keeps the blob (in
+        // its blob cache, in its restore's write queue), past this cache's budget.
         #[allow(clippy::cast_possible_truncation)]
-        Ok(pack.slice(offset as usize..end as usize))
+        Ok(Bytes::copy_from_slice(&pack[offset as usize..end as usize]))
     }
 }
 
