@@ -129,3 +129,31 @@ fn big_small_sparse_and_linked_files_and_one_folder_come_back_with_content_mode_
         .collect();
     assert_eq!(described(&one), expected_sub);
 }
+
+/// A pack no target holds intact: the files that need it are named, the restore fails with an
+/// error (rustic_core's own restore panicked here, killing the process mid-write).
+#[test]
+fn a_pack_no_target_holds_intact_is_an_error_naming_the_file_not_a_crash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("doomed.bin"), pseudo_random(3, 2 << 20)).unwrap();
+    let repo = tmp.path().join("repo");
+    let config = write_config(tmp.path(), &[&src], &local_target("disk", &repo));
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let store = open_store(&config, "disk");
+    for packs in file_packs(&config, "disk").values() {
+        for p in packs {
+            flip_byte(store.as_ref(), &pack_path(p));
+        }
+    }
+    let dest = tmp.path().join("out");
+    let o = cairn(
+        &config,
+        &["restore", "latest", "--target", dest.to_str().unwrap()],
+    );
+    expect_code(&o, 1);
+    let out = text(&o);
+    assert!(out.contains("doomed.bin could not be restored"), "{out}");
+    assert!(!out.contains("panicked"), "{out}");
+}

@@ -514,7 +514,13 @@ fn write_one<S: IndexedFull + Sync>(
         inner: std::io::BufWriter::with_capacity(1 << 20, file),
         bar,
     };
-    repo.dump(node, &mut out)?;
+    repo.dump(node, &mut out).map_err(|e| {
+        Error::Input(format!(
+            "{} could not be restored: {}",
+            target.display(),
+            crate::error::rustic_words(&e)
+        ))
+    })?;
     let file = out.inner.into_inner().map_err(|e| io(e.into_error()))?;
     if let Some(mtime) = node.meta.mtime {
         file.set_modified(std::time::SystemTime::from(mtime))
