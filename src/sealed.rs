@@ -53,16 +53,25 @@ impl Cipher {
     /// The plain content of a file restic wrote: `None` unless it authenticates with this key.
     #[must_use]
     pub fn open(&self, file: &[u8]) -> Option<Vec<u8>> {
-        if file.len() < 32 {
-            return None;
-        }
-        let (nonce, sealed) = file.split_at(16);
-        let plain = self.0.decrypt(nonce.into(), sealed).ok()?;
+        let plain = self.open_raw(file)?;
         // Repository version 2 compresses unpacked files: a leading 2, then zstd.
         match plain.first() {
             Some(2) => zstd::decode_all(&plain[1..]).ok(),
             _ => Some(plain),
         }
+    }
+}
+
+impl Cipher {
+    /// The plain bytes of anything restic sealed (a pack's header, whose first byte is a blob
+    /// type, not a compression marker): `None` unless it authenticates with this key.
+    #[must_use]
+    pub fn open_raw(&self, sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < 32 {
+            return None;
+        }
+        let (nonce, rest) = sealed.split_at(16);
+        self.0.decrypt(nonce.into(), rest).ok()
     }
 }
 

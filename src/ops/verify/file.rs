@@ -37,6 +37,7 @@ pub(super) fn check_file<S: rustic_core::IndexedFull>(
     node: &Node,
     c: &Candidate,
     diagnose: &mut impl FnMut(Id, &rustic_core::RusticError) -> (FailureClass, String),
+    placed: &mut impl FnMut(Id, (u32, u32), &Id) -> Option<(FailureClass, String)>,
 ) -> FileOutcome {
     let source_path = Path::new("/").join(&c.path);
     let unchanged = source_unchanged(&source_path, node);
@@ -60,7 +61,10 @@ pub(super) fn check_file<S: rustic_core::IndexedFull>(
         source,
     };
     for data_id in node.content.iter().flatten() {
-        let pack = repo.get_index_entry(data_id).map(|ie| *ie.pack);
+        let entry = repo
+            .get_index_entry(data_id)
+            .map(|ie| (*ie.pack, (ie.location.offset, ie.location.length)));
+        let pack = entry.as_ref().map(|(p, _)| *p).map_err(|_| ());
         let blob = match (
             pack,
             repo.get_blob_cached(&BlobId::from(**data_id), BlobType::Data),
@@ -84,6 +88,11 @@ pub(super) fn check_file<S: rustic_core::IndexedFull>(
                 format!("chunk {}: SHA-256 does not match its id", short(data_id)),
                 not_compared,
             );
+        }
+        if let Ok((pack, at)) = entry
+            && let Some((class, what)) = placed(pack, at, data_id)
+        {
+            return fail(class, what, not_compared);
         }
         if let Some(f) = source.as_mut() {
             buf.resize(blob.len(), 0);

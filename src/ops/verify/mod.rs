@@ -19,6 +19,7 @@
 //! failure hook in [`hook`].
 
 mod file;
+mod header;
 pub mod hook;
 pub mod report;
 mod witness;
@@ -336,6 +337,10 @@ fn verify_target<P: ProgressBars + Clone>(
     let mut snapshots: BTreeMap<&str, std::result::Result<SnapshotFile, String>> = BTreeMap::new();
     // The first failure met in a pack speaks for it: the files it affects are one cause.
     let mut diagnosed: BTreeMap<Id, (FailureClass, String)> = BTreeMap::new();
+    // Each pack's header, read once: a sampled chunk must sit where its pack says.
+    let cipher = crate::sealed::Cipher::new(&repo.key()).ok();
+    let mut headers: BTreeMap<Id, std::result::Result<Vec<header::Entry>, String>> =
+        BTreeMap::new();
     let mut outcomes = Vec::with_capacity(sample.len());
     // Files whose chunks passed, restored together afterwards: (outcome, node, path).
     let mut to_restore: Vec<(usize, Node, String)> = Vec::new();
@@ -369,7 +374,38 @@ fn verify_target<P: ProgressBars + Clone>(
                             .or_insert_with(|| diagnose_pack(store.as_ref(), &pack, e))
                             .clone()
                     };
-                    let o = check_file(&repo, &node, c, &mut diagnose);
+                    let mut placed = |pack: Id, (offset, length): (u32, u32), id: &Id| {
+                        let cipher = cipher.as_ref()?;
+                        let entries = headers.entry(pack).or_insert_with(|| {
+                            let (entries, read) = header::read(store.as_ref(), cipher, &pack);
+                            witness.read.fetch_add(read, Ordering::Relaxed);
+                            entries
+                        });
+                        let path = crate::layout::file_path(rustic_core::FileType::Pack, &pack);
+                        let why = match entries {
+                            Err(why) => format!("pack {path} {why}"),
+                            Ok(entries) => match entries.iter().find(|e| e.id == *id) {
+                                None => format!(
+                                    "pack {path}: its header does not list chunk {}",
+                                    &id.to_hex()[..8]
+                                ),
+                                Some(e) if e.offset == offset && e.length == length => {
+                                    return None;
+                                }
+                                Some(e) => format!(
+                                    "pack {path}: its header puts chunk {} at {}+{}, the \
+                                     index at {}+{}",
+                                    &id.to_hex()[..8],
+                                    e.offset,
+                                    e.length,
+                                    offset,
+                                    length
+                                ),
+                            },
+                        };
+                        Some((FailureClass::Mismatch, why))
+                    };
+                    let o = check_file(&repo, &node, c, &mut diagnose, &mut placed);
                     if o.failure.is_none() {
                         to_restore.push((outcomes.len(), node, c.path.clone()));
                     }

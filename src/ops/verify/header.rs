@@ -1,0 +1,129 @@
+//! A pack's header, read on its own (its last bytes, not the pack), so that a sampled chunk's
+//! place is checked against what the pack itself says, not only against the index.
+//!
+//! restic's layout: the blobs, then the header sealed with the repository key, then the
+//! header's sealed length (4 bytes, little endian). The opened header is one entry per blob:
+//! a type byte (0 data, 1 tree, 2 compressed data, 3 compressed tree), the stored length (u32),
+//! for a compressed blob its plain length (u32), and its id (32 bytes); blobs follow each other
+//! from offset 0 in that order.
+
+use rustic_core::{FileType, Id};
+
+use crate::{layout::file_path, sealed::Cipher, store::Store};
+
+/// One blob as the header places it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Entry {
+    pub(super) id: Id,
+    pub(super) offset: u32,
+    pub(super) length: u32,
+}
+
+/// Reads and opens the header of `pack`: its entries (or why they cannot be trusted), and the
+/// bytes read for it.
+pub(super) fn read(
+    store: &dyn Store,
+    cipher: &Cipher,
+    pack: &Id,
+) -> (Result<Vec<Entry>, String>, u64) {
+    let path = file_path(FileType::Pack, pack);
+    let mut read = 0u64;
+    let result = (|| {
+        let size = store
+            .stat(&path)
+            .map_err(|e| format!("cannot be read: {e}"))?
+            .ok_or_else(|| "is missing".to_string())?;
+        if size < 4 {
+            return Err(format!("is {size} bytes long, too short for a header"));
+        }
+        let tail = store
+            .read_range(&path, size - 4, 4)
+            .map_err(|e| format!("cannot be read: {e}"))?;
+        read += tail.len() as u64;
+        let len = u32::from_le_bytes(tail[..].try_into().map_err(|_| "short read".to_string())?);
+        if u64::from(len) + 4 > size {
+            return Err(format!(
+                "has a header length of {len} bytes, more than the pack holds ({size})"
+            ));
+        }
+        let sealed = store
+            .read_range(&path, size - 4 - u64::from(len), u64::from(len))
+            .map_err(|e| format!("cannot be read: {e}"))?;
+        read += sealed.len() as u64;
+        let plain = cipher
+            .open_raw(&sealed)
+            .ok_or_else(|| "has a header that does not open with the repository key".to_string())?;
+        let entries = parse(&plain)?;
+        let blobs: u64 = entries.iter().map(|e| u64::from(e.length)).sum();
+        if blobs + u64::from(len) + 4 != size {
+            return Err(format!(
+                "is {size} bytes, its header accounts for {}",
+                blobs + u64::from(len) + 4
+            ));
+        }
+        Ok(entries)
+    })();
+    (result, read)
+}
+
+fn parse(plain: &[u8]) -> Result<Vec<Entry>, String> {
+    let mut out = Vec::new();
+    let (mut at, mut offset) = (0usize, 0u32);
+    let u32_at = |i: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(plain.get(i..i + 4)?.try_into().ok()?))
+    };
+    while at < plain.len() {
+        let bad = || format!("has a header entry it cannot read at byte {at}");
+        let (length, id_at) = match plain[at] {
+            0 | 1 => (u32_at(at + 1).ok_or_else(bad)?, at + 5),
+            2 | 3 => (u32_at(at + 1).ok_or_else(bad)?, at + 9),
+            _ => return Err(bad()),
+        };
+        let id: [u8; 32] = plain
+            .get(id_at..id_at + 32)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(bad)?;
+        out.push(Entry {
+            id: Id::new(id),
+            offset,
+            length,
+        });
+        offset = offset.checked_add(length).ok_or_else(bad)?;
+        at = id_at + 32;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_of_both_kinds_follow_each_other() {
+        let mut plain = vec![0u8];
+        plain.extend(100u32.to_le_bytes());
+        plain.extend([7u8; 32]);
+        plain.push(2);
+        plain.extend(50u32.to_le_bytes());
+        plain.extend(80u32.to_le_bytes());
+        plain.extend([9u8; 32]);
+        let e = parse(&plain).unwrap();
+        assert_eq!(
+            e,
+            vec![
+                Entry {
+                    id: Id::new([7; 32]),
+                    offset: 0,
+                    length: 100
+                },
+                Entry {
+                    id: Id::new([9; 32]),
+                    offset: 100,
+                    length: 50
+                },
+            ]
+        );
+        assert!(parse(&plain[..plain.len() - 1]).is_err());
+        assert!(parse(&[9]).is_err());
+    }
+}
