@@ -90,9 +90,9 @@ impl Record {
 /// targets it was opened on.
 type Replica = (Arc<Cipher>, Vec<(String, Arc<dyn Store>)>);
 
-/// A target's sealed records by log (each log's lines in order), and the names that did not
-/// open with the key.
-pub type Replicated = (BTreeMap<String, Vec<String>>, Vec<String>);
+/// A target's sealed records by log (each log's lines in order), and the names that could not
+/// be used, with why.
+pub type Replicated = (BTreeMap<String, Vec<String>>, Vec<(String, String)>);
 
 /// What one command contributes, gathered while it runs.
 struct Trail {
@@ -105,6 +105,18 @@ struct Trail {
     bytes: Option<u64>,
     /// The repository key and the targets it was opened on, once a command opened it.
     replica: Option<Replica>,
+    /// Records that could not be written to the local log, and why.
+    lost: Vec<String>,
+}
+
+/// What [`finish`] has to say beyond the record itself.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// Records that could not be written to the local log: the trail has a gap, which the
+    /// command's exit code must show.
+    pub lost: Vec<String>,
+    /// Targets the records did not reach yet (they go with the next command).
+    pub pending: Option<String>,
 }
 
 static TRAIL: Mutex<Option<Trail>> = Mutex::new(None);
@@ -150,6 +162,7 @@ pub fn begin(cfg: &Config, command: &str, operator: Option<&str>) {
         snapshots: Vec::new(),
         bytes: None,
         replica: None,
+        lost: Vec::new(),
     };
     if let Ok(mut t) = TRAIL.lock() {
         *t = Some(trail);
@@ -224,7 +237,7 @@ pub fn locked_out(message: &str) {
 
 /// The command ended with `code` (and `error`, if it failed): its record, then the records not
 /// yet on the targets the command opened the repository on.
-pub fn finish(code: i32, error: Option<&str>) -> Option<String> {
+pub fn finish(code: i32, error: Option<&str>) -> Finished {
     let result = match code {
         crate::exit::OK => "ok",
         crate::exit::PARTIAL | crate::exit::INCOMPLETE => "partial",
@@ -232,27 +245,37 @@ pub fn finish(code: i32, error: Option<&str>) -> Option<String> {
         _ => "failed",
     };
     append_now(result, Some(code), error.map(str::to_string));
-    let Ok(mut t) = TRAIL.lock() else { return None };
-    let trail = t.take()?;
-    let (cipher, stores) = trail.replica?;
-    let lines = read_lines(&trail.path).ok()?;
+    let Some(trail) = TRAIL.lock().ok().and_then(|mut t| t.take()) else {
+        return Finished::default();
+    };
+    let mut out = Finished {
+        lost: trail.lost,
+        pending: None,
+    };
+    let Some((cipher, stores)) = trail.replica else {
+        return out;
+    };
+    let Ok(lines) = read_lines(&trail.path) else {
+        return out;
+    };
     let failed: Vec<String> = crate::par::each(&stores, |(name, store)| {
         upload(store.as_ref(), &lines, &cipher).map_err(|e| format!("`{name}`: {e}"))
     })
     .into_iter()
     .filter_map(Result::err)
     .collect();
-    (!failed.is_empty()).then(|| {
+    out.pending = (!failed.is_empty()).then(|| {
         format!(
             "audit records not yet replicated to {} (they go with the next command)",
             failed.join(", ")
         )
-    })
+    });
+    out
 }
 
 fn append_now(result: &str, exit_code: Option<i32>, message: Option<String>) {
-    let Ok(t) = TRAIL.lock() else { return };
-    let Some(t) = t.as_ref() else { return };
+    let Ok(mut t) = TRAIL.lock() else { return };
+    let Some(t) = t.as_mut() else { return };
     let args: Vec<String> = std::env::args().map(|a| redact(&a)).collect();
     let mut record = Record {
         seq: 0,
@@ -274,8 +297,10 @@ fn append_now(result: &str, exit_code: Option<i32>, message: Option<String>) {
         hash: String::new(),
     };
     if let Err(e) = append(&t.path, &mut record) {
-        // The command has run; losing its record must at least be said.
-        eprintln!("WARN audit record not written to {}: {e}", t.path.display());
+        t.lost.push(format!(
+            "audit record not written to {}: {e}",
+            t.path.display()
+        ));
     }
 }
 
@@ -419,14 +444,13 @@ fn remote_name(r: &Record) -> String {
     format!("{}-{:010}", r.log, r.seq)
 }
 
-fn upload(store: &dyn Store, lines: &[String], cipher: &Cipher) -> Result<usize, String> {
+fn upload(store: &dyn Store, lines: &[String], cipher: &Cipher) -> Result<(), String> {
     let held: std::collections::BTreeSet<String> = store
         .list(AUDIT_DIR)
         .map_err(|e| e.to_string())?
         .into_iter()
         .map(|(n, _)| n)
         .collect();
-    let mut written = 0;
     for line in lines {
         let Ok(r) = serde_json::from_str::<Record>(line) else {
             continue;
@@ -439,13 +463,12 @@ fn upload(store: &dyn Store, lines: &[String], cipher: &Cipher) -> Result<usize,
         store
             .write(&format!("{AUDIT_DIR}/{name}"), vec![sealed])
             .map_err(|e| e.to_string())?;
-        written += 1;
     }
-    Ok(written)
+    Ok(())
 }
 
-/// The records a target holds, by log: (name, line) in order, and names that do not open
-/// with the key.
+/// The records a target holds, by log (each log's lines in order), and the names that do not
+/// open with the key or could not be read (with why).
 ///
 /// # Errors
 /// The folder cannot be listed.
@@ -460,10 +483,15 @@ pub fn replicated(store: &dyn Store, cipher: &Cipher) -> Result<Replicated, Stri
     let mut logs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut foreign = Vec::new();
     for name in names {
-        let opened = store
-            .read(&format!("{AUDIT_DIR}/{name}"))
-            .ok()
-            .and_then(|b| cipher.open(&b))
+        let bytes = match store.read(&format!("{AUDIT_DIR}/{name}")) {
+            Ok(b) => b,
+            Err(e) => {
+                foreign.push((name, format!("cannot be read: {e}")));
+                continue;
+            }
+        };
+        let opened = cipher
+            .open(&bytes)
             .and_then(|p| String::from_utf8(p).ok())
             .filter(|line| {
                 serde_json::from_str::<Record>(line).is_ok_and(|r| remote_name(&r) == name)
@@ -473,7 +501,10 @@ pub fn replicated(store: &dyn Store, cipher: &Cipher) -> Result<Replicated, Stri
                 let log = name.split('-').next().unwrap_or_default().to_string();
                 logs.entry(log).or_default().push(line);
             }
-            None => foreign.push(name),
+            None => foreign.push((
+                name,
+                "does not open with the repository key (not cairn's)".into(),
+            )),
         }
     }
     Ok((logs, foreign))

@@ -185,7 +185,7 @@ impl Proof {
     /// The key file this proof was opened with, when a deletion record removes it: the key is
     /// then taken off the targets that still hold it (they missed the removal).
     fn removed_key(&self, sources: &[Source<'_>]) -> Option<String> {
-        let path = crate::layout::file_path(rustic_core::FileType::Key, &self.key_id?);
+        let path = self.key_path()?;
         let deletions = crate::deletion::load(sources, self, &ForeignFound::default());
         if !deletions.deletes(&path) {
             return None;
@@ -245,10 +245,13 @@ impl Proof {
         Ok((path, bytes))
     }
 
-    /// The key file this proof was opened with.
+    /// The key file this proof was opened with (`keys/ID`).
     #[must_use]
-    pub fn key_id(&self) -> Option<Id> {
-        self.key_id
+    pub fn key_path(&self) -> Option<String> {
+        Some(crate::layout::file_path(
+            rustic_core::FileType::Key,
+            &self.key_id?,
+        ))
     }
 
     fn new(password: Secret, master: MasterKey, config: Bytes) -> Result<Self> {
@@ -384,7 +387,11 @@ impl Proof {
     /// a key of another password by an endorsement sealed with the repository key (its name is
     /// its hash, so the endorsement authenticates its bytes).
     fn check_key(&self, path: &str, bytes: &Bytes) -> std::result::Result<(), String> {
-        if self.endorsed.lock().is_ok_and(|e| e.contains(path)) {
+        // The key the password opened is proven (its bytes hash to its name, checked first),
+        // without deriving the key from the password again.
+        if self.key_path().as_deref() == Some(path)
+            || self.endorsed.lock().is_ok_and(|e| e.contains(path))
+        {
             return Ok(());
         }
         let alone = Arc::new(MemStore::new());

@@ -201,7 +201,9 @@ impl Session {
             let sources: Vec<crate::replica::Source<'_>> = others
                 .iter()
                 .chain(&self.probed)
-                .filter(|p| matches!(p.probe, Probe::Ready { .. }))
+                .filter(
+                    |p| matches!(&p.probe, Probe::Ready { config, .. } if config == proof.config()),
+                )
                 .filter_map(|p| Some((p.cfg.name.as_str(), p.store.as_deref()?)))
                 .collect();
             proof.refuse_if_removed(&sources)?;

@@ -71,3 +71,15 @@ pub fn ask_twice(prompt: &str, no_terminal: &str) -> Result<Secret> {
     }
     Ok(first)
 }
+
+/// A new secret: from the environment variable `var` when it is set (a script, a test), else
+/// asked twice on the terminal.
+///
+/// # Errors
+/// Neither gives one, or the two entries differ.
+pub fn new_secret(var: &str, prompt: &str) -> Result<Secret> {
+    if let Ok(s) = crate::secret::SecretRef::Env(var.to_string()).resolve(var) {
+        return Ok(s);
+    }
+    ask_twice(prompt, &format!("set {var}, or run on a terminal"))
+}

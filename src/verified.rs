@@ -78,12 +78,14 @@ impl VerifiedPacks {
                     Some(b) => b,
                     None => {
                         let b = first_intact(members, path, &fell_back);
+                        // Cached before the waiters are let in, so they find it.
+                        if let Ok(b) = &b {
+                            self.put(*id, b.clone());
+                        }
                         if let Ok(mut l) = self.loading.lock() {
                             l.remove(id);
                         }
-                        let b = b?;
-                        self.put(*id, b.clone());
-                        b
+                        b?
                     }
                 }
             }
@@ -95,11 +97,9 @@ impl VerifiedPacks {
                 pack.len()
             )]);
         }
-        // Both bounds are within the pack's length, which is a usize. A copy, not a slice: a
-        // slice would keep the whole pack alive for as long as rustic_core keeps the blob (in
-        // its blob cache, in its restore's write queue), past this cache's budget.
+        // Both bounds are within the pack's length, which is a usize.
         #[allow(clippy::cast_possible_truncation)]
-        Ok(Bytes::copy_from_slice(&pack[offset as usize..end as usize]))
+        Ok(pack.slice(offset as usize..end as usize))
     }
 }
 

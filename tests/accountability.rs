@@ -6,6 +6,7 @@ mod common;
 use std::{fs, os::unix::fs::PermissionsExt, path::Path, process::Output};
 
 use common::*;
+use sha2::Digest;
 
 fn with_env(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = cairn_cmd(config);
@@ -168,6 +169,17 @@ fn every_command_is_recorded_and_tampering_is_named_at_its_record() {
     write(&lines);
     assert_eq!(verify_audit(&config).0, 0);
     assert_no_secret_written(tmp.path().join("state").as_path(), &[PASSWORD]);
+
+    // A record that cannot be written is a failed command, not a warning: the trail has a gap.
+    fs::remove_file(&path).unwrap();
+    fs::create_dir(&path).unwrap();
+    let o = cairn(&config, &["snapshots"]);
+    expect_code(&o, 1);
+    assert!(
+        text(&o).contains("audit record not written"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -468,4 +480,24 @@ fn a_key_added_while_a_target_is_away_reaches_it_at_catch_up_and_the_last_key_st
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
+
+    // A key file no cairn endorsed (planted, named by its own hash) is listed as unproven and
+    // never acted on.
+    let junk = br#"{"username":"mallory","hostname":"x","kdf":"scrypt","N":2,"r":1,"p":1,"data":"","salt":""}"#;
+    let name = hex(&sha2::Sha256::digest(junk));
+    let planted = tmp.path().join("disk/keys").join(&name);
+    fs::write(&planted, junk).unwrap();
+    let o = cairn(&config, &["--json", "key", "list"]);
+    let listed = json(&o);
+    let mallory = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["operator"] == "mallory")
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(mallory["proven"], false, "{listed}");
+    let o = cairn(&config, &["--operator", "mallory", "key", "remove"]);
+    expect_code(&o, 1);
+    assert!(text(&o).contains("no key cairn can prove"), "{}", text(&o));
+    assert!(planted.exists());
 }

@@ -101,13 +101,16 @@ fn verify(ctx: &Ctx, path: &std::path::Path, lines: &[String]) -> Result<i32> {
                 unreachable.push(p.cfg.name.clone());
                 continue;
             };
+            if let cairn::probe::Probe::Ready { config, .. } = &p.probe
+                && config != proof.config()
+            {
+                say(&p.cfg.name, "holds another repository: not compared".into());
+                continue;
+            }
             match audit::replicated(store.as_ref(), cipher) {
                 Ok((logs, foreign)) => {
-                    for name in foreign {
-                        say(
-                            &p.cfg.name,
-                            format!("{name} does not open with the repository key (not cairn's)"),
-                        );
+                    for (name, why) in foreign {
+                        say(&p.cfg.name, format!("{name} {why}"));
                     }
                     for (log, remote) in &logs {
                         if let Some(f) = audit::verify(remote) {
@@ -148,5 +151,12 @@ fn verify(ctx: &Ctx, path: &std::path::Path, lines: &[String]) -> Result<i32> {
             println!("not compared (unreachable): {}", unreachable.join(", "));
         }
     }
-    Ok(if ok { exit::OK } else { exit::VERIFY_FAILED })
+    Ok(if !ok {
+        exit::VERIFY_FAILED
+    } else if !unreachable.is_empty() {
+        // Intact as far as it could be compared; a target not compared is not proven.
+        exit::UNREACHABLE
+    } else {
+        exit::OK
+    })
 }

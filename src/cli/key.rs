@@ -3,7 +3,6 @@
 use anyhow::Result;
 use cairn::{
     ops::key::{self, KeyReport},
-    secret::{Secret, SecretRef},
     session::password,
 };
 
@@ -38,7 +37,7 @@ pub fn run(ctx: &Ctx, args: Args, operator: Option<&str>) -> Result<i32> {
         KeyCommand::Add => {
             cairn::audit::command("key add");
             let operator = operator()?;
-            let new = new_password()?;
+            let new = cairn::tty::new_secret("CAIRN_NEW_PASSWORD", "New password: ")?;
             let r = key::add(&ctx.cfg, &pw, &operator, &new, &ctx.observer())?;
             report(ctx, &r, "added")
         }
@@ -57,6 +56,8 @@ pub fn run(ctx: &Ctx, args: Args, operator: Option<&str>) -> Result<i32> {
                 let mark = if k.current { "*" } else { "" };
                 let removed = if k.removed {
                     "  (removed; those targets lose it at their next catch-up)"
+                } else if !k.proven {
+                    "  (not proven: neither this password's nor endorsed by cairn; left alone)"
                 } else {
                     ""
                 };
@@ -78,16 +79,6 @@ pub fn run(ctx: &Ctx, args: Args, operator: Option<&str>) -> Result<i32> {
             report(ctx, &r, "removed")
         }
     }
-}
-
-fn new_password() -> Result<Secret> {
-    if let Ok(p) = SecretRef::Env("CAIRN_NEW_PASSWORD".into()).resolve("new password") {
-        return Ok(p);
-    }
-    Ok(cairn::tty::ask_twice(
-        "New password: ",
-        "no new password: set CAIRN_NEW_PASSWORD, or run on a terminal",
-    )?)
 }
 
 fn report(ctx: &Ctx, r: &KeyReport, done: &str) -> Result<i32> {

@@ -205,7 +205,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         cairn::audit::begin(&ctx.cfg, name, actor.as_deref());
     }
     let started = std::time::Instant::now();
-    let outcome = match cli.command {
+    let mut outcome = match cli.command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
@@ -235,8 +235,16 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Some(format!("{e:#}")),
             ),
         };
-        if let Some(w) = cairn::audit::finish(code, error.as_deref()) {
-            ctx.reporter.print("WARN", &w);
+        let finished = cairn::audit::finish(code, error.as_deref());
+        if let Some(w) = &finished.pending {
+            ctx.reporter.print("WARN", w);
+        }
+        for lost in &finished.lost {
+            ctx.reporter.print("ERROR", lost);
+        }
+        // A command whose record is lost did not fully succeed: the trail has a gap.
+        if !finished.lost.is_empty() && matches!(outcome, Ok(exit::OK)) {
+            outcome = Ok(exit::FAILED);
         }
     }
     if recorded {

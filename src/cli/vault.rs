@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Read};
 
 use anyhow::Result;
 use cairn::{
-    secret::{Secret, SecretRef},
+    secret::Secret,
     vault::{Vault, is_name},
 };
 
@@ -49,15 +49,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             cairn::audit::command("vault init");
             let pass = match &access.passphrase {
                 Some(_) => access.passphrase()?,
-                None => match SecretRef::Env("CAIRN_VAULT_PASSPHRASE".into())
-                    .resolve("vault passphrase")
-                {
-                    Ok(p) => p,
-                    Err(_) => cairn::tty::ask_twice(
-                        "New vault passphrase: ",
-                        "no vault passphrase: set CAIRN_VAULT_PASSPHRASE or [vault] passphrase",
-                    )?,
-                },
+                None => cairn::tty::new_secret("CAIRN_VAULT_PASSPHRASE", "New vault passphrase: ")?,
             };
             Vault::create(&access.path, &pass)?;
             say(ctx, &format!("vault created: {}", access.path.display()))
@@ -105,15 +97,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         VaultCommand::Passwd => {
             cairn::audit::command("vault passwd");
             let vault = access.open()?;
-            let new = match SecretRef::Env("CAIRN_NEW_VAULT_PASSPHRASE".into())
-                .resolve("new vault passphrase")
-            {
-                Ok(p) => p,
-                Err(_) => cairn::tty::ask_twice(
-                    "New vault passphrase: ",
-                    "no new passphrase: set CAIRN_NEW_VAULT_PASSPHRASE, or run on a terminal",
-                )?,
-            };
+            let new =
+                cairn::tty::new_secret("CAIRN_NEW_VAULT_PASSPHRASE", "New vault passphrase: ")?;
             vault.change_passphrase(&new)?;
             say(ctx, "vault passphrase changed")
         }

@@ -57,6 +57,10 @@ pub struct KeyInfo {
     pub targets: Vec<String>,
     /// Whether the password given opened it.
     pub current: bool,
+    /// Whether it is proven this repository's: it opens with the password given, or cairn
+    /// endorsed it with the repository key when it added it. A key file that is neither (one
+    /// `restic key add` wrote, or one planted on a target) is listed but never acted on.
+    pub proven: bool,
     /// Whether a removal is recorded for it (targets listed still hold it until they obey).
     pub removed: bool,
 }
@@ -99,27 +103,92 @@ fn reachable(probed: &[Probed]) -> Vec<(usize, Source<'_>)> {
         .collect()
 }
 
-/// Every key on the reachable targets, by key file path.
-fn keys_held(sources: &[Source<'_>]) -> BTreeMap<String, (KeyHead, Vec<String>)> {
-    let mut out: BTreeMap<String, (KeyHead, Vec<String>)> = BTreeMap::new();
-    for (name, store) in sources {
-        for (rel, _) in store.list("keys").unwrap_or_default() {
-            let path = format!("keys/{rel}");
-            if let Some((_, holders)) = out.get_mut(&path) {
-                holders.push((*name).to_string());
-                continue;
+/// One key file as the reachable targets hold it.
+struct Held {
+    head: KeyHead,
+    targets: Vec<String>,
+    proven: bool,
+    /// A deletion record removes it (the targets listed have not obeyed yet).
+    removed: bool,
+}
+
+/// What the key commands look at: the reachable targets holding the repository, and every key
+/// file they hold (with whether a deletion record removes it).
+struct Keys<'a> {
+    reachable: Vec<(usize, Source<'a>)>,
+    held: BTreeMap<String, Held>,
+}
+
+impl<'a> Keys<'a> {
+    /// Reads the keys of the targets in `probed` that hold the repository `proof` opened.
+    ///
+    /// # Errors
+    /// Two targets hold different repositories.
+    fn read(probed: &'a [Probed], proof: &Proof) -> Result<Self> {
+        crate::probe::one_repository(probed)?;
+        let reachable = reachable(probed);
+        let sources: Vec<Source<'_>> = reachable.iter().map(|(_, s)| *s).collect();
+        let deletions = deletion::load(&sources, proof, &ForeignFound::default());
+        let mut holders: BTreeMap<String, Vec<Source<'_>>> = BTreeMap::new();
+        for source in &sources {
+            for (rel, _) in source.1.list("keys").unwrap_or_default() {
+                holders
+                    .entry(format!("keys/{rel}"))
+                    .or_default()
+                    .push(*source);
             }
-            let Some(head) = store
-                .read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<KeyHead>(&b).ok())
-            else {
-                continue;
-            };
-            out.insert(path, (head, vec![(*name).to_string()]));
         }
+        let mut held = BTreeMap::new();
+        for (path, from) in holders {
+            // The head of the first copy that proves itself, else of the first that parses.
+            let mut found: Option<(KeyHead, bool)> = None;
+            for (_, store) in &from {
+                let Ok(bytes) = store.read(&path) else {
+                    continue;
+                };
+                let proven = proof.check(&path, &bytes).is_ok();
+                if let Ok(head) = serde_json::from_slice::<KeyHead>(&bytes)
+                    && (proven || found.is_none())
+                {
+                    found = Some((head, proven));
+                }
+                if proven {
+                    break;
+                }
+            }
+            if let Some((head, proven)) = found {
+                let targets = from.iter().map(|(n, _)| (*n).to_string()).collect();
+                let removed = deletions.deletes(&path);
+                held.insert(
+                    path,
+                    Held {
+                        head,
+                        targets,
+                        proven,
+                        removed,
+                    },
+                );
+            }
+        }
+        Ok(Self { reachable, held })
     }
-    out
+
+    /// The proven keys in force.
+    fn in_force(&self) -> impl Iterator<Item = (&String, &Held)> {
+        self.held.iter().filter(|(_, k)| k.proven && !k.removed)
+    }
+
+    /// The proven keys in force of `operator`.
+    fn of(&self, operator: &str) -> Vec<String> {
+        self.in_force()
+            .filter(|(_, k)| k.head.username.as_deref() == Some(operator))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    fn sources(&self) -> Vec<Source<'a>> {
+        self.reachable.iter().map(|(_, s)| *s).collect()
+    }
 }
 
 /// Each target's part: `away` says what becomes of a target that was not reached.
@@ -181,17 +250,13 @@ pub fn add(
     let mut locked = LockedTargets::acquire(cfg, "key add", observer)?;
     locked.prove(password, observer)?;
     let proof = locked.proof().ok_or(Error::NoRepository)?;
-    let reachable = reachable(locked.probed());
-    let sources: Vec<Source<'_>> = reachable.iter().map(|(_, s)| *s).collect();
-    let deletions = deletion::load(&sources, proof, &ForeignFound::default());
-    if let Some((path, _)) = keys_held(&sources)
-        .iter()
-        .find(|(p, (h, _))| h.username.as_deref() == Some(operator) && !deletions.deletes(p))
-    {
+    let keys = Keys::read(locked.probed(), proof)?;
+    if let Some(path) = keys.of(operator).first() {
         return Err(Error::Input(format!(
             "operator `{operator}` already has a key ({path}); remove it first to change it"
         )));
     }
+    let sources = keys.sources();
     let opts = rustic_core::KeyOptions::default()
         .username(operator.to_string())
         .hostname(host())
@@ -218,7 +283,7 @@ pub fn add(
     });
     let targets = per_target(
         locked.probed(),
-        &reachable,
+        &keys.reachable,
         &results,
         "gets the key at its next catch-up",
         "the key was written to no target",
@@ -233,22 +298,20 @@ pub fn add(
 pub fn list(cfg: &Config, password: &Secret) -> Result<Vec<KeyInfo>> {
     let probed = crate::probe::probe_all(cfg, None)?;
     let proof = Proof::unlock(&probed, password)?;
-    let reachable = reachable(&probed);
-    let sources: Vec<Source<'_>> = reachable.iter().map(|(_, s)| *s).collect();
-    let deletions = deletion::load(&sources, &proof, &ForeignFound::default());
-    let current = proof
-        .key_id()
-        .map(|id| crate::layout::file_path(rustic_core::FileType::Key, &id));
-    Ok(keys_held(&sources)
+    let keys = Keys::read(&probed, &proof)?;
+    let current = proof.key_path();
+    Ok(keys
+        .held
         .into_iter()
-        .map(|(path, (head, targets))| KeyInfo {
+        .map(|(path, k)| KeyInfo {
             id: path.trim_start_matches("keys/").to_string(),
-            operator: head.username.unwrap_or_default(),
-            host: head.hostname.unwrap_or_default(),
-            created: head.created.unwrap_or_default(),
+            operator: k.head.username.unwrap_or_default(),
+            host: k.head.hostname.unwrap_or_default(),
+            created: k.head.created.unwrap_or_default(),
             current: current.as_deref() == Some(path.as_str()),
-            removed: deletions.deletes(&path),
-            targets,
+            proven: k.proven,
+            removed: k.removed,
+            targets: k.targets,
         })
         .collect())
 }
@@ -267,38 +330,38 @@ pub fn remove(
     let mut locked = LockedTargets::acquire(cfg, "key remove", observer)?;
     locked.prove(password, observer)?;
     let proof = locked.proof().ok_or(Error::NoRepository)?;
-    let reachable = reachable(locked.probed());
-    let sources: Vec<Source<'_>> = reachable.iter().map(|(_, s)| *s).collect();
-    let deletions = deletion::load(&sources, proof, &ForeignFound::default());
-    let held: BTreeMap<String, (KeyHead, Vec<String>)> = keys_held(&sources)
-        .into_iter()
-        .filter(|(p, _)| !deletions.deletes(p))
-        .collect();
-    let doomed: Vec<String> = held
-        .iter()
-        .filter(|(_, (h, _))| h.username.as_deref() == Some(operator))
-        .map(|(p, _)| p.clone())
-        .collect();
+    let keys = Keys::read(locked.probed(), proof)?;
+    let doomed = keys.of(operator);
     if doomed.is_empty() {
-        return Err(Error::Input(format!(
-            "operator `{operator}` has no key on any reachable target (see `cairn key list`)"
-        )));
+        let unproven = keys
+            .held
+            .values()
+            .any(|k| !k.removed && k.head.username.as_deref() == Some(operator));
+        return Err(Error::Input(if unproven {
+            format!(
+                "operator `{operator}` has no key cairn can prove on any reachable target; a key \
+                 file with that name that neither opens with this password nor was endorsed by \
+                 cairn is left as it is (`restic key remove` removes it, target by target)"
+            )
+        } else {
+            format!(
+                "operator `{operator}` has no key on any reachable target (see `cairn key list`)"
+            )
+        }));
     }
-    if doomed.len() == held.len() {
+    if doomed.len() == keys.in_force().count() {
         return Err(Error::Input(format!(
             "the key(s) of `{operator}` are the last of the repository: removing them would \
              lock everyone out; add another operator's key first"
         )));
     }
-    let current = proof
-        .key_id()
-        .map(|id| crate::layout::file_path(rustic_core::FileType::Key, &id));
-    if current.as_ref().is_some_and(|c| doomed.contains(c)) {
+    if proof.key_path().is_some_and(|c| doomed.contains(&c)) {
         return Err(Error::Input(format!(
             "the password given opens `{operator}`'s own key: remove it with another \
              operator's password"
         )));
     }
+    let sources = keys.sources();
     let record = Record::new("key remove", doomed.clone());
     let (_, results) = deletion::record_and_remove(&sources, &record, proof, Recorded::Each)
         .map_err(Error::Input)?;
@@ -306,7 +369,7 @@ pub fn remove(
         results.into_iter().map(|r| r.map(|_| ())).collect();
     let targets = per_target(
         locked.probed(),
-        &reachable,
+        &keys.reachable,
         &results,
         "loses the key at its next catch-up; cairn refuses the password there meanwhile",
         "the removal was recorded nowhere, no key was removed",

@@ -329,7 +329,6 @@ pub fn run<P: ProgressBars>(
         report.seconds = started.elapsed().as_secs_f64();
         return Ok(report);
     }
-    crate::audit::bytes(bytes);
     let replace = matches!(opts.overwrite, Overwrite::IfChanged | Overwrite::Always);
     if is_file {
         if dest_root.is_symlink() {
@@ -378,6 +377,7 @@ pub fn run<P: ProgressBars>(
     });
     observer.writing_done();
     restored?;
+    crate::audit::bytes(bytes);
     #[cfg(feature = "test-hooks")]
     tamper(&dest_root);
     if opts.verify {

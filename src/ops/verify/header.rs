@@ -9,6 +9,7 @@
 
 use rustic_core::{FileType, Id};
 
+use super::FailureClass;
 use crate::{layout::file_path, sealed::Cipher, store::Store};
 
 /// One blob as the header places it.
@@ -19,47 +20,57 @@ pub(super) struct Entry {
     pub(super) length: u32,
 }
 
-/// Reads and opens the header of `pack`: its entries (or why they cannot be trusted), and the
+/// Why a header cannot be used: missing, unreadable (the storage failed), or damaged.
+pub(super) type Unusable = (FailureClass, String);
+
+/// Reads and opens the header of `pack`: its entries (or why they cannot be used), and the
 /// bytes read for it.
 pub(super) fn read(
     store: &dyn Store,
     cipher: &Cipher,
     pack: &Id,
-) -> (Result<Vec<Entry>, String>, u64) {
+) -> (Result<Vec<Entry>, Unusable>, u64) {
     let path = file_path(FileType::Pack, pack);
     let mut read = 0u64;
+    let unreadable =
+        |e: crate::store::StoreError| (FailureClass::Unreadable, format!("cannot be read: {e}"));
+    let damaged = |what: String| (FailureClass::Mismatch, what);
     let result = (|| {
         let size = store
             .stat(&path)
-            .map_err(|e| format!("cannot be read: {e}"))?
-            .ok_or_else(|| "is missing".to_string())?;
+            .map_err(unreadable)?
+            .ok_or_else(|| (FailureClass::Missing, "is missing".to_string()))?;
         if size < 4 {
-            return Err(format!("is {size} bytes long, too short for a header"));
+            return Err(damaged(format!(
+                "is {size} bytes long, too short for a header"
+            )));
         }
-        let tail = store
-            .read_range(&path, size - 4, 4)
-            .map_err(|e| format!("cannot be read: {e}"))?;
+        let tail = store.read_range(&path, size - 4, 4).map_err(unreadable)?;
         read += tail.len() as u64;
-        let len = u32::from_le_bytes(tail[..].try_into().map_err(|_| "short read".to_string())?);
+        let len = u32::from_le_bytes(
+            tail[..]
+                .try_into()
+                .map_err(|_| damaged("gave a short read".into()))?,
+        );
         if u64::from(len) + 4 > size {
-            return Err(format!(
+            return Err(damaged(format!(
                 "has a header length of {len} bytes, more than the pack holds ({size})"
-            ));
+            )));
         }
         let sealed = store
             .read_range(&path, size - 4 - u64::from(len), u64::from(len))
-            .map_err(|e| format!("cannot be read: {e}"))?;
+            .map_err(unreadable)?;
         read += sealed.len() as u64;
-        let plain = cipher
-            .open_raw(&sealed)
-            .ok_or_else(|| "has a header that does not open with the repository key".to_string())?;
-        let entries = parse(&plain)?;
+        let plain = cipher.open_raw(&sealed).ok_or_else(|| {
+            damaged("has a header that does not open with the repository key".into())
+        })?;
+        let entries = parse(&plain).map_err(damaged)?;
         let blobs: u64 = entries.iter().map(|e| u64::from(e.length)).sum();
         if blobs + u64::from(len) + 4 != size {
-            return Err(format!(
+            return Err(damaged(format!(
                 "is {size} bytes, its header accounts for {}",
                 blobs + u64::from(len) + 4
-            ));
+            )));
         }
         Ok(entries)
     })();

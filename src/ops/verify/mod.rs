@@ -339,7 +339,7 @@ fn verify_target<P: ProgressBars + Clone>(
     let mut diagnosed: BTreeMap<Id, (FailureClass, String)> = BTreeMap::new();
     // Each pack's header, read once: a sampled chunk must sit where its pack says.
     let cipher = crate::sealed::Cipher::new(&repo.key()).ok();
-    let mut headers: BTreeMap<Id, std::result::Result<Vec<header::Entry>, String>> =
+    let mut headers: BTreeMap<Id, std::result::Result<Vec<header::Entry>, header::Unusable>> =
         BTreeMap::new();
     let mut outcomes = Vec::with_capacity(sample.len());
     // Files whose chunks passed, restored together afterwards: (outcome, node, path).
@@ -383,7 +383,9 @@ fn verify_target<P: ProgressBars + Clone>(
                         });
                         let path = crate::layout::file_path(rustic_core::FileType::Pack, &pack);
                         let why = match entries {
-                            Err(why) => format!("pack {path} {why}"),
+                            Err((class, why)) => {
+                                return Some((*class, format!("pack {path} {why}")));
+                            }
                             Ok(entries) => match entries.iter().find(|e| e.id == *id) {
                                 None => format!(
                                     "pack {path}: its header does not list chunk {}",
