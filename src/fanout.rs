@@ -185,7 +185,7 @@ impl Fanout {
             .unwrap_or_default()
     }
 
-    fn fell_back<'a>(&'a self, what: &'a str) -> impl Fn(&str, &[String]) + 'a {
+    pub(crate) fn fell_back<'a>(&'a self, what: &'a str) -> impl Fn(&str, &[String]) + 'a {
         move |used: &str, errors: &[String]| {
             self.observer.warn(&format!(
                 "{what}: read from `{used}` after: {}",
@@ -212,7 +212,7 @@ impl Fanout {
         &self.members
     }
 
-    fn active(&self) -> Vec<&Arc<Member>> {
+    pub(crate) fn active(&self) -> Vec<&Arc<Member>> {
         self.members.iter().filter(|m| m.is_active()).collect()
     }
 

@@ -62,6 +62,13 @@ impl Cipher {
     }
 }
 
+impl std::fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.write_str("Cipher")
+    }
+}
+
 impl Cipher {
     /// The plain bytes of anything restic sealed (a pack's header, whose first byte is a blob
     /// type, not a compression marker): `None` unless it authenticates with this key.

@@ -1,24 +1,35 @@
-//! Verified reads for restores: a repository file is used only once its SHA-256 matches its
-//! name, and one that does not is read from the next target instead.
+//! Verified reads for reading commands: nothing a target gives is used before it is proven, and
+//! what fails is read from the next target instead.
 //!
-//! rustic_core reads data blobs as byte ranges of a pack, and a blob that fails to decrypt ends
-//! the restore; a damaged pack on the first target would stop it even though the next target
-//! holds an intact copy. So a pack is read whole from the first target whose copy hashes right,
-//! and the ranges are served from that copy, kept in a bounded cache (a restore reads the blobs
-//! of a pack together).
+//! File contents ([`Contents`]) are read blob by blob, each blob checked against its id. What
+//! rustic_core reads itself (trees, as byte ranges of a pack it cannot check against anything)
+//! comes from a pack read whole from the first target whose copy hashes to its name, kept in a
+//! small cache ([`VerifiedPacks`]; tree packs are small, and a restore reads a pack's trees
+//! together).
 
 use std::{
     collections::VecDeque,
+    io::Write,
     sync::{Arc, Mutex},
 };
 
 use bytes::Bytes;
-use rustic_core::Id;
+use rustic_core::{
+    FileType, Id, IndexedFull, Repository,
+    repofile::{MasterKey, Node},
+};
+use sha2::{Digest, Sha256};
 
-use crate::{fanout::Member, layout::hash_matches};
+use crate::{
+    fanout::Member,
+    layout::{file_path, hash_matches},
+    sealed::Cipher,
+    store::Store,
+};
 
-/// Memory the verified packs may take at once.
-const BUDGET: usize = 256 << 20;
+/// Memory the verified packs may take at once (data packs are 32 MiB and more; a restore reads
+/// none of them this way, other commands' rare blob reads may).
+const BUDGET: usize = 64 << 20;
 
 /// The packs read and verified most recently.
 #[derive(Debug, Default)]
@@ -129,4 +140,309 @@ pub(crate) fn first_intact(
         }
     }
     Err(errors)
+}
+
+/// Most bytes read in one request: neighbouring blobs of a file are read together, so a file
+/// packed in order costs a few requests, not one per blob.
+const MAX_READ: u64 = 4 << 20;
+
+/// One blob of a [`Group`]: where in the group's bytes, and what it must open to.
+#[derive(Debug)]
+struct Blob {
+    id: Id,
+    at: usize,
+    length: usize,
+    /// Its plain length when stored compressed.
+    plain: Option<usize>,
+}
+
+/// Neighbouring blobs of one pack, read in one request.
+#[derive(Debug)]
+struct Group {
+    pack: Id,
+    offset: u64,
+    length: u64,
+    blobs: Vec<Blob>,
+}
+
+/// File contents read blob by blob, each blob checked where it is used: it opens with the
+/// repository key and its plain bytes hash to its id. A blob that fails is read from the next
+/// target, so two copies damaged in different places still give the file back; memory is a
+/// few reads per file, whatever the size of the pack or of the restore.
+#[derive(Debug, Clone)]
+pub(crate) struct Contents {
+    fanout: crate::fanout::Fanout,
+    cipher: Arc<Cipher>,
+}
+
+impl Contents {
+    /// Contents read through `fanout`'s active members, in order.
+    ///
+    /// # Errors
+    /// The key's parts have the wrong lengths.
+    pub(crate) fn new(fanout: &crate::fanout::Fanout, key: &MasterKey) -> Result<Self, String> {
+        Ok(Self {
+            fanout: fanout.clone(),
+            cipher: Arc::new(Cipher::new(key)?),
+        })
+    }
+
+    /// Writes the content of the file `node` to `w`, reading the next blobs while it writes;
+    /// `written` is told every write's length.
+    ///
+    /// # Errors
+    /// Why a blob could not be had from any target, or why `w` failed.
+    pub(crate) fn write<S: IndexedFull>(
+        &self,
+        repo: &Repository<S>,
+        node: &Node,
+        w: &mut impl Write,
+        written: impl Fn(u64),
+    ) -> Result<(), String> {
+        let groups = plan(repo, node)?;
+        let mut put = |blobs: Vec<Bytes>| -> Result<(), String> {
+            for b in blobs {
+                w.write_all(&b).map_err(|e| format!("cannot write: {e}"))?;
+                written(b.len() as u64);
+            }
+            Ok(())
+        };
+        if groups.len() < 2 {
+            return groups.iter().try_for_each(|g| put(self.fetch(g)?));
+        }
+        // One group is read and checked while the one before is written.
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            s.spawn(move || {
+                for g in &groups {
+                    let got = self.fetch(g);
+                    let failed = got.is_err();
+                    if tx.send(got).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            // Returning early drops `rx`, which stops the reader.
+            rx.into_iter().try_for_each(|got| put(got?))
+        })
+    }
+
+    /// The content of the file `node` as a reader, one read of neighbouring blobs at a time
+    /// (a tar stream pulls what it writes).
+    ///
+    /// # Errors
+    /// A blob of the file is in no index.
+    pub(crate) fn reader<S: IndexedFull>(
+        &self,
+        repo: &Repository<S>,
+        node: &Node,
+    ) -> Result<ContentReader<'_>, String> {
+        Ok(ContentReader {
+            contents: self,
+            groups: plan(repo, node)?.into_iter(),
+            ready: std::collections::VecDeque::new(),
+        })
+    }
+
+    /// The blobs of `g`, from the first target whose copy of every one is sound.
+    fn fetch(&self, g: &Group) -> Result<Vec<Bytes>, String> {
+        let path = file_path(FileType::Pack, &g.pack);
+        let what = format!("reading {path}");
+        let mut errors = Vec::new();
+        for m in self.fanout.active() {
+            match self.fetch_from(m.store().as_ref(), &path, g) {
+                Ok(blobs) => {
+                    if !errors.is_empty() {
+                        (self.fanout.fell_back(&what))(&m.name, &errors);
+                    }
+                    return Ok(blobs);
+                }
+                Err(e) => errors.push(format!("`{}`: {e}", m.name)),
+            }
+        }
+        if errors.is_empty() {
+            return Err(format!("{what}: no target is left to read from"));
+        }
+        Err(format!(
+            "{what} failed on every target: {}",
+            errors.join("; ")
+        ))
+    }
+
+    fn fetch_from(&self, store: &dyn Store, path: &str, g: &Group) -> Result<Vec<Bytes>, String> {
+        let raw = store
+            .read_range(path, g.offset, g.length)
+            .map_err(|e| e.to_string())?;
+        if raw.len() as u64 != g.length {
+            return Err(format!(
+                "gave {} bytes at {}, {} were asked for",
+                raw.len(),
+                g.offset,
+                g.length
+            ));
+        }
+        g.blobs
+            .iter()
+            .map(|b| {
+                let short = &b.id.to_hex()[..8];
+                let sealed = &raw[b.at..b.at + b.length];
+                let opened = self
+                    .cipher
+                    .open_raw(sealed)
+                    .ok_or_else(|| format!("blob {short} does not open with the repository key"))?;
+                let plain = match b.plain {
+                    Some(n) => zstd::bulk::decompress(&opened, n)
+                        .ok()
+                        .filter(|p| p.len() == n)
+                        .ok_or_else(|| format!("blob {short} does not decompress"))?,
+                    None => opened,
+                };
+                if Id::new(Sha256::digest(&plain).into()) != b.id {
+                    return Err(format!("blob {short} does not hash to its id"));
+                }
+                Ok(Bytes::from(plain))
+            })
+            .collect()
+    }
+}
+
+/// A file's blobs in order, neighbours in one pack grouped up to [`MAX_READ`] bytes.
+fn plan<S: IndexedFull>(repo: &Repository<S>, node: &Node) -> Result<Vec<Group>, String> {
+    let mut groups: Vec<Group> = Vec::new();
+    for id in node.content.iter().flatten() {
+        let e = repo
+            .get_index_entry(id)
+            .map_err(|_| format!("blob {} is in no index", &id.to_hex()[..8]))?;
+        let (offset, length) = (u64::from(e.location.offset), u64::from(e.location.length));
+        let blob = |at: u64| Blob {
+            id: **id,
+            // A group is at most MAX_READ long, or one blob: its offsets fit a usize.
+            #[allow(clippy::cast_possible_truncation)]
+            at: at as usize,
+            length: e.location.length as usize,
+            plain: e.location.uncompressed_length.map(|n| n.get() as usize),
+        };
+        if let Some(g) = groups.last_mut()
+            && g.pack == *e.pack
+            && g.offset + g.length == offset
+            && g.length + length <= MAX_READ
+        {
+            g.blobs.push(blob(g.length));
+            g.length += length;
+            continue;
+        }
+        groups.push(Group {
+            pack: *e.pack,
+            offset,
+            length,
+            blobs: vec![blob(0)],
+        });
+    }
+    Ok(groups)
+}
+
+/// A file's content, pulled: see [`Contents::reader`].
+pub(crate) struct ContentReader<'a> {
+    contents: &'a Contents,
+    groups: std::vec::IntoIter<Group>,
+    ready: std::collections::VecDeque<Bytes>,
+}
+
+impl std::io::Read for ContentReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.ready.front_mut() {
+                Some(b) if b.is_empty() => {
+                    self.ready.pop_front();
+                }
+                Some(b) => {
+                    let n = buf.len().min(b.len());
+                    buf[..n].copy_from_slice(&b[..n]);
+                    *b = b.slice(n..);
+                    return Ok(n);
+                }
+                None => {
+                    let Some(g) = self.groups.next() else {
+                        return Ok(0);
+                    };
+                    self.ready = self
+                        .contents
+                        .fetch(&g)
+                        .map_err(std::io::Error::other)?
+                        .into();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{fanout::Fanout, store::local_for_tests as local};
+
+    /// A blob is checked by its id, not only by its MAC: one that opens with the key but is
+    /// another blob (moved, or an old one put in its place) is not used, nor one that does not
+    /// open; the next target's copy is.
+    #[test]
+    fn a_blob_is_used_only_if_it_opens_and_hashes_to_its_id_else_the_next_copy() {
+        let key = MasterKey::new();
+        let cipher = Cipher::new(&key).unwrap();
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b): (Arc<dyn Store>, Arc<dyn Store>) =
+            (Arc::from(local(da.path())), Arc::from(local(db.path())));
+        let member = |n: &str, s: &Arc<dyn Store>| Arc::new(Member::new(n.into(), true, s.clone()));
+        let fanout = Fanout::new(
+            vec![member("a", &a), member("b", &b)],
+            Arc::new(crate::progress::Silent),
+        );
+        let contents = Contents::new(&fanout, &key).unwrap();
+        // `seal` wraps bytes in a nonce and a tag exactly as restic seals a blob.
+        let seal = |plain: &[u8]| cipher.seal(plain).unwrap().1;
+        let (want, other) = (b"w".repeat(300), b"o".repeat(300));
+        let pack = Id::random();
+        let path = file_path(FileType::Pack, &pack);
+        let group = |length: usize, plain: Option<usize>| Group {
+            pack,
+            offset: 0,
+            length: length as u64,
+            blobs: vec![Blob {
+                id: Id::new(Sha256::digest(&want).into()),
+                at: 0,
+                length,
+                plain,
+            }],
+        };
+        let g = group(332, None);
+        b.write(&path, vec![seal(&want)]).unwrap();
+
+        a.write(&path, vec![seal(&other)]).unwrap();
+        let on_a = contents.fetch_from(a.as_ref(), &path, &g);
+        assert!(
+            on_a.as_ref()
+                .is_err_and(|e| e.contains("does not hash to its id")),
+            "{on_a:?}"
+        );
+        assert_eq!(contents.fetch(&g).unwrap(), vec![Bytes::from(want.clone())]);
+
+        let mut bent = seal(&want).to_vec();
+        bent[20] ^= 1;
+        a.write(&path, vec![Bytes::from(bent)]).unwrap();
+        let on_a = contents.fetch_from(a.as_ref(), &path, &g);
+        assert!(
+            on_a.as_ref()
+                .is_err_and(|e| e.contains("does not open with the repository key")),
+            "{on_a:?}"
+        );
+        assert_eq!(contents.fetch(&g).unwrap(), vec![Bytes::from(want.clone())]);
+
+        // Compressed, as repository version 2 stores blobs.
+        let squeezed = seal(&zstd::encode_all(&want[..], 3).unwrap());
+        a.write(&path, vec![squeezed.clone()]).unwrap();
+        let g = group(squeezed.len(), Some(want.len()));
+        assert_eq!(
+            contents.fetch_from(a.as_ref(), &path, &g).unwrap(),
+            vec![Bytes::from(want)]
+        );
+    }
 }

@@ -1,12 +1,11 @@
 //! `cairn dump`: a file of a snapshot to a writer (standard output), or a folder as a tar
-//! stream. Data is read blob by blob: memory stays at one blob, whatever the file's size.
+//! stream. Data is read a few neighbouring blobs at a time, each checked against its id: memory
+//! stays at one read, whatever the file's size.
 
 use std::{io::Write, sync::Arc};
 
-use bytes::Bytes;
 use rustic_core::{
-    BlobId, DataId, IndexedFull, LsOptions, ProgressBars, Repository,
-    repofile::BlobType,
+    IndexedFull, LsOptions, ProgressBars, Repository,
     repofile::{Node, NodeType},
 };
 
@@ -17,6 +16,7 @@ use crate::{
     secret::Secret,
     selection::{self, Selector},
     session::Session,
+    verified::Contents,
 };
 
 /// What was written.
@@ -44,13 +44,14 @@ pub fn run<P: ProgressBars>(
     let session = Session::open(cfg, from, observer)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
     let (_, node) = selection::node(&repo, sel)?;
+    let contents = Contents::new(&session.fanout, &repo.key()).map_err(Error::Input)?;
     let io = |e: std::io::Error| Error::Io {
         path: "(standard output)".into(),
         source: e,
     };
     match &node.node_type {
         NodeType::File => {
-            let mut r = BlobReader::new(&repo, &node);
+            let mut r = contents.reader(&repo, &node).map_err(Error::Input)?;
             let n = std::io::copy(&mut r, out).map_err(io)?;
             Ok(Dumped::File(n))
         }
@@ -63,7 +64,7 @@ pub fn run<P: ProgressBars>(
             let mut entries = 0;
             for item in repo.ls(&node, &LsOptions::default().recursive(true))? {
                 let (path, n) = item?;
-                append(&repo, &mut tar, &top.join(path), &n).map_err(io)?;
+                append(&repo, &contents, &mut tar, &top.join(path), &n).map_err(io)?;
                 entries += 1;
             }
             tar.finish().map_err(io)?;
@@ -79,6 +80,7 @@ pub fn run<P: ProgressBars>(
 /// One entry of the tar stream (files, folders, symlinks; other kinds are left out).
 fn append<S: IndexedFull>(
     repo: &Repository<S>,
+    contents: &Contents,
     tar: &mut tar::Builder<impl Write>,
     path: &std::path::Path,
     n: &Node,
@@ -96,7 +98,8 @@ fn append<S: IndexedFull>(
         NodeType::File => {
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(n.meta.size);
-            tar.append_data(&mut h, path, BlobReader::new(repo, n))
+            let blobs = contents.reader(repo, n).map_err(std::io::Error::other)?;
+            tar.append_data(&mut h, path, blobs)
         }
         NodeType::Dir => {
             h.set_entry_type(tar::EntryType::Directory);
@@ -109,40 +112,5 @@ fn append<S: IndexedFull>(
             tar.append_link(&mut h, path, n.node_type.to_link())
         }
         _ => Ok(()),
-    }
-}
-
-/// A file's content, read one blob at a time.
-struct BlobReader<'a, S: IndexedFull> {
-    repo: &'a Repository<S>,
-    blobs: std::vec::IntoIter<DataId>,
-    current: Bytes,
-}
-
-impl<'a, S: IndexedFull> BlobReader<'a, S> {
-    fn new(repo: &'a Repository<S>, node: &Node) -> Self {
-        Self {
-            repo,
-            blobs: node.content.clone().unwrap_or_default().into_iter(),
-            current: Bytes::new(),
-        }
-    }
-}
-
-impl<S: IndexedFull> std::io::Read for BlobReader<'_, S> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            let Some(id) = self.blobs.next() else {
-                return Ok(0);
-            };
-            self.current = self
-                .repo
-                .get_blob_cached(&BlobId::from(*id), BlobType::Data)
-                .map_err(|e| std::io::Error::other(crate::error::rustic_words(&e)))?;
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current = self.current.slice(n..);
-        Ok(n)
     }
 }

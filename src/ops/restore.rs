@@ -30,6 +30,7 @@ use crate::{
     secret::Secret,
     selection::{self, Selector},
     session::Session,
+    verified::Contents,
 };
 
 /// What to do with a file that already exists in the destination.
@@ -364,7 +365,8 @@ pub fn run<P: ProgressBars>(
             .filter(|r| r.as_ref().map_or(true, |(p, _)| kept.contains(p))))
     };
     observer.writing_to(&[]);
-    let written = write_contents(&repo, chosen()?, &dest_root, is_file, bytes);
+    let contents = Contents::new(&session.fanout, &repo.key()).map_err(Error::Input)?;
+    let written = write_contents(&repo, &contents, chosen()?, &dest_root, is_file, bytes);
     quiet.store(true, Ordering::Relaxed);
     // Then rustic_core for the rest: folders, links, special files, hard links, and every
     // entry's metadata. It takes a written file (size and mtime as in the snapshot) as there.
@@ -449,17 +451,18 @@ fn same_as_snapshot<S: IndexedFull>(
     Ok(())
 }
 
-/// Files written at once; each file's blobs are read ahead in parallel by rustic_core's `dump`.
+/// Files written at once; each reads its next blobs while it writes.
 const WRITERS: usize = 4;
 
 /// Writes the content of every file of `entries` into place, [`WRITERS`] files at a time, each
-/// streamed blob by blob: memory stays a few blobs per writer whatever the size of the restore
-/// (rustic_core's own restore buffers what its 20 readers fetch without bound: 1.5 GiB for a
-/// 1 GiB tree). A read error is an error here, not a panic. Each file gets its mtime, so the
-/// metadata pass that follows takes it as restored; the second and later names of a hard link
-/// are left to that pass, which links them.
+/// streamed blob by blob with every blob checked ([`Contents`]): memory stays a few reads per
+/// writer whatever the size of the restore (rustic_core's own restore buffers what its 20
+/// readers fetch without bound: 1.5 GiB for a 1 GiB tree), and a read error is an error, not
+/// a panic. Each file gets its mtime, so the metadata pass that follows takes it as restored;
+/// the second and later names of a hard link are left to that pass, which links them.
 fn write_contents<S: IndexedFull + Sync>(
     repo: &Repository<S>,
+    contents: &Contents,
     entries: impl Iterator<Item = rustic_core::RusticResult<(PathBuf, Node)>>,
     dest_root: &Path,
     is_file: bool,
@@ -480,7 +483,7 @@ fn write_contents<S: IndexedFull + Sync>(
     let bar = repo.progress_bytes("restoring");
     bar.set_length(total);
     let results = crate::par::map(&files, WRITERS, |(target, node)| {
-        write_one(repo, node, target, &bar)
+        write_one(repo, contents, node, target, &bar)
     });
     bar.finish();
     results.into_iter().collect()
@@ -488,6 +491,7 @@ fn write_contents<S: IndexedFull + Sync>(
 
 fn write_one<S: IndexedFull + Sync>(
     repo: &Repository<S>,
+    contents: &Contents,
     node: &Node,
     target: &Path,
     bar: &Progress,
@@ -510,40 +514,18 @@ fn write_one<S: IndexedFull + Sync>(
         .custom_flags(libc::O_NOFOLLOW)
         .open(target)
         .map_err(io)?;
-    let mut out = Counted {
-        inner: std::io::BufWriter::with_capacity(1 << 20, file),
-        bar,
-    };
-    repo.dump(node, &mut out).map_err(|e| {
-        Error::Input(format!(
-            "{} could not be restored: {}",
-            target.display(),
-            crate::error::rustic_words(&e)
-        ))
-    })?;
-    let file = out.inner.into_inner().map_err(|e| io(e.into_error()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    contents
+        .write(repo, node, &mut out, |n| bar.inc(n))
+        .map_err(|why| {
+            Error::Input(format!("{} could not be restored: {why}", target.display()))
+        })?;
+    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
     if let Some(mtime) = node.meta.mtime {
         file.set_modified(std::time::SystemTime::from(mtime))
             .map_err(io)?;
     }
     Ok(())
-}
-
-/// A writer that moves the restore's bar by what it writes.
-struct Counted<'a, W> {
-    inner: W,
-    bar: &'a Progress,
-}
-
-impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bar.inc(n as u64);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 fn dest_path(dest: &Path, path: &Path, is_file: bool) -> PathBuf {
