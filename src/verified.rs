@@ -9,7 +9,7 @@
 
 use std::{
     collections::VecDeque,
-    io::Write,
+    io::{Seek, SeekFrom, Write},
     sync::{Arc, Mutex},
 };
 
@@ -188,7 +188,8 @@ impl Contents {
     }
 
     /// Writes the content of the file `node` to `w`, reading the next blobs while it writes;
-    /// `written` is told every write's length.
+    /// `written` is told every blob's length. A blob of zeros is skipped over, not written, so
+    /// a sparse file comes back sparse; the caller sets the file's length to what this returns.
     ///
     /// # Errors
     /// Why a blob could not be had from any target, or why `w` failed.
@@ -196,19 +197,29 @@ impl Contents {
         &self,
         repo: &Repository<S>,
         node: &Node,
-        w: &mut impl Write,
+        w: &mut (impl Write + Seek),
         written: impl Fn(u64),
-    ) -> Result<(), String> {
+    ) -> Result<u64, String> {
         let groups = plan(repo, node)?;
+        let mut length = 0u64;
         let mut put = |blobs: Vec<Bytes>| -> Result<(), String> {
             for b in blobs {
-                w.write_all(&b).map_err(|e| format!("cannot write: {e}"))?;
-                written(b.len() as u64);
+                let n = b.len() as u64;
+                if is_zeros(&b) {
+                    let skip = i64::try_from(n).map_err(|e| e.to_string())?;
+                    w.seek(SeekFrom::Current(skip))
+                        .map_err(|e| format!("cannot write: {e}"))?;
+                } else {
+                    w.write_all(&b).map_err(|e| format!("cannot write: {e}"))?;
+                }
+                length += n;
+                written(n);
             }
             Ok(())
         };
         if groups.len() < 2 {
-            return groups.iter().try_for_each(|g| put(self.fetch(g)?));
+            groups.iter().try_for_each(|g| put(self.fetch(g)?))?;
+            return Ok(length);
         }
         // One group is read and checked while the one before is written.
         std::thread::scope(|s| {
@@ -224,7 +235,8 @@ impl Contents {
             });
             // Returning early drops `rx`, which stops the reader.
             rx.into_iter().try_for_each(|got| put(got?))
-        })
+        })?;
+        Ok(length)
     }
 
     /// The content of the file `node` as a reader, one read of neighbouring blobs at a time
@@ -304,6 +316,11 @@ impl Contents {
             })
             .collect()
     }
+}
+
+fn is_zeros(b: &[u8]) -> bool {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    b.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()])
 }
 
 /// A file's blobs in order, neighbours in one pack grouped up to [`MAX_READ`] bytes.

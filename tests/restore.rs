@@ -110,6 +110,16 @@ fn big_small_sparse_and_linked_files_and_one_folder_come_back_with_content_mode_
     );
     expect_code(&o, 0);
     assert_eq!(described(&restored(&dest, &src)), expected);
+    // The sparse file comes back sparse: 1 MiB of data, not 48 MiB of disk (blocks of 512).
+    let blocks = |p: &Path| fs::metadata(p).unwrap().blocks() * 512;
+    let (kept, back) = (
+        blocks(&sparse),
+        blocks(&restored(&dest, &src).join("sparse.img")),
+    );
+    assert!(
+        back <= kept + (2 << 20),
+        "{back} bytes on disk, {kept} in the source"
+    );
 
     // One folder of the snapshot.
     let one = tmp.path().join("one");

@@ -515,12 +515,14 @@ fn write_one<S: IndexedFull + Sync>(
         .open(target)
         .map_err(io)?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    contents
+    let length = contents
         .write(repo, node, &mut out, |n| bar.inc(n))
         .map_err(|why| {
             Error::Input(format!("{} could not be restored: {why}", target.display()))
         })?;
     let file = out.into_inner().map_err(|e| io(e.into_error()))?;
+    // Holes (blobs of zeros skipped over) at the end are made by the length alone.
+    file.set_len(length).map_err(io)?;
     if let Some(mtime) = node.meta.mtime {
         file.set_modified(std::time::SystemTime::from(mtime))
             .map_err(io)?;
