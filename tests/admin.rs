@@ -377,8 +377,17 @@ fn selective_restore_dry_run_verify_and_overwrite_modes() {
         b"call back",
         "the missing file was restored"
     );
-    expect_code(&restore("pdfs", &["--overwrite"]), 0);
+    // if-changed: the edited file is replaced, the identical one kept (not rewritten).
+    let o = restore("pdfs", &["--overwrite"]);
+    expect_code(&o, 0);
+    let r = json(&o);
+    assert_eq!(
+        (r["existing"].as_u64(), r["unchanged"].as_u64()),
+        (Some(4), Some(3)),
+        "{r:#}"
+    );
     assert_eq!(fs::read(&contract).unwrap(), b"contract v2, signed");
+    assert_eq!(fs::read(&notes).unwrap(), b"call back");
     fs::write(&contract, b"contract v2, signeD").unwrap();
     expect_code(&restore("pdfs", &["--overwrite", "always"]), 0);
     assert_eq!(fs::read(&contract).unwrap(), b"contract v2, signed");

@@ -98,6 +98,12 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
                 r.existing, r.skipped
             );
         }
+        if r.unchanged > 0 {
+            println!(
+                "{} of them identical to the snapshot: kept, not rewritten",
+                r.unchanged
+            );
+        }
         if r.filtered_out > 0 {
             println!(
                 "{} entr(ies) left out by --include/--exclude",

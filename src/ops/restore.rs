@@ -94,6 +94,9 @@ pub struct RestoreReport {
     pub existing: u64,
     /// Existing files left as they were (`--overwrite never`).
     pub skipped: u64,
+    /// Existing files found identical to the snapshot by content and kept, not rewritten
+    /// (`--overwrite if-changed`).
+    pub unchanged: u64,
     /// Entries left out by `--include`/`--exclude`.
     pub filtered_out: u64,
     /// Nothing was written.
@@ -319,6 +322,7 @@ pub fn run<P: ProgressBars>(
         bytes,
         existing,
         skipped,
+        unchanged: 0,
         filtered_out,
         dry_run: opts.dry_run,
         verified: None,
@@ -366,11 +370,20 @@ pub fn run<P: ProgressBars>(
     };
     observer.writing_to(&[]);
     let contents = Contents::new(&session.fanout, &repo.key()).map_err(Error::Input)?;
-    let written = write_contents(&repo, &contents, chosen()?, &dest_root, is_file, bytes);
+    let if_changed = opts.overwrite == Overwrite::IfChanged;
+    let written = write_contents(
+        &repo,
+        &contents,
+        chosen()?,
+        (&dest_root, is_file),
+        bytes,
+        if_changed,
+    );
     quiet.store(true, Ordering::Relaxed);
     // Then rustic_core for the rest: folders, links, special files, hard links, and every
     // entry's metadata. It takes a written file (size and mtime as in the snapshot) as there.
-    let restored = written.and_then(|()| {
+    let restored = written.and_then(|unchanged| {
+        report.unchanged = unchanged;
         let mopts = RestoreOptions::default();
         let (listing, again) = (chosen()?, chosen()?);
         Ok(repo
@@ -459,15 +472,17 @@ const WRITERS: usize = 4;
 /// writer whatever the size of the restore (rustic_core's own restore buffers what its 20
 /// readers fetch without bound: 1.5 GiB for a 1 GiB tree), and a read error is an error, not
 /// a panic. Each file gets its mtime, so the metadata pass that follows takes it as restored;
-/// the second and later names of a hard link are left to that pass, which links them.
+/// the second and later names of a hard link are left to that pass, which links them. With
+/// `if_changed`, an existing file whose content is the snapshot's is kept (only its mtime set);
+/// how many were is returned.
 fn write_contents<S: IndexedFull + Sync>(
     repo: &Repository<S>,
     contents: &Contents,
     entries: impl Iterator<Item = rustic_core::RusticResult<(PathBuf, Node)>>,
-    dest_root: &Path,
-    is_file: bool,
+    (dest_root, is_file): (&Path, bool),
     total: u64,
-) -> Result<()> {
+    if_changed: bool,
+) -> Result<u64> {
     let mut linked = BTreeSet::new();
     let mut files = Vec::new();
     for entry in entries {
@@ -483,10 +498,34 @@ fn write_contents<S: IndexedFull + Sync>(
     let bar = repo.progress_bytes("restoring");
     bar.set_length(total);
     let results = crate::par::map(&files, WRITERS, |(target, node)| {
-        write_one(repo, contents, node, target, &bar)
+        if if_changed && same_as_snapshot(repo, node, target).is_ok() {
+            bar.inc(node.meta.size);
+            return keep(node, target).map(|()| 1);
+        }
+        write_one(repo, contents, node, target, &bar).map(|()| 0)
     });
     bar.finish();
-    results.into_iter().collect()
+    results.into_iter().sum()
+}
+
+/// An existing file identical to the snapshot's: only its mtime is set, so the metadata pass
+/// takes it as restored.
+fn keep(node: &Node, target: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| Error::Io {
+        path: target.to_path_buf(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(target)
+        .map_err(io)?;
+    if let Some(mtime) = node.meta.mtime {
+        file.set_modified(std::time::SystemTime::from(mtime))
+            .map_err(io)?;
+    }
+    Ok(())
 }
 
 fn write_one<S: IndexedFull + Sync>(
