@@ -197,7 +197,7 @@ impl Fanout {
     fn read_verified(&self, path: &str) -> RusticResult<Bytes> {
         let what = format!("reading {path}");
         crate::verified::first_intact(&self.active(), path, &self.fell_back(&what))
-            .map_err(|errors| every_target_failed(&what, &errors))
+            .map_err(|errors| self.none_gave(&what, &errors))
     }
 
     /// Where warnings of this run go.
@@ -263,27 +263,45 @@ impl Fanout {
 
     /// Tries the active members in order until one answers.
     fn first_ok<T>(&self, what: &str, f: impl Fn(&dyn Store) -> StoreResult<T>) -> RusticResult<T> {
-        let mut errors = Vec::new();
-        for m in self.active() {
-            match f(m.store.as_ref()) {
-                Ok(v) => {
-                    if !errors.is_empty() {
-                        self.observer.warn(&format!(
-                            "{what}: read from `{}` after: {}",
-                            m.name,
-                            errors.join("; ")
-                        ));
-                    }
-                    return Ok(v);
-                }
-                Err(e) => errors.push(format!("`{}`: {e}", m.name)),
-            }
-        }
-        if errors.is_empty() {
-            return Err(no_target(what, &self.members));
-        }
-        Err(every_target_failed(what, &errors))
+        first_sound(&self.active(), &self.fell_back(what), |m| {
+            f(m.store.as_ref()).map_err(|e| e.to_string())
+        })
+        .map_err(|errors| self.none_gave(what, &errors))
     }
+
+    /// The error for a read no member answered: none was left to try, or each failed.
+    pub(crate) fn none_gave(&self, what: &str, errors: &[String]) -> Box<RusticError> {
+        if errors.is_empty() {
+            no_target(what, &self.members)
+        } else {
+            every_target_failed(what, errors)
+        }
+    }
+}
+
+/// What `f` gives for the first of `members` (in order) where it succeeds; `fell_back` is told
+/// which were passed over and why. Every read that may fall back goes through here.
+///
+/// # Errors
+/// Each member's failure, named (none when there was no member to try).
+pub(crate) fn first_sound<T>(
+    members: &[&Arc<Member>],
+    fell_back: &impl Fn(&str, &[String]),
+    f: impl Fn(&Member) -> Result<T, String>,
+) -> Result<T, Vec<String>> {
+    let mut errors = Vec::new();
+    for m in members {
+        match f(m) {
+            Ok(v) => {
+                if !errors.is_empty() {
+                    fell_back(&m.name, &errors);
+                }
+                return Ok(v);
+            }
+            Err(e) => errors.push(format!("`{}`: {e}", m.name)),
+        }
+    }
+    Err(errors)
 }
 
 fn every_target_failed(what: &str, errors: &[String]) -> Box<RusticError> {

@@ -21,7 +21,7 @@ use rustic_core::{
 use sha2::{Digest, Sha256};
 
 use crate::{
-    fanout::Member,
+    fanout::{Member, first_sound},
     layout::{file_path, hash_matches},
     sealed::Cipher,
     store::Store,
@@ -123,23 +123,11 @@ pub(crate) fn first_intact(
     path: &str,
     fell_back: &impl Fn(&str, &[String]),
 ) -> Result<Bytes, Vec<String>> {
-    let mut errors = Vec::new();
-    for m in members {
-        match m.store().read(path) {
-            Ok(b) if hash_matches(path, &b) => {
-                if !errors.is_empty() {
-                    fell_back(&m.name, &errors);
-                }
-                return Ok(b);
-            }
-            Ok(_) => errors.push(format!(
-                "`{}`: its copy does not match its SHA-256 name",
-                m.name
-            )),
-            Err(e) => errors.push(format!("`{}`: {e}", m.name)),
-        }
-    }
-    Err(errors)
+    first_sound(members, fell_back, |m| match m.store().read(path) {
+        Ok(b) if hash_matches(path, &b) => Ok(b),
+        Ok(_) => Err("its copy does not match its SHA-256 name".into()),
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 /// Most bytes read in one request: neighbouring blobs of a file are read together, so a file
@@ -260,25 +248,10 @@ impl Contents {
     fn fetch(&self, g: &Group) -> Result<Vec<Bytes>, String> {
         let path = file_path(FileType::Pack, &g.pack);
         let what = format!("reading {path}");
-        let mut errors = Vec::new();
-        for m in self.fanout.active() {
-            match self.fetch_from(m.store().as_ref(), &path, g) {
-                Ok(blobs) => {
-                    if !errors.is_empty() {
-                        (self.fanout.fell_back(&what))(&m.name, &errors);
-                    }
-                    return Ok(blobs);
-                }
-                Err(e) => errors.push(format!("`{}`: {e}", m.name)),
-            }
-        }
-        if errors.is_empty() {
-            return Err(format!("{what}: no target is left to read from"));
-        }
-        Err(format!(
-            "{what} failed on every target: {}",
-            errors.join("; ")
-        ))
+        first_sound(&self.fanout.active(), &self.fanout.fell_back(&what), |m| {
+            self.fetch_from(m.store().as_ref(), &path, g)
+        })
+        .map_err(|errors| crate::error::rustic_words(&self.fanout.none_gave(&what, &errors)))
     }
 
     fn fetch_from(&self, store: &dyn Store, path: &str, g: &Group) -> Result<Vec<Bytes>, String> {
@@ -287,7 +260,7 @@ impl Contents {
             .map_err(|e| e.to_string())?;
         if raw.len() as u64 != g.length {
             return Err(format!(
-                "gave {} bytes at {}, {} were asked for",
+                "{path}: gave {} bytes at {}, {} were asked for",
                 raw.len(),
                 g.offset,
                 g.length
@@ -298,19 +271,18 @@ impl Contents {
             .map(|b| {
                 let short = &b.id.to_hex()[..8];
                 let sealed = &raw[b.at..b.at + b.length];
-                let opened = self
-                    .cipher
-                    .open_raw(sealed)
-                    .ok_or_else(|| format!("blob {short} does not open with the repository key"))?;
+                let opened = self.cipher.open_raw(sealed).ok_or_else(|| {
+                    format!("{path}: blob {short} does not open with the repository key")
+                })?;
                 let plain = match b.plain {
                     Some(n) => zstd::bulk::decompress(&opened, n)
                         .ok()
                         .filter(|p| p.len() == n)
-                        .ok_or_else(|| format!("blob {short} does not decompress"))?,
+                        .ok_or_else(|| format!("{path}: blob {short} does not decompress"))?,
                     None => opened,
                 };
                 if Id::new(Sha256::digest(&plain).into()) != b.id {
-                    return Err(format!("blob {short} does not hash to its id"));
+                    return Err(format!("{path}: blob {short} does not hash to its id"));
                 }
                 Ok(Bytes::from(plain))
             })
