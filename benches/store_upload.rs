@@ -27,7 +27,9 @@ fn main() {
     };
     let prefix = rest.first().map_or("bench-upload", String::as_str);
     let cfg = cairn::config::Config::load(Path::new(config)).expect("config");
-    let store = cairn::store::open(cfg.target(target).expect("target")).expect("store");
+    let target = cfg.target(target).expect("target").clone();
+    let ctx = cairn::context::Context::new(cfg, std::sync::Arc::new(cairn::progress::Silent));
+    let store = ctx.open_store(&target).expect("store");
     let mut list = Vec::new();
     files(Path::new(dir), &mut list);
     let start = Instant::now();

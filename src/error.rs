@@ -78,7 +78,7 @@ pub enum Error {
         target: String,
         /// What failed, classified.
         #[source]
-        source: crate::store::StoreError,
+        source: crate::store::error::StoreError,
     },
     /// Another cairn process holds the repository lock.
     #[error("repository is locked: {0}")]

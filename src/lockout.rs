@@ -1,49 +1,35 @@
-//! Lockout after repeated wrong passwords: [`Policy::attempts`] wrong passwords in a row for a
-//! repository (or wrong passphrases for a vault) refuse every further attempt, right or wrong,
-//! for [`Policy::lock_for`]. A right password once the lock has expired resets the count.
+//! Lockout after repeated wrong passwords: [`LockoutPolicy::attempts`] wrong passwords in a row
+//! for a repository (or wrong passphrases for a vault) refuse every further attempt, right or
+//! wrong, for [`LockoutPolicy::lock_for`]. A right password once the lock has expired resets the
+//! count.
 //!
-//! The counts live in one file in the state folder ([`crate::state::base`]), so they survive
-//! restarts and are shared by every configuration of this machine that names the same
-//! repository. Each attempt is written to the audit log by the caller.
+//! The counts live in one file in the state base folder, so they survive restarts and are
+//! shared by every configuration of this machine that names the same repository. Every change
+//! to it is made under an exclusive `flock` of a file beside it, so attempts made in parallel
+//! (by threads or processes) are each counted. Each refusal is written to the audit log
+//! ([`Gate`]).
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Mutex};
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    os::unix::fs::OpenOptionsExt,
+    path::{Path, PathBuf},
+};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::{
+    audit::Trail,
+    config::LockoutPolicy,
+    error::{Error, Result},
+};
 
-/// `[security]`: how many wrong passwords in a row lock, and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
-    /// Wrong passwords in a row that lock (default 5).
-    pub attempts: u32,
-    /// How long a lock lasts (default 15 minutes).
-    pub lock_for: SignedDuration,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            attempts: 5,
-            lock_for: SignedDuration::from_mins(15),
-        }
-    }
-}
-
-static POLICY: Mutex<Option<Policy>> = Mutex::new(None);
-/// One process updates the file at a time; processes race only in the last write.
-static FILE: Mutex<()> = Mutex::new(());
-
-/// Sets the policy of this process (from the configuration).
-pub fn configure(policy: Policy) {
-    if let Ok(mut p) = POLICY.lock() {
-        *p = Some(policy);
-    }
-}
-
-fn policy() -> Policy {
-    POLICY.lock().ok().and_then(|p| *p).unwrap_or_default()
+/// The lockout of one configuration: its policy and the file of counts.
+#[derive(Debug, Clone)]
+pub struct Lockout {
+    policy: LockoutPolicy,
+    file: PathBuf,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -51,27 +37,6 @@ struct Count {
     failures: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     locked_at: Option<Timestamp>,
-}
-
-fn path() -> PathBuf {
-    crate::state::base().join("lockout.json")
-}
-
-fn load() -> BTreeMap<String, Count> {
-    std::fs::read(path())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
-fn save(counts: &BTreeMap<String, Count>) -> Result<()> {
-    let dir = crate::state::base();
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    let bytes = serde_json::to_vec_pretty(counts).unwrap_or_default();
-    crate::state::replace_private(&path(), &bytes)
 }
 
 /// Now; crash tests (`test-hooks`) move the clock forward with `CAIRN_TEST_CLOCK_OFFSET`
@@ -88,52 +53,156 @@ fn now() -> Timestamp {
     now
 }
 
-/// Refuses an attempt on `what` while it is locked.
-///
-/// # Errors
-/// [`Error::LockedOut`] naming when the lock ends.
-pub fn check(what: &str) -> Result<()> {
-    let Some(count) = load().remove(what) else {
-        return Ok(());
-    };
-    let Some(at) = count.locked_at else {
-        return Ok(());
-    };
-    let until = at.checked_add(policy().lock_for).unwrap_or(at);
-    if now() < until {
-        return Err(Error::LockedOut {
-            what: what.to_string(),
-            failures: count.failures,
-            until: until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+impl Lockout {
+    /// The lockout of `policy`, counted in `lockout.json` in `state_base`.
+    #[must_use]
+    pub fn new(policy: LockoutPolicy, state_base: &Path) -> Self {
+        Self {
+            policy,
+            file: state_base.join("lockout.json"),
+        }
+    }
+
+    fn load(&self) -> BTreeMap<String, Count> {
+        std::fs::read(&self.file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Holds the file of counts for a read-modify-write: an exclusive `flock` of a file beside
+    /// it, released when the handle is dropped.
+    fn exclusive(&self) -> Result<File> {
+        let io = |path: &Path, source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = self.file.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let path = self.file.with_extension("lock");
+        let file = File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        file.lock().map_err(|e| io(&path, e))?;
+        Ok(file)
+    }
+
+    fn save(&self, counts: &BTreeMap<String, Count>) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(counts).unwrap_or_default();
+        crate::state::replace_private(&self.file, &bytes)
+    }
+
+    /// Refuses an attempt on `what` while it is locked.
+    ///
+    /// # Errors
+    /// [`Error::LockedOut`] naming when the lock ends.
+    pub fn check(&self, what: &str) -> Result<()> {
+        let Some(count) = self.load().remove(what) else {
+            return Ok(());
+        };
+        let Some(at) = count.locked_at else {
+            return Ok(());
+        };
+        let until = at.checked_add(self.policy.lock_for).unwrap_or(at);
+        if now() < until {
+            return Err(Error::LockedOut {
+                what: what.to_string(),
+                failures: count.failures,
+                until: until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts a wrong password for `what`; returns the count and whether it now locks. A failure
+    /// to record is itself refused: an attacker must not gain attempts by filling the disk.
+    ///
+    /// # Errors
+    /// The count could not be written.
+    pub fn failed(&self, what: &str) -> Result<(u32, bool)> {
+        let _held = self.exclusive()?;
+        let mut counts = self.load();
+        let count = counts.entry(what.to_string()).or_default();
+        count.failures += 1;
+        let locks = count.failures >= self.policy.attempts;
+        if locks {
+            count.locked_at = Some(now());
+        }
+        let failures = count.failures;
+        self.save(&counts)?;
+        Ok((failures, locks))
+    }
+
+    /// A right password: the count of `what` starts again.
+    pub fn succeeded(&self, what: &str) {
+        let Ok(_held) = self.exclusive() else { return };
+        let mut counts = self.load();
+        if counts.remove(what).is_some() {
+            let _ = self.save(&counts);
+        }
+    }
+}
+
+/// Where a password is tried: the lockout that counts the attempts and the audit trail that
+/// records each refusal.
+#[derive(Debug, Clone, Copy)]
+pub struct Gate<'a> {
+    /// The counts.
+    pub lockout: &'a Lockout,
+    /// Where refusals are recorded.
+    pub trail: &'a Trail,
+}
+
+impl Gate<'_> {
+    /// Refuses (and records) an attempt on `what` while it is locked out.
+    ///
+    /// # Errors
+    /// [`Error::LockedOut`].
+    pub fn check(&self, what: &str) -> Result<()> {
+        self.lockout.check(what).inspect_err(|e| {
+            self.trail.locked_out(&e.to_string());
+        })
+    }
+
+    /// A wrong password (or one whose key was removed) for `what`: counted and recorded.
+    ///
+    /// # Errors
+    /// The count could not be written.
+    pub fn wrong(&self, what: &str) -> Result<()> {
+        let (failures, locked) = self.lockout.failed(what)?;
+        self.trail.refused(what, failures, locked);
+        Ok(())
+    }
+
+    /// A right password for `what`.
+    pub fn right(&self, what: &str) {
+        self.lockout.succeeded(what);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_made_in_parallel_are_each_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let lockout = Lockout::new(
+            LockoutPolicy {
+                attempts: 1000,
+                lock_for: SignedDuration::from_mins(1),
+            },
+            dir.path(),
+        );
+        std::thread::scope(|s| {
+            for _ in 0..12 {
+                s.spawn(|| lockout.failed("repository x").unwrap());
+            }
         });
-    }
-    Ok(())
-}
-
-/// Counts a wrong password for `what`; returns the count and whether it now locks. A failure
-/// to record is itself refused: an attacker must not gain attempts by filling the disk.
-///
-/// # Errors
-/// The count could not be written.
-pub fn failed(what: &str) -> Result<(u32, bool)> {
-    let _one = FILE.lock();
-    let mut counts = load();
-    let count = counts.entry(what.to_string()).or_default();
-    count.failures += 1;
-    let locks = count.failures >= policy().attempts;
-    if locks {
-        count.locked_at = Some(now());
-    }
-    let failures = count.failures;
-    save(&counts)?;
-    Ok((failures, locks))
-}
-
-/// A right password: the count of `what` starts again.
-pub fn succeeded(what: &str) {
-    let _one = FILE.lock();
-    let mut counts = load();
-    if counts.remove(what).is_some() {
-        let _ = save(&counts);
+        assert_eq!(lockout.load()["repository x"].failures, 12);
     }
 }

@@ -8,11 +8,12 @@ use bytes::Bytes;
 use rustic_core::{FileType, Id};
 
 use crate::{
-    config::{Config, TargetConfig},
+    config::TargetConfig,
+    context::Context,
     error::{Error, Result},
     fanout::list_type,
     report::TargetState,
-    store::{self, Store, StoreError, StoreErrorKind},
+    store::{Store, StoreError, StoreErrorKind},
 };
 
 /// What probing a target found.
@@ -104,8 +105,8 @@ impl Probed {
     }
 }
 
-fn probe_one(cfg: &TargetConfig) -> Probed {
-    let store: Arc<dyn Store> = match store::open(cfg) {
+fn probe_one(ctx: &Context, cfg: &TargetConfig) -> Probed {
+    let store: Arc<dyn Store> = match ctx.open_store(cfg) {
         Ok(s) => Arc::from(s),
         Err(e) => {
             return Probed {
@@ -156,8 +157,8 @@ fn ready(store: &dyn Store, config: Bytes) -> Probe {
 
 /// Probes these targets concurrently.
 #[must_use]
-pub fn probe_targets(targets: &[TargetConfig]) -> Vec<Probed> {
-    crate::par::each_caught(targets, probe_one)
+pub fn probe_targets(ctx: &Context, targets: &[TargetConfig]) -> Vec<Probed> {
+    crate::par::each_caught(targets, |t| probe_one(ctx, t))
         .into_iter()
         .zip(targets)
         .map(|(r, t)| {
@@ -174,13 +175,14 @@ pub fn probe_targets(targets: &[TargetConfig]) -> Vec<Probed> {
 ///
 /// # Errors
 /// `only` names no configured target.
-pub fn probe_all(cfg: &Config, only: Option<&str>) -> Result<Vec<Probed>> {
+pub fn probe_all(ctx: &Context, only: Option<&str>) -> Result<Vec<Probed>> {
+    let cfg = ctx.cfg();
     let chosen: Vec<&TargetConfig> = match only {
         Some(name) => vec![cfg.target(name)?],
         None => cfg.targets.iter().collect(),
     };
     let chosen: Vec<TargetConfig> = chosen.into_iter().cloned().collect();
-    Ok(probe_targets(&chosen))
+    Ok(probe_targets(ctx, &chosen))
 }
 
 /// The gate for commands that work on the targets' files directly (sync, check): some
@@ -221,7 +223,7 @@ mod tests {
     #[test]
     fn a_disk_pulled_while_probed_is_offline_not_unreachable() {
         let dir = tempfile::tempdir().unwrap();
-        let local = store::local_for_tests(dir.path());
+        let local = crate::store::local_for_tests(dir.path());
         local
             .write("config", vec![Bytes::from_static(b"cfg")])
             .unwrap();

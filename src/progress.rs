@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::fanout::Member;
+use crate::fanout::member::Member;
 
 /// Receives events of a run. Every method has a default that ignores the event.
 pub trait Observer: Send + Sync + std::fmt::Debug {

@@ -26,16 +26,15 @@ use rustic_core::{
 };
 
 use crate::{
+    deletion::record::Record,
     error::{Error, Result},
     fanout::{Fanout, Member},
-    layout::hash_matches,
-    probe::{Probe, Probed},
+    layout::{DELETIONS_DIR, hash_matches},
     progress::Silent,
-    replica::{ForeignFound, Source},
+    repo::open_repository_with,
     sealed::Cipher,
     secret::Secret,
-    session::open_repository_with,
-    store::{MemStore, Store},
+    store::{MemStore, Named, Store},
 };
 
 /// The repository key, and what it has proven so far.
@@ -56,17 +55,6 @@ pub struct Proof {
     key_id: Option<Id>,
     /// Key files (`keys/ID`) endorsed by a record sealed with the repository key.
     endorsed: Mutex<std::collections::BTreeSet<String>>,
-}
-
-/// The lockout counter's name for a repository: its config file is the same on every target,
-/// so another configuration naming it gains no attempts.
-fn lockout_name(config: &Bytes) -> String {
-    format!(
-        "repository {}",
-        crate::layout::sha256_hex(config)
-            .get(..12)
-            .unwrap_or_default()
-    )
 }
 
 /// A key file cairn added, vouched for with the repository key: `.cairn-keys/HASH`.
@@ -90,7 +78,7 @@ impl std::fmt::Debug for Proof {
     }
 }
 
-fn memory_backend(store: Arc<MemStore>) -> Arc<Fanout> {
+pub(crate) fn memory_backend(store: Arc<MemStore>) -> Arc<Fanout> {
     Arc::new(Fanout::new(
         vec![Arc::new(Member::new("memory".into(), true, store))],
         Arc::new(Silent),
@@ -98,109 +86,9 @@ fn memory_backend(store: Arc<MemStore>) -> Arc<Fanout> {
 }
 
 impl Proof {
-    /// Opens the repository with `password` on the first target (in configuration order) where
-    /// it opens, and keeps its master key and config.
-    ///
-    /// # Errors
-    /// [`Error::WrongPassword`] when the password opens no target's keys; [`Error::NoRepository`]
-    /// or another error when no target could be opened.
-    pub fn unlock(probed: &[Probed], password: &Secret) -> Result<Self> {
-        let ready: Vec<(&Probed, &Bytes, &Arc<dyn Store>)> = probed
-            .iter()
-            .filter_map(|p| match (&p.probe, &p.store) {
-                (Probe::Ready { config, .. }, Some(store)) => Some((p, config, store)),
-                _ => None,
-            })
-            .collect();
-        let Some((_, config, _)) = ready.first() else {
-            return Err(Error::NoRepository);
-        };
-        let what = lockout_name(config);
-        if let Err(e) = crate::lockout::check(&what) {
-            crate::audit::locked_out(&e.to_string());
-            return Err(e);
-        }
-        let mut last = None;
-        for (p, config, store) in &ready {
-            let one = Arc::new(Fanout::new(
-                vec![Arc::new(Member::new(
-                    p.cfg.name.clone(),
-                    true,
-                    (*store).clone(),
-                ))],
-                Arc::new(Silent),
-            ));
-            match crate::session::open_repository(one, password, NoProgressBars) {
-                Ok(repo) => {
-                    let mut proof = Self::new(password.clone(), repo.key(), (*config).clone())?;
-                    proof.key_id = repo.key_id().map(|k| *k);
-                    // Only targets holding this very repository: a target holding another one
-                    // must never receive anything sealed with this key.
-                    let same: Vec<&(&Probed, &Bytes, &Arc<dyn Store>)> =
-                        ready.iter().filter(|(_, c, _)| *c == *config).collect();
-                    let sources: Vec<Source<'_>> = same
-                        .iter()
-                        .map(|(p, _, s)| (p.cfg.name.as_str(), s.as_ref()))
-                        .collect();
-                    proof.refuse_if_removed(&sources)?;
-                    crate::lockout::succeeded(&what);
-                    proof.load_endorsements(&sources);
-                    crate::audit::replicate_to(
-                        &proof.master,
-                        same.iter()
-                            .map(|(p, _, s)| (p.cfg.name.clone(), (*s).clone()))
-                            .collect(),
-                    );
-                    return Ok(proof);
-                }
-                // A wrong password on one target is wrong everywhere, unless that target's
-                // keys are damaged: try the others before saying so.
-                Err(e) => last = Some(e),
-            }
-        }
-        let err = last.unwrap_or(Error::NoRepository);
-        if matches!(err, Error::WrongPassword) {
-            let (failures, locked) = crate::lockout::failed(&what)?;
-            crate::audit::refused(&what, failures, locked);
-        }
-        Err(err)
-    }
-
-    /// Refuses the password when a deletion record on any of `sources` removes the key it
-    /// opened (a target that missed the removal still holds the key file): counted as a wrong
-    /// password, and the key is taken off there.
-    ///
-    /// # Errors
-    /// [`Error::KeyRemoved`].
-    pub fn refuse_if_removed(&self, sources: &[Source<'_>]) -> Result<()> {
-        let Some(removed) = self.removed_key(sources) else {
-            return Ok(());
-        };
-        let what = lockout_name(&self.config);
-        let (failures, locked) = crate::lockout::failed(&what)?;
-        crate::audit::refused(&what, failures, locked);
-        Err(Error::KeyRemoved { key: removed })
-    }
-
-    /// The key file this proof was opened with, when a deletion record removes it: the key is
-    /// then taken off the targets that still hold it (they missed the removal).
-    fn removed_key(&self, sources: &[Source<'_>]) -> Option<String> {
-        let path = self.key_path()?;
-        let deletions = crate::deletion::load(sources, self, &ForeignFound::default());
-        if !deletions.deletes(&path) {
-            return None;
-        }
-        for (name, store) in sources {
-            if store.stat(&path).ok().flatten().is_some() {
-                let _ = crate::deletion::obey(name, *store, [&path], &deletions);
-            }
-        }
-        Some(path)
-    }
-
     /// Reads the endorsements of key files cairn added ([`crate::ops::key`]): a key of
     /// another password is proven by one that opens with the repository key.
-    fn load_endorsements(&self, sources: &[Source<'_>]) {
+    pub(crate) fn load_endorsements(&self, sources: &[Named<'_>]) {
         let mut keys = Vec::new();
         for (_, store) in sources {
             for (name, _) in store.list(crate::layout::KEYS_DIR).unwrap_or_default() {
@@ -254,7 +142,17 @@ impl Proof {
         ))
     }
 
-    fn new(password: Secret, master: MasterKey, config: Bytes) -> Result<Self> {
+    /// The proof of the key `password` opened (from the key file `key_id`) for the repository
+    /// whose `config` file is given.
+    ///
+    /// # Errors
+    /// The key does not open the repository's config.
+    pub(crate) fn new(
+        password: Secret,
+        master: MasterKey,
+        config: Bytes,
+        key_id: Option<Id>,
+    ) -> Result<Self> {
         let staging = Arc::new(MemStore::new());
         staging
             .write("config", vec![config.clone()])
@@ -282,7 +180,7 @@ impl Proof {
             repo,
             staged: Mutex::new(()),
             packs: Mutex::new(BTreeMap::new()),
-            key_id: None,
+            key_id,
             endorsed: Mutex::new(std::collections::BTreeSet::new()),
         })
     }
@@ -326,11 +224,13 @@ impl Proof {
             ("config", _) if bytes == &self.config => Ok(()),
             ("config", _) => Err("differs from the repository's config".into()),
             ("keys", Some(_)) => self.check_key(path, bytes),
-            (crate::deletion::DIR, Some(_)) => crate::deletion::Record::open(bytes, self)
-                .map(|_| ())
-                .ok_or_else(|| {
-                    "a deletion record that does not open with the repository key".into()
-                }),
+            (DELETIONS_DIR, Some(_)) => {
+                Record::open(bytes, &self.cipher)
+                    .map(|_| ())
+                    .ok_or_else(|| {
+                        "a deletion record that does not open with the repository key".into()
+                    })
+            }
             ("index", Some(id)) => {
                 let index: IndexFile =
                     self.decrypt(path, bytes, |r| r.get_file::<IndexFile>(&IndexId::from(id)))?;
@@ -457,7 +357,7 @@ mod tests {
         repo.backup(&BackupOptions::default(), &paths, snap)
             .unwrap();
         let config = store.read("config").unwrap();
-        let proof = Proof::new(Secret::new(PW.into()), repo.key(), config).unwrap();
+        let proof = Proof::new(Secret::new(PW.into()), repo.key().clone(), config, None).unwrap();
         (store, proof)
     }
 

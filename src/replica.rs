@@ -13,7 +13,7 @@ use crate::{
     layout::{COPY_ORDER, QUARANTINE_DIR, hash_matches, is_repository_path},
     probe::{Probe, Probed},
     proof::Proof,
-    store::{Store, StoreError, StoreErrorKind, StoreResult},
+    store::{Named, Store, StoreError, StoreErrorKind, StoreResult},
 };
 
 /// Concurrent copies per target.
@@ -94,9 +94,6 @@ pub fn clean_tmp(store: &dyn Store) -> StoreResult<usize> {
     }
     Ok(removed)
 }
-
-/// A named store to copy from.
-pub type Source<'a> = (&'a str, &'a dyn Store);
 
 /// A copy that passed its hash check but could not be proven (see [`crate::proof`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -195,7 +192,7 @@ impl std::fmt::Display for NotCopied {
 /// No source holds a proven copy; the message says what each one had.
 pub fn read_proven(
     path: &str,
-    sources: &[Source<'_>],
+    sources: &[Named<'_>],
     proof: Option<&Proof>,
     foreign: &ForeignFound,
 ) -> Result<(Bytes, String), NotCopied> {
@@ -251,7 +248,7 @@ pub enum AfterWrite {
 /// No proven copy exists, or the write or its check failed.
 pub fn copy_proven(
     path: &str,
-    sources: &[Source<'_>],
+    sources: &[Named<'_>],
     dest: &dyn Store,
     check: AfterWrite,
     proof: Option<&Proof>,
@@ -285,7 +282,7 @@ pub fn copy_proven(
 /// Copies many files with a few workers; each result comes back with its path.
 pub fn copy_many<'a>(
     paths: &[String],
-    sources_of: &(dyn Fn(&str) -> Vec<Source<'a>> + Sync),
+    sources_of: &(dyn Fn(&str) -> Vec<Named<'a>> + Sync),
     dest: &dyn Store,
     proof: Option<&Proof>,
     foreign: &ForeignFound,

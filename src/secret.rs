@@ -51,7 +51,7 @@ impl SecretRef {
             "credential" => Err(format!(
                 "credential name {rest:?}: use letters, digits, `-`, `_` and `.` only"
             )),
-            "vault" if crate::vault::is_name(rest) => Ok(Self::Vault(rest.to_string())),
+            "vault" if is_vault_name(rest) => Ok(Self::Vault(rest.to_string())),
             "vault" => Err(format!(
                 "vault name {rest:?}: use letters, digits, `-`, `_`, `.` and `/` only"
             )),
@@ -68,11 +68,12 @@ impl SecretRef {
         }
     }
 
-    /// Reads the secret.
+    /// Reads the secret; `vault:` references are looked up in `vaults`.
     ///
     /// # Errors
-    /// The variable is unset, the file unreadable, the command failed, or the value is empty.
-    pub fn resolve(&self, what: &str) -> Result<Secret> {
+    /// The variable is unset, the file unreadable, the command failed, the vault refused, or
+    /// the value is empty.
+    pub fn resolve(&self, what: &str, vaults: &dyn Vaults) -> Result<Secret> {
         let err = |message: String| Error::Secret {
             what: what.to_string(),
             message,
@@ -104,7 +105,7 @@ impl SecretRef {
                 std::fs::read_to_string(&path)
                     .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?
             }
-            Self::Vault(name) => crate::vault::lookup(name, what)?.expose().to_string(),
+            Self::Vault(name) => vaults.lookup(name, what)?.expose().to_string(),
         };
         let value = value.trim_end_matches(['\n', '\r']).to_string();
         if value.is_empty() {
@@ -131,16 +132,61 @@ impl SecretRef {
     /// Records an `env:` source, so that commands cairn runs never inherit it.
     pub(crate) fn register(&self) {
         if let Self::Env(name) = self
-            && let Ok(mut vars) = SECRET_VARS.lock()
+            && let Ok(mut seen) = SEEN.lock()
         {
-            vars.insert(name.clone());
+            seen.vars.insert(name.clone());
         }
     }
 }
 
-/// Environment variables that hold secrets (the password's, and every `env:` secret of the
-/// configuration loaded).
-static SECRET_VARS: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+/// Where `vault:` references are looked up: the context of a loaded configuration
+/// (`crate::context::Context`) opens its own vault once.
+pub trait Vaults {
+    /// The secret `name` of the vault, for the setting `what`.
+    ///
+    /// # Errors
+    /// No vault, it cannot be opened, or it holds no such name.
+    fn lookup(&self, name: &str, what: &str) -> Result<Secret>;
+}
+
+/// No vault: for secrets that may not come from one (the vault's own passphrase).
+#[derive(Debug, Clone, Copy)]
+pub struct NoVault;
+
+impl Vaults for NoVault {
+    fn lookup(&self, name: &str, what: &str) -> Result<Secret> {
+        Err(Error::Secret {
+            what: what.to_string(),
+            message: format!("vault:{name} cannot be used here"),
+        })
+    }
+}
+
+/// Whether `name` can name a vault entry.
+#[must_use]
+pub fn is_vault_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+}
+
+/// Every secret this process has seen, whichever configuration or repository it came from.
+#[derive(Default)]
+struct Seen {
+    /// Values resolved, scrubbed from any text bound for a log, a report or a hook.
+    values: BTreeSet<String>,
+    /// Environment variables that hold secrets (`env:` references), kept from child processes.
+    vars: BTreeSet<String>,
+}
+
+/// The one process-wide registry, on purpose: a secret resolved for one repository must be
+/// scrubbed from every output of the process, whichever repository's text quotes it.
+static SEEN: Mutex<Seen> = Mutex::new(Seen {
+    values: BTreeSet::new(),
+    vars: BTreeSet::new(),
+});
 
 /// Whether `name` can name a systemd credential (and stays inside its folder).
 fn is_credential_name(name: &str) -> bool {
@@ -150,8 +196,6 @@ fn is_credential_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Every secret value resolved by this process.
-static RESOLVED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 /// Shorter values are not scrubbed: they would blank out ordinary words.
 const MIN_REDACTED: usize = 4;
 
@@ -159,10 +203,10 @@ const MIN_REDACTED: usize = 4;
 /// to a log, a report or a hook's environment.
 #[must_use]
 pub fn redact(text: &str) -> String {
-    let Ok(known) = RESOLVED.lock() else {
+    let Ok(seen) = SEEN.lock() else {
         return text.to_string();
     };
-    redact_these(text, known.iter().map(String::as_str))
+    redact_these(text, seen.values.iter().map(String::as_str))
 }
 
 /// `text` with each of `secrets` (of [`MIN_REDACTED`] bytes or more) replaced by `***`, the
@@ -189,8 +233,8 @@ pub fn shell(cmd: &str) -> Command {
     ] {
         c.env_remove(v);
     }
-    if let Ok(vars) = SECRET_VARS.lock() {
-        for v in vars.iter() {
+    if let Ok(seen) = SEEN.lock() {
+        for v in &seen.vars {
             c.env_remove(v);
         }
     }
@@ -226,9 +270,9 @@ impl Secret {
     #[must_use]
     pub fn new(value: String) -> Self {
         if value.len() >= MIN_REDACTED
-            && let Ok(mut known) = RESOLVED.lock()
+            && let Ok(mut seen) = SEEN.lock()
         {
-            known.insert(value.clone());
+            seen.values.insert(value.clone());
         }
         Self(value)
     }
@@ -260,12 +304,12 @@ mod tests {
     #[test]
     fn command_and_file_resolve_without_trailing_newline() {
         let s = SecretRef::parse("command:printf 'abc\\n'").unwrap();
-        assert_eq!(s.resolve("t").unwrap().expose(), "abc");
+        assert_eq!(s.resolve("t", &NoVault).unwrap().expose(), "abc");
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pw"), "xyz\n").unwrap();
         let mut f = SecretRef::parse("file:pw").unwrap();
         f.rebase(dir.path());
-        assert_eq!(f.resolve("t").unwrap().expose(), "xyz");
+        assert_eq!(f.resolve("t", &NoVault).unwrap().expose(), "xyz");
     }
 
     #[test]
@@ -280,7 +324,7 @@ mod tests {
     fn resolved_secrets_are_scrubbed_from_text() {
         let s = SecretRef::parse("command:printf 's3cr3t-value-42'")
             .unwrap()
-            .resolve("t")
+            .resolve("t", &NoVault)
             .unwrap();
         assert_eq!(
             redact(&format!("auth failed for {} at host", s.expose())),
@@ -301,7 +345,7 @@ mod tests {
     fn failures_name_the_setting_not_the_value() {
         let e = SecretRef::parse("env:CAIRN_SURELY_UNSET_VAR")
             .unwrap()
-            .resolve("target.x.key")
+            .resolve("target.x.key", &NoVault)
             .unwrap_err()
             .to_string();
         assert!(
@@ -310,7 +354,7 @@ mod tests {
         );
         let e = SecretRef::parse("command:exit 3")
             .unwrap()
-            .resolve("p")
+            .resolve("p", &NoVault)
             .unwrap_err();
         assert!(e.to_string().contains("failed"), "{e}");
     }

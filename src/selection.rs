@@ -188,13 +188,14 @@ pub fn pick<'a>(
     }
 }
 
-/// The snapshot and the node `sel` names in `repo`.
+/// The snapshot and the node `sel` names in `repo`; the snapshot is noted in `trail`.
 ///
 /// # Errors
 /// As [`pick`]; the path is not in the snapshot; the repository cannot be read.
 pub fn node<S: rustic_core::IndexedTree>(
     repo: &rustic_core::Repository<S>,
     sel: &Selector,
+    trail: &crate::audit::Trail,
 ) -> Result<(SnapshotFile, rustic_core::repofile::Node)> {
     let snaps = repo.get_all_snapshots()?;
     let snap = pick(&snaps, &sel.spec, &sel.filter)?.clone();
@@ -202,7 +203,7 @@ pub fn node<S: rustic_core::IndexedTree>(
         .node_from_snapshot_and_path(&snap, &sel.path)
         .map_err(|_| Error::Input(format!("snapshot {} holds no {:?}", short(&snap), sel.path)))?;
     // Which client data a command read (restore, dump, ls, diff) goes in its audit record.
-    crate::audit::snapshot(&snap.id.to_hex());
+    trail.snapshot(&snap.id.to_hex());
     Ok((snap, node))
 }
 

@@ -11,21 +11,22 @@ use std::{
     sync::Arc,
 };
 
-use rustic_core::{
-    Credentials, FileType, Id, OpenStatus, ProgressBars, Repository, RepositoryBackends,
-    RepositoryOptions,
-};
+use rustic_core::{FileType, Id, OpenStatus, ProgressBars, Repository};
 
 use crate::{
-    config::{Config, TargetConfig},
+    config::TargetConfig,
+    context::Context,
+    deletion,
     error::{Error, Result},
     fanout::{Fanout, Member, list_type},
-    probe::{Probe, Probed, one_repository, probe_all},
-    progress::Observer,
+    probe::{Probe, Probed, one_repository, probe_all, probe_targets},
     proof::Proof,
+    replica::ForeignFound,
+    repo::{open_repository, open_repository_with},
     report::{TargetOutcome, TargetState},
-    secret::{Secret, SecretRef},
-    store::Store,
+    secret::Secret,
+    store::Named,
+    unlock::{refuse_if_removed, unlock},
 };
 
 /// What the session is for.
@@ -51,6 +52,7 @@ pub struct Session {
     mode: Mode,
     /// The fan-out backend over the members.
     pub fanout: Fanout,
+    ctx: Context,
 }
 
 impl Session {
@@ -60,25 +62,26 @@ impl Session {
     /// # Errors
     /// No target holds the repository ([`Error::NoRepository`] or, when some could not be
     /// reached, [`Error::NoTargetUsable`]); two targets hold different repositories.
-    pub fn open(cfg: &Config, from: Option<&str>, observer: Arc<dyn Observer>) -> Result<Self> {
-        let probed = probe_all(cfg, from)?;
-        let not_used = cfg
+    pub fn open(ctx: &Context, from: Option<&str>) -> Result<Self> {
+        let probed = probe_all(ctx, from)?;
+        let not_used = ctx
+            .cfg()
             .targets
             .iter()
             .filter(|t| !probed.iter().any(|p| p.cfg.name == t.name))
             .cloned()
             .collect();
-        Self::from_probed(probed, not_used, Mode::Read, &[], observer)
+        Self::from_probed(ctx, probed, not_used, Mode::Read, &[])
     }
 
     /// [`Session::open`] over targets already probed. `untrusted` names targets that hold files
     /// which could not be proven nor moved aside: they take no part.
     pub(crate) fn from_probed(
+        ctx: &Context,
         probed: Vec<Probed>,
         not_used: Vec<TargetConfig>,
         mode: Mode,
         untrusted: &[(String, String)],
-        observer: Arc<dyn Observer>,
     ) -> Result<Self> {
         let ready: Vec<usize> = (0..probed.len())
             .filter(|&i| matches!(probed[i].probe, Probe::Ready { .. }))
@@ -159,7 +162,7 @@ impl Session {
                     ))
                 })
                 .collect(),
-            observer,
+            ctx.observer().clone(),
         );
         Ok(Self {
             probed,
@@ -168,14 +171,18 @@ impl Session {
             not_used,
             mode,
             fanout,
+            ctx: ctx.clone(),
         })
     }
 
-    /// Ties every member to the lock held on its target, so a member whose lock is taken over
-    /// stops being written.
-    pub(crate) fn watch_lock(&self, lock: &crate::lock::RepoLock) {
+    /// Ties every member to the lock held on its target (`lost_flag` of its name), so a
+    /// member whose lock is taken over stops being written.
+    pub(crate) fn watch_lock(
+        &self,
+        lost_flag: impl Fn(&str) -> Option<Arc<std::sync::atomic::AtomicBool>>,
+    ) {
         for m in self.fanout.members() {
-            if let Some(flag) = lock.lost_flag(&m.name) {
+            if let Some(flag) = lost_flag(&m.name) {
                 m.watch_lock(flag);
             }
         }
@@ -191,14 +198,14 @@ impl Session {
         pb: P,
     ) -> Result<Repository<OpenStatus>> {
         if self.mode == Mode::Write {
-            return open_repository(Arc::new(self.fanout.clone()), password, pb);
+            return open_repository(Arc::new(self.fanout.clone()), password, self.ctx.keys(), pb);
         }
-        let proof = Proof::unlock(&self.probed, password)?;
+        let proof = unlock(&self.ctx, &self.probed, password)?;
         if !self.not_used.is_empty() {
             // Reading from one target (`--from`): the others still say whether this key was
             // removed while that one was away (and it then loses the key).
-            let others = crate::probe::probe_targets(&self.not_used);
-            let sources: Vec<crate::replica::Source<'_>> = others
+            let others = probe_targets(&self.ctx, &self.not_used);
+            let sources: Vec<Named<'_>> = others
                 .iter()
                 .chain(&self.probed)
                 .filter(
@@ -206,7 +213,7 @@ impl Session {
                 )
                 .filter_map(|p| Some((p.cfg.name.as_str(), p.store.as_deref()?)))
                 .collect();
-            proof.refuse_if_removed(&sources)?;
+            refuse_if_removed(&self.ctx, &proof, &sources)?;
         }
         self.reader(&proof, pb)
     }
@@ -231,12 +238,11 @@ impl Session {
     /// Hides from `fanout` every file a proven deletion record on a member deletes.
     pub(crate) fn hide_deleted(&self, fanout: &Fanout, proof: &Proof) {
         let members = self.fanout.members();
-        let sources: Vec<crate::replica::Source<'_>> = members
+        let sources: Vec<Named<'_>> = members
             .iter()
             .map(|m| (m.name.as_str(), m.store().as_ref()))
             .collect();
-        let deletions =
-            crate::deletion::load(&sources, proof, &crate::replica::ForeignFound::default());
+        let deletions = deletion::load(&sources, proof, &ForeignFound::default());
         fanout.hide(deletions.deleted().iter().cloned());
     }
 
@@ -355,94 +361,4 @@ pub(crate) fn outcome(
         files_written: files,
         detail,
     }
-}
-
-/// Opens a repository over any backend (the fan-out, or one target alone).
-///
-/// # Errors
-/// [`Error::WrongPassword`], or the repository could not be read.
-pub fn open_repository<P: ProgressBars>(
-    be: Arc<dyn rustic_core::WriteBackend>,
-    password: &Secret,
-    pb: P,
-) -> Result<Repository<OpenStatus>> {
-    // The key derivation (scrypt) costs about 0.4 s and 130 MiB each time; a run opens the
-    // repository many times (each step, each target verified alone). A master key this process
-    // derived from this password is reused only where the backend holds the very key file it
-    // came from, byte for byte (key files are named by their hash): the password opens that
-    // file there too, so a target whose key files are gone still fails as stock restic would.
-    let tag = crate::layout::sha256_hex(password.expose().as_bytes());
-    let known: Vec<(
-        rustic_core::repofile::KeyId,
-        rustic_core::repofile::MasterKey,
-    )> = DERIVED
-        .lock()
-        .map(|d| {
-            d.iter()
-                .filter(|(t, _, _)| *t == tag)
-                .map(|(_, id, k)| (*id, k.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let holds = |id: &rustic_core::repofile::KeyId| {
-        let id = **id;
-        be.read_full(FileType::Key, &id)
-            .is_ok_and(|bytes| crate::layout::sha256_hex(&bytes) == id.to_hex().to_string())
-    };
-    for (id, key) in known {
-        if holds(&id) {
-            return open_repository_with(be, &Credentials::Masterkey(key), pb);
-        }
-    }
-    let repo = open_repository_with(be, &Credentials::password(password.expose()), pb)?;
-    if let (Some(id), Ok(mut d)) = (*repo.key_id(), DERIVED.lock()) {
-        d.push((tag, id, repo.key().clone()));
-    }
-    Ok(repo)
-}
-
-/// Master keys derived in this process: the SHA-256 of their password, the key file that gave
-/// each. Kept no longer than the process, as the password itself is.
-#[allow(clippy::type_complexity)]
-static DERIVED: std::sync::Mutex<
-    Vec<(
-        String,
-        rustic_core::repofile::KeyId,
-        rustic_core::repofile::MasterKey,
-    )>,
-> = std::sync::Mutex::new(Vec::new());
-
-/// [`open_repository`] with any credentials (the master key of a [`crate::proof::Proof`]).
-///
-/// # Errors
-/// [`Error::WrongPassword`], or the repository could not be read.
-pub fn open_repository_with<P: ProgressBars>(
-    be: Arc<dyn rustic_core::WriteBackend>,
-    credentials: &Credentials,
-    pb: P,
-) -> Result<Repository<OpenStatus>> {
-    // No cache: all targets share one repository id, and a shared cache would hide a target's
-    // missing index or snapshot files.
-    let opts = RepositoryOptions::default().no_cache(true);
-    let repo = Repository::new_with_progress(&opts, &RepositoryBackends::new(be, None), pb)?;
-    Ok(repo.open(credentials)?)
-}
-
-/// The repository password: `[repository] password`, else `CAIRN_PASSWORD`.
-///
-/// # Errors
-/// Neither is set, or the reference cannot be resolved.
-pub fn password(cfg: &Config) -> Result<Secret> {
-    if let Some(r) = &cfg.repository.password {
-        return r.resolve("repository.password");
-    }
-    SecretRef::Env("CAIRN_PASSWORD".into())
-        .resolve("repository password")
-        .map_err(|_| {
-            Error::Input(
-                "no repository password: set CAIRN_PASSWORD or `password = \"env:NAME\"` \
-                 (or file:/command:) under [repository]"
-                    .into(),
-            )
-        })
 }

@@ -29,13 +29,7 @@ use crate::{
 /// # Errors
 /// The folder cannot be created.
 pub fn dir(cfg: &Config) -> Result<PathBuf> {
-    let base = base();
-    // Unit tests keep their state beside their configuration, in their own scratch folder.
-    let base = if cfg!(test) {
-        cfg.path.with_extension("state")
-    } else {
-        base
-    };
+    let base = base_of(cfg);
     let config = std::path::absolute(&cfg.path).unwrap_or_else(|_| cfg.path.clone());
     let name = cfg.repository.name.as_deref().unwrap_or("repository");
     let safe: String = name
@@ -59,6 +53,17 @@ pub fn dir(cfg: &Config) -> Result<PathBuf> {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
     Ok(dir)
+}
+
+/// The state base folder `cfg` uses: [`base`], except in unit tests, which keep their state
+/// beside their configuration, in their own scratch folder.
+#[must_use]
+pub fn base_of(cfg: &Config) -> PathBuf {
+    if cfg!(test) {
+        cfg.path.with_extension("state")
+    } else {
+        base()
+    }
 }
 
 /// The folder holding every configuration's state folder, as this process sees it.

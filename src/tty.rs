@@ -78,7 +78,9 @@ pub fn ask_twice(prompt: &str, no_terminal: &str) -> Result<Secret> {
 /// # Errors
 /// Neither gives one, or the two entries differ.
 pub fn new_secret(var: &str, prompt: &str) -> Result<Secret> {
-    if let Ok(s) = crate::secret::SecretRef::Env(var.to_string()).resolve(var) {
+    if let Ok(s) =
+        crate::secret::SecretRef::Env(var.to_string()).resolve(var, &crate::secret::NoVault)
+    {
         return Ok(s);
     }
     ask_twice(prompt, &format!("set {var}, or run on a terminal"))

@@ -24,8 +24,10 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    config::VaultSettings,
     error::{Error, Result},
-    secret::{Secret, SecretRef},
+    lockout::Gate,
+    secret::{NoVault, Secret, SecretRef},
 };
 
 const FORMAT: &str = "cairn-vault 1";
@@ -90,16 +92,6 @@ fn vault_error(path: &Path, message: impl Into<String>) -> Error {
         path: path.to_path_buf(),
         message: message.into(),
     }
-}
-
-/// Whether `name` can name a vault entry.
-#[must_use]
-pub fn is_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
 }
 
 fn derive(kdf: &Kdf, passphrase: &Secret, path: &Path) -> Result<Key<Aes256Gcm>> {
@@ -221,12 +213,13 @@ impl Vault {
         })
     }
 
-    /// Opens the vault at `path` with `passphrase`. Counts toward the lockout of this vault.
+    /// Opens the vault at `path` with `passphrase`; the attempt counts toward the lockout of
+    /// this vault at `gate`.
     ///
     /// # Errors
     /// The file is missing, readable by others, damaged or altered ([`Error::Vault`]), the
     /// passphrase is wrong ([`Error::WrongPassphrase`]), or the vault is locked out.
-    pub fn open(path: &Path, passphrase: &Secret) -> Result<Self> {
+    pub fn open(path: &Path, passphrase: &Secret, gate: Gate<'_>) -> Result<Self> {
         let text = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
@@ -250,16 +243,15 @@ impl Vault {
             return Err(damaged());
         }
         let what = lockout_name(path);
-        crate::lockout::check(&what)?;
+        gate.check(&what)?;
         let key = derive(&file.body.kdf, passphrase, path)?;
         if open(&key, &file.body.kdf, &file.body.check).as_deref() != Some(KEY_CHECK) {
-            let (failures, locked) = crate::lockout::failed(&what)?;
-            crate::audit::refused(&what, failures, locked);
+            gate.wrong(&what)?;
             return Err(Error::WrongPassphrase {
                 vault: path.to_path_buf(),
             });
         }
-        crate::lockout::succeeded(&what);
+        gate.right(&what);
         let plain = open(&key, &file.body.kdf, &file.body.secrets).ok_or_else(|| {
             vault_error(
                 path,
@@ -345,98 +337,95 @@ fn lockout_name(path: &Path) -> String {
     format!("vault {}", abs.display())
 }
 
-/// Where the vault is and how its passphrase is found: `[vault]` of the configuration.
-#[derive(Debug, Clone)]
-pub struct Access {
-    /// The vault file.
-    pub path: PathBuf,
-    /// Its passphrase; without it, `CAIRN_VAULT_PASSPHRASE`, else asked on the terminal.
-    pub passphrase: Option<SecretRef>,
-}
-
-impl Access {
-    /// The passphrase, from the configured reference, `CAIRN_VAULT_PASSPHRASE`, or the terminal.
-    ///
-    /// # Errors
-    /// None of them gives one.
-    pub fn passphrase(&self) -> Result<Secret> {
-        if let Some(r) = &self.passphrase {
-            return r.resolve("vault.passphrase");
-        }
-        if let Ok(p) = SecretRef::Env("CAIRN_VAULT_PASSPHRASE".into()).resolve("vault passphrase") {
-            return Ok(p);
-        }
-        crate::tty::ask(
-            &format!("Passphrase of vault {}: ", self.path.display()),
-            "no vault passphrase: set CAIRN_VAULT_PASSPHRASE, or `passphrase = \"file:...\"` \
-             (or credential:NAME) under [vault]",
-        )
-    }
-
-    /// Opens the vault.
-    ///
-    /// # Errors
-    /// As [`Vault::open`] and [`Self::passphrase`].
-    pub fn open(&self) -> Result<Vault> {
-        if !self.path.exists() {
-            return Err(vault_error(
-                &self.path,
-                "does not exist (create it with `cairn vault init`)",
-            ));
-        }
-        Vault::open(&self.path, &self.passphrase()?)
-    }
-}
-
-/// The vault of the configuration loaded in this process, opened at the first `vault:` secret.
-static ACCESS: Mutex<Option<Access>> = Mutex::new(None);
-/// The vault once opened, or why it could not be: one attempt per process, however many
-/// targets ask (a wrong passphrase counts once toward the lockout).
-static OPENED: Mutex<Option<std::result::Result<Arc<Vault>, String>>> = Mutex::new(None);
-
-/// Sets where `vault:` secrets are looked up (from the configuration).
-pub fn configure(access: Access) {
-    if let Ok(mut a) = ACCESS.lock() {
-        *a = Some(access);
-    }
-}
-
-/// The secret `name` of the configured vault (opened once per process), for the setting `what`.
+/// The vault's passphrase: the configured reference, else `CAIRN_VAULT_PASSPHRASE`, else asked
+/// on the terminal.
 ///
 /// # Errors
-/// No vault is configured, it cannot be opened (wrong passphrase, locked, altered), or it
-/// holds no such name.
-pub fn lookup(name: &str, what: &str) -> Result<Secret> {
-    let err = |message: String| Error::Secret {
-        what: what.to_string(),
-        message,
-    };
-    let mut opened = OPENED.lock().map_err(|_| err("vault poisoned".into()))?;
-    if opened.is_none() {
-        let access = ACCESS
-            .lock()
-            .ok()
-            .and_then(|a| a.clone())
-            .ok_or_else(|| err("no vault is configured".into()))?;
-        match access.open() {
-            Ok(v) => *opened = Some(Ok(Arc::new(v))),
-            Err(e) => {
-                *opened = Some(Err(e.to_string()));
-                return Err(e);
-            }
+/// None of them gives one.
+pub fn passphrase(settings: &VaultSettings) -> Result<Secret> {
+    if let Some(r) = &settings.passphrase {
+        return r.resolve("vault.passphrase", &NoVault);
+    }
+    if let Ok(p) =
+        SecretRef::Env("CAIRN_VAULT_PASSPHRASE".into()).resolve("vault passphrase", &NoVault)
+    {
+        return Ok(p);
+    }
+    crate::tty::ask(
+        &format!("Passphrase of vault {}: ", settings.path.display()),
+        "no vault passphrase: set CAIRN_VAULT_PASSPHRASE, or `passphrase = \"file:...\"` \
+         (or credential:NAME) under [vault]",
+    )
+}
+
+/// Opens the configured vault.
+///
+/// # Errors
+/// As [`Vault::open`] and [`passphrase`].
+pub fn open_configured(settings: &VaultSettings, gate: Gate<'_>) -> Result<Vault> {
+    if !settings.path.exists() {
+        return Err(vault_error(
+            &settings.path,
+            "does not exist (create it with `cairn vault init`)",
+        ));
+    }
+    Vault::open(&settings.path, &passphrase(settings)?, gate)
+}
+
+/// The vault of one configuration, opened at its first `vault:` secret and then kept: one
+/// attempt per configuration, however many targets ask (a wrong passphrase counts once toward
+/// the lockout).
+#[derive(Debug)]
+pub struct Opener {
+    settings: VaultSettings,
+    opened: Mutex<Option<std::result::Result<Arc<Vault>, String>>>,
+}
+
+impl Opener {
+    /// The vault `settings` name, not opened yet.
+    #[must_use]
+    pub fn new(settings: VaultSettings) -> Self {
+        Self {
+            settings,
+            opened: Mutex::new(None),
         }
     }
-    let vault = match opened.as_ref() {
-        Some(Ok(v)) => v,
-        Some(Err(e)) => return Err(err(e.clone())),
-        None => return Err(err("no vault".into())),
-    };
-    vault.get(name).ok_or_else(|| {
-        err(format!(
-            "vault {} holds no secret named {name:?} (`cairn vault set {name}`)",
-            vault.path().display()
-        ))
-    })
+
+    /// The secret `name`, for the setting `what`; the vault is opened at the first call.
+    ///
+    /// # Errors
+    /// The vault cannot be opened (wrong passphrase, locked, altered), or it holds no such
+    /// name.
+    pub fn lookup(&self, name: &str, what: &str, gate: Gate<'_>) -> Result<Secret> {
+        let err = |message: String| Error::Secret {
+            what: what.to_string(),
+            message,
+        };
+        let mut opened = self
+            .opened
+            .lock()
+            .map_err(|_| err("vault poisoned".into()))?;
+        if opened.is_none() {
+            match open_configured(&self.settings, gate) {
+                Ok(v) => *opened = Some(Ok(Arc::new(v))),
+                Err(e) => {
+                    *opened = Some(Err(e.to_string()));
+                    return Err(e);
+                }
+            }
+        }
+        let vault = match opened.as_ref() {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return Err(err(e.clone())),
+            None => return Err(err("no vault".into())),
+        };
+        vault.get(name).ok_or_else(|| {
+            err(format!(
+                "vault {} holds no secret named {name:?} (`cairn vault set {name}`)",
+                vault.path().display()
+            ))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -450,18 +439,25 @@ mod tests {
     #[test]
     fn round_trip_and_clear_refusals() {
         let dir = tempfile::tempdir().unwrap();
-        // SAFETY: the test's own state folder, set before any lockout is counted.
-        unsafe { std::env::set_var("CAIRN_STATE_DIR", dir.path().join("state")) };
+        let lockout = crate::lockout::Lockout::new(
+            crate::config::LockoutPolicy::default(),
+            &dir.path().join("state"),
+        );
+        let trail = crate::audit::Trail::default();
+        let gate = Gate {
+            lockout: &lockout,
+            trail: &trail,
+        };
         let path = dir.path().join("v");
         let mut v = Vault::create(&path, &pass("correct horse")).unwrap();
         v.set("azure/key", &pass("k3y-value"));
         v.save().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("k3y-value") && !text.contains("azure"));
-        let v = Vault::open(&path, &pass("correct horse")).unwrap();
+        let v = Vault::open(&path, &pass("correct horse"), gate).unwrap();
         assert_eq!(v.get("azure/key").unwrap().expose(), "k3y-value");
 
-        let e = Vault::open(&path, &pass("wrong horse")).unwrap_err();
+        let e = Vault::open(&path, &pass("wrong horse"), gate).unwrap_err();
         assert!(matches!(e, Error::WrongPassphrase { .. }), "{e}");
 
         // Every single byte of the file matters: flip each of a spread of them.
@@ -470,12 +466,12 @@ mod tests {
             let mut b = bytes.clone();
             b[at] ^= 0x01;
             std::fs::write(&path, &b).unwrap();
-            let e = Vault::open(&path, &pass("correct horse")).unwrap_err();
+            let e = Vault::open(&path, &pass("correct horse"), gate).unwrap_err();
             assert!(matches!(e, Error::Vault { .. }), "byte {at}: {e}");
         }
         std::fs::write(&path, &bytes).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = Vault::open(&path, &pass("correct horse")).unwrap_err();
+        let e = Vault::open(&path, &pass("correct horse"), gate).unwrap_err();
         assert!(e.to_string().contains("chmod 600"), "{e}");
     }
 }

@@ -29,7 +29,7 @@ enum AuditCommand {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let path = audit::path(&ctx.cfg)?;
+    let path = audit::path(ctx.cfg())?;
     let lines = audit::read_lines(&path)?;
     match args.command {
         AuditCommand::Show { since, only } => {
@@ -92,9 +92,9 @@ fn verify(ctx: &Ctx, path: &std::path::Path, lines: &[String]) -> Result<i32> {
         .map(|r| r.log);
     let mut compared = Vec::new();
     let mut unreachable = Vec::new();
-    if let Ok(pw) = cairn::session::password(&ctx.cfg) {
-        let probed = cairn::probe::probe_all(&ctx.cfg, None)?;
-        let proof = cairn::proof::Proof::unlock(&probed, &pw)?;
+    if let Ok(pw) = ctx.core.password() {
+        let probed = cairn::probe::probe_all(&ctx.core, None)?;
+        let proof = cairn::unlock::unlock(&ctx.core, &probed, &pw)?;
         let cipher = proof.cipher();
         for p in &probed {
             let Some(store) = p.store.as_ref().filter(|_| p.unusable().is_none()) else {

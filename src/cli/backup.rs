@@ -4,7 +4,6 @@ use anyhow::Result;
 use cairn::{
     ops::backup::{self, BackupOptions},
     report::human_bytes,
-    session::password,
 };
 
 use super::{Ctx, exit, print_cause, print_foreign, print_json, print_targets, write_exit};
@@ -30,7 +29,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let pw = password(&ctx.cfg)?;
+    let pw = ctx.core.password()?;
     let opts = BackupOptions {
         tags: args.tags,
         host: args.host,
@@ -38,7 +37,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         force_new: args.force_new,
         time: args.time,
     };
-    let r = backup::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone())?;
+    let r = backup::run(&ctx.core, &pw, &opts, ctx.reporter.clone())?;
     if ctx.json {
         print_json(&r)?;
     } else {

@@ -4,7 +4,6 @@ use anyhow::Result;
 use cairn::{
     ops::check::{self, CheckOptions, ProblemKind, ReadData},
     report::human_bytes,
-    session::password,
 };
 
 use super::{Ctx, exit, label, print_cause, print_json};
@@ -40,13 +39,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         (false, None) => ReadData::None,
     };
     // The password is optional: without it the file-level checks still run.
-    let pw = password(&ctx.cfg).ok();
+    let pw = ctx.core.password().ok();
     let opts = CheckOptions {
         read_data,
         heal: args.heal,
         seed: args.seed,
     };
-    let r = check::run(&ctx.cfg, &opts, pw.as_ref(), &ctx.observer(), &ctx.reporter)?;
+    let r = check::run(&ctx.core, &opts, pw.as_ref(), &ctx.reporter)?;
     if ctx.json {
         print_json(&r)?;
     } else {

@@ -1,7 +1,7 @@
 //! `cairn diff`.
 
 use anyhow::Result;
-use cairn::{ops::diff, report::human_bytes, selection::Selector, session::password};
+use cairn::{ops::diff, report::human_bytes, selection::Selector};
 
 use super::{Ctx, exit, print_json, select::FilterArgs};
 
@@ -18,13 +18,12 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let pw = password(&ctx.cfg)?;
+    let pw = ctx.core.password()?;
     let r = diff::run(
-        &ctx.cfg,
+        &ctx.core,
         &pw,
         &args.filter.apply(args.from),
         &args.filter.apply(args.to),
-        ctx.observer(),
         ctx.reporter.clone(),
     )?;
     if ctx.json {

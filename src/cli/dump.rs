@@ -4,7 +4,6 @@ use anyhow::Result;
 use cairn::{
     ops::dump::{self, Dumped},
     selection::Selector,
-    session::password,
 };
 
 use super::{Ctx, exit, select::FilterArgs};
@@ -22,15 +21,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let pw = password(&ctx.cfg)?;
+    let pw = ctx.core.password()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let done = dump::run(
-        &ctx.cfg,
+        &ctx.core,
         &pw,
         &args.filter.apply(args.what),
         args.from.as_deref(),
-        ctx.observer(),
         ctx.reporter.clone(),
         &mut out,
     );

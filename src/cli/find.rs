@@ -4,7 +4,6 @@ use anyhow::Result;
 use cairn::{
     ops::find::{self, FindOptions},
     selection::{self, Spec},
-    session::password,
 };
 
 use super::{Ctx, exit, select::FilterArgs};
@@ -35,7 +34,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let pw = password(&ctx.cfg)?;
+    let pw = ctx.core.password()?;
     let opts = FindOptions {
         patterns: args.patterns,
         ignore_case: args.ignore_case,
@@ -47,30 +46,23 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     };
     let mut found = Vec::new();
     let mut last_snapshot = String::new();
-    let r = find::run(
-        &ctx.cfg,
-        &pw,
-        &opts,
-        ctx.observer(),
-        ctx.reporter.clone(),
-        |f| {
-            if ctx.json {
-                found.push(f);
-                return;
-            }
-            if f.snapshot != last_snapshot {
-                println!("snapshot {} of {}", &f.snapshot[..8], f.snapshot_time);
-                last_snapshot.clone_from(&f.snapshot);
-            }
-            println!(
-                "  {:<8} {:>12} {:<26} {}",
-                f.kind,
-                f.size,
-                f.mtime.as_deref().map_or("-", |m| m.get(..19).unwrap_or(m)),
-                f.path
-            );
-        },
-    )?;
+    let r = find::run(&ctx.core, &pw, &opts, ctx.reporter.clone(), |f| {
+        if ctx.json {
+            found.push(f);
+            return;
+        }
+        if f.snapshot != last_snapshot {
+            println!("snapshot {} of {}", &f.snapshot[..8], f.snapshot_time);
+            last_snapshot.clone_from(&f.snapshot);
+        }
+        println!(
+            "  {:<8} {:>12} {:<26} {}",
+            f.kind,
+            f.size,
+            f.mtime.as_deref().map_or("-", |m| m.get(..19).unwrap_or(m)),
+            f.path
+        );
+    })?;
     if ctx.json {
         super::print_json(&serde_json::json!({ "matches": found, "summary": r }))?;
     } else {

@@ -7,7 +7,6 @@ use cairn::{
         prune::{self, PruneOptions},
     },
     retention::{GroupBy, Policy, Verdict, Within},
-    session::password,
 };
 
 use super::{Ctx, exit, label, print_json, write_exit};
@@ -52,7 +51,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let pw = password(&ctx.cfg)?;
+    let pw = ctx.core.password()?;
     let opts = ForgetOptions {
         policy: Policy {
             keep_last: args.keep_last,
@@ -68,17 +67,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         ids: args.ids,
         dry_run: args.dry_run,
     };
-    let r = forget::run(&ctx.cfg, &pw, &opts, &ctx.observer())?;
+    let r = forget::run(&ctx.core, &pw, &opts)?;
     // The forget is done whatever the prune does: its report is never hidden by a prune error.
-    let pruned = (args.prune && !args.dry_run && !r.removed.is_empty()).then(|| {
-        prune::run(
-            &ctx.cfg,
-            &pw,
-            &PruneOptions::default(),
-            &ctx.observer(),
-            &ctx.reporter,
-        )
-    });
+    let pruned = (args.prune && !args.dry_run && !r.removed.is_empty())
+        .then(|| prune::run(&ctx.core, &pw, &PruneOptions::default(), &ctx.reporter));
     let prune_failed = match &pruned {
         Some(Err(e)) => Some(exit::for_error(e)),
         _ => None,

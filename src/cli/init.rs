@@ -1,7 +1,7 @@
 //! `cairn init`.
 
 use anyhow::Result;
-use cairn::{ops::init, report::is_partial, session::password};
+use cairn::{ops::init, report::is_partial};
 
 use super::{Ctx, print_json, print_targets, write_exit};
 
@@ -14,14 +14,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let pw = password(&ctx.cfg)?;
-    let report = init::run(
-        &ctx.cfg,
-        &pw,
-        args.force_new,
-        ctx.observer(),
-        ctx.reporter.clone(),
-    )?;
+    let pw = ctx.core.password()?;
+    let report = init::run(&ctx.core, &pw, args.force_new, ctx.reporter.clone())?;
     let code = write_exit(is_partial(&report.targets));
     if ctx.json {
         print_json(&report)?;

@@ -1,10 +1,7 @@
 //! `cairn key add|list|remove`: one key per operator.
 
 use anyhow::Result;
-use cairn::{
-    ops::key::{self, KeyReport},
-    session::password,
-};
+use cairn::ops::key::{self, KeyReport};
 
 use super::{Ctx, label, print_json, write_exit};
 
@@ -32,18 +29,18 @@ pub fn run(ctx: &Ctx, args: Args, operator: Option<&str>) -> Result<i32> {
             .map(str::to_string)
             .ok_or_else(|| anyhow::anyhow!("name the operator whose key it is: --operator NAME"))
     };
-    let pw = password(&ctx.cfg)?;
+    let pw = ctx.core.password()?;
     match args.command {
         KeyCommand::Add => {
-            cairn::audit::command("key add");
+            ctx.core.trail().command("key add");
             let operator = operator()?;
             let new = cairn::tty::new_secret("CAIRN_NEW_PASSWORD", "New password: ")?;
-            let r = key::add(&ctx.cfg, &pw, &operator, &new, &ctx.observer())?;
+            let r = key::add(&ctx.core, &pw, &operator, &new)?;
             report(ctx, &r, "added")
         }
         KeyCommand::List => {
-            cairn::audit::command("key list");
-            let keys = key::list(&ctx.cfg, &pw)?;
+            ctx.core.trail().command("key list");
+            let keys = key::list(&ctx.core, &pw)?;
             if ctx.json {
                 print_json(&keys)?;
                 return Ok(0);
@@ -73,9 +70,9 @@ pub fn run(ctx: &Ctx, args: Args, operator: Option<&str>) -> Result<i32> {
             Ok(0)
         }
         KeyCommand::Remove => {
-            cairn::audit::command("key remove");
+            ctx.core.trail().command("key remove");
             let operator = operator()?;
-            let r = key::remove(&ctx.cfg, &pw, &operator, &ctx.observer())?;
+            let r = key::remove(&ctx.core, &pw, &operator)?;
             report(ctx, &r, "removed")
         }
     }

@@ -1,7 +1,7 @@
 //! `cairn ls`.
 
 use anyhow::Result;
-use cairn::{ops::ls, session::password};
+use cairn::ops::ls;
 
 use super::{Ctx, exit};
 
@@ -22,15 +22,14 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let pw = password(&ctx.cfg)?;
+    let pw = ctx.core.password()?;
     let mut out = std::io::stdout().lock();
     let mut failed = None;
     ls::run(
-        &ctx.cfg,
+        &ctx.core,
         &pw,
         &args.filter.apply(args.snapshot),
         args.from.as_deref(),
-        ctx.observer(),
         ctx.reporter.clone(),
         |e| {
             use std::io::Write;

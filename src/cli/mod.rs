@@ -28,6 +28,7 @@ use std::{path::PathBuf, sync::Arc};
 use anyhow::Result;
 use cairn::{
     config::Config,
+    context::Context,
     report::{Cause, TargetOutcome, TargetState, human_bytes, label},
 };
 use clap::{Parser, Subcommand};
@@ -165,16 +166,17 @@ impl Command {
     }
 }
 
-/// What a verb hands back to `main`: its exit code.
+/// What every verb is given: the library's context of the loaded configuration (observed by
+/// the reporter), and how to print.
 pub struct Ctx {
-    pub cfg: Config,
+    pub core: Context,
     pub json: bool,
     pub reporter: Reporter,
 }
 
 impl Ctx {
-    fn observer(&self) -> Arc<dyn cairn::progress::Observer> {
-        Arc::new(self.reporter.clone())
+    fn cfg(&self) -> &Config {
+        self.core.cfg()
     }
 }
 
@@ -189,7 +191,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         reporter.print("WARN", &w);
     }
     let ctx = Ctx {
-        cfg,
+        core: Context::new(cfg, Arc::new(reporter.clone())),
         json: cli.json,
         reporter,
     };
@@ -202,7 +204,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         _ => cli.operator.clone(),
     };
     if audited {
-        cairn::audit::begin(&ctx.cfg, name, actor.as_deref());
+        ctx.core.trail().begin(ctx.cfg(), name, actor.as_deref());
     }
     let started = std::time::Instant::now();
     let mut outcome = match cli.command {
@@ -235,7 +237,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 Some(format!("{e:#}")),
             ),
         };
-        let finished = cairn::audit::finish(code, error.as_deref());
+        let finished = ctx.core.trail().finish(code, error.as_deref());
         if let Some(w) = &finished.pending {
             ctx.reporter.print("WARN", w);
         }
@@ -255,9 +257,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 .map_or(exit::FAILED, exit::for_error),
         };
         let secs = started.elapsed().as_secs_f64();
-        let observer = ctx.observer();
-        cairn::state::update(&ctx.cfg, &observer, |s| s.record_command(name, code, secs));
-        cairn::metrics::write_or_warn(&ctx.cfg, observer.as_ref());
+        ctx.core
+            .update_state(|s| s.record_command(name, code, secs));
+        cairn::metrics::write_or_warn(ctx.cfg(), ctx.core.observer().as_ref());
     }
     outcome
 }

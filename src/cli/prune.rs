@@ -4,7 +4,6 @@ use anyhow::Result;
 use cairn::{
     ops::prune::{self, PruneOptions, PruneReport},
     report::human_bytes,
-    session::password,
 };
 
 use super::{Ctx, label, print_json, write_exit};
@@ -34,14 +33,8 @@ impl Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let pw = password(&ctx.cfg)?;
-    let r = prune::run(
-        &ctx.cfg,
-        &pw,
-        &args.options(),
-        &ctx.observer(),
-        &ctx.reporter,
-    )?;
+    let pw = ctx.core.password()?;
+    let r = prune::run(&ctx.core, &pw, &args.options(), &ctx.reporter)?;
     if ctx.json {
         print_json(&r)?;
     } else {

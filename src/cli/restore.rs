@@ -7,7 +7,6 @@ use cairn::{
     error::Error,
     ops::restore::{self, Overwrite, RestoreOptionsCairn},
     report::human_bytes,
-    session::password,
 };
 
 use super::{Ctx, exit, print_json};
@@ -47,7 +46,7 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let pw = password(&ctx.cfg)?;
+    let pw = ctx.core.password()?;
     let opts = RestoreOptionsCairn {
         selector: args.filter.apply(args.snapshot),
         dest: args.target,
@@ -58,16 +57,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         dry_run: args.dry_run,
         verify: args.verify,
     };
-    let r =
-        restore::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone()).map_err(|e| {
-            match e {
-                Error::WouldOverwrite { .. } => anyhow::anyhow!(
-                    "{e}. Use --overwrite [never|if-changed|always], or restore into an empty \
+    let r = restore::run(&ctx.core, &pw, &opts, ctx.reporter.clone()).map_err(|e| match e {
+        Error::WouldOverwrite { .. } => anyhow::anyhow!(
+            "{e}. Use --overwrite [never|if-changed|always], or restore into an empty \
                      folder"
-                ),
-                e => e.into(),
-            }
-        })?;
+        ),
+        e => e.into(),
+    })?;
     if ctx.json {
         print_json(&r)?;
     } else {

@@ -1,7 +1,7 @@
 //! `cairn run`: the nightly job.
 
 use anyhow::Result;
-use cairn::{ops::run, session::password};
+use cairn::ops::run;
 
 use super::{Ctx, label, print_json};
 
@@ -14,10 +14,9 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let r = run::run(
-        &ctx.cfg,
+        &ctx.core,
         &run::RunOptions { init: args.init },
-        password(&ctx.cfg),
-        ctx.observer(),
+        ctx.core.password(),
         ctx.reporter.clone(),
     );
     if ctx.json {

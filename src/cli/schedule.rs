@@ -36,8 +36,8 @@ struct Opts {
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let (Action::Print(o) | Action::Install(o) | Action::Remove(o)) = &args.action;
     let exe = std::env::current_exe().context("where is this cairn binary")?;
-    let config = std::path::absolute(&ctx.cfg.path)?;
-    let units = schedule::render(&ctx.cfg, &exe, &config, &cairn::state::base(), o.user);
+    let config = std::path::absolute(&ctx.cfg().path)?;
+    let units = schedule::render(ctx.cfg(), &exe, &config, &cairn::state::base(), o.user);
     for w in &units.warnings {
         ctx.reporter.print("WARN", w);
     }
@@ -62,7 +62,7 @@ fn print(ctx: &Ctx, units: &Units, dir: &Path) -> Result<i32> {
 
 fn install(ctx: &Ctx, units: &Units, dir: &Path, o: &Opts) -> Result<i32> {
     // The state folder must exist: the sandbox makes only existing paths writable.
-    cairn::state::dir(&ctx.cfg)?;
+    cairn::state::dir(ctx.cfg())?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for u in &units.units {
         let path = dir.join(&u.name);

@@ -4,7 +4,6 @@ use anyhow::Result;
 use cairn::{
     ops::snapshots,
     report::{TargetState, human_bytes},
-    session::password,
 };
 
 use super::{Ctx, label, print_json, write_exit};
@@ -13,8 +12,8 @@ use super::{Ctx, label, print_json, write_exit};
 pub struct Args {}
 
 pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
-    let pw = password(&ctx.cfg)?;
-    let r = snapshots::run(&ctx.cfg, &pw, ctx.observer(), ctx.reporter.clone())?;
+    let pw = ctx.core.password()?;
+    let r = snapshots::run(&ctx.core, &pw, ctx.reporter.clone())?;
     if ctx.json {
         print_json(&r)?;
         return Ok(write_exit(r.partial));

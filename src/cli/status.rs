@@ -10,8 +10,8 @@ pub struct Args {}
 
 pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
     // With the password (when one is configured), deletions still pending are shown.
-    let pw = cairn::session::password(&ctx.cfg).ok();
-    let r = status::run(&ctx.cfg, pw.as_ref())?;
+    let pw = ctx.core.password().ok();
+    let r = status::run(&ctx.core, pw.as_ref())?;
     if ctx.json {
         print_json(&r)?;
     } else {

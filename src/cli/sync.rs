@@ -4,7 +4,6 @@ use anyhow::Result;
 use cairn::{
     ops::sync,
     report::{TargetState, human_bytes},
-    session::password,
 };
 
 use super::{Ctx, exit, label, print_foreign, print_json};
@@ -18,14 +17,8 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     // With the password, copies are proven before they spread; without it nothing is copied.
-    let pw = password(&ctx.cfg).ok();
-    let r = sync::run_and_record(
-        &ctx.cfg,
-        pw.as_ref(),
-        args.only.as_deref(),
-        &ctx.observer(),
-        &ctx.reporter,
-    )?;
+    let pw = ctx.core.password().ok();
+    let r = sync::run_and_record(&ctx.core, pw.as_ref(), args.only.as_deref(), &ctx.reporter)?;
     if ctx.json {
         print_json(&r)?;
     } else {

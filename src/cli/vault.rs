@@ -3,10 +3,7 @@
 use std::io::{IsTerminal, Read};
 
 use anyhow::Result;
-use cairn::{
-    secret::Secret,
-    vault::{Vault, is_name},
-};
+use cairn::{secret::Secret, secret::is_vault_name, vault::Vault};
 
 use super::{Ctx, print_json};
 
@@ -43,30 +40,31 @@ enum VaultCommand {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let access = &ctx.cfg.vault;
+    let access = &ctx.cfg().vault;
+    let open = || cairn::vault::open_configured(access, ctx.core.gate());
     match args.command {
         VaultCommand::Init => {
-            cairn::audit::command("vault init");
+            ctx.core.trail().command("vault init");
             let pass = match &access.passphrase {
-                Some(_) => access.passphrase()?,
+                Some(_) => cairn::vault::passphrase(access)?,
                 None => cairn::tty::new_secret("CAIRN_VAULT_PASSPHRASE", "New vault passphrase: ")?,
             };
             Vault::create(&access.path, &pass)?;
             say(ctx, &format!("vault created: {}", access.path.display()))
         }
         VaultCommand::Set { name } => {
-            cairn::audit::command("vault set");
+            ctx.core.trail().command("vault set");
             check_name(&name)?;
             let value = read_value(&name)?;
-            let mut vault = access.open()?;
+            let mut vault = open()?;
             let replaced = vault.set(&name, &value);
             vault.save()?;
             let verb = if replaced { "replaced" } else { "stored" };
             say(ctx, &format!("{name}: {verb}"))
         }
         VaultCommand::Get { name } => {
-            cairn::audit::command("vault get");
-            let vault = access.open()?;
+            ctx.core.trail().command("vault get");
+            let vault = open()?;
             let value = vault
                 .get(&name)
                 .ok_or_else(|| anyhow::anyhow!("the vault holds no secret named {name:?}"))?;
@@ -74,8 +72,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             Ok(0)
         }
         VaultCommand::List => {
-            cairn::audit::command("vault list");
-            let names = access.open()?.names();
+            ctx.core.trail().command("vault list");
+            let names = open()?.names();
             if ctx.json {
                 print_json(&names)?;
             } else {
@@ -86,8 +84,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             Ok(0)
         }
         VaultCommand::Rm { name } => {
-            cairn::audit::command("vault rm");
-            let mut vault = access.open()?;
+            ctx.core.trail().command("vault rm");
+            let mut vault = open()?;
             if !vault.remove(&name) {
                 anyhow::bail!("the vault holds no secret named {name:?}; nothing was changed");
             }
@@ -95,8 +93,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             say(ctx, &format!("{name}: removed"))
         }
         VaultCommand::Passwd => {
-            cairn::audit::command("vault passwd");
-            let vault = access.open()?;
+            ctx.core.trail().command("vault passwd");
+            let vault = open()?;
             let new =
                 cairn::tty::new_secret("CAIRN_NEW_VAULT_PASSPHRASE", "New vault passphrase: ")?;
             vault.change_passphrase(&new)?;
@@ -106,7 +104,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    if !is_name(name) {
+    if !is_vault_name(name) {
         anyhow::bail!("secret name {name:?}: use letters, digits, `-`, `_`, `.` and `/` only");
     }
     Ok(())

@@ -8,7 +8,6 @@ use cairn::{
     ops::verify::{self, VerifyOptions},
     report::{TargetState, human_bytes},
     sample::SampleSpec,
-    session::password,
 };
 
 use super::{Ctx, exit, label, print_cause, print_json};
@@ -45,8 +44,8 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
-    let pw = password(&ctx.cfg)?;
-    let mut opts = VerifyOptions::from_config(&ctx.cfg.verify);
+    let pw = ctx.core.password()?;
+    let mut opts = VerifyOptions::from_config(&ctx.cfg().verify);
     // A count or percentage on the command line replaces both of the configuration's.
     if args.files.is_some() || args.percent.is_some() {
         opts.spec = SampleSpec {
@@ -73,7 +72,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         opts.restore_to = args.restore_to;
     }
 
-    let mut report = verify::run(&ctx.cfg, &pw, &opts, ctx.observer(), ctx.reporter.clone())?;
+    let mut report = verify::run(&ctx.core, &pw, &opts, ctx.reporter.clone())?;
     // An empty sample proves nothing; it must not read as a pass.
     let code = report.exit_code();
     if report.sample.is_empty() {
@@ -89,7 +88,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         verify::write_report(&report, path)?;
     }
     if code != exit::OK
-        && let Some(command) = &ctx.cfg.verify.on_failure
+        && let Some(command) = &ctx.cfg().verify.on_failure
     {
         // The hook gets a report file even without --report; it is kept for the incident.
         let path = match &args.report {
@@ -106,7 +105,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
                 p
             }
         };
-        let hook = verify::run_hook(command, &path, &report, ctx.cfg.notify.timeout());
+        let hook = verify::run_hook(command, &path, &report, ctx.cfg().notify.timeout());
         ctx.reporter.print(
             if hook.ok() { "INFO" } else { "WARN" },
             &format!("{} (report: {})", hook.describe(), path.display()),

@@ -16,14 +16,22 @@ use toml::Spanned;
 
 use crate::{
     error::{Error, Result},
-    retention::{GroupBy, Policy, Within},
     secret::SecretRef,
 };
 
 mod job;
+mod sections;
 mod target;
+mod text;
 
 pub use job::{LogConfig, MetricsConfig, NotifyConfig, ScheduleConfig};
+pub use sections::{
+    BackupConfig, ByteCount, LockoutPolicy, RepositoryConfig, RetentionConfig, SnapshotSelection,
+    VaultSettings, VerifyConfig,
+};
+use sections::{SecurityConfig, VaultConfig};
+use text::Source;
+pub(crate) use text::describe_toml_error;
 
 pub use target::{HostKeyChecking, SmbSecurity, TargetConfig, TargetKind};
 
@@ -51,198 +59,9 @@ pub struct Config {
     /// The systemd timers.
     pub schedule: ScheduleConfig,
     /// The credentials vault.
-    pub vault: crate::vault::Access,
+    pub vault: VaultSettings,
     /// Lockout after wrong passwords.
-    pub lockout: crate::lockout::Policy,
-}
-
-/// `[retention]`: restic's `--keep-*` rules, how snapshots are grouped, and how long deletion
-/// records outlive their deletions.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetentionConfig {
-    /// The newest N snapshots.
-    pub keep_last: Option<u32>,
-    /// The newest snapshot of each of the last N hours.
-    pub keep_hourly: Option<u32>,
-    /// ... days.
-    pub keep_daily: Option<u32>,
-    /// ... weeks.
-    pub keep_weekly: Option<u32>,
-    /// ... months.
-    pub keep_monthly: Option<u32>,
-    /// ... years.
-    pub keep_yearly: Option<u32>,
-    /// Every snapshot within this duration of the newest (`"3y"`, `"1y6m"`, `"30d"`).
-    pub keep_within: Option<Within>,
-    /// Every snapshot with all tags of one of these (`"a,b"` means both).
-    #[serde(default)]
-    pub keep_tags: Vec<String>,
-    /// Snapshot fields that form a group (default `"host,paths"`, as restic).
-    #[serde(default)]
-    pub group_by: GroupBy,
-    /// How long a deletion record is kept once every target has obeyed it (default `"90d"`):
-    /// a copy of a target older than that (a rotated disk) would bring deleted files back.
-    pub deletion_records_for: Option<Within>,
-    /// How often `cairn run` prunes (e.g. `"7d"`); unset: `run` never prunes.
-    pub prune_every: Option<Within>,
-}
-
-impl RetentionConfig {
-    /// The keep rules.
-    #[must_use]
-    pub fn policy(&self) -> Policy {
-        Policy {
-            keep_last: self.keep_last,
-            keep_hourly: self.keep_hourly,
-            keep_daily: self.keep_daily,
-            keep_weekly: self.keep_weekly,
-            keep_monthly: self.keep_monthly,
-            keep_yearly: self.keep_yearly,
-            keep_within: self.keep_within,
-            keep_tags: self.keep_tags.clone(),
-        }
-    }
-
-    /// How long applied deletion records are kept.
-    #[must_use]
-    pub fn records_for(&self) -> Within {
-        self.deletion_records_for.unwrap_or(Within {
-            days: 90,
-            ..Within::default()
-        })
-    }
-}
-
-/// `[verify]`: the defaults the nightly sample restore uses.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyConfig {
-    /// Files to sample (default 50 when neither this nor `percent` is set).
-    pub files: Option<usize>,
-    /// Percentage of the files to sample.
-    pub percent: Option<f64>,
-    /// Byte budget of a sample, e.g. `"2GiB"`.
-    pub max_bytes: Option<ByteCount>,
-    /// `"latest"` (default), `"all"`, or the number of newest snapshots to sample across.
-    pub snapshots: Option<SnapshotSelection>,
-    /// Targets to verify (default: all).
-    #[serde(default)]
-    pub targets: Vec<String>,
-    /// Shell command run when a verification fails or a target is unreachable; `$1` is the
-    /// report's path.
-    pub on_failure: Option<String>,
-    /// Folder to restore sampled files into (default: a scratch folder, removed afterwards).
-    pub restore_to: Option<PathBuf>,
-    /// How often `cairn run` verifies a sample (e.g. `"7d"`); unset: at every run.
-    pub every: Option<Within>,
-}
-
-/// A byte count written as `"2GiB"`, `"500 MB"` or a plain integer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteCount(pub u64);
-
-impl std::str::FromStr for ByteCount {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        s.trim()
-            .parse::<bytesize::ByteSize>()
-            .map(|b| Self(b.as_u64()))
-            .map_err(|e| format!("{s:?} is not a size like \"2GiB\": {e}"))
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteCount {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(u64),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => Ok(Self(n)),
-            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// Which snapshots a verification samples across.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SnapshotSelection {
-    /// The newest snapshot.
-    Latest,
-    /// The N newest.
-    Newest(usize),
-    /// Every snapshot.
-    All,
-}
-
-impl std::str::FromStr for SnapshotSelection {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "latest" => Ok(Self::Latest),
-            "all" => Ok(Self::All),
-            n => match n.parse::<usize>() {
-                Ok(n) if n > 0 => Ok(Self::Newest(n)),
-                _ => Err(format!(
-                    "{s:?}: expected \"latest\", \"all\" or a number of snapshots"
-                )),
-            },
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for SnapshotSelection {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            N(usize),
-            S(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::N(n) => n.to_string().parse().map_err(serde::de::Error::custom),
-            Raw::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// `[repository]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RepositoryConfig {
-    /// A label for messages and reports.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// The repository password; without it, `CAIRN_PASSWORD` is used.
-    #[serde(default)]
-    pub password: Option<SecretRef>,
-    /// Host name recorded in snapshots (default: this machine's).
-    #[serde(default)]
-    pub host: Option<String>,
-}
-
-/// `[backup]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackupConfig {
-    /// Files and folders to back up.
-    #[serde(default)]
-    pub sources: Vec<PathBuf>,
-    /// Glob patterns to leave out (gitignore-like, matched against full paths).
-    #[serde(default)]
-    pub excludes: Vec<String>,
-    /// Tags added to every snapshot.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Folders holding a file of one of these names are left out.
-    #[serde(default)]
-    pub exclude_if_present: Vec<String>,
-    /// Do not cross filesystem boundaries.
-    #[serde(default)]
-    pub one_file_system: bool,
+    pub lockout: LockoutPolicy,
 }
 
 #[derive(Deserialize)]
@@ -269,73 +88,6 @@ struct RawFile {
     security: Option<Spanned<SecurityConfig>>,
 }
 
-/// `[vault]`: where the credentials vault is and how its passphrase is found.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VaultConfig {
-    /// The vault file (default `cairn.vault` beside the configuration).
-    path: Option<PathBuf>,
-    /// Its passphrase (`file:`, `credential:`, `env:`, `command:`); default
-    /// `CAIRN_VAULT_PASSPHRASE`, else asked on the terminal.
-    passphrase: Option<SecretRef>,
-}
-
-/// `[security]`: lockout after wrong passwords.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SecurityConfig {
-    /// Wrong passwords in a row that lock (default 5).
-    lockout_attempts: Option<u32>,
-    /// How long a lock lasts, e.g. `"15m"`, `"1h"`, `"30s"` (default 15 minutes).
-    lockout_for: Option<String>,
-}
-
-/// Position helper: byte offsets to 1-based line numbers of the source text.
-pub(crate) struct Source<'a> {
-    pub(crate) text: &'a str,
-}
-
-impl Source<'_> {
-    pub(crate) fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
-    }
-
-    /// The bytes of the table whose header starts at `span`, up to the next header (toml's span
-    /// of an array-of-tables entry may cover only its header).
-    pub(crate) fn table(&self, span: std::ops::Range<usize>) -> std::ops::Range<usize> {
-        let start = span.start.min(self.text.len());
-        let mut end = start;
-        for (n, line) in self.text[start..].split_inclusive('\n').enumerate() {
-            if n > 0 && line.trim_start().starts_with('[') {
-                break;
-            }
-            end += line.len();
-        }
-        start..end
-    }
-
-    /// The line of `key = ...` in the table whose header starts at `span` (its header's line
-    /// when the key is not there).
-    pub(crate) fn key_line(&self, span: std::ops::Range<usize>, key: &str) -> usize {
-        let table = self.table(span);
-        let mut offset = table.start;
-        for line in self.text[table.clone()].split_inclusive('\n') {
-            if line
-                .trim_start()
-                .strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with('='))
-            {
-                return self.line_of(offset);
-            }
-            offset += line.len();
-        }
-        self.line_of(table.start)
-    }
-}
-
 impl Config {
     /// Reads and validates a configuration file.
     ///
@@ -350,6 +102,7 @@ impl Config {
     }
 
     /// Validates configuration text; `path` is used for messages and as the base of relative paths.
+    /// Nothing else happens: no secret is read, no state is touched.
     ///
     /// # Errors
     /// [`Error::Config`] naming the line and key of the first problem found.
@@ -460,14 +213,14 @@ impl Config {
             }
             p.rebase(&base);
         }
-        let vault = crate::vault::Access {
+        let vault = VaultSettings {
             path: raw.vault.path.map_or_else(
                 || base.join("cairn.vault"),
                 |p| if p.is_relative() { base.join(p) } else { p },
             ),
             passphrase: vault_passphrase,
         };
-        let mut lockout = crate::lockout::Policy::default();
+        let mut lockout = LockoutPolicy::default();
         if let Some(sec) = raw.security {
             let span = sec.span();
             let sec = sec.into_inner();
@@ -508,11 +261,6 @@ impl Config {
             vault,
             lockout,
         };
-        for secret in cfg.secrets() {
-            secret.register();
-        }
-        crate::vault::configure(cfg.vault.clone());
-        crate::lockout::configure(cfg.lockout);
         Ok(cfg)
     }
 
@@ -591,67 +339,6 @@ impl Config {
                 names.join(", ")
             ))
         })
-    }
-}
-
-/// An object store's endpoint must be `https://`; `http://` only when asked for by name (a test
-/// server on loopback), and never with a SAS token, which would cross the wire in the URL.
-pub(crate) fn check_endpoint(
-    endpoint: &str,
-    allow_http: bool,
-    sas: bool,
-) -> std::result::Result<(), String> {
-    let lower = endpoint.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        return Ok(());
-    }
-    if !lower.starts_with("http://") {
-        return Err(format!("{endpoint:?} must start with https://"));
-    }
-    if sas {
-        return Err("a SAS token is never sent over plain http://; use https://".into());
-    }
-    if !allow_http {
-        return Err(
-            "plain http:// sends the data's metadata and the credentials' signatures unencrypted; \
-             use https://, or set allow_insecure_http = true (a test server on loopback)"
-                .into(),
-        );
-    }
-    Ok(())
-}
-
-/// Keys whose value is a secret reference: an error about them never repeats the value (it may
-/// be a password pasted inline).
-const SECRET_KEYS: [&str; 5] = [
-    "password",
-    "key",
-    "sas",
-    "access_key_id",
-    "secret_access_key",
-];
-
-/// toml's error as `line N: [WHERE: ]what`, never repeating a secret's value.
-pub(crate) fn describe_toml_error(e: &toml::de::Error, text: &str, place: &str) -> String {
-    let at = e.span().map(|s| s.start.min(text.len()));
-    let line = at.map(|a| text[..a].matches('\n').count() + 1);
-    let msg = e.message().trim();
-    let key = at.and_then(|a| {
-        let start = text[..a].rfind('\n').map_or(0, |i| i + 1);
-        let (key, _) = text[start..].lines().next()?.split_once('=')?;
-        Some(key.trim().trim_matches('"'))
-    });
-    match (line, key) {
-        (Some(l), Some(key)) if SECRET_KEYS.contains(&key) => format!(
-            "line {l}: {place}key `{key}`: not a valid secret reference (the value is not \
-             shown); write `env:NAME`, `file:PATH` or `command:CMD` in quotes"
-        ),
-        // A value toml or serde refused: say whose.
-        (Some(l), Some(key)) if !msg.contains(&format!("`{key}`")) => {
-            format!("line {l}: {place}key `{key}`: {msg}")
-        }
-        (Some(l), _) => format!("line {l}: {place}{msg}"),
-        _ => format!("{place}{msg}"),
     }
 }
 

@@ -9,7 +9,7 @@ use std::{
 
 use serde::{Deserialize, de::DeserializeOwned};
 
-use super::{Source, check_endpoint, describe_toml_error};
+use super::text::{Source, check_endpoint, describe_toml_error};
 use crate::secret::SecretRef;
 
 /// One `[[target]]`, validated.

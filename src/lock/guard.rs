@@ -2,16 +2,14 @@
 //! targets takes a [`LockedTargets`], and only [`LockedTargets::acquire`] makes one, so no
 //! caller can write without holding the lock.
 
-use std::sync::Arc;
-
 use crate::{
-    config::Config,
+    context::Context,
     error::{Error, Result},
     probe::{Probed, probe_all},
-    progress::Observer,
     proof::Proof,
     secret::Secret,
     session::{Mode, Session},
+    unlock::unlock,
 };
 
 use super::{RepoLock, acquire};
@@ -23,6 +21,7 @@ pub struct LockedTargets {
     lock: RepoLock,
     probed: Vec<Probed>,
     proof: Option<Proof>,
+    ctx: Context,
 }
 
 impl LockedTargets {
@@ -31,14 +30,15 @@ impl LockedTargets {
     ///
     /// # Errors
     /// [`Error::Locked`] naming the holder; the state folder cannot be used.
-    pub fn acquire(cfg: &Config, command: &str, observer: &Arc<dyn Observer>) -> Result<Self> {
-        let probed = probe_all(cfg, None)?;
-        let lock = acquire(cfg, command, &probed, observer)?;
+    pub fn acquire(ctx: &Context, command: &str) -> Result<Self> {
+        let probed = probe_all(ctx, None)?;
+        let lock = acquire(ctx.cfg(), command, &probed, ctx.observer())?;
         let probed = lock.restrict(probed);
         Ok(Self {
             lock,
             probed,
             proof: None,
+            ctx: ctx.clone(),
         })
     }
 
@@ -48,11 +48,11 @@ impl LockedTargets {
     ///
     /// # Errors
     /// [`Error::WrongPassword`]; two targets hold different repositories.
-    pub fn prove(&mut self, password: &Secret, observer: &Arc<dyn Observer>) -> Result<()> {
-        match Proof::unlock(&self.probed, password) {
+    pub fn prove(&mut self, password: &Secret) -> Result<()> {
+        match unlock(&self.ctx, &self.probed, password) {
             Ok(proof) => {
                 self.proof = Some(proof);
-                self.hold_restic(observer);
+                self.hold_restic();
                 Ok(())
             }
             Err(Error::NoRepository) => Ok(()),
@@ -65,15 +65,16 @@ impl LockedTargets {
     ///
     /// # Errors
     /// As [`probe_all`].
-    pub fn reprobe(&mut self, cfg: &Config, observer: &Arc<dyn Observer>) -> Result<()> {
-        self.probed = self.lock.restrict(probe_all(cfg, None)?);
-        self.hold_restic(observer);
+    pub fn reprobe(&mut self) -> Result<()> {
+        self.probed = self.lock.restrict(probe_all(&self.ctx, None)?);
+        self.hold_restic();
         Ok(())
     }
 
-    fn hold_restic(&mut self, observer: &Arc<dyn Observer>) {
+    fn hold_restic(&mut self) {
         if let Some(proof) = &self.proof {
-            self.lock.hold_restic(proof, &self.probed, observer);
+            self.lock
+                .hold_restic(proof, &self.probed, self.ctx.observer());
             self.probed = self.lock.restrict(std::mem::take(&mut self.probed));
         }
     }
@@ -96,19 +97,15 @@ impl LockedTargets {
     ///
     /// # Errors
     /// As [`Session::open`].
-    pub fn writer(
-        &self,
-        untrusted: &[(String, String)],
-        observer: Arc<dyn Observer>,
-    ) -> Result<Session> {
+    pub fn writer(&self, untrusted: &[(String, String)]) -> Result<Session> {
         let session = Session::from_probed(
+            &self.ctx,
             self.probed.clone(),
             Vec::new(),
             Mode::Write,
             untrusted,
-            observer,
         )?;
-        session.watch_lock(&self.lock);
+        session.watch_lock(|name| self.lock.lost_flag(name));
         Ok(session)
     }
 }

@@ -86,7 +86,8 @@ impl Lock {
     /// Whether it certainly belongs to a process that is gone: one of this host that no longer
     /// runs.
     fn dead(&self) -> bool {
-        self.hostname == gethostname::gethostname().to_string_lossy() && !super::alive(self.pid)
+        self.hostname == gethostname::gethostname().to_string_lossy()
+            && !super::holder::alive(self.pid)
     }
 }
 

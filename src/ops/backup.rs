@@ -5,7 +5,7 @@
 //! when any required target is not complete (failed, offline, unreachable, lagging or not
 //! initialised), and *failed* when no target received the snapshot.
 
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
 use rustic_core::{
     BackupOptions as RusticBackupOptions, Excludes, LocalSourceFilterOptions, PathList,
@@ -14,7 +14,7 @@ use rustic_core::{
 use serde::Serialize;
 
 use crate::{
-    config::Config,
+    context::Context,
     error::{Error, Result},
     lock::LockedTargets,
     ops::{
@@ -22,12 +22,10 @@ use crate::{
         sync::{self, SyncTarget},
     },
     probe::Probe,
-    progress::Observer,
     replica::{Foreign, clean_tmp},
     report::{Cause, TargetOutcome, TargetState, is_partial},
     secret::Secret,
     source::{self, Unread, UnreadLog},
-    state,
 };
 
 /// Options of one backup run, beyond the configuration.
@@ -134,18 +132,19 @@ pub struct BackupReport {
 /// # Errors
 /// A source is missing; no target holds the repository; wrong password; every target failed.
 pub fn run<P: ProgressBars + Clone>(
-    cfg: &Config,
+    ctx: &Context,
     password: &Secret,
     opts: &BackupOptions,
-    observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<BackupReport> {
+    let cfg = ctx.cfg();
+    let observer = ctx.observer().clone();
     let started = std::time::Instant::now();
     let sources = check_sources(&cfg.backup.sources)?;
     // A target that missed earlier runs (the USB disk plugged in again, a server back up), or
     // lost files, is brought level first from the others (listings compared, copies
     // verified): it then takes part in this backup.
-    let mut locked = LockedTargets::acquire(cfg, "backup", &observer)?;
+    let mut locked = LockedTargets::acquire(ctx, "backup")?;
     // Holding the lock, what sits in the temporary folders is left over from an interrupted
     // run (or from a holder that lost its lock, whose rename then fails harmlessly).
     for p in locked.probed() {
@@ -161,7 +160,7 @@ pub fn run<P: ProgressBars + Clone>(
     }
     // The key proves what catch-up copies; without a repository anywhere there is nothing to
     // prove (and `--init` may create one below).
-    locked.prove(password, &observer)?;
+    locked.prove(password)?;
     // Without a repository on any reachable target there is nothing to catch up.
     let catch_up = if locked.proof().is_some() {
         sync::run(&locked, None, cfg.retention.records_for(), &observer, &pb)
@@ -199,19 +198,19 @@ pub fn run<P: ProgressBars + Clone>(
         .collect();
     // The probes still hold unless catch-up changed a target.
     if !caught_up.is_empty() || !foreign.is_empty() {
-        locked.reprobe(cfg, &observer)?;
+        locked.reprobe()?;
     }
-    let (session, locked) = match locked.writer(&untrusted, observer.clone()) {
+    let (session, locked) = match locked.writer(&untrusted) {
         Err(Error::NoRepository | Error::NoTargetUsable(_))
             if opts.init && locked.proof().is_none() =>
         {
             // `init` may create folders the lock could not cover yet: it takes the lock itself,
             // then this run takes it again over what now exists.
             drop(locked);
-            init::run(cfg, password, opts.force_new, observer.clone(), pb.clone())?;
-            let mut locked = LockedTargets::acquire(cfg, "backup", &observer)?;
-            locked.prove(password, &observer)?;
-            (locked.writer(&[], observer.clone())?, locked)
+            init::run(ctx, password, opts.force_new, pb.clone())?;
+            let mut locked = LockedTargets::acquire(ctx, "backup")?;
+            locked.prove(password)?;
+            (locked.writer(&[])?, locked)
         }
         other => (other?, locked),
     };
@@ -264,11 +263,11 @@ pub fn run<P: ProgressBars + Clone>(
     let targets = session.outcomes();
     let snapshot = snap.id.to_hex().to_string();
     let s = snap.summary.clone().unwrap_or_default();
-    state::update(cfg, &observer, |st| {
+    ctx.update_state(|st| {
         st.record_backup(&snapshot, started.elapsed().as_secs_f64(), &targets);
     });
-    crate::audit::snapshot(&snapshot);
-    crate::audit::bytes(s.data_added_packed);
+    ctx.trail().snapshot(&snapshot);
+    ctx.trail().bytes(s.data_added_packed);
     Ok(BackupReport {
         snapshot,
         parent: snap.parent.map(|p| p.to_hex().to_string()),

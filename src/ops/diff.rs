@@ -1,6 +1,6 @@
 //! `cairn diff`: what changed between two snapshots (or a path in them).
 
-use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
+use std::{collections::BTreeMap, path::PathBuf};
 
 use rustic_core::{
     LsOptions, ProgressBars,
@@ -9,9 +9,8 @@ use rustic_core::{
 use serde::Serialize;
 
 use crate::{
-    config::Config,
+    context::Context,
     error::Result,
-    progress::Observer,
     secret::Secret,
     selection::{self, Selector},
     session::Session,
@@ -93,17 +92,16 @@ pub struct DiffReport {
 /// # Errors
 /// No such snapshot or path; wrong password; no target usable.
 pub fn run<P: ProgressBars>(
-    cfg: &Config,
+    ctx: &Context,
     password: &Secret,
     a: &Selector,
     b: &Selector,
-    observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<DiffReport> {
-    let session = Session::open(cfg, None, observer)?;
+    let session = Session::open(ctx, None)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
-    let (sa, na) = selection::node(&repo, a)?;
-    let (sb, nb) = selection::node(&repo, b)?;
+    let (sa, na) = selection::node(&repo, a, ctx.trail())?;
+    let (sb, nb) = selection::node(&repo, b, ctx.trail())?;
     let list = |node: &Node, base: &str| -> Result<BTreeMap<PathBuf, Node>> {
         let mut out = BTreeMap::new();
         if node.is_dir() {

@@ -2,7 +2,7 @@
 //! stream. Data is read a few neighbouring blobs at a time, each checked against its id: memory
 //! stays at one read, whatever the file's size.
 
-use std::{io::Write, sync::Arc};
+use std::io::Write;
 
 use rustic_core::{
     IndexedFull, LsOptions, ProgressBars, Repository,
@@ -10,9 +10,8 @@ use rustic_core::{
 };
 
 use crate::{
-    config::Config,
+    context::Context,
     error::{Error, Result},
-    progress::Observer,
     secret::Secret,
     selection::{self, Selector},
     session::Session,
@@ -33,17 +32,16 @@ pub enum Dumped {
 /// # Errors
 /// No such snapshot or path; a special file; wrong password; no target usable; `out` fails.
 pub fn run<P: ProgressBars>(
-    cfg: &Config,
+    ctx: &Context,
     password: &Secret,
     sel: &Selector,
     from: Option<&str>,
-    observer: Arc<dyn Observer>,
     pb: P,
     out: &mut impl Write,
 ) -> Result<Dumped> {
-    let session = Session::open(cfg, from, observer)?;
+    let session = Session::open(ctx, from)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
-    let (_, node) = selection::node(&repo, sel)?;
+    let (_, node) = selection::node(&repo, sel, ctx.trail())?;
     let contents = Contents::new(&session.fanout, &repo.key()).map_err(Error::Input)?;
     let io = |e: std::io::Error| Error::Io {
         path: "(standard output)".into(),

@@ -1,16 +1,13 @@
 //! `cairn find`: which snapshots hold files matching a pattern, newest snapshot first.
 
-use std::sync::Arc;
-
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use jiff::Timestamp;
 use rustic_core::{LsOptions, ProgressBars};
 use serde::Serialize;
 
 use crate::{
-    config::Config,
+    context::Context,
     error::{Error, Result},
-    progress::Observer,
     secret::Secret,
     selection::{self, Filter, Spec},
     session::Session,
@@ -68,10 +65,9 @@ pub struct FindReport {
 /// # Errors
 /// A malformed pattern; no such snapshot; wrong password; no target usable.
 pub fn run<P: ProgressBars>(
-    cfg: &Config,
+    ctx: &Context,
     password: &Secret,
     opts: &FindOptions,
-    observer: Arc<dyn Observer>,
     pb: P,
     mut each: impl FnMut(Found),
 ) -> Result<FindReport> {
@@ -90,7 +86,7 @@ pub fn run<P: ProgressBars>(
     if matchers.is_empty() {
         return Err(Error::Input("give at least one pattern".into()));
     }
-    let session = Session::open(cfg, None, observer)?;
+    let session = Session::open(ctx, None)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
     let all = repo.get_all_snapshots()?;
     let mut snaps: Vec<_> = if opts.snapshots.is_empty() {

@@ -7,23 +7,20 @@
 //! it) at its next catch-up, so it can never bring the snapshots back. The data the snapshots
 //! referenced stays until `prune`.
 
-use std::sync::Arc;
-
 use rustic_core::NoProgressBars;
 use serde::Serialize;
 
 use crate::{
-    config::Config,
+    context::Context,
     deletion::{self, Record, Recorded},
     error::{Error, Result},
     lock::LockedTargets,
     probe::{Probe, Probed},
-    progress::Observer,
-    replica::Source,
     report::{TargetState, is_partial},
     retention::{self, GroupBy, GroupVerdict, Policy, Snap},
     secret::Secret,
     session::{Mode, Session},
+    store::Named,
 };
 
 /// What to forget.
@@ -82,12 +79,9 @@ pub struct ForgetReport {
 /// # Errors
 /// An empty policy; an unknown or ambiguous id; no repository; wrong password; the lock is
 /// held; the record reached no target.
-pub fn run(
-    cfg: &Config,
-    password: &Secret,
-    opts: &ForgetOptions,
-    observer: &Arc<dyn Observer>,
-) -> Result<ForgetReport> {
+pub fn run(ctx: &Context, password: &Secret, opts: &ForgetOptions) -> Result<ForgetReport> {
+    let cfg = ctx.cfg();
+    let observer = ctx.observer().clone();
     let policy = cfg.retention.policy().overridden_by(&opts.policy);
     if opts.ids.is_empty() && policy.is_empty() {
         return Err(Error::Input(
@@ -96,16 +90,10 @@ pub fn run(
                 .into(),
         ));
     }
-    let mut locked = LockedTargets::acquire(cfg, "forget", observer)?;
-    locked.prove(password, observer)?;
+    let mut locked = LockedTargets::acquire(ctx, "forget")?;
+    locked.prove(password)?;
     let proof = locked.proof().ok_or(Error::NoRepository)?;
-    let session = Session::from_probed(
-        locked.probed().to_vec(),
-        Vec::new(),
-        Mode::Read,
-        &[],
-        observer.clone(),
-    )?;
+    let session = Session::from_probed(ctx, locked.probed().to_vec(), Vec::new(), Mode::Read, &[])?;
     let repo = session.reader(proof, NoProgressBars)?;
     let snaps: Vec<Snap> = repo
         .get_all_snapshots()?
@@ -159,14 +147,14 @@ pub fn run(
             .map(|id| format!("snapshots/{id}"))
             .collect(),
     );
-    let reachable: Vec<(usize, Source<'_>)> = locked
+    let reachable: Vec<(usize, Named<'_>)> = locked
         .probed()
         .iter()
         .enumerate()
         .filter(|(_, p)| matches!(p.probe, Probe::Ready { .. }))
         .filter_map(|(i, p)| Some((i, (p.cfg.name.as_str(), p.store.as_deref()?))))
         .collect();
-    let stores: Vec<Source<'_>> = reachable.iter().map(|(_, s)| *s).collect();
+    let stores: Vec<Named<'_>> = reachable.iter().map(|(_, s)| *s).collect();
     let (record_path, results) =
         deletion::record_and_remove(&stores, &record, proof, Recorded::Each)
             .map_err(Error::Input)?;
@@ -183,7 +171,7 @@ pub fn run(
     }
     report.record = Some(record_path);
     for id in &report.removed {
-        crate::audit::snapshot(id);
+        ctx.trail().snapshot(id);
     }
     report.targets = locked
         .probed()

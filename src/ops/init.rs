@@ -14,19 +14,19 @@ use rustic_core::{
 use serde::Serialize;
 
 use crate::{
-    config::{Config, TargetKind},
+    config::TargetKind,
+    context::Context,
     error::{Error, Result},
     fanout::{Fanout, Member},
     layout::{file_path, repository_dirs},
     lock::LockedTargets,
     probe::{Probe, Probed},
-    progress::Observer,
-    proof::Proof,
     replica::{ForeignFound, read_proven},
     report::{TargetOutcome, TargetState},
     secret::Secret,
     session::{Mode, Session, outcome},
     store::Store,
+    unlock::unlock,
 };
 
 /// What `init` did.
@@ -48,22 +48,21 @@ pub struct InitReport {
 /// Two targets hold different repositories; the password does not open the existing one; a
 /// target that may hold the repository cannot be reached; no target could be written.
 pub fn run<P: ProgressBars>(
-    cfg: &Config,
+    ctx: &Context,
     password: &Secret,
     force_new: bool,
-    observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<InitReport> {
-    let locked = LockedTargets::acquire(cfg, "init", &observer)?;
-    create_or_extend(&locked, password, force_new, observer, pb)
+    let locked = LockedTargets::acquire(ctx, "init")?;
+    create_or_extend(ctx, &locked, password, force_new, pb)
 }
 
 /// [`run`] over targets already locked.
 fn create_or_extend<P: ProgressBars>(
+    ctx: &Context,
     locked: &LockedTargets,
     password: &Secret,
     force_new: bool,
-    observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<InitReport> {
     let probed: Vec<Probed> = locked.probed().iter().cloned().map(creatable).collect();
@@ -86,11 +85,11 @@ fn create_or_extend<P: ProgressBars>(
                 )));
             }
         }
-        return create(probed, password, observer, pb);
+        return create(ctx, probed, password, pb);
     }
     // The gate (one repository only), then the password, proven on a target that holds it.
-    let session = Session::from_probed(probed.clone(), Vec::new(), Mode::Read, &[], observer)?;
-    let proof = Proof::unlock(&session.probed, password)?;
+    let session = Session::from_probed(ctx, probed.clone(), Vec::new(), Mode::Read, &[])?;
+    let proof = unlock(ctx, &session.probed, password)?;
     let repository_id = {
         let repo = session.repository_with(&proof, pb)?;
         repo.config().id.to_hex().to_string()
@@ -175,9 +174,9 @@ fn creatable(mut p: Probed) -> Probed {
 }
 
 fn create<P: ProgressBars>(
+    ctx: &Context,
     probed: Vec<Probed>,
     password: &Secret,
-    observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<InitReport> {
     let empty: Vec<_> = probed
@@ -201,7 +200,7 @@ fn create<P: ProgressBars>(
             )))
         })
         .collect();
-    let fanout = Fanout::new(members, observer);
+    let fanout = Fanout::new(members, ctx.observer().clone());
     let repo = Repository::new_with_progress(
         &RepositoryOptions::default().no_cache(true),
         &RepositoryBackends::new(Arc::new(fanout.clone()), None),
@@ -211,7 +210,7 @@ fn create<P: ProgressBars>(
         &Credentials::password(password.expose()),
         // The first key is its operator's, like every key added later.
         &KeyOptions::default()
-            .username(crate::audit::operator())
+            .username(ctx.trail().operator())
             .hostname(gethostname::gethostname().to_string_lossy().into_owned())
             .with_created(true),
         &ConfigOptions::default().set_version(2u32),

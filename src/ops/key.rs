@@ -13,22 +13,23 @@
 //! ([`crate::proof::Proof::unlock`] takes the key off when it sees it). The key in use and the
 //! last key are never removed.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::Config,
+    context::Context,
     deletion::{self, Record, Recorded},
     error::{Error, Result},
     layout::KEYS_DIR,
     lock::LockedTargets,
     probe::{Probe, Probed},
-    progress::Observer,
     proof::{Endorsement, Proof},
-    replica::{ForeignFound, Source},
+    replica::ForeignFound,
     report::{TargetState, is_partial},
     secret::Secret,
+    store::Named,
+    unlock::unlock,
 };
 
 /// The public part of a key file (restic writes it in clear).
@@ -94,7 +95,7 @@ pub struct KeyReport {
     pub partial: bool,
 }
 
-fn reachable(probed: &[Probed]) -> Vec<(usize, Source<'_>)> {
+fn reachable(probed: &[Probed]) -> Vec<(usize, Named<'_>)> {
     probed
         .iter()
         .enumerate()
@@ -115,7 +116,7 @@ struct Held {
 /// What the key commands look at: the reachable targets holding the repository, and every key
 /// file they hold (with whether a deletion record removes it).
 struct Keys<'a> {
-    reachable: Vec<(usize, Source<'a>)>,
+    reachable: Vec<(usize, Named<'a>)>,
     held: BTreeMap<String, Held>,
 }
 
@@ -127,9 +128,9 @@ impl<'a> Keys<'a> {
     fn read(probed: &'a [Probed], proof: &Proof) -> Result<Self> {
         crate::probe::one_repository(probed)?;
         let reachable = reachable(probed);
-        let sources: Vec<Source<'_>> = reachable.iter().map(|(_, s)| *s).collect();
+        let sources: Vec<Named<'_>> = reachable.iter().map(|(_, s)| *s).collect();
         let deletions = deletion::load(&sources, proof, &ForeignFound::default());
-        let mut holders: BTreeMap<String, Vec<Source<'_>>> = BTreeMap::new();
+        let mut holders: BTreeMap<String, Vec<Named<'_>>> = BTreeMap::new();
         for source in &sources {
             for (rel, _) in source.1.list("keys").unwrap_or_default() {
                 holders
@@ -186,7 +187,7 @@ impl<'a> Keys<'a> {
             .collect()
     }
 
-    fn sources(&self) -> Vec<Source<'a>> {
+    fn sources(&self) -> Vec<Named<'a>> {
         self.reachable.iter().map(|(_, s)| *s).collect()
     }
 }
@@ -197,7 +198,7 @@ impl<'a> Keys<'a> {
 /// No target took it (`nowhere` says what that means).
 fn per_target(
     probed: &[Probed],
-    reachable: &[(usize, Source<'_>)],
+    reachable: &[(usize, Named<'_>)],
     results: &[std::result::Result<(), String>],
     away: &str,
     nowhere: &str,
@@ -240,15 +241,14 @@ fn host() -> String {
 /// # Errors
 /// The operator already has a key; wrong password; the lock is held; no target took it.
 pub fn add(
-    cfg: &Config,
+    ctx: &Context,
     password: &Secret,
     operator: &str,
     new_password: &Secret,
-    observer: &Arc<dyn Observer>,
 ) -> Result<KeyReport> {
     check_operator(operator)?;
-    let mut locked = LockedTargets::acquire(cfg, "key add", observer)?;
-    locked.prove(password, observer)?;
+    let mut locked = LockedTargets::acquire(ctx, "key add")?;
+    locked.prove(password)?;
     let proof = locked.proof().ok_or(Error::NoRepository)?;
     let keys = Keys::read(locked.probed(), proof)?;
     if let Some(path) = keys.of(operator).first() {
@@ -265,7 +265,7 @@ pub fn add(
     let endorsement = Endorsement {
         key: key_path.clone(),
         operator: operator.to_string(),
-        added_by: crate::audit::operator(),
+        added_by: ctx.trail().operator(),
         host: host(),
         time: crate::state::now(),
     };
@@ -288,16 +288,16 @@ pub fn add(
         "gets the key at its next catch-up",
         "the key was written to no target",
     )?;
-    Ok(finish(operator, vec![key_path], targets))
+    Ok(finish(ctx, operator, vec![key_path], targets))
 }
 
 /// Every key of the repository, on which targets.
 ///
 /// # Errors
 /// Wrong password; no repository.
-pub fn list(cfg: &Config, password: &Secret) -> Result<Vec<KeyInfo>> {
-    let probed = crate::probe::probe_all(cfg, None)?;
-    let proof = Proof::unlock(&probed, password)?;
+pub fn list(ctx: &Context, password: &Secret) -> Result<Vec<KeyInfo>> {
+    let probed = crate::probe::probe_all(ctx, None)?;
+    let proof = unlock(ctx, &probed, password)?;
     let keys = Keys::read(&probed, &proof)?;
     let current = proof.key_path();
     Ok(keys
@@ -321,14 +321,9 @@ pub fn list(cfg: &Config, password: &Secret) -> Result<Vec<KeyInfo>> {
 ///
 /// # Errors
 /// No such key; it is the key in use or the last one; wrong password; the lock is held.
-pub fn remove(
-    cfg: &Config,
-    password: &Secret,
-    operator: &str,
-    observer: &Arc<dyn Observer>,
-) -> Result<KeyReport> {
-    let mut locked = LockedTargets::acquire(cfg, "key remove", observer)?;
-    locked.prove(password, observer)?;
+pub fn remove(ctx: &Context, password: &Secret, operator: &str) -> Result<KeyReport> {
+    let mut locked = LockedTargets::acquire(ctx, "key remove")?;
+    locked.prove(password)?;
     let proof = locked.proof().ok_or(Error::NoRepository)?;
     let keys = Keys::read(locked.probed(), proof)?;
     let doomed = keys.of(operator);
@@ -374,12 +369,12 @@ pub fn remove(
         "loses the key at its next catch-up; cairn refuses the password there meanwhile",
         "the removal was recorded nowhere, no key was removed",
     )?;
-    Ok(finish(operator, doomed, targets))
+    Ok(finish(ctx, operator, doomed, targets))
 }
 
 /// The report of an add or a removal; the targets that took it go in the audit record.
-fn finish(operator: &str, keys: Vec<String>, targets: Vec<KeyTarget>) -> KeyReport {
-    crate::audit::targets(
+fn finish(ctx: &Context, operator: &str, keys: Vec<String>, targets: Vec<KeyTarget>) -> KeyReport {
+    ctx.trail().targets(
         targets
             .iter()
             .filter(|t| t.state == TargetState::Complete)

@@ -1,14 +1,13 @@
 //! `cairn ls`: the files of a snapshot.
 
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
 use rustic_core::{LsOptions, ProgressBars, repofile::NodeType};
 use serde::Serialize;
 
 use crate::{
-    config::Config,
+    context::Context,
     error::Result,
-    progress::Observer,
     secret::Secret,
     selection::{self, Selector},
     session::Session,
@@ -49,17 +48,16 @@ pub fn kind(t: &NodeType) -> String {
 /// # Errors
 /// No such snapshot or path; wrong password; no target usable.
 pub fn run<P: ProgressBars>(
-    cfg: &Config,
+    ctx: &Context,
     password: &Secret,
     sel: &Selector,
     from: Option<&str>,
-    observer: Arc<dyn Observer>,
     pb: P,
     mut each: impl FnMut(LsEntry),
 ) -> Result<()> {
-    let session = Session::open(cfg, from, observer)?;
+    let session = Session::open(ctx, from)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
-    let (_, node) = selection::node(&repo, sel)?;
+    let (_, node) = selection::node(&repo, sel, ctx.trail())?;
     for item in repo.ls(&node, &LsOptions::default().recursive(true))? {
         let (path, node) = item?;
         let kind = kind(&node.node_type);

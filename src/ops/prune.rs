@@ -25,22 +25,18 @@
 //! which also removes what earlier runs marked. That keeps every target a repository stock
 //! restic checks clean (restic knows no marked packs), and makes erasure take effect now.
 
-use std::sync::Arc;
-
 use rustic_core::{LimitOption, ProgressBars, PruneOptions as RusticPruneOptions};
 use serde::Serialize;
 
 use crate::{
-    config::Config,
+    context::Context,
     deletion::{self, Record, Recorded},
     error::{Error, Result},
     lock::LockedTargets,
     ops::sync::{self, SyncTarget},
-    progress::Observer,
-    replica::Source,
     report::{TargetState, is_partial},
     secret::Secret,
-    state,
+    store::Named,
 };
 
 /// Options of one prune.
@@ -140,12 +136,13 @@ fn limit(what: &str, s: &str) -> Result<LimitOption> {
 /// Bad limits; no repository; wrong password; the lock is held; rustic_core's prune failed
 /// (nothing was removed then).
 pub fn run<P: ProgressBars + Clone>(
-    cfg: &Config,
+    ctx: &Context,
     password: &Secret,
     opts: &PruneOptions,
-    observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<PruneReport> {
+    let cfg = ctx.cfg();
+    let observer = ctx.observer().clone();
     let rustic_opts = RusticPruneOptions::default()
         .max_unused(limit("max-unused", &opts.max_unused)?)
         .max_repack(limit("max-repack", &opts.max_repack)?)
@@ -153,12 +150,12 @@ pub fn run<P: ProgressBars + Clone>(
         .keep_delete(jiff::Span::new())
         .instant_delete(true)
         .repack_cacheable_only(Some(false));
-    let mut locked = LockedTargets::acquire(cfg, "prune", observer)?;
-    locked.prove(password, observer)?;
+    let mut locked = LockedTargets::acquire(ctx, "prune")?;
+    locked.prove(password)?;
     if locked.proof().is_none() {
         return Err(Error::NoRepository);
     }
-    let synced = sync::run(&locked, None, cfg.retention.records_for(), observer, pb)?;
+    let synced = sync::run(&locked, None, cfg.retention.records_for(), &observer, pb)?;
     let away: Vec<String> = synced
         .targets
         .iter()
@@ -176,8 +173,8 @@ pub fn run<P: ProgressBars + Clone>(
         .into_iter()
         .filter(|t| t.state != TargetState::Level)
         .collect();
-    locked.reprobe(cfg, observer)?;
-    let session = locked.writer(&[], observer.clone())?;
+    locked.reprobe()?;
+    let session = locked.writer(&[])?;
     let proof = locked.proof().ok_or(Error::NoRepository)?;
     let repo = session.repository_with(proof, pb.clone())?;
     let plan = repo.prune_plan(&rustic_opts)?;
@@ -219,7 +216,7 @@ pub fn run<P: ProgressBars + Clone>(
             away.join(", ")
         );
         observer.warn(&why);
-        state::update(cfg, observer, |st| st.record_prune(Some(&away)));
+        ctx.update_state(|st| st.record_prune(Some(&away)));
         report.deferred = Some(why);
     }
     if opts.dry_run || report.deferred.is_some() {
@@ -250,7 +247,7 @@ pub fn run<P: ProgressBars + Clone>(
             failed.join(", ")
         );
         observer.warn(&why);
-        state::update(cfg, observer, |st| st.record_prune(Some(&failed)));
+        ctx.update_state(|st| st.record_prune(Some(&failed)));
         report.deferred = Some(why);
         Vec::new()
     };
@@ -262,7 +259,7 @@ pub fn run<P: ProgressBars + Clone>(
             .map(|s| s.id.to_hex().to_string())
             .collect();
         // Only targets that received every new pack and index file may lose the old ones.
-        let stores: Vec<(usize, Source<'_>)> = session
+        let stores: Vec<(usize, Named<'_>)> = session
             .fanout
             .members()
             .iter()
@@ -272,7 +269,7 @@ pub fn run<P: ProgressBars + Clone>(
                 Some((i, (m.name.as_str(), m.store().as_ref())))
             })
             .collect();
-        let sources: Vec<Source<'_>> = stores.iter().map(|(_, s)| *s).collect();
+        let sources: Vec<Named<'_>> = stores.iter().map(|(_, s)| *s).collect();
         let (path, results) = deletion::record_and_remove(&sources, &record, proof, Recorded::All)
             .map_err(Error::Input)?;
         for ((i, _), r) in stores.iter().zip(results) {
@@ -292,7 +289,7 @@ pub fn run<P: ProgressBars + Clone>(
         report.record = Some(path);
     }
     if report.deferred.is_none() {
-        state::update(cfg, observer, |st| st.record_prune(None));
+        ctx.update_state(|st| st.record_prune(None));
     }
     report.partial = report.deferred.is_some() || is_partial(&targets);
     report.targets = targets;

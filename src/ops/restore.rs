@@ -22,10 +22,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::{
-    config::Config,
+    context::Context,
     destination,
     error::{Error, Result},
-    progress::Observer,
     report::TargetOutcome,
     secret::Secret,
     selection::{self, Selector},
@@ -178,16 +177,16 @@ impl<P: ProgressBars> ProgressBars for Titled<P> {
 /// Files would be overwritten with [`Overwrite::Refuse`]; no such snapshot or path; a bad
 /// pattern; no target usable.
 pub fn run<P: ProgressBars>(
-    cfg: &Config,
+    ctx: &Context,
     password: &Secret,
     opts: &RestoreOptionsCairn,
-    observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<RestoreReport> {
+    let observer = ctx.observer().clone();
     let include = Patterns::new(&opts.include)?;
     let exclude = Patterns::new(&opts.exclude)?;
     let started = Instant::now();
-    let session = Session::open(cfg, opts.from.as_deref(), observer.clone())?;
+    let session = Session::open(ctx, opts.from.as_deref())?;
     let planned = Arc::new(AtomicU64::new(0));
     let quiet = Arc::new(AtomicBool::new(false));
     let pb = Titled {
@@ -196,7 +195,7 @@ pub fn run<P: ProgressBars>(
         quiet: quiet.clone(),
     };
     let repo = session.repository(password, pb)?.to_indexed()?;
-    let (_, node) = selection::node(&repo, &opts.selector)?;
+    let (_, node) = selection::node(&repo, &opts.selector, ctx.trail())?;
     let ls_opts = LsOptions::default().recursive(true);
     let is_file = !node.is_dir();
     let base = Path::new("/").join(opts.selector.path.trim_start_matches('/'));
@@ -392,7 +391,7 @@ pub fn run<P: ProgressBars>(
     });
     observer.writing_done();
     restored?;
-    crate::audit::bytes(bytes);
+    ctx.trail().bytes(bytes);
     #[cfg(feature = "test-hooks")]
     tamper(&dest_root);
     if opts.verify {

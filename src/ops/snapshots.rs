@@ -1,16 +1,15 @@
 //! `cairn snapshots`: every snapshot, and which targets hold it.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::collections::BTreeMap;
 
 use rustic_core::{FileType, Id, ProgressBars, repofile::SnapshotFile};
 use serde::Serialize;
 
 use crate::{
-    config::Config,
+    context::Context,
     error::Result,
     fanout::list_type,
     probe::unusable_by,
-    progress::Observer,
     report::{TargetOutcome, is_partial},
     secret::Secret,
     session::Session,
@@ -50,13 +49,8 @@ pub struct SnapshotsReport {
 ///
 /// # Errors
 /// No target holds the repository; wrong password.
-pub fn run<P: ProgressBars>(
-    cfg: &Config,
-    password: &Secret,
-    observer: Arc<dyn Observer>,
-    pb: P,
-) -> Result<SnapshotsReport> {
-    let session = Session::open(cfg, None, observer)?;
+pub fn run<P: ProgressBars>(ctx: &Context, password: &Secret, pb: P) -> Result<SnapshotsReport> {
+    let session = Session::open(ctx, None)?;
     let repo = session.repository(password, pb)?;
 
     // Which target holds which snapshot file.

@@ -9,18 +9,19 @@ use rustic_core::{FileType, Id};
 use serde::Serialize;
 
 use crate::{
-    config::Config,
+    context::Context,
     deletion::{self, Deletions},
     error::{Error, Result},
     layout::file_path,
     lock::{self, Holder},
     probe::{Probe, probe_all},
     progress::{Observer, Silent},
-    proof::Proof,
-    replica::{ForeignFound, Source},
+    replica::ForeignFound,
     report::TargetState,
     secret::Secret,
     state::{self, Observed, State, TargetRecord},
+    store::Named,
+    unlock::unlock,
 };
 
 /// One target.
@@ -68,12 +69,13 @@ pub struct StatusReport {
 ///
 /// # Errors
 /// The state file exists but cannot be read.
-pub fn run(cfg: &Config, password: Option<&Secret>) -> Result<StatusReport> {
+pub fn run(ctx: &Context, password: Option<&Secret>) -> Result<StatusReport> {
+    let cfg = ctx.cfg();
     let recorded = State::load(&state::dir(cfg)?)?;
-    let probed = probe_all(cfg, None)?;
-    let deletions: Option<Deletions> = match password.map(|pw| Proof::unlock(&probed, pw)) {
+    let probed = probe_all(ctx, None)?;
+    let deletions: Option<Deletions> = match password.map(|pw| unlock(ctx, &probed, pw)) {
         Some(Ok(proof)) => {
-            let sources: Vec<Source<'_>> = probed
+            let sources: Vec<Named<'_>> = probed
                 .iter()
                 .filter(|p| matches!(p.probe, Probe::Ready { .. }))
                 .filter_map(|p| Some((p.cfg.name.as_str(), p.store.as_deref()?)))

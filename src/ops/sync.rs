@@ -26,6 +26,7 @@ use rustic_core::{ProgressBars, ProgressType};
 use serde::Serialize;
 
 use crate::{
+    context::Context,
     deletion::{self, Deletions},
     error::Result,
     layout::{COPY_ORDER, repository_dirs, stage},
@@ -33,13 +34,11 @@ use crate::{
     probe::{Probe, Probed, one_repository, unusable_by},
     progress::Observer,
     proof::Proof,
-    replica::{
-        Foreign, ForeignFound, Inventory, NotCopied, Source, copy_many, inventories, read_proven,
-    },
+    replica::{Foreign, ForeignFound, Inventory, NotCopied, copy_many, inventories, read_proven},
     report::{TargetState, is_partial},
     retention::Within,
     secret::Secret,
-    store::Store,
+    store::{Named, Store},
 };
 
 /// One target's catch-up.
@@ -122,7 +121,7 @@ pub fn run<P: ProgressBars>(
     one_repository(probed)?;
     let inventories = inventories(probed, true);
     let foreign = ForeignFound::default();
-    let holding: Vec<Source<'_>> = probed
+    let holding: Vec<Named<'_>> = probed
         .iter()
         .zip(&inventories)
         .filter(|(p, inv)| matches!((&p.probe, inv), (Probe::Ready { .. }, Some(Ok(_)))))
@@ -175,7 +174,7 @@ pub fn run<P: ProgressBars>(
                 .filter_map(|(_, (p, _))| {
                     p.store
                         .as_deref()
-                        .map(|s| -> Source<'_> { (p.cfg.name.as_str(), s) })
+                        .map(|s| -> Named<'_> { (p.cfg.name.as_str(), s) })
                 })
                 .collect()
         }
@@ -193,7 +192,7 @@ pub fn run<P: ProgressBars>(
             .filter(|p| p.starts_with("index/"))
             .collect();
         crate::par::map(&index, 4, |path| {
-            let sources: Vec<Source<'_>> = sources_of(usize::MAX)(path);
+            let sources: Vec<Named<'_>> = sources_of(usize::MAX)(path);
             let _ = read_proven(path, &sources, Some(proof), &foreign);
         });
     }
@@ -362,7 +361,7 @@ fn catch_up<'a, P: ProgressBars>(
     inv: &Inventory,
     store: &dyn Store,
     union: &BTreeMap<&str, u64>,
-    sources: &(dyn Fn(&str) -> Vec<Source<'a>> + Sync),
+    sources: &(dyn Fn(&str) -> Vec<Named<'a>> + Sync),
     proof: Option<&Proof>,
     foreign: &ForeignFound,
     pb: &P,
@@ -447,21 +446,27 @@ fn catch_up<'a, P: ProgressBars>(
 /// # Errors
 /// As [`run`]; the lock is held elsewhere; a wrong password.
 pub fn run_and_record<P: ProgressBars>(
-    cfg: &crate::config::Config,
+    ctx: &Context,
     password: Option<&Secret>,
     only: Option<&str>,
-    observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<SyncReport> {
+    let cfg = ctx.cfg();
     if let Some(name) = only {
         cfg.target(name)?;
     }
-    let mut locked = LockedTargets::acquire(cfg, "sync", observer)?;
+    let mut locked = LockedTargets::acquire(ctx, "sync")?;
     if let Some(password) = password {
-        locked.prove(password, observer)?;
+        locked.prove(password)?;
     }
-    let report = run(&locked, only, cfg.retention.records_for(), observer, pb)?;
-    crate::state::update(cfg, observer, |state| {
+    let report = run(
+        &locked,
+        only,
+        cfg.retention.records_for(),
+        ctx.observer(),
+        pb,
+    )?;
+    ctx.update_state(|state| {
         for t in &report.targets {
             match t.state {
                 TargetState::CaughtUp | TargetState::Level => state.record_level(&t.name),

@@ -16,10 +16,11 @@ use rustic_core::NoProgressBars;
 use super::{backup, check, init, restore, status, sync};
 use crate::{
     config::Config,
+    context::Context,
     progress::{Observer, Silent},
     report::TargetState,
     secret::Secret,
-    store::{MemStore, Store, in_memory},
+    store::{MemStore, Store},
 };
 
 /// A configuration over memory targets (registered under unique names) and a source folder.
@@ -35,7 +36,7 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let run = N.fetch_add(1, Ordering::Relaxed);
         let names: Vec<String> = (0..targets).map(|i| format!("m{run}-{i}")).collect();
-        let stores = names.iter().map(|n| in_memory::register(n)).collect();
+        let stores = names.iter().map(|_| Arc::new(MemStore::new())).collect();
         std::fs::create_dir(dir.path().join("src")).unwrap();
         for (name, body) in [
             ("a.txt", "alpha\n".repeat(1000)),
@@ -44,6 +45,25 @@ impl Setup {
             std::fs::write(dir.path().join("src").join(name), body).unwrap();
         }
         Self { dir, names, stores }
+    }
+
+    /// A context over the configuration `cfg`, its targets opening as their memory stores.
+    fn over(&self, cfg: Config) -> Context {
+        let ctx = Context::new(cfg, silent());
+        for (name, store) in self.names.iter().zip(&self.stores) {
+            ctx.use_memory(name, store.clone());
+        }
+        ctx
+    }
+
+    /// The context of the configuration over the first `n` targets.
+    fn ctx(&self, n: usize) -> Context {
+        self.over(self.config(n))
+    }
+
+    /// The context of the configuration over the targets at `which` only.
+    fn ctx_of(&self, which: &[usize]) -> Context {
+        self.over(self.config_of(which))
     }
 
     /// The configuration over the first `n` targets.
@@ -101,13 +121,13 @@ fn silent() -> Arc<dyn Observer> {
 
 fn backed_up(setup: &Setup, n: usize) -> backup::BackupReport {
     let opts = backup::BackupOptions::default();
-    backup::run(&setup.config(n), &pw(), &opts, silent(), NoProgressBars).unwrap()
+    backup::run(&setup.ctx(n), &pw(), &opts, NoProgressBars).unwrap()
 }
 
 #[test]
 fn a_backup_lands_identically_on_every_target_and_restores() {
     let s = Setup::new(2);
-    init::run(&s.config(2), &pw(), false, silent(), NoProgressBars).unwrap();
+    init::run(&s.ctx(2), &pw(), false, NoProgressBars).unwrap();
     let r = backed_up(&s, 2);
     assert!(!r.partial, "{:?}", r.targets);
     assert!(r.targets.iter().all(|t| t.state == TargetState::Complete));
@@ -120,7 +140,7 @@ fn a_backup_lands_identically_on_every_target_and_restores() {
         from: Some(s.names[1].clone()),
         ..Default::default()
     };
-    restore::run(&s.config(2), &pw(), &opts, silent(), NoProgressBars).unwrap();
+    restore::run(&s.ctx(2), &pw(), &opts, NoProgressBars).unwrap();
     let src = s.dir.path().join("src");
     let restored = find(&dest, "a.txt");
     assert_eq!(
@@ -152,11 +172,12 @@ fn the_first_backup_with_init_creates_the_folders_without_a_warning() {
     );
     let cfg = Config::parse(&text, &dir.path().join("t.toml")).unwrap();
     let warnings = Arc::new(Warnings::default());
+    let ctx = Context::new(cfg, warnings.clone());
     let opts = backup::BackupOptions {
         init: true,
         ..backup::BackupOptions::default()
     };
-    let r = backup::run(&cfg, &pw(), &opts, warnings.clone(), NoProgressBars).unwrap();
+    let r = backup::run(&ctx, &pw(), &opts, NoProgressBars).unwrap();
     assert!(!r.partial, "{:?}", r.targets);
     assert!(dir.path().join("new/a/config").exists());
     let warned = warnings.0.lock().unwrap();
@@ -166,13 +187,13 @@ fn the_first_backup_with_init_creates_the_folders_without_a_warning() {
 #[test]
 fn a_backup_given_a_time_records_it() {
     let s = Setup::new(1);
-    init::run(&s.config(1), &pw(), false, silent(), NoProgressBars).unwrap();
+    init::run(&s.ctx(1), &pw(), false, NoProgressBars).unwrap();
     let opts = backup::BackupOptions {
         time: Some(backup::parse_time("2023-03-01T10:00:00Z").unwrap()),
         ..backup::BackupOptions::default()
     };
-    backup::run(&s.config(1), &pw(), &opts, silent(), NoProgressBars).unwrap();
-    let r = super::snapshots::run(&s.config(1), &pw(), silent(), NoProgressBars).unwrap();
+    backup::run(&s.ctx(1), &pw(), &opts, NoProgressBars).unwrap();
+    let r = super::snapshots::run(&s.ctx(1), &pw(), NoProgressBars).unwrap();
     let shown: jiff::Timestamp = r.snapshots[0].time.parse().unwrap();
     assert_eq!(shown, "2023-03-01T10:00:00Z".parse().unwrap());
 }
@@ -193,12 +214,11 @@ fn snapshot_times_are_read_as_restic_writes_them_or_refused() {
 #[test]
 fn a_target_that_missed_the_backups_is_brought_level_by_sync() {
     let s = Setup::new(2);
-    init::run(&s.config(1), &pw(), false, silent(), NoProgressBars).unwrap();
+    init::run(&s.ctx(1), &pw(), false, NoProgressBars).unwrap();
     backed_up(&s, 1);
     assert!(s.files(1).is_empty());
 
-    let r =
-        sync::run_and_record(&s.config(2), Some(&pw()), None, &silent(), &NoProgressBars).unwrap();
+    let r = sync::run_and_record(&s.ctx(2), Some(&pw()), None, &NoProgressBars).unwrap();
     assert!(!r.partial, "{:?}", r.targets);
     assert_eq!(r.targets[1].state, TargetState::CaughtUp);
     assert_eq!(s.files(0), s.files(1));
@@ -207,9 +227,9 @@ fn a_target_that_missed_the_backups_is_brought_level_by_sync() {
 #[test]
 fn without_the_password_sync_copies_nothing() {
     let s = Setup::new(2);
-    init::run(&s.config(1), &pw(), false, silent(), NoProgressBars).unwrap();
+    init::run(&s.ctx(1), &pw(), false, NoProgressBars).unwrap();
     backed_up(&s, 1);
-    let r = sync::run_and_record(&s.config(2), None, None, &silent(), &NoProgressBars).unwrap();
+    let r = sync::run_and_record(&s.ctx(2), None, None, &NoProgressBars).unwrap();
     assert_eq!(r.targets[1].state, TargetState::Incomplete);
     assert!(r.partial);
     assert!(s.files(1).is_empty(), "{:?}", s.files(1));
@@ -218,7 +238,7 @@ fn without_the_password_sync_copies_nothing() {
 #[test]
 fn check_names_a_damaged_pack_on_its_target_and_heal_repairs_it() {
     let s = Setup::new(2);
-    init::run(&s.config(2), &pw(), false, silent(), NoProgressBars).unwrap();
+    init::run(&s.ctx(2), &pw(), false, NoProgressBars).unwrap();
     backed_up(&s, 2);
     let pack = s
         .files(1)
@@ -235,7 +255,7 @@ fn check_names_a_damaged_pack_on_its_target_and_heal_repairs_it() {
         heal: false,
         seed: None,
     };
-    let r = check::run(&s.config(2), &opts, Some(&pw()), &silent(), &NoProgressBars).unwrap();
+    let r = check::run(&s.ctx(2), &opts, Some(&pw()), &NoProgressBars).unwrap();
     // Named on the damaged target only (rustic_core's own check there may add a finding).
     assert!(
         r.problems.iter().all(|p| p.target == s.names[1]),
@@ -251,7 +271,7 @@ fn check_names_a_damaged_pack_on_its_target_and_heal_repairs_it() {
     );
 
     opts.heal = true;
-    let r = check::run(&s.config(2), &opts, Some(&pw()), &silent(), &NoProgressBars).unwrap();
+    let r = check::run(&s.ctx(2), &opts, Some(&pw()), &NoProgressBars).unwrap();
     assert_eq!(r.open_problems(), 0, "{:?}", r.problems);
     assert_eq!(s.stores[1].read(&pack).unwrap(), good);
 }
@@ -276,8 +296,8 @@ fn find(dir: &Path, name: &str) -> PathBuf {
 #[test]
 fn a_target_failing_during_a_prune_means_nothing_is_removed_anywhere() {
     let s = Setup::new(2);
-    let cfg = s.config(2);
-    init::run(&cfg, &pw(), false, silent(), NoProgressBars).unwrap();
+    let cfg = s.ctx(2);
+    init::run(&cfg, &pw(), false, NoProgressBars).unwrap();
     backed_up(&s, 2);
     std::fs::write(s.dir.path().join("src/b.bin"), "c".repeat(90_000)).unwrap();
     backed_up(&s, 2);
@@ -288,14 +308,14 @@ fn a_target_failing_during_a_prune_means_nothing_is_removed_anywhere() {
         },
         ..Default::default()
     };
-    let forgot = super::forget::run(&cfg, &pw(), &opts, &silent()).unwrap();
+    let forgot = super::forget::run(&cfg, &pw(), &opts).unwrap();
     assert_eq!(forgot.removed.len(), 1);
     let before: Vec<Vec<String>> = (0..2).map(|i| s.files(i)).collect();
 
     // The second target fails every write of the prune: the first keeps its old files too.
     s.stores[1].fail_writes(true);
     let prune_opts = super::prune::PruneOptions::default();
-    let r = super::prune::run(&cfg, &pw(), &prune_opts, &silent(), &NoProgressBars).unwrap();
+    let r = super::prune::run(&cfg, &pw(), &prune_opts, &NoProgressBars).unwrap();
     assert!(r.partial);
     assert!(r.record.is_none(), "{r:?}");
     let waiting = r.deferred.clone().unwrap_or_default();
@@ -311,7 +331,7 @@ fn a_target_failing_during_a_prune_means_nothing_is_removed_anywhere() {
 
     // Back in order: the next prune finishes, on both.
     s.stores[1].fail_writes(false);
-    let r = super::prune::run(&cfg, &pw(), &prune_opts, &silent(), &NoProgressBars).unwrap();
+    let r = super::prune::run(&cfg, &pw(), &prune_opts, &NoProgressBars).unwrap();
     assert!(!r.partial, "{r:?}");
     assert!(r.record.is_some());
     assert_eq!(s.files(0), s.files(1));
@@ -321,8 +341,8 @@ fn a_target_failing_during_a_prune_means_nothing_is_removed_anywhere() {
 #[test]
 fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
     let s = Setup::new(2);
-    let both = s.config(2);
-    init::run(&both, &pw(), false, silent(), NoProgressBars).unwrap();
+    let both = s.ctx(2);
+    init::run(&both, &pw(), false, NoProgressBars).unwrap();
     backed_up(&s, 2);
     let b_bin = s.dir.path().join("src/b.bin");
     let old = std::fs::read(&b_bin).unwrap();
@@ -331,7 +351,7 @@ fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
 
     // The second target taken out of the configuration: forget and prune on the first alone
     // remove the old b.bin's data there.
-    let first = s.config_of(&[0]);
+    let first = s.ctx_of(&[0]);
     let keep_last = super::forget::ForgetOptions {
         policy: crate::retention::Policy {
             keep_last: Some(1),
@@ -339,29 +359,28 @@ fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
         },
         ..Default::default()
     };
-    super::forget::run(&first, &pw(), &keep_last, &silent()).unwrap();
+    super::forget::run(&first, &pw(), &keep_last).unwrap();
     let prune_opts = super::prune::PruneOptions {
         max_unused: "0".into(),
         ..Default::default()
     };
-    let pruned = super::prune::run(&first, &pw(), &prune_opts, &silent(), &NoProgressBars).unwrap();
+    let pruned = super::prune::run(&first, &pw(), &prune_opts, &NoProgressBars).unwrap();
     assert!(pruned.record.is_some());
 
     // The second, alone, backs up the old b.bin again: it deduplicates against the old data,
     // which it still holds.
     std::fs::write(&b_bin, &old).unwrap();
-    let second = s.config_of(&[1]);
+    let second = s.ctx_of(&[1]);
     let solo = backup::run(
         &second,
         &pw(),
         &backup::BackupOptions::default(),
-        silent(),
         NoProgressBars,
     )
     .unwrap();
 
     // Together again: catch-up must not let the prune's deletions break that snapshot.
-    let r = sync::run_and_record(&both, Some(&pw()), None, &silent(), &NoProgressBars).unwrap();
+    let r = sync::run_and_record(&both, Some(&pw()), None, &NoProgressBars).unwrap();
     let t = &r.targets[1];
     assert_eq!(t.state, TargetState::Incomplete, "{t:?}");
     assert!(
@@ -379,7 +398,7 @@ fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
         from: Some(s.names[1].clone()),
         ..Default::default()
     };
-    restore::run(&both, &pw(), &opts, silent(), NoProgressBars).unwrap();
+    restore::run(&both, &pw(), &opts, NoProgressBars).unwrap();
     assert_eq!(std::fs::read(find(&dest, "b.bin")).unwrap(), old);
     // Nor was it copied where its data is gone; status says why the target is behind.
     let snap = format!("snapshots/{}", solo.snapshot);
@@ -401,8 +420,8 @@ fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
         ids: vec![solo.snapshot[..10].to_string()],
         ..Default::default()
     };
-    super::forget::run(&both, &pw(), &by_id, &silent()).unwrap();
-    let r = sync::run_and_record(&both, Some(&pw()), None, &silent(), &NoProgressBars).unwrap();
+    super::forget::run(&both, &pw(), &by_id).unwrap();
+    let r = sync::run_and_record(&both, Some(&pw()), None, &NoProgressBars).unwrap();
     assert!(!r.partial, "{:?}", r.targets);
     assert_eq!(s.files(0), s.files(1));
 }

@@ -5,9 +5,13 @@ use super::{
     Policy, Store, StoreResult,
     opendal_store::{Atomicity, OpendalStore},
 };
-use crate::config::TargetKind;
+use crate::{config::TargetKind, secret::Vaults};
 
-pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Store>> {
+pub(super) fn open(
+    kind: &TargetKind,
+    policy: Policy,
+    vaults: &dyn Vaults,
+) -> StoreResult<Box<dyn Store>> {
     let TargetKind::Azblob {
         endpoint,
         account,
@@ -26,12 +30,12 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         .root(&format!("/{path}"));
     let mut secrets = Vec::new();
     if let Some(key) = key {
-        let key = key.resolve("azblob key").map_err(secret_error)?;
+        let key = key.resolve("azblob key", vaults).map_err(secret_error)?;
         builder = builder.account_key(key.expose());
         secrets.push(key.expose().to_string());
     }
     if let Some(sas) = sas {
-        let sas = sas.resolve("azblob sas").map_err(secret_error)?;
+        let sas = sas.resolve("azblob sas", vaults).map_err(secret_error)?;
         builder = builder.sas_token(sas.expose());
         // A SAS travels in request URLs, which error messages may quote.
         secrets.push(sas.expose().trim_start_matches('?').to_string());

@@ -7,6 +7,7 @@
 //! `timeout` and retries only transient errors, `retries` times.
 
 mod azblob;
+pub mod error;
 #[cfg(feature = "test-hooks")]
 mod halt;
 mod local;
@@ -28,54 +29,17 @@ use std::{
 
 use bytes::Bytes;
 
-use crate::config::{TargetConfig, TargetKind};
+use crate::{
+    config::{TargetConfig, TargetKind},
+    secret::Vaults,
+};
 
+pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use local::{MountState, mount_state};
 pub use mem::MemStore;
 
-/// What kind of failure a storage operation met.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreErrorKind {
-    /// The file does not exist.
-    NotFound,
-    /// A removable disk is not mounted.
-    Offline,
-    /// The storage itself is not there: a folder that does not exist, a missing bucket or
-    /// container, a wrong endpoint path. Never read as "empty": only `init` creates a folder.
-    Absent,
-    /// Worth retrying: a timeout, a dropped connection, a busy server.
-    Transient,
-    /// Will fail again: refused credentials, a missing share or bucket, a full disk.
-    Permanent,
-}
-
-/// A classified storage error. Its message never holds a secret.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct StoreError {
-    /// The class.
-    pub kind: StoreErrorKind,
-    /// What failed.
-    pub message: String,
-}
-
-impl StoreError {
-    /// An error of `kind`.
-    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-    /// Whether the file simply does not exist.
-    #[must_use]
-    pub fn is_not_found(&self) -> bool {
-        self.kind == StoreErrorKind::NotFound
-    }
-}
-
-/// Result with [`StoreError`].
-pub type StoreResult<T> = Result<T, StoreError>;
+/// A target's storage with its name, as the replication functions take them.
+pub type Named<'a> = (&'a str, &'a dyn Store);
 
 /// One target's storage, addressed by repository-relative paths.
 pub trait Store: fmt::Debug + Send + Sync {
@@ -127,56 +91,26 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
 }
 
-/// Unit tests run the commands over memory stores: a target whose name was registered here
-/// opens as that store, whatever its kind says.
-#[cfg(test)]
-pub(crate) mod in_memory {
-    use std::{
-        collections::BTreeMap,
-        sync::{Arc, Mutex},
-    };
-
-    use super::MemStore;
-
-    static STORES: Mutex<BTreeMap<String, Arc<MemStore>>> = Mutex::new(BTreeMap::new());
-
-    /// A new, empty memory store for the target `name`.
-    pub(crate) fn register(name: &str) -> Arc<MemStore> {
-        let store = Arc::new(MemStore::new());
-        STORES
-            .lock()
-            .unwrap()
-            .insert(name.to_string(), store.clone());
-        store
-    }
-
-    pub(super) fn get(name: &str) -> Option<Arc<MemStore>> {
-        STORES.lock().unwrap().get(name).cloned()
-    }
-}
-
 /// Opens a target's storage. Nothing is written; a removable disk that is not mounted is
 /// [`StoreErrorKind::Offline`].
 ///
+/// Its secrets are resolved with `vaults` for `vault:` references.
+///
 /// # Errors
 /// The target cannot be set up (an unreadable secret, an invalid setting, an unplugged disk).
-pub fn open(cfg: &TargetConfig) -> StoreResult<Box<dyn Store>> {
+pub fn open(cfg: &TargetConfig, vaults: &dyn Vaults) -> StoreResult<Box<dyn Store>> {
     let policy = Policy {
         retries: cfg.retries,
         timeout: cfg.timeout,
     };
-    #[cfg(test)]
-    if let Some(store) = in_memory::get(&cfg.name) {
-        return Ok(Box::new(store));
-    }
     let store = match &cfg.kind {
         TargetKind::Local { path, mount_point } => {
             local::open(path, mount_point.as_deref(), policy)
         }
         TargetKind::Sftp { .. } => sftp::open(&cfg.kind, policy),
-        TargetKind::Smb { .. } => smb::open(&cfg.kind, policy),
-        TargetKind::Azblob { .. } => azblob::open(&cfg.kind, policy),
-        TargetKind::S3 { .. } => s3::open(&cfg.kind, policy),
+        TargetKind::Smb { .. } => smb::open(&cfg.kind, policy, vaults),
+        TargetKind::Azblob { .. } => azblob::open(&cfg.kind, policy, vaults),
+        TargetKind::S3 { .. } => s3::open(&cfg.kind, policy, vaults),
     }?;
     #[cfg(feature = "test-hooks")]
     let store = halt::wrap(store);
@@ -267,7 +201,7 @@ pub(crate) fn local_for_tests(dir: &std::path::Path) -> Box<dyn Store> {
             mount_point: None,
         },
     };
-    open(&cfg).expect("a local folder opens")
+    open(&cfg, &crate::secret::NoVault).expect("a local folder opens")
 }
 
 /// A real store with one operation failing as told: the faults a real server cannot be made to
@@ -356,24 +290,30 @@ mod tests {
             timeout: Duration::from_secs(5),
             kind,
         };
-        let s3 = open(&target(TargetKind::S3 {
-            endpoint: "https://127.0.0.1:1".into(),
-            bucket: "b".into(),
-            region: "r".into(),
-            path: "p".into(),
-            access_key_id: file("id", "AKIDSECRETVALUE"),
-            secret_access_key: file("key", "S3SECRETKEYVALUE"),
-            virtual_host_style: false,
-        }))
+        let s3 = open(
+            &target(TargetKind::S3 {
+                endpoint: "https://127.0.0.1:1".into(),
+                bucket: "b".into(),
+                region: "r".into(),
+                path: "p".into(),
+                access_key_id: file("id", "AKIDSECRETVALUE"),
+                secret_access_key: file("key", "S3SECRETKEYVALUE"),
+                virtual_host_style: false,
+            }),
+            &crate::secret::NoVault,
+        )
         .unwrap();
-        let az = open(&target(TargetKind::Azblob {
-            endpoint: "https://127.0.0.1:1".into(),
-            account: "a".into(),
-            container: "c".into(),
-            path: "p".into(),
-            key: Some(file("az", "QVpTRUNSRVRLRVlWQUxVRQ==")),
-            sas: None,
-        }))
+        let az = open(
+            &target(TargetKind::Azblob {
+                endpoint: "https://127.0.0.1:1".into(),
+                account: "a".into(),
+                container: "c".into(),
+                path: "p".into(),
+                key: Some(file("az", "QVpTRUNSRVRLRVlWQUxVRQ==")),
+                sas: None,
+            }),
+            &crate::secret::NoVault,
+        )
         .unwrap();
         for shown in [format!("{s3:?}"), format!("{az:?}")] {
             for secret in ["SECRETVALUE", "S3SECRETKEYVALUE", "QVpTRUNSRVRLRVlWQUxVRQ"] {

@@ -7,9 +7,13 @@ use super::{
     azblob::secret_error,
     opendal_store::{Atomicity, OpendalStore},
 };
-use crate::config::TargetKind;
+use crate::{config::TargetKind, secret::Vaults};
 
-pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Store>> {
+pub(super) fn open(
+    kind: &TargetKind,
+    policy: Policy,
+    vaults: &dyn Vaults,
+) -> StoreResult<Box<dyn Store>> {
     let TargetKind::S3 {
         endpoint,
         bucket,
@@ -23,10 +27,10 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         unreachable!("s3::open is called for s3 targets")
     };
     let id = access_key_id
-        .resolve("s3 access_key_id")
+        .resolve("s3 access_key_id", vaults)
         .map_err(secret_error)?;
     let key = secret_access_key
-        .resolve("s3 secret_access_key")
+        .resolve("s3 secret_access_key", vaults)
         .map_err(secret_error)?;
     let mut builder = opendal::services::S3::default()
         .endpoint(endpoint)

@@ -428,7 +428,9 @@ pub fn repo_files(store: &dyn cairn::store::Store) -> BTreeMap<String, String> {
 /// Opens one configured target's storage through the library.
 pub fn open_store(config: &Path, name: &str) -> Box<dyn cairn::store::Store> {
     let cfg = cairn::config::Config::load(config).unwrap();
-    cairn::store::open(cfg.target(name).unwrap()).unwrap()
+    let target = cfg.target(name).unwrap().clone();
+    let ctx = cairn::context::Context::new(cfg, std::sync::Arc::new(cairn::progress::Silent));
+    ctx.open_store(&target).unwrap()
 }
 
 /// The repository on target `name` alone, opened with the test password.
@@ -444,7 +446,8 @@ pub fn open_alone(config: &Path, name: &str) -> rustic_core::Repository<rustic_c
         Arc::new(cairn::progress::Silent),
     );
     let pw = cairn::secret::Secret::new(PASSWORD.into());
-    cairn::session::open_repository(Arc::new(fan), &pw, rustic_core::NoProgressBars).unwrap()
+    let keys = cairn::repo::KeyCache::default();
+    cairn::repo::open_repository(Arc::new(fan), &pw, &keys, rustic_core::NoProgressBars).unwrap()
 }
 
 /// For every file of the latest snapshot, as read from target `name` alone: the data packs

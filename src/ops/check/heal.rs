@@ -10,7 +10,8 @@ use crate::{
     lock::LockedTargets,
     progress::Observer,
     proof::Proof,
-    replica::{AfterWrite, ForeignFound, NotCopied, Source, copy_proven, quarantine},
+    replica::{AfterWrite, ForeignFound, NotCopied, copy_proven, quarantine},
+    store::Named,
 };
 
 /// Repairs what can be: copies in dependency order, strays removed, foreign files quarantined.
@@ -52,7 +53,7 @@ pub(super) fn heal(
             | ProblemKind::Corrupt
             | ProblemKind::SizeMismatch
             | ProblemKind::Unreadable => {
-                let sources: Vec<Source<'_>> = checked
+                let sources: Vec<Named<'_>> = checked
                     .iter()
                     .filter(|(_, c)| {
                         c.probed.cfg.name != p.target && c.inv.files.contains_key(&p.path)

@@ -23,19 +23,20 @@ mod heal;
 use copies::{hash_files, prove_all, settle_disagreements};
 
 use crate::{
-    config::Config,
+    context::Context,
     deletion::Deletions,
     error::Result,
     fanout::{Fanout, Member},
     lock::LockedTargets,
     probe::{Probed, one_repository, probe_all, unusable_by},
-    progress::{Observer, Silent},
+    progress::Silent,
     proof::Proof,
-    replica::{ForeignFound, Inventory, Source, inventories},
+    replica::{ForeignFound, Inventory, inventories},
+    repo::{KeyCache, open_repository},
     report::TargetState,
     secret::Secret,
-    session::open_repository,
-    store::Store,
+    store::{Named, Store},
+    unlock::unlock,
 };
 
 /// How much of the data is hashed.
@@ -214,44 +215,37 @@ struct Checked<'a> {
 /// Two targets hold different repositories; no target holds the repository; a wrong
 /// password; healing: the lock is held elsewhere.
 pub fn run<P: ProgressBars>(
-    cfg: &Config,
+    ctx: &Context,
     opts: &CheckOptions,
     password: Option<&Secret>,
-    observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<CheckReport> {
     if opts.heal {
-        let mut locked = LockedTargets::acquire(cfg, "check (heal)", observer)?;
+        let mut locked = LockedTargets::acquire(ctx, "check (heal)")?;
         if let Some(pw) = password {
-            locked.prove(pw, observer)?;
+            locked.prove(pw)?;
         }
         let key = password.zip(locked.proof());
-        return inspect(locked.probed(), opts, key, Some(&locked), observer, pb);
+        return inspect(ctx, locked.probed(), opts, key, Some(&locked), pb);
     }
-    let probed = probe_all(cfg, None)?;
+    let probed = probe_all(ctx, None)?;
     let proof = match password {
-        Some(pw) => Some(Proof::unlock(&probed, pw)?),
+        Some(pw) => Some(unlock(ctx, &probed, pw)?),
         None => None,
     };
-    inspect(
-        &probed,
-        opts,
-        password.zip(proof.as_ref()),
-        None,
-        observer,
-        pb,
-    )
+    inspect(ctx, &probed, opts, password.zip(proof.as_ref()), None, pb)
 }
 
 /// [`run`] over probed targets; `heal` with the lock it needs.
 fn inspect<P: ProgressBars>(
+    ctx: &Context,
     probed: &[Probed],
     opts: &CheckOptions,
     key: Option<(&Secret, &Proof)>,
     heal_under: Option<&LockedTargets>,
-    observer: &Arc<dyn Observer>,
     pb: &P,
 ) -> Result<CheckReport> {
+    let observer = ctx.observer();
     one_repository(probed)?;
     let started = Instant::now();
     let mut summaries: Vec<TargetCheck> = probed
@@ -348,7 +342,7 @@ fn inspect<P: ProgressBars>(
     for (i, c) in &checked {
         summaries[*i].structure = match password {
             None => "skipped (no password)".into(),
-            Some(pw) => match structure(c.probed, pw) {
+            Some(pw) => match structure(c.probed, pw, ctx.keys()) {
                 Ok(findings) if findings.is_empty() => "ok".into(),
                 Ok(findings) => {
                     for f in &findings {
@@ -405,7 +399,7 @@ fn pending_deletions(
     checked: &[(usize, Checked<'_>)],
     problems: &mut Vec<Problem>,
 ) -> Deletions {
-    let sources: Vec<Source<'_>> = checked
+    let sources: Vec<Named<'_>> = checked
         .iter()
         .map(|(_, c)| (c.probed.cfg.name.as_str(), c.store))
         .collect();
@@ -446,7 +440,7 @@ impl Findings {
 }
 
 /// rustic_core's check of one target alone: its errors.
-fn structure(p: &Probed, pw: &Secret) -> Result<Vec<String>> {
+fn structure(p: &Probed, pw: &Secret, keys: &KeyCache) -> Result<Vec<String>> {
     let Some(store) = p.store.clone() else {
         return Ok(Vec::new());
     };
@@ -454,7 +448,7 @@ fn structure(p: &Probed, pw: &Secret) -> Result<Vec<String>> {
         vec![Arc::new(Member::new(p.cfg.name.clone(), true, store))],
         Arc::new(Silent),
     );
-    let repo = open_repository(Arc::new(fan), pw, NoProgressBars)?;
+    let repo = open_repository(Arc::new(fan), pw, keys, NoProgressBars)?;
     let results = repo.check(RusticCheckOptions::default())?;
     // rustic_core does not export the level's type; its own `is_ok` judges each finding.
     Ok(results

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::{
     config::Config,
+    context::Context,
     error::{Error, Result},
     exit, metrics,
     notify::{self, Ping, PingResult},
@@ -106,12 +107,13 @@ pub type Password = std::result::Result<Secret, Error>;
 
 /// Runs the nightly job. Never fails as a whole: every failure is a step's result.
 pub fn run<P: ProgressBars + Clone>(
-    cfg: &Config,
+    ctx: &Context,
     opts: &RunOptions,
     password: Password,
-    observer: Arc<dyn Observer>,
     pb: P,
 ) -> RunReport {
+    let cfg = ctx.cfg();
+    let observer = ctx.observer().clone();
     let started = Instant::now();
     let started_at = state::now();
     let run_id = format!("{:016x}", rand::random::<u64>());
@@ -129,6 +131,7 @@ pub fn run<P: ProgressBars + Clone>(
         warnings: Mutex::new(Vec::new()),
     });
     let observer: Arc<dyn Observer> = obs.clone();
+    let run_ctx = ctx.observed_by(observer.clone());
     obs.log(
         "INFO",
         "start",
@@ -144,7 +147,7 @@ pub fn run<P: ProgressBars + Clone>(
     }
 
     let mut job = Job {
-        cfg,
+        ctx: &run_ctx,
         obs: &obs,
         steps: Vec::new(),
     };
@@ -174,7 +177,7 @@ pub fn run<P: ProgressBars + Clone>(
     failed_targets.sort();
     failed_targets.dedup();
     let seconds = started.elapsed().as_secs_f64();
-    state::update(cfg, &observer, |s| {
+    run_ctx.update_state(|s| {
         s.record_command("run", exit_code, seconds);
     });
     metrics::write_or_warn(cfg, observer.as_ref());
@@ -250,7 +253,7 @@ pub fn run<P: ProgressBars + Clone>(
 
 /// The steps in flight.
 struct Job<'a> {
-    cfg: &'a Config,
+    ctx: &'a Context,
     obs: &'a Arc<RunObserver>,
     steps: Vec<Step>,
 }
@@ -327,9 +330,8 @@ impl Job<'_> {
         snapshot: &mut Option<String>,
         lagging: &mut Vec<String>,
     ) {
-        let cfg = self.cfg;
+        let ctx = self.ctx;
         let obs = self.obs.clone();
-        let observer: Arc<dyn Observer> = self.obs.clone();
         let pw = match password {
             Ok(pw) => pw,
             Err(e) => {
@@ -342,7 +344,7 @@ impl Job<'_> {
                 init: opts.init,
                 ..Default::default()
             };
-            let r = backup::run(cfg, &pw, &backup_opts, observer.clone(), pb.clone())?;
+            let r = backup::run(ctx, &pw, &backup_opts, pb.clone())?;
             let result = if r.partial || r.incomplete {
                 StepResult::Partial
             } else {
@@ -393,20 +395,16 @@ impl Job<'_> {
         let at = self.steps.len() - 1;
         self.steps.insert(at, catch_up);
 
-        self.forget_and_prune(&pw, pb, &observer);
-        self.verify(&pw, pb, &observer);
+        self.forget_and_prune(&pw, pb);
+        self.verify(&pw, pb);
         if let Some(l) = self.status(&pw) {
             *lagging = l;
         }
     }
 
-    fn forget_and_prune<P: ProgressBars + Clone>(
-        &mut self,
-        pw: &Secret,
-        pb: &P,
-        observer: &Arc<dyn Observer>,
-    ) {
-        let cfg = self.cfg;
+    fn forget_and_prune<P: ProgressBars + Clone>(&mut self, pw: &Secret, pb: &P) {
+        let ctx = self.ctx;
+        let cfg = ctx.cfg();
         let forgot = if cfg.retention.policy().is_empty() {
             self.skip(
                 "forget",
@@ -416,7 +414,7 @@ impl Job<'_> {
             true
         } else {
             self.step("forget", || {
-                let r = forget::run(cfg, pw, &Default::default(), observer)?;
+                let r = forget::run(ctx, pw, &Default::default())?;
                 let short = shortfalls(&r.targets);
                 let mut summary = format!("{} snapshot(s) removed", r.removed.len());
                 if !short.is_empty() {
@@ -452,7 +450,7 @@ impl Job<'_> {
         }
         let started = Instant::now();
         let pruned = self.step("prune", || {
-            let r = prune::run(cfg, pw, &prune::PruneOptions::default(), observer, pb)?;
+            let r = prune::run(ctx, pw, &prune::PruneOptions::default(), pb)?;
             let short = shortfalls(&r.targets);
             let summary = match (&r.deferred, &r.record) {
                 (Some(why), _) => format!("deferred: {why}"),
@@ -478,16 +476,13 @@ impl Job<'_> {
             None => exit::FAILED,
         };
         let secs = started.elapsed().as_secs_f64();
-        state::update(cfg, observer, |s| s.record_command("prune", code, secs));
+        ctx.update_state(|s| s.record_command("prune", code, secs));
     }
 
-    fn verify<P: ProgressBars + Clone>(
-        &mut self,
-        pw: &Secret,
-        pb: &P,
-        observer: &Arc<dyn Observer>,
-    ) {
-        let cfg = self.cfg;
+    fn verify<P: ProgressBars + Clone>(&mut self, pw: &Secret, pb: &P) {
+        let ctx = self.ctx;
+        let cfg = ctx.cfg();
+        let observer = ctx.observer();
         if let Some(every) = cfg.verify.every
             && let Some(next) = not_due(cfg, "verify", every)
         {
@@ -498,7 +493,7 @@ impl Job<'_> {
         let code = self
             .step("verify", || {
                 let opts = verify::VerifyOptions::from_config(&cfg.verify);
-                let mut r = verify::run(cfg, pw, &opts, observer.clone(), pb.clone())?;
+                let mut r = verify::run(ctx, pw, &opts, pb.clone())?;
                 let code = r.exit_code();
                 let (result, summary, targets) = match code {
                     exit::VERIFY_FAILED => (
@@ -558,15 +553,15 @@ impl Job<'_> {
             })
             .unwrap_or(exit::FAILED);
         let secs = started.elapsed().as_secs_f64();
-        state::update(cfg, observer, |s| s.record_command("verify", code, secs));
+        ctx.update_state(|s| s.record_command("verify", code, secs));
     }
 
     /// Looks at every target once more, for the report and the metrics; returns the targets
     /// that are not level.
     fn status(&mut self, pw: &Secret) -> Option<Vec<String>> {
-        let cfg = self.cfg;
+        let ctx = self.ctx;
         self.step("status", || {
-            let r = status::run(cfg, Some(pw))?;
+            let r = status::run(ctx, Some(pw))?;
             let behind: Vec<String> = r
                 .targets
                 .iter()

@@ -40,15 +40,17 @@ use rustic_core::{
 };
 
 use crate::{
-    config::{Config, SnapshotSelection, VerifyConfig},
+    config::{SnapshotSelection, VerifyConfig},
+    context::Context,
     error::{Error, Result},
     fanout::{Fanout, Member},
     probe::Probed,
-    progress::{Observer, Silent},
+    progress::Silent,
+    repo::{KeyCache, open_repository},
     report::TargetState,
     sample::{Candidate, SampleSpec, choose},
     secret::Secret,
-    session::{Session, open_repository},
+    session::Session,
 };
 
 use file::{FileOutcome, SourceCheck, check_file, check_restores};
@@ -105,16 +107,16 @@ impl VerifyOptions {
 /// No target holds the repository; wrong password; no such snapshot; a named target does not
 /// exist. Failed checks are not errors: they are in the report.
 pub fn run<P: ProgressBars + Clone>(
-    cfg: &Config,
+    ctx: &Context,
     password: &Secret,
     opts: &VerifyOptions,
-    observer: Arc<dyn Observer>,
     pb: P,
 ) -> Result<VerifyReport> {
+    let cfg = ctx.cfg();
     for t in &opts.targets {
         cfg.target(t)?;
     }
-    let session = Session::open(cfg, None, observer.clone())?;
+    let session = Session::open(ctx, None)?;
     let repo = session.repository(password, pb.clone())?.to_indexed()?;
 
     let mut snaps: Vec<SnapshotFile> = if opts.snapshots.is_empty() {
@@ -192,6 +194,7 @@ pub fn run<P: ProgressBars + Clone>(
         verify_target(
             p,
             password,
+            ctx.keys(),
             &sample,
             &restore_root.join(&p.cfg.name),
             pb.clone(),
@@ -226,7 +229,7 @@ pub fn run<P: ProgressBars + Clone>(
         .collect();
     // An empty sample proves nothing: it is not recorded as a verification.
     if !sample.is_empty() {
-        crate::state::update(cfg, &observer, |s| {
+        ctx.update_state(|s| {
             for t in &targets {
                 match t.state {
                     TargetState::Verified => s.record_verify(&t.name, true),
@@ -280,6 +283,7 @@ const TREE_UNREADABLE: &str = "the snapshot's tree cannot be read down to it";
 fn verify_target<P: ProgressBars + Clone>(
     p: &Probed,
     password: &Secret,
+    keys: &KeyCache,
     sample: &[Candidate],
     restore_root: &Path,
     pb: P,
@@ -315,7 +319,7 @@ fn verify_target<P: ProgressBars + Clone>(
         hashed: AtomicU64::new(0),
         read: AtomicU64::new(0),
     });
-    let repo = match open_repository(witness.clone(), password, pb.clone())
+    let repo = match open_repository(witness.clone(), password, keys, pb.clone())
         .and_then(|r| Ok(r.to_indexed()?))
     {
         Ok(r) => r,

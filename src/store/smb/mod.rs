@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     config::{SmbSecurity, TargetKind},
-    secret::Secret,
+    secret::{Secret, Vaults},
 };
 
 struct SmbStore {
@@ -50,7 +50,11 @@ impl std::fmt::Debug for SmbStore {
     }
 }
 
-pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Store>> {
+pub(super) fn open(
+    kind: &TargetKind,
+    policy: Policy,
+    vaults: &dyn Vaults,
+) -> StoreResult<Box<dyn Store>> {
     let TargetKind::Smb {
         host,
         port,
@@ -64,7 +68,9 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
     else {
         unreachable!("smb::open is called for smb targets")
     };
-    let password = password.resolve("smb password").map_err(secret_error)?;
+    let password = password
+        .resolve("smb password", vaults)
+        .map_err(secret_error)?;
     Ok(Box::new(SmbStore {
         host: host.clone(),
         port: *port,

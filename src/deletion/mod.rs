@@ -23,74 +23,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::{
     proof::Proof,
-    replica::{ForeignFound, Source, read_proven},
-    store::{Store, StoreResult},
+    replica::{ForeignFound, read_proven},
+    store::{Named, Store, StoreResult},
 };
 
-/// Where records live, beside the repository folders.
-pub const DIR: &str = crate::layout::DELETIONS_DIR;
+pub mod record;
 
-/// One decision to delete repository files, as sealed into the repository.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// When it was decided (RFC 3339).
-    pub time: String,
-    /// The command that decided it (`forget`, `prune`).
-    pub command: String,
-    /// Host that ran it.
-    pub host: String,
-    /// User that ran it.
-    pub user: String,
-    /// Repository paths (`snapshots/ID`, `data/ab/ID`, ...).
-    pub files: Vec<String>,
-    /// For a prune: the snapshots it judged the data by (every snapshot of every target; a
-    /// prune runs only when every target is reachable and level).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub snapshots: Vec<String>,
-}
-
-impl Record {
-    /// A record of `command` deleting `files`, now, by this host and user.
-    #[must_use]
-    pub fn new(command: &str, files: Vec<String>) -> Self {
-        Self {
-            time: crate::state::now(),
-            command: command.to_string(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
-            user: std::env::var("USER").unwrap_or_default(),
-            files,
-            snapshots: Vec::new(),
-        }
-    }
-
-    /// The record's path and sealed bytes.
-    ///
-    /// # Errors
-    /// Sealing failed.
-    pub fn seal(&self, proof: &Proof) -> Result<(String, Bytes), String> {
-        let json = serde_json::to_vec(self).map_err(|e| e.to_string())?;
-        let (name, bytes) = proof.cipher().seal(&json)?;
-        Ok((format!("{DIR}/{name}"), bytes))
-    }
-
-    /// The record sealed in `bytes`, if they open with the repository key and parse.
-    #[must_use]
-    pub fn open(bytes: &[u8], proof: &Proof) -> Option<Self> {
-        serde_json::from_slice(&proof.cipher().open(bytes)?).ok()
-    }
-}
-
-/// Whether `path` is where a record lives.
-#[must_use]
-pub fn is_record_path(path: &str) -> bool {
-    path.strip_prefix(DIR)
-        .and_then(|r| r.strip_prefix('/'))
-        .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-}
+pub use record::{DIR, Record, is_record_path};
 
 /// The proven records found on the targets, and which target holds which.
 #[derive(Debug, Clone, Default)]
@@ -147,7 +90,7 @@ pub fn list(store: &dyn Store) -> StoreResult<Vec<String>> {
 /// key; copies that do not open are added to `foreign`. A source that cannot be listed is
 /// skipped (its records reach the others once it is back).
 #[must_use]
-pub fn load(sources: &[Source<'_>], proof: &Proof, foreign: &ForeignFound) -> Deletions {
+pub fn load(sources: &[Named<'_>], proof: &Proof, foreign: &ForeignFound) -> Deletions {
     let mut held_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, store) in sources {
         for path in list(*store).unwrap_or_default() {
@@ -156,13 +99,13 @@ pub fn load(sources: &[Source<'_>], proof: &Proof, foreign: &ForeignFound) -> De
     }
     let mut out = Deletions::default();
     for (path, holders) in &held_by {
-        let from: Vec<Source<'_>> = sources
+        let from: Vec<Named<'_>> = sources
             .iter()
             .filter(|(n, _)| holders.iter().any(|h| h == n))
             .copied()
             .collect();
         if let Ok((bytes, _)) = read_proven(path, &from, Some(proof), foreign)
-            && let Some(record) = Record::open(&bytes, proof)
+            && let Some(record) = Record::open(&bytes, proof.cipher())
         {
             out.add(path.clone(), record, bytes);
         }
@@ -298,12 +241,12 @@ pub enum Recorded {
 /// The record could not be sealed; with [`Recorded::All`], it could not be written to every
 /// store (it is then taken back where it was written, and nothing is removed).
 pub fn record_and_remove(
-    stores: &[Source<'_>],
+    stores: &[Named<'_>],
     record: &Record,
     proof: &Proof,
     recorded: Recorded,
 ) -> Result<(String, Vec<Result<Removed, String>>), String> {
-    let (path, bytes) = record.seal(proof)?;
+    let (path, bytes) = record.seal(proof.cipher())?;
     let written = crate::par::each(stores, |(_, s)| s.write(&path, vec![bytes.clone()]));
     if recorded == Recorded::All
         && let Some(((name, _), Err(e))) = stores.iter().zip(&written).find(|(_, w)| w.is_err())

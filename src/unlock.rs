@@ -1,0 +1,133 @@
+//! Opening the repository key with a password: on the first target where it opens, counted
+//! toward the lockout, refused when a deletion record removed the key it opened, and recorded
+//! in the audit trail, whose records then go to the targets holding this repository.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustic_core::NoProgressBars;
+
+use crate::{
+    context::Context,
+    deletion,
+    error::{Error, Result},
+    fanout::{Fanout, Member},
+    probe::{Probe, Probed},
+    progress::Silent,
+    proof::Proof,
+    replica::ForeignFound,
+    repo::open_repository,
+    secret::Secret,
+    store::{Named, Store},
+};
+
+/// The lockout counter's name for a repository: its config file is the same on every target,
+/// so another configuration naming it gains no attempts.
+fn lockout_name(config: &Bytes) -> String {
+    format!(
+        "repository {}",
+        crate::layout::sha256_hex(config)
+            .get(..12)
+            .unwrap_or_default()
+    )
+}
+
+/// Opens the repository with `password` on the first target (in configuration order) where it
+/// opens, and keeps its master key and config.
+///
+/// # Errors
+/// [`Error::WrongPassword`] when the password opens no target's keys; [`Error::NoRepository`]
+/// or another error when no target could be opened; [`Error::LockedOut`];
+/// [`Error::KeyRemoved`].
+pub fn unlock(ctx: &Context, probed: &[Probed], password: &Secret) -> Result<Proof> {
+    let ready: Vec<(&Probed, &Bytes, &Arc<dyn Store>)> = probed
+        .iter()
+        .filter_map(|p| match (&p.probe, &p.store) {
+            (Probe::Ready { config, .. }, Some(store)) => Some((p, config, store)),
+            _ => None,
+        })
+        .collect();
+    let Some((_, config, _)) = ready.first() else {
+        return Err(Error::NoRepository);
+    };
+    let gate = ctx.gate();
+    let what = lockout_name(config);
+    gate.check(&what)?;
+    let mut last = None;
+    for (p, config, store) in &ready {
+        let one = Arc::new(Fanout::new(
+            vec![Arc::new(Member::new(
+                p.cfg.name.clone(),
+                true,
+                (*store).clone(),
+            ))],
+            Arc::new(Silent),
+        ));
+        match open_repository(one, password, ctx.keys(), NoProgressBars) {
+            Ok(repo) => {
+                let proof = Proof::new(
+                    password.clone(),
+                    repo.key().clone(),
+                    (*config).clone(),
+                    repo.key_id().map(|k| *k),
+                )?;
+                // Only targets holding this very repository: a target holding another one must
+                // never receive anything sealed with this key.
+                let same: Vec<&(&Probed, &Bytes, &Arc<dyn Store>)> =
+                    ready.iter().filter(|(_, c, _)| *c == *config).collect();
+                let sources: Vec<Named<'_>> = same
+                    .iter()
+                    .map(|(p, _, s)| (p.cfg.name.as_str(), s.as_ref()))
+                    .collect();
+                refuse_if_removed(ctx, &proof, &sources)?;
+                gate.right(&what);
+                proof.load_endorsements(&sources);
+                ctx.trail().replicate_to(
+                    proof.master_key(),
+                    same.iter()
+                        .map(|(p, _, s)| (p.cfg.name.clone(), (*s).clone()))
+                        .collect(),
+                );
+                return Ok(proof);
+            }
+            // A wrong password on one target is wrong everywhere, unless that target's keys
+            // are damaged: try the others before saying so.
+            Err(e) => last = Some(e),
+        }
+    }
+    let err = last.unwrap_or(Error::NoRepository);
+    if matches!(err, Error::WrongPassword) {
+        gate.wrong(&what)?;
+    }
+    Err(err)
+}
+
+/// Refuses the password of `proof` when a deletion record on any of `sources` removes the key
+/// it opened (a target that missed the removal still holds the key file): counted as a wrong
+/// password, and the key is taken off there.
+///
+/// # Errors
+/// [`Error::KeyRemoved`].
+pub fn refuse_if_removed(ctx: &Context, proof: &Proof, sources: &[Named<'_>]) -> Result<()> {
+    let Some(removed) = removed_key(proof, sources) else {
+        return Ok(());
+    };
+    ctx.gate().wrong(&lockout_name(proof.config()))?;
+    Err(Error::KeyRemoved { key: removed })
+}
+
+/// The key file `proof` was opened with, when a deletion record removes it: the key is then
+/// taken off the targets that still hold it (they missed the removal).
+fn removed_key(proof: &Proof, sources: &[Named<'_>]) -> Option<String> {
+    let path = proof.key_path()?;
+    let deletions = deletion::load(sources, proof, &ForeignFound::default());
+    if !deletions.deletes(&path) {
+        return None;
+    }
+    for (name, store) in sources {
+        if store.stat(&path).ok().flatten().is_some() {
+            let _ = deletion::obey(name, *store, [&path], &deletions);
+        }
+    }
+    Some(path)
+}
