@@ -12,9 +12,6 @@ use std::{
 
 use serde::Serialize;
 
-/// How long a hook may run when the configuration does not say.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// What became of a hook.
 #[derive(Debug, Clone, Serialize)]
 pub struct HookResult {
@@ -146,14 +143,21 @@ mod tests {
             "cairn-run",
             Path::new("/x/report.json"),
             &[("CAIRN_RESULT", "partial".into())],
-            DEFAULT_TIMEOUT,
+            crate::config::DEFAULT_HOOK_TIMEOUT,
         );
         assert!(r.ok(), "{r:?}");
         assert_eq!(
             std::fs::read_to_string(out).unwrap(),
             "/x/report.json partial"
         );
-        let r = run("h", "exit 7", "a", Path::new("r"), &[], DEFAULT_TIMEOUT);
+        let r = run(
+            "h",
+            "exit 7",
+            "a",
+            Path::new("r"),
+            &[],
+            crate::config::DEFAULT_HOOK_TIMEOUT,
+        );
         assert_eq!(r.exit_code, Some(7));
         assert!(r.describe().contains("exit code 7"), "{}", r.describe());
     }

@@ -58,6 +58,14 @@ fn is_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Whether `path` is where a deletion record lives (`.cairn-deletions/<sha256>`).
+#[must_use]
+pub fn is_record_path(path: &str) -> bool {
+    path.strip_prefix(DELETIONS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Whether `path` is where restic keeps a file of that name (`keys/ID`, `data/ID[..2]/ID`, ...).
 #[must_use]
 pub fn is_repository_path(path: &str) -> bool {

@@ -7,20 +7,21 @@
 //! `static`. The library never prints; progress and warnings reach the caller through
 //! [`progress::Observer`].
 //!
-//! Modules import only downward, in this order (bottom first; each line may use the ones above
-//! it, `python3 ../shared/tools/module-cycles.py` checks there is no circle):
+//! Modules import only downward. Bottom first, each module uses only those before it (in
+//! this list, left to right); `python3 ../shared/tools/module-cycles.py` finds no circle:
 //! 1. errors: [`store::error`], [`error`], [`exit`];
 //! 2. plain data and helpers: [`layout`], [`par`], [`sealed`], [`report`], [`retention`];
-//! 3. secrets: [`secret`] (with the one process-wide registry of values to scrub);
-//! 4. configuration as plain data: [`config`];
-//! 5. storage: [`tty`], [`store`], then [`fanout::member`] and [`progress`];
-//! 6. local state and accountability: [`state`], [`audit`], [`lockout`], [`vault`], [`repo`];
-//! 7. the context: [`context`];
-//! 8. reading the targets: [`probe`], [`verified`], [`fanout`];
+//! 3. secret references and the one process-wide registry of secrets to scrub: [`secret`];
+//! 4. configuration as plain data, parsed and validated without side effects: [`config`];
+//! 5. storage: [`tty`], [`store`], [`fanout::member`], [`progress`];
+//! 6. this machine's records: [`state`], [`deletion::record`], [`audit`], [`lockout`],
+//!    [`vault`], [`repo`] (opening a repository, the derived-key cache);
+//! 7. one configuration at work: [`context`];
+//! 8. reading the targets: `verified::packs`, [`fanout`], [`probe`], `verified`;
 //! 9. trust: [`proof`], [`replica`], [`deletion`], [`unlock`];
-//! 10. one command's view: [`session`], then [`lock`];
-//! 11. [`source`], [`selection`], [`hook`], [`notify`], [`metrics`], [`runlog`], [`schedule`],
-//!     [`destination`], [`sample`];
+//! 10. one command's view of the targets: [`session`], [`lock`];
+//! 11. around the commands: [`source`], [`selection`], [`hook`], [`notify`], [`runlog`],
+//!     [`metrics`], [`schedule`], [`destination`], [`sample`];
 //! 12. the commands: [`ops`]; above them only the binary's `cli`.
 #![deny(missing_docs)]
 

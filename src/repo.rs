@@ -21,7 +21,7 @@ pub struct KeyCache {
 /// Opens a repository over any backend (the fan-out, or one target alone).
 ///
 /// # Errors
-/// [`Error::WrongPassword`], or the repository could not be read.
+/// [`crate::error::Error::WrongPassword`], or the repository could not be read.
 pub fn open_repository<P: ProgressBars>(
     be: Arc<dyn rustic_core::WriteBackend>,
     password: &Secret,
@@ -64,7 +64,7 @@ pub fn open_repository<P: ProgressBars>(
 /// [`open_repository`] with any credentials (the master key of a [`crate::proof::Proof`]).
 ///
 /// # Errors
-/// [`Error::WrongPassword`], or the repository could not be read.
+/// [`crate::error::Error::WrongPassword`], or the repository could not be read.
 pub fn open_repository_with<P: ProgressBars>(
     be: Arc<dyn rustic_core::WriteBackend>,
     credentials: &Credentials,

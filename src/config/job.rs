@@ -6,6 +6,9 @@ use serde::Deserialize;
 
 use super::ByteCount;
 
+/// How long a hook may run when the configuration does not say.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// `[notify]`: commands run after `cairn run` by its result, and a ping URL (healthchecks.io
 /// style) told when a run starts, succeeds or fails.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -28,7 +31,7 @@ impl NotifyConfig {
     #[must_use]
     pub fn timeout(&self) -> Duration {
         self.timeout
-            .map_or(crate::hook::DEFAULT_TIMEOUT, Duration::from_secs)
+            .map_or(DEFAULT_HOOK_TIMEOUT, Duration::from_secs)
     }
 
     /// The command for an outcome, by its exit code.

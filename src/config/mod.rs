@@ -24,7 +24,7 @@ mod sections;
 mod target;
 mod text;
 
-pub use job::{LogConfig, MetricsConfig, NotifyConfig, ScheduleConfig};
+pub use job::{DEFAULT_HOOK_TIMEOUT, LogConfig, MetricsConfig, NotifyConfig, ScheduleConfig};
 pub use sections::{
     BackupConfig, ByteCount, LockoutPolicy, RepositoryConfig, RetentionConfig, SnapshotSelection,
     VaultSettings, VerifyConfig,

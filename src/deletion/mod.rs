@@ -33,7 +33,8 @@ use crate::{
 
 pub mod record;
 
-pub use record::{DIR, Record, is_record_path};
+pub use crate::layout::is_record_path;
+pub use record::{DIR, Record};
 
 /// The proven records found on the targets, and which target holds which.
 #[derive(Debug, Clone, Default)]

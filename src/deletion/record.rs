@@ -57,11 +57,3 @@ impl Record {
         serde_json::from_slice(&cipher.open(bytes)?).ok()
     }
 }
-
-/// Whether `path` is where a record lives.
-#[must_use]
-pub fn is_record_path(path: &str) -> bool {
-    path.strip_prefix(DIR)
-        .and_then(|r| r.strip_prefix('/'))
-        .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-}

@@ -10,7 +10,7 @@
 //! Removing goes through a deletion record ([`crate::deletion`]), like a forget: the key file
 //! goes from every reachable target at once, a target that was away obeys at its next catch-up
 //! (and catch-up never copies it back), and until then cairn refuses the removed password on it
-//! ([`crate::proof::Proof::unlock`] takes the key off when it sees it). The key in use and the
+//! ([`crate::unlock::unlock`] takes the key off when it sees it). The key in use and the
 //! last key are never removed.
 
 use std::collections::BTreeMap;

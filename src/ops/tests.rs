@@ -425,3 +425,116 @@ fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
     assert!(!r.partial, "{:?}", r.targets);
     assert_eq!(s.files(0), s.files(1));
 }
+
+/// One client's configuration for [`two_configurations_in_one_process_keep_to_their_own`]:
+/// its own vault (holding its repository password), passphrase, lockout and audit log.
+fn client(s: &Setup, name: &str, attempts: u32) -> (Context, String) {
+    let dir = s.dir.path();
+    let password = format!("{name}-repository-password");
+    let passphrase = format!("{name}-vault-passphrase");
+    std::fs::write(dir.join(format!("{name}.pass")), &passphrase).unwrap();
+    let mut vault =
+        crate::vault::Vault::create(&dir.join(format!("{name}.vault")), &Secret::new(passphrase))
+            .unwrap();
+    vault.set("repo", &Secret::new(password.clone()));
+    vault.save().unwrap();
+    let text = format!(
+        "[repository]\nname = \"{name}\"\npassword = \"vault:repo\"\n\
+         [backup]\nsources = [\"{src}\"]\n\
+         [vault]\npath = \"{name}.vault\"\npassphrase = \"file:{name}.pass\"\n\
+         [security]\nlockout_attempts = {attempts}\n\
+         [[target]]\nname = \"{target}\"\nkind = \"local\"\npath = \"unused\"\n",
+        src = dir.join("src").display(),
+        target = s.names[0],
+    );
+    let cfg = Config::parse(&text, &dir.join(format!("{name}.toml"))).unwrap();
+    (s.over(cfg), password)
+}
+
+/// The audit records of a context's log: (repository, command, result) of each.
+fn audited(ctx: &Context) -> Vec<(String, String, String)> {
+    let lines = crate::audit::read_lines(&crate::audit::path(ctx.cfg()).unwrap()).unwrap();
+    assert_eq!(crate::audit::verify(&lines), None);
+    lines
+        .iter()
+        .map(|l| serde_json::from_str::<crate::audit::Record>(l).unwrap())
+        .map(|r| (r.repository.unwrap_or_default(), r.command, r.result))
+        .collect()
+}
+
+#[test]
+fn two_configurations_in_one_process_keep_to_their_own() {
+    let (sa, sb) = (Setup::new(1), Setup::new(1));
+    let (a, pw_a) = client(&sa, "client-a", 2);
+    let (b, pw_b) = client(&sb, "client-b", 5);
+
+    // Interleaved: both commands are under way at once, each with its own trail and vault.
+    a.trail().begin(a.cfg(), "backup", Some("alice"));
+    b.trail().begin(b.cfg(), "backup", Some("bob"));
+    let (got_a, got_b) = (a.password().unwrap(), b.password().unwrap());
+    assert_eq!(
+        got_a.expose(),
+        pw_a,
+        "a's vault, opened with a's passphrase"
+    );
+    assert_eq!(
+        got_b.expose(),
+        pw_b,
+        "b's vault, opened with b's passphrase"
+    );
+    let opts = backup::BackupOptions {
+        init: true,
+        ..Default::default()
+    };
+    let ra = backup::run(&a, &got_a, &opts, NoProgressBars).unwrap();
+    let rb = backup::run(&b, &got_b, &opts, NoProgressBars).unwrap();
+    assert_eq!(b.trail().finish(0, None).lost, Vec::<String>::new());
+    assert_eq!(a.trail().finish(0, None).lost, Vec::<String>::new());
+    assert_ne!(ra.snapshot, rb.snapshot);
+
+    // Two wrong passwords lock a (2 attempts), not b (5), whose right password still opens.
+    let wrong = Secret::new("wrong-password".into());
+    for _ in 0..2 {
+        a.trail().begin(a.cfg(), "snapshots", None);
+        let e = super::snapshots::run(&a, &wrong, NoProgressBars).unwrap_err();
+        assert!(matches!(e, crate::error::Error::WrongPassword), "{e}");
+        b.trail().begin(b.cfg(), "snapshots", None);
+        let e = super::snapshots::run(&b, &wrong, NoProgressBars).unwrap_err();
+        assert!(matches!(e, crate::error::Error::WrongPassword), "{e}");
+        a.trail().finish(crate::exit::WRONG_PASSWORD, None);
+        b.trail().finish(crate::exit::WRONG_PASSWORD, None);
+    }
+    let e = super::snapshots::run(&a, &got_a, NoProgressBars).unwrap_err();
+    assert!(matches!(e, crate::error::Error::LockedOut { .. }), "{e}");
+    let listed = super::snapshots::run(&b, &got_b, NoProgressBars).unwrap();
+    assert_eq!(listed.snapshots.len(), 1);
+
+    // Each log holds its own records only, in its own order.
+    let refused = |r: &str| {
+        (
+            r.to_string(),
+            "snapshots".to_string(),
+            "refused".to_string(),
+        )
+    };
+    assert_eq!(
+        audited(&a),
+        vec![
+            ("client-a".into(), "backup".into(), "ok".into()),
+            refused("client-a"),
+            refused("client-a"),
+            refused("client-a"),
+            refused("client-a"),
+        ]
+    );
+    assert_eq!(
+        audited(&b),
+        vec![
+            ("client-b".into(), "backup".into(), "ok".into()),
+            refused("client-b"),
+            refused("client-b"),
+            refused("client-b"),
+            refused("client-b"),
+        ]
+    );
+}

@@ -74,7 +74,7 @@ impl Halting {
 }
 
 fn counted(path: &str) -> bool {
-    crate::layout::is_repository_path(path) || crate::deletion::is_record_path(path)
+    crate::layout::is_repository_path(path) || crate::layout::is_record_path(path)
 }
 
 impl Store for Halting {
