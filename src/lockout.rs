@@ -16,7 +16,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -48,7 +48,9 @@ fn now() -> Timestamp {
         .ok()
         .and_then(|s| s.parse::<i64>().ok())
     {
-        return now.checked_add(SignedDuration::from_secs(s)).unwrap_or(now);
+        return now
+            .checked_add(jiff::SignedDuration::from_secs(s))
+            .unwrap_or(now);
     }
     now
 }
@@ -194,7 +196,7 @@ mod tests {
         let lockout = Lockout::new(
             LockoutPolicy {
                 attempts: 1000,
-                lock_for: SignedDuration::from_mins(1),
+                lock_for: jiff::SignedDuration::from_mins(1),
             },
             dir.path(),
         );
