@@ -268,6 +268,21 @@ impl Proof {
         self.packs.lock().is_ok_and(|p| p.contains_key(id))
     }
 
+    /// The index file `bytes` at `path`, once it hashes to its name and decrypts with the
+    /// repository key (its packs are then proven too).
+    ///
+    /// # Errors
+    /// Why it is not proven.
+    pub fn open_index(&self, path: &str, bytes: &Bytes) -> std::result::Result<IndexFile, String> {
+        self.check(path, bytes)?;
+        let id = path
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse::<Id>().ok())
+            .ok_or_else(|| format!("{path} is not an index file"))?;
+        self.decrypt(path, bytes, |r| r.get_file::<IndexFile>(&IndexId::from(id)))
+    }
+
     fn decrypt<T>(
         &self,
         path: &str,

@@ -32,9 +32,10 @@ use crate::{
 };
 
 pub mod record;
+pub mod veto;
 
 pub use crate::layout::is_record_path;
-pub use record::{DIR, Record};
+pub use record::{DIR, Record, TOMBSTONE, VOID};
 
 /// The proven records found on the targets, and which target holds which.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +48,8 @@ pub struct Deletions {
     sealed: BTreeMap<String, Bytes>,
     /// Every file some record deletes.
     deleted: BTreeSet<String>,
+    /// Records found but void (a void record names them): they delete nothing.
+    pub voided: BTreeSet<String>,
 }
 
 impl Deletions {
@@ -71,6 +74,32 @@ impl Deletions {
         self.deleted.extend(record.files.iter().cloned());
         self.sealed.insert(path.clone(), sealed);
         self.records.insert(path, record);
+    }
+
+    /// Voids the records at `paths` for the rest of this run: they delete nothing more (the
+    /// caller writes the void record that keeps it so).
+    pub fn void(&mut self, paths: &BTreeSet<String>) {
+        for p in paths {
+            if self.records.get(p).is_some_and(|r| !r.is_permanent()) {
+                self.records.remove(p);
+                self.sealed.remove(p);
+                self.held_by.remove(p);
+                self.voided.insert(p.clone());
+            }
+        }
+        self.deleted = self
+            .records
+            .values()
+            .flat_map(|r| r.files.iter().cloned())
+            .collect();
+    }
+
+    /// The records that delete `path`.
+    pub fn deleting<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.records
+            .iter()
+            .filter(move |(_, r)| r.files.iter().any(|f| f == path))
+            .map(|(p, _)| p)
     }
 }
 
@@ -98,7 +127,7 @@ pub fn load(sources: &[Named<'_>], proof: &Proof, foreign: &ForeignFound) -> Del
             held_by.entry(path).or_default().push((*name).to_string());
         }
     }
-    let mut out = Deletions::default();
+    let mut found = Vec::new();
     for (path, holders) in &held_by {
         let from: Vec<Named<'_>> = sources
             .iter()
@@ -108,7 +137,18 @@ pub fn load(sources: &[Named<'_>], proof: &Proof, foreign: &ForeignFound) -> Del
         if let Ok((bytes, _)) = read_proven(path, &from, Some(proof), foreign)
             && let Some(record) = Record::open(&bytes, proof.cipher())
         {
-            out.add(path.clone(), record, bytes);
+            found.push((path.clone(), record, bytes));
+        }
+    }
+    // A void record wins wherever the record it voids turns up: a called-off prune captured
+    // by one target and put back later never takes effect.
+    let voided: BTreeSet<&String> = found.iter().flat_map(|(_, r, _)| &r.voids).collect();
+    let mut out = Deletions::default();
+    for (path, record, bytes) in &found {
+        if voided.contains(path) && !record.is_permanent() {
+            out.voided.insert(path.clone());
+        } else {
+            out.add(path.clone(), record.clone(), bytes.clone());
         }
     }
     out.held_by = held_by
@@ -252,13 +292,25 @@ pub fn record_and_remove(
     if recorded == Recorded::All
         && let Some(((name, _), Err(e))) = stores.iter().zip(&written).find(|(_, w)| w.is_err())
     {
+        // Called off. The store that refused may still hold the bytes and put them in place
+        // later: a void record, wherever it can be written, keeps the record from ever taking
+        // effect (catch-up carries it to the others).
+        let (void_path, void) =
+            Record::void(vec![path.clone()], Vec::new()).seal(proof.cipher())?;
+        let voided = crate::par::each(stores, |(_, s)| s.write(&void_path, vec![void.clone()]));
         for ((_, s), w) in stores.iter().zip(&written) {
             if w.is_ok() {
                 let _ = s.delete(&path);
             }
         }
+        let void_note = if voided.iter().any(Result::is_ok) {
+            ""
+        } else {
+            "; it could not be voided on any target either"
+        };
         return Err(format!(
-            "the deletion could not be recorded on `{name}` ({e}), so nothing was removed anywhere"
+            "the deletion could not be recorded on `{name}` ({e}), so nothing was removed \
+             anywhere{void_note}"
         ));
     }
     let mut files: Vec<&String> = record.files.iter().collect();
@@ -290,9 +342,10 @@ pub fn compactable(deletions: &Deletions, older_than: jiff::Timestamp) -> Vec<St
         .records
         .iter()
         .filter(|(_, r)| {
-            r.time
-                .parse::<jiff::Timestamp>()
-                .is_ok_and(|t| t < older_than)
+            !r.is_permanent()
+                && r.time
+                    .parse::<jiff::Timestamp>()
+                    .is_ok_and(|t| t < older_than)
         })
         .map(|(p, _)| p.clone())
         .collect()

@@ -1,4 +1,10 @@
 //! One deletion record as sealed into the repository: what it deletes, who decided it and when.
+//!
+//! Besides the records of a deletion (`forget`, `prune`, `key remove`), two kinds keep
+//! decisions for good: a *void* record names records that must never take effect (a prune
+//! called off, or one found to remove data a kept snapshot needs), and a *tombstone* keeps the
+//! deleted snapshot, index and key files of compacted records, so that an old copy of one put
+//! back on a target is refused however long ago it was deleted.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -25,7 +31,15 @@ pub struct Record {
     /// prune runs only when every target is reachable and level).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<String>,
+    /// Records (their paths) that never take effect, wherever they turn up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub voids: Vec<String>,
 }
+
+/// The command of a record that voids others.
+pub const VOID: &str = "void";
+/// The command of a record that keeps compacted deletions.
+pub const TOMBSTONE: &str = "tombstone";
 
 impl Record {
     /// A record of `command` deleting `files`, now, by this host and user.
@@ -38,7 +52,26 @@ impl Record {
             user: std::env::var("USER").unwrap_or_default(),
             files,
             snapshots: Vec::new(),
+            voids: Vec::new(),
         }
+    }
+
+    /// A record voiding the records at `paths`; `why` names the snapshots they would break
+    /// (none: a prune called off).
+    #[must_use]
+    pub fn void(paths: Vec<String>, why: Vec<String>) -> Self {
+        Self {
+            voids: paths,
+            snapshots: why,
+            ..Self::new(VOID, Vec::new())
+        }
+    }
+
+    /// Whether this record keeps decisions for good (a void or a tombstone): never compacted
+    /// away, never voided.
+    #[must_use]
+    pub fn is_permanent(&self) -> bool {
+        self.command == VOID || self.command == TOMBSTONE
     }
 
     /// The record's path and sealed bytes.

@@ -270,8 +270,18 @@ pub fn run<P: ProgressBars + Clone>(
             })
             .collect();
         let sources: Vec<Named<'_>> = stores.iter().map(|(_, s)| *s).collect();
-        let (path, results) = deletion::record_and_remove(&sources, &record, proof, Recorded::All)
-            .map_err(Error::Input)?;
+        let (path, results) =
+            match deletion::record_and_remove(&sources, &record, proof, Recorded::All) {
+                Ok(done) => done,
+                // Called off: partly done (the new packs and index are written), nothing removed.
+                Err(why) => {
+                    observer.warn(&why);
+                    report.deferred = Some(why);
+                    report.partial = true;
+                    report.targets = targets;
+                    return Ok(report);
+                }
+            };
         for ((i, _), r) in stores.iter().zip(results) {
             let t = &mut targets[*i];
             match r {

@@ -20,14 +20,18 @@
 //! snapshots that a prune it missed never judged is left as it is ([`deletion::unjudged`]). Not handled here: files that exist but are
 //! damaged (`cairn check --heal`).
 
-use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Instant,
+};
 
 use rustic_core::{ProgressBars, ProgressType};
 use serde::Serialize;
 
 use crate::{
     context::Context,
-    deletion::{self, Deletions},
+    deletion::{self, Deletions, Record, veto::Holding},
     error::Result,
     layout::{COPY_ORDER, repository_dirs, stage},
     lock::LockedTargets,
@@ -128,7 +132,7 @@ pub fn run<P: ProgressBars>(
         .filter_map(|(p, _)| Some((p.cfg.name.as_str(), p.store.as_deref()?)))
         .collect();
     // What was deleted stays deleted: never part of what a target should hold.
-    let deletions = proof
+    let mut deletions = proof
         .map(|proof| deletion::load(&holding, proof, &foreign))
         .unwrap_or_default();
     // A target holding snapshots a prune it missed never judged takes no part: obeying the
@@ -141,7 +145,23 @@ pub fn run<P: ProgressBars>(
             _ => None,
         })
         .collect();
-    let cut_off = deletion::unjudged(&deletions, &listed);
+    let mut cut_off = deletion::unjudged(&deletions, &listed);
+    if let Some(proof) = proof {
+        let taking_part: Vec<Holding<'_>> = probed
+            .iter()
+            .zip(&inventories)
+            .filter(|(p, _)| !cut_off.contains_key(p.cfg.name.as_str()))
+            .filter_map(|(p, inv)| match (&p.probe, &p.store, inv) {
+                (Probe::Ready { .. }, Some(store), Some(Ok(inv))) => {
+                    Some((p.cfg.name.as_str(), store, &inv.files))
+                }
+                _ => None,
+            })
+            .collect();
+        if void_breaking(&taking_part, &mut deletions, proof, observer) {
+            cut_off = deletion::unjudged(&deletions, &listed);
+        }
+    }
     // The union, from targets holding the repository only.
     let mut union: BTreeMap<&str, u64> = BTreeMap::new();
     for (p, inv) in probed.iter().zip(&inventories) {
@@ -315,6 +335,67 @@ pub fn run<P: ProgressBars>(
         }
     }
     Ok(summarise(targets, foreign, records_compacted))
+}
+
+/// Voids the records whose deletions would take from a kept snapshot data it needs (see
+/// [`deletion::veto`]): sealed into a void record on every target that takes it, and dropped
+/// from `deletions` for this run. When what the snapshots need cannot be read, no record
+/// removes data this time. Whether any record was voided.
+fn void_breaking(
+    targets: &[Holding<'_>],
+    deletions: &mut Deletions,
+    proof: &Proof,
+    observer: &Arc<dyn Observer>,
+) -> bool {
+    let breaking = match deletion::veto::breaking(targets, deletions, proof) {
+        Ok(b) if b.is_empty() => return false,
+        Ok(b) => b,
+        Err(e) => {
+            observer.warn(&format!(
+                "no deletion of data is obeyed this time: what the kept snapshots need could \
+                 not be read ({e})"
+            ));
+            let prunes: BTreeSet<String> = deletions
+                .records
+                .iter()
+                .filter(|(_, r)| r.command == "prune")
+                .map(|(p, _)| p.clone())
+                .collect();
+            deletions.void(&prunes);
+            return true;
+        }
+    };
+    let records: BTreeSet<String> = breaking.keys().cloned().collect();
+    let snapshots: BTreeSet<String> = breaking.into_values().flatten().collect();
+    let short = |ids: &BTreeSet<String>, skip: usize| -> String {
+        ids.iter()
+            .map(|i| i[skip..(skip + 8).min(i.len())].to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let written = Record::void(
+        records.iter().cloned().collect(),
+        snapshots.iter().cloned().collect(),
+    )
+    .seal(proof.cipher())
+    .map(|(path, bytes)| {
+        crate::par::each(targets, |(_, store, _)| {
+            store.write(&path, vec![bytes.clone()])
+        })
+        .iter()
+        .filter(|w| w.is_ok())
+        .count()
+    })
+    .unwrap_or(0);
+    observer.warn(&format!(
+        "deletion record(s) {} would remove data that kept snapshot(s) {} need: voided on {written} \
+         target(s), nothing of them is removed (a prune called off, or a record put back by a \
+         target that kept a copy)",
+        short(&records, deletion::DIR.len() + 1),
+        short(&snapshots, 0),
+    ));
+    deletions.void(&records);
+    true
 }
 
 /// Removes the deletion records every configured target has obeyed, once older than

@@ -20,6 +20,10 @@ pub struct MemStore {
     files: Mutex<BTreeMap<String, Bytes>>,
     /// Unit tests: repository writes fail while set (a target failing in the middle of a run).
     failing: AtomicBool,
+    /// Unit tests: writes below this folder fail, their bytes kept aside (a target that
+    /// refuses a file and keeps what was uploaded, as a hostile one would).
+    #[cfg(test)]
+    refusing: Mutex<Option<(String, Vec<(String, Bytes)>)>>,
 }
 
 impl MemStore {
@@ -34,6 +38,23 @@ impl MemStore {
     #[cfg(test)]
     pub(crate) fn fail_writes(&self, fail: bool) {
         self.failing.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes writes below `dir` fail from now on, keeping their bytes aside.
+    #[cfg(test)]
+    pub(crate) fn refuse_under(&self, dir: &str) {
+        *self.refusing.lock().unwrap() = Some((format!("{dir}/"), Vec::new()));
+    }
+
+    /// Writes work again; what was refused meanwhile (path, bytes).
+    #[cfg(test)]
+    pub(crate) fn refused(&self) -> Vec<(String, Bytes)> {
+        self.refusing
+            .lock()
+            .unwrap()
+            .take()
+            .map(|(_, kept)| kept)
+            .unwrap_or_default()
     }
 
     fn files(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
@@ -80,6 +101,16 @@ impl Store for MemStore {
         } else {
             Bytes::from(parts.concat())
         };
+        #[cfg(test)]
+        if let Some((dir, kept)) = self.refusing.lock().unwrap().as_mut()
+            && path.starts_with(dir.as_str())
+        {
+            kept.push((path.to_string(), bytes));
+            return Err(StoreError::new(
+                StoreErrorKind::Permanent,
+                format!("{path}: injected refusal"),
+            ));
+        }
         self.files().insert(path.to_string(), bytes);
         Ok(())
     }

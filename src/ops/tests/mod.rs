@@ -538,3 +538,5 @@ fn two_configurations_in_one_process_keep_to_their_own() {
         ]
     );
 }
+
+mod replay;

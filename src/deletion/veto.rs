@@ -1,0 +1,181 @@
+//! Whether obeying the deletion records would take from a kept snapshot data it needs. A prune
+//! decides on the snapshots it saw; a record of it that was called off, or put back by a target
+//! that kept a copy, may name packs that snapshots written since rely on. Before any target
+//! removes data on a record's word, the kept snapshots' trees are walked and every blob they
+//! need must stay findable (in an index file no record deletes, in a pack no record deletes and
+//! some target holds); a record that would break one is voided instead of obeyed.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, VecDeque},
+    sync::Arc,
+};
+
+use bytes::Bytes;
+use rustic_core::{FileType, Id, NoProgressBars, repofile::IndexFile};
+
+use super::Deletions;
+use crate::{
+    fanout::{Fanout, Member},
+    layout::file_path,
+    progress::Silent,
+    proof::Proof,
+    repo::open_repository_with,
+    store::Store,
+};
+
+/// A target taking part: its name, its storage, and the repository files it holds (path ->
+/// size).
+pub type Holding<'a> = (&'a str, &'a Arc<dyn Store>, &'a BTreeMap<String, u64>);
+
+/// The records (not permanent ones) whose deletions would leave a kept snapshot without a blob
+/// it needs, each with the snapshots it would break. Empty when no target holds data or index
+/// files a record deletes: then there is nothing to obey that could break anything.
+///
+/// # Errors
+/// What a kept snapshot needs could not be read (obey no deletion of data then).
+pub fn breaking(
+    targets: &[Holding<'_>],
+    deletions: &Deletions,
+    proof: &Proof,
+) -> Result<BTreeMap<String, BTreeSet<String>>, String> {
+    let mut holders: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, (_, _, files)) in targets.iter().enumerate() {
+        for path in files.keys() {
+            holders.entry(path.as_str()).or_default().push(i);
+        }
+    }
+    let pending_data = holders
+        .keys()
+        .any(|p| (p.starts_with("data/") || p.starts_with("index/")) && deletions.deletes(p));
+    if !pending_data {
+        return Ok(BTreeMap::new());
+    }
+    let read = |path: &str| -> Option<Bytes> {
+        holders
+            .get(path)?
+            .iter()
+            .find_map(|&i| targets[i].1.read(path).ok())
+    };
+
+    // Every index file any target holds, deleted or not: where each blob was.
+    let mut indexes: BTreeMap<&str, IndexFile> = BTreeMap::new();
+    for path in holders.keys().filter(|p| p.starts_with("index/")) {
+        if let Some(index) = read(path).and_then(|b| proof.open_index(path, &b).ok()) {
+            indexes.insert(path, index);
+        }
+    }
+    // Where a blob can still be found once every record is obeyed.
+    let mut findable: BTreeSet<Id> = BTreeSet::new();
+    for (path, index) in &indexes {
+        if deletions.deletes(path) {
+            continue;
+        }
+        for pack in index.packs.iter().chain(&index.packs_to_delete) {
+            let pack_path = file_path(FileType::Pack, &pack.id);
+            if holders.contains_key(pack_path.as_str()) && !deletions.deletes(&pack_path) {
+                findable.extend(pack.blobs.iter().map(|b| *b.id));
+            }
+        }
+    }
+
+    let needed = needed_blobs(targets, &holders, &indexes, deletions, proof)?;
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (blob, snapshot) in needed.iter().filter(|(b, _)| !findable.contains(b)) {
+        for (path, index) in &indexes {
+            for pack in index.packs.iter().chain(&index.packs_to_delete) {
+                if !pack.blobs.iter().any(|b| *b.id == *blob) {
+                    continue;
+                }
+                let pack_path = file_path(FileType::Pack, &pack.id);
+                for record in deletions
+                    .deleting(path)
+                    .chain(deletions.deleting(&pack_path))
+                {
+                    if deletions
+                        .records
+                        .get(record)
+                        .is_some_and(|r| !r.is_permanent())
+                    {
+                        out.entry(record.clone())
+                            .or_default()
+                            .insert(snapshot.clone());
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every blob (trees and contents) the kept snapshots need, with the first snapshot found to
+/// need it. Read through rustic_core from the targets, every index file included.
+fn needed_blobs(
+    targets: &[Holding<'_>],
+    holders: &BTreeMap<&str, Vec<usize>>,
+    indexes: &BTreeMap<&str, IndexFile>,
+    deletions: &Deletions,
+    proof: &Proof,
+) -> Result<BTreeMap<Id, String>, String> {
+    let listing = |paths: Vec<&str>| -> Vec<(Id, u32)> {
+        paths
+            .into_iter()
+            .filter_map(|p| {
+                let id = p.rsplit('/').next()?.parse::<Id>().ok()?;
+                let i = *holders.get(p)?.first()?;
+                Some((id, u32::try_from(*targets[i].2.get(p)?).ok()?))
+            })
+            .collect()
+    };
+    let kept: Vec<&str> = holders
+        .keys()
+        .copied()
+        .filter(|p| p.starts_with("snapshots/") && !deletions.deletes(p))
+        .filter(|p| {
+            holders[p].iter().any(|&i| {
+                targets[i]
+                    .1
+                    .read(p)
+                    .is_ok_and(|b| proof.check(p, &b).is_ok())
+            })
+        })
+        .collect();
+    let fanout = Fanout::new(
+        targets
+            .iter()
+            .map(|(name, store, _)| {
+                Arc::new(Member::new((*name).to_string(), true, (*store).clone()))
+            })
+            .collect(),
+        Arc::new(Silent),
+    )
+    .verifying();
+    fanout.set_listing(FileType::Index, listing(indexes.keys().copied().collect()));
+    fanout.set_listing(FileType::Snapshot, listing(kept));
+    let repo = open_repository_with(Arc::new(fanout), &proof.credentials(), NoProgressBars)
+        .and_then(|r| Ok(r.to_indexed_ids()?))
+        .map_err(|e| e.to_string())?;
+    let snapshots = repo.get_all_snapshots().map_err(|e| e.to_string())?;
+    let mut needed: BTreeMap<Id, String> = BTreeMap::new();
+    for snap in snapshots {
+        let name = snap.id.to_hex().to_string();
+        let mut todo = VecDeque::from([snap.tree]);
+        while let Some(tree_id) = todo.pop_front() {
+            if needed.contains_key(&*tree_id) {
+                continue;
+            }
+            needed.insert(*tree_id, name.clone());
+            let tree = repo
+                .get_tree(&tree_id)
+                .map_err(|e| format!("snapshot {}: {e}", &name[..8]))?;
+            for node in tree.nodes {
+                for blob in node.content.iter().flatten() {
+                    needed.entry(**blob).or_insert_with(|| name.clone());
+                }
+                if let Some(sub) = node.subtree {
+                    todo.push_back(sub);
+                }
+            }
+        }
+    }
+    Ok(needed)
+}
