@@ -141,6 +141,10 @@ impl Lockout {
 
     /// A right password: the count of `what` starts again.
     pub fn succeeded(&self, what: &str) {
+        // Nothing counted (the usual case): nothing to write, no lock file made.
+        if !self.load().contains_key(what) {
+            return;
+        }
         let Ok(_held) = self.exclusive() else { return };
         let mut counts = self.load();
         if counts.remove(what).is_some() {

@@ -334,6 +334,36 @@ pub fn record_and_remove(
     Ok((path, removed))
 }
 
+/// The tombstone that replaces the records at `compacted`: the snapshot, index and key files
+/// they and every tombstone so far delete (packs are left out: without an index naming it, an
+/// old pack put back is unreferenced data, never read). Returns its path, its sealed bytes, and
+/// the tombstones it supersedes.
+///
+/// # Errors
+/// It could not be sealed.
+pub fn tombstone(
+    deletions: &Deletions,
+    compacted: &[String],
+    proof: &Proof,
+) -> Result<(String, Bytes, Vec<String>), String> {
+    let superseded: Vec<String> = deletions
+        .records
+        .iter()
+        .filter(|(_, r)| r.command == TOMBSTONE)
+        .map(|(p, _)| p.clone())
+        .collect();
+    let files: BTreeSet<String> = superseded
+        .iter()
+        .chain(compacted)
+        .filter_map(|p| deletions.records.get(p))
+        .flat_map(|r| r.files.iter())
+        .filter(|f| !f.starts_with("data/"))
+        .cloned()
+        .collect();
+    let (path, bytes) = Record::new(TOMBSTONE, files.into_iter().collect()).seal(proof.cipher())?;
+    Ok((path, bytes, superseded))
+}
+
 /// The records decided before `older_than`. The caller removes them only once every target
 /// has obeyed them.
 #[must_use]

@@ -324,7 +324,18 @@ pub fn run<P: ProgressBars>(
             }
         ));
     }
-    let records_compacted = compact(probed, &targets, only, &deletions, records_for, observer);
+    let records_compacted = match proof {
+        Some(proof) => compact(
+            probed,
+            &targets,
+            only,
+            &deletions,
+            records_for,
+            proof,
+            observer,
+        ),
+        None => 0,
+    };
     for t in &targets {
         if t.state == TargetState::Incomplete {
             observer.warn(&format!(
@@ -407,6 +418,7 @@ fn compact(
     only: Option<&str>,
     deletions: &Deletions,
     records_for: Within,
+    proof: &Proof,
     observer: &Arc<dyn Observer>,
 ) -> usize {
     let everywhere = only.is_none()
@@ -419,11 +431,38 @@ fn compact(
     }
     let cutoff = records_for.before(&jiff::Zoned::now());
     let old = deletion::compactable(deletions, cutoff);
+    if old.is_empty() {
+        return 0;
+    }
+    // What they deleted stays refused for good: the snapshot, index and key files of every
+    // compacted record go into one tombstone (an old copy of one put back later is deleted
+    // again, never copied), written everywhere before any record goes.
+    let (tomb_path, tomb, superseded) = match deletion::tombstone(deletions, &old, proof) {
+        Ok(t) => t,
+        Err(e) => {
+            observer.warn(&format!("deletion records not compacted: {e}"));
+            return 0;
+        }
+    };
+    let written = crate::par::each(probed, |p| match p.store.as_deref() {
+        Some(store) => store
+            .write(&tomb_path, vec![tomb.clone()])
+            .map_err(|e| format!("`{}`: {e}", p.cfg.name)),
+        None => Err(format!("`{}` has no store", p.cfg.name)),
+    });
+    if let Some(Err(e)) = written.iter().find(|w| w.is_err()) {
+        observer.warn(&format!(
+            "deletion records not compacted (they are again next time): {e}"
+        ));
+        return 0;
+    }
     let removed = crate::par::each(probed, |p| {
         let Some(store) = p.store.as_deref() else {
             return Err(format!("`{}` has no store", p.cfg.name));
         };
         old.iter()
+            .chain(&superseded)
+            .filter(|r| **r != tomb_path)
             .try_for_each(|r| store.delete(r))
             .map_err(|e| format!("`{}`: {e}", p.cfg.name))
     });

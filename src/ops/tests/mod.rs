@@ -68,8 +68,13 @@ impl Setup {
 
     /// The configuration over the first `n` targets.
     fn config(&self, n: usize) -> Config {
+        self.config_with(n, "")
+    }
+
+    /// The configuration over the first `n` targets, with `extra` sections.
+    fn config_with(&self, n: usize, extra: &str) -> Config {
         let mut text = format!(
-            "[backup]\nsources = [\"{}\"]\n",
+            "{extra}[backup]\nsources = [\"{}\"]\n",
             self.dir.path().join("src").display()
         );
         for name in &self.names[..n] {

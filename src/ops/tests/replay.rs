@@ -132,3 +132,63 @@ fn a_prune_record_that_would_break_a_kept_snapshot_is_not_obeyed_even_unvoided()
     assert!(r.targets.iter().all(|t| t.deletions_applied == 0), "{r:?}");
     intact(&s, &again, &content);
 }
+
+/// Backs up X, forgets the snapshot holding it and prunes on both targets, while target 1 keeps
+/// copies of its index and snapshot files; catch-up then compacts every record (kept for 0
+/// hours). X is back in the source. Returns the target's old files (path, bytes) and X.
+fn pruned_and_compacted(s: &Setup, ctx: &Context) -> (Vec<(String, Bytes)>, Vec<u8>) {
+    init::run(ctx, &pw(), false, NoProgressBars).unwrap();
+    let x = s.dir.path().join("src/x.bin");
+    let content = unique_content();
+    std::fs::write(&x, &content).unwrap();
+    backup::run(ctx, &pw(), &Default::default(), NoProgressBars).unwrap();
+    std::fs::remove_file(&x).unwrap();
+    backup::run(ctx, &pw(), &Default::default(), NoProgressBars).unwrap();
+    let kept: Vec<(String, Bytes)> = ["index", "snapshots"]
+        .iter()
+        .flat_map(|d| {
+            let store = &s.stores[1];
+            store
+                .list(d)
+                .unwrap()
+                .into_iter()
+                .map(|(p, _)| format!("{d}/{p}"))
+                .map(|p| (p.clone(), store.read(&p).unwrap()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    forget::run(ctx, &pw(), &keep_last_one()).unwrap();
+    let pruned = prune::run(ctx, &pw(), &prune_all(), &NoProgressBars).unwrap();
+    assert!(pruned.record.is_some(), "{pruned:?}");
+    let r = sync::run_and_record(ctx, Some(&pw()), None, &NoProgressBars).unwrap();
+    assert!(r.records_compacted >= 1, "{r:?}");
+    std::fs::write(&x, &content).unwrap();
+    (kept, content)
+}
+
+#[test]
+fn old_index_and_snapshot_files_put_back_after_compaction_stay_deleted() {
+    let s = Setup::new(2);
+    let ctx = s.over(s.config_with(2, "[retention]\ndeletion_records_for = \"0h\"\n"));
+    let (kept, content) = pruned_and_compacted(&s, &ctx);
+    // Target 1 puts every old index and snapshot file back.
+    let mut back = 0;
+    for (path, bytes) in &kept {
+        if s.stores[1].stat(path).unwrap().is_none() {
+            s.stores[1].write(path, vec![bytes.clone()]).unwrap();
+            back += 1;
+        }
+    }
+    assert!(back >= 2, "an old index and an old snapshot put back");
+    let again = backup::run(&ctx, &pw(), &Default::default(), NoProgressBars).unwrap();
+    assert!(!again.partial, "{:?}", again.targets);
+    // Neither came back anywhere: the target that put them back lost them again.
+    for (path, _) in &kept {
+        for i in 0..2 {
+            let held = s.files(i).contains(path);
+            let live = s.files(0).contains(path) && s.files(1).contains(path);
+            assert!(!held || live, "{path} back on target {i}");
+        }
+    }
+    intact(&s, &again.snapshot, &content);
+}
