@@ -14,6 +14,8 @@ mod local;
 mod mem;
 mod opendal_store;
 mod reaper;
+#[cfg(feature = "test-hooks")]
+mod refuse;
 mod s3;
 mod sftp;
 mod smb;
@@ -113,7 +115,7 @@ pub fn open(cfg: &TargetConfig, vaults: &dyn Vaults) -> StoreResult<Box<dyn Stor
         TargetKind::S3 { .. } => s3::open(&cfg.kind, policy, vaults),
     }?;
     #[cfg(feature = "test-hooks")]
-    let store = halt::wrap(store);
+    let store = refuse::wrap(halt::wrap(store));
     Ok(store)
 }
 

@@ -1,0 +1,200 @@
+//! Trust, round 2: one target keeps what it was sent and puts it back later (a prune's record
+//! that was called off; index and snapshot files deleted long ago). Nothing of it may take data
+//! from a kept snapshot: afterwards stock `restic check --read-data` passes on every target and
+//! every kept snapshot restores, from each target alone. One local and one SFTP target; the
+//! hostile one is each kind in turn.
+
+mod common;
+
+use std::{fs, path::Path};
+
+use common::*;
+
+/// Two targets, `a` local and `b` SFTP, backing up `tmp/src`; returns the configuration and
+/// each target's folder on this machine (restic reads the SFTP one there).
+fn local_and_sftp(tmp: &Path, extra: &str) -> (std::path::PathBuf, String, String) {
+    let src = tmp.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("stays.txt"), pseudo_random(1, 50_000)).unwrap();
+    let a = tmp.join("a");
+    let (sftp, b) = sftp_target("b", &unique("replay"));
+    let config = write_config(tmp, &[&src], &format!("{}{sftp}", local_target("a", &a)));
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(&config, format!("{extra}{text}")).unwrap();
+    (config, a.to_str().unwrap().to_string(), b)
+}
+
+/// Every snapshot restic lists on each folder restores there with `x.bin` as `content`, where
+/// it holds one; restic's full check passes; cairn restores `latest` from each target alone.
+fn intact(config: &Path, folders: &[&str], content: &[u8]) {
+    let tmp = config.parent().unwrap();
+    for (name, repo) in ["a", "b"].iter().zip(folders) {
+        restic_check(repo);
+        for id in snapshot_ids(repo) {
+            let dest = tmp.join(unique("restic-restore"));
+            let out = restic(repo, &["restore", &id, "--target", dest.to_str().unwrap()]);
+            assert!(out.status.success(), "{repo} {id}: {}", text(&out));
+            if let Some(x) = find_file(&dest, "x.bin") {
+                assert_eq!(fs::read(x).unwrap(), content, "{repo} {id}");
+            }
+        }
+        let dest = tmp.join(unique("cairn-restore"));
+        let out = cairn(
+            config,
+            &[
+                "restore",
+                "latest",
+                "--from",
+                name,
+                "--target",
+                dest.to_str().unwrap(),
+            ],
+        );
+        expect_code(&out, 0);
+        let x = find_file(&dest, "x.bin").expect("x.bin in the latest snapshot");
+        assert_eq!(fs::read(x).unwrap(), content, "cairn from {name}");
+    }
+}
+
+fn find_file(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).ok()? {
+            let p = e.ok()?.path();
+            if p.file_name().is_some_and(|n| n == name) {
+                return Some(p);
+            }
+            if p.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    None
+}
+
+/// x.bin backed up, removed and backed up again, and the first snapshot forgotten: a prune
+/// would remove x.bin's data.
+fn x_forgotten(config: &Path) -> Vec<u8> {
+    let src = config.parent().unwrap().join("src");
+    let content = pseudo_random(7, 400_000);
+    fs::write(src.join("x.bin"), &content).unwrap();
+    expect_code(&cairn(config, &["backup", "--init"]), 0);
+    fs::remove_file(src.join("x.bin")).unwrap();
+    expect_code(&cairn(config, &["backup"]), 0);
+    expect_code(&cairn(config, &["forget", "--keep-last", "1"]), 0);
+    content
+}
+
+fn a_called_off_prune_put_back_later(hostile: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, a, b) = local_and_sftp(tmp.path(), "");
+    let folders = [a.as_str(), b.as_str()];
+    let content = x_forgotten(&config);
+    // The hostile target refuses the prune's record and keeps its bytes: called off.
+    let hostile_folder = if hostile == "a" { &a } else { &b };
+    let kept = tmp.path().join("kept");
+    let out = cairn_cmd(&config)
+        .args(["--json", "prune", "--max-unused", "0"])
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env(
+            "CAIRN_TEST_REFUSE",
+            format!("{hostile_folder}|.cairn-deletions|{}", kept.display()),
+        )
+        .output()
+        .unwrap();
+    expect_code(&out, 3);
+    assert!(json(&out)["record"].is_null(), "{}", text(&out));
+    // What it kept, in order: the prune's record first (then the record voiding it).
+    let record = kept.join(
+        fs::read_dir(&kept)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.starts_with("0-"))
+            .expect("the prune's record, kept by the hostile target"),
+    );
+    // x.bin comes back: the backup deduplicates it against the data the prune meant to remove.
+    fs::write(tmp.path().join("src/x.bin"), &content).unwrap();
+    expect_code(&cairn(&config, &["backup"]), 0);
+    // The hostile target puts the record in place; catch-up and a later prune run.
+    let name = record.file_name().unwrap().to_str().unwrap();
+    fs::copy(
+        &record,
+        Path::new(hostile_folder)
+            .join(".cairn-deletions")
+            .join(&name[2..]),
+    )
+    .unwrap();
+    expect_code(&cairn(&config, &["sync"]), 0);
+    expect_code(&cairn(&config, &["prune"]), 0);
+    intact(&config, &folders, &content);
+}
+
+#[test]
+fn a_called_off_prune_put_back_by_a_local_target_never_takes_effect() {
+    a_called_off_prune_put_back_later("a");
+}
+
+#[test]
+fn a_called_off_prune_put_back_by_an_sftp_target_never_takes_effect() {
+    a_called_off_prune_put_back_later("b");
+}
+
+fn old_files_put_back_after_compaction(hostile: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, a, b) =
+        local_and_sftp(tmp.path(), "[retention]\ndeletion_records_for = \"0h\"\n\n");
+    let folders = [a.as_str(), b.as_str()];
+    let content = x_forgotten(&config);
+    let hostile_folder = Path::new(if hostile == "a" { &a } else { &b });
+    let aside = tmp.path().join("aside");
+    for dir in ["index", "snapshots"] {
+        copy_dir(&hostile_folder.join(dir), &aside.join(dir));
+    }
+    expect_code(&cairn(&config, &["prune", "--max-unused", "0"]), 0);
+    let synced = json(&cairn(&config, &["--json", "sync"]));
+    assert!(
+        synced["records_compacted"].as_u64().unwrap() >= 1,
+        "{synced}"
+    );
+    // The old index and snapshot files come back on the hostile target.
+    for dir in ["index", "snapshots"] {
+        copy_dir(&aside.join(dir), &hostile_folder.join(dir));
+    }
+    fs::write(tmp.path().join("src/x.bin"), &content).unwrap();
+    expect_code(&cairn(&config, &["backup"]), 0);
+    expect_code(&cairn(&config, &["prune"]), 0);
+    // Deleted for good: on neither target again.
+    for dir in ["index", "snapshots"] {
+        for e in fs::read_dir(aside.join(dir)).unwrap() {
+            let name = e.unwrap().file_name();
+            let back: Vec<&str> = folders
+                .iter()
+                .copied()
+                .filter(|f| Path::new(f).join(dir).join(&name).exists())
+                .collect();
+            assert!(
+                back.is_empty() || back.len() == 2,
+                "{dir}/{name:?} back on {back:?} only"
+            );
+        }
+    }
+    intact(&config, &folders, &content);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn old_index_and_snapshots_put_back_on_a_local_target_after_compaction_stay_deleted() {
+    old_files_put_back_after_compaction("a");
+}
+
+#[test]
+fn old_index_and_snapshots_put_back_on_an_sftp_target_after_compaction_stay_deleted() {
+    old_files_put_back_after_compaction("b");
+}
