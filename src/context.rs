@@ -164,7 +164,7 @@ impl Context {
             "repository password",
         )
         .map_err(|_| {
-            Error::Input(
+            Error::Usage(
                 "no repository password: set CAIRN_PASSWORD or `password = \"env:NAME\"` \
                  (or file:/command:) under [repository]"
                     .into(),

@@ -99,6 +99,9 @@ pub enum Error {
     /// Bad input from the user (a missing source path, an existing restore destination, ...).
     #[error("{0}")]
     Input(String),
+    /// A command-line value that cannot be used as given (exit 2, like a bad configuration).
+    #[error("{0}")]
+    Usage(String),
     /// A file or folder on this machine.
     #[error("{path}: {source}")]
     Io {

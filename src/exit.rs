@@ -32,7 +32,7 @@ pub const LOCKED_OUT: i32 = 13;
 #[must_use]
 pub fn for_error(e: &Error) -> i32 {
     match e {
-        Error::Config { .. } | Error::Secret { .. } => USAGE,
+        Error::Config { .. } | Error::Secret { .. } | Error::Usage(_) => USAGE,
         Error::WrongPassword | Error::WrongPassphrase { .. } | Error::KeyRemoved { .. } => {
             WRONG_PASSWORD
         }

@@ -198,3 +198,51 @@ fn old_index_and_snapshots_put_back_on_a_local_target_after_compaction_stay_dele
 fn old_index_and_snapshots_put_back_on_an_sftp_target_after_compaction_stay_deleted() {
     old_files_put_back_after_compaction("b");
 }
+
+/// A source file named `config`, as in the reproduction: restoring over a target would replace
+/// the repository's own `config`.
+#[test]
+fn restores_and_sample_restores_into_a_target_folder_are_refused_whatever_overwrite_says() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("config"), b"not a repository config").unwrap();
+    let a = tmp.path().join("a");
+    let config = write_config(tmp.path(), &[&src], &local_target("a", &a));
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let before = fs::read(a.join("config")).unwrap();
+    let snapshot = format!("latest:{}", src.display());
+    let zz = a.join("data/zz");
+    for (dest, overwrite) in [(&a, "always"), (&a, "never"), (&zz, "never")] {
+        let o = cairn(
+            &config,
+            &[
+                "restore",
+                &snapshot,
+                "--target",
+                dest.to_str().unwrap(),
+                "--overwrite",
+                overwrite,
+            ],
+        );
+        expect_code(&o, 2);
+        assert!(
+            text(&o).contains("inside the folder of target `a`"),
+            "{}",
+            text(&o)
+        );
+    }
+    let o = cairn(
+        &config,
+        &[
+            "verify",
+            "--restore-to",
+            a.join("scratch").to_str().unwrap(),
+        ],
+    );
+    expect_code(&o, 2);
+    assert_eq!(fs::read(a.join("config")).unwrap(), before);
+    assert!(!zz.exists() && !a.join("scratch").exists());
+    restic_check(a.to_str().unwrap());
+    expect_code(&cairn(&config, &["check"]), 0);
+}

@@ -28,6 +28,18 @@ impl Source<'_> {
         start..end
     }
 
+    /// Where the table `[name]` starts (the file's start when it has no such header).
+    pub(crate) fn header(&self, name: &str) -> std::ops::Range<usize> {
+        let mut offset = 0;
+        for line in self.text.split_inclusive('\n') {
+            if line.trim() == format!("[{name}]") {
+                return offset..offset + line.len();
+            }
+            offset += line.len();
+        }
+        0..0
+    }
+
     /// The line of `key = ...` in the table whose header starts at `span` (its header's line
     /// when the key is not there).
     pub(crate) fn key_line(&self, span: std::ops::Range<usize>, key: &str) -> usize {

@@ -171,6 +171,24 @@ impl<P: ProgressBars> ProgressBars for Titled<P> {
     }
 }
 
+/// Refuses a destination inside a local target's folder, whatever `--overwrite` says: a restore
+/// there would overwrite the repository (its `config`, its packs), and `check --heal` would
+/// then remove what was restored.
+///
+/// # Errors
+/// [`Error::Usage`] naming the target.
+pub fn refuse_target_folder(cfg: &crate::config::Config, dest: &Path, what: &str) -> Result<()> {
+    match cfg.target_holding(dest) {
+        Some(t) => Err(Error::Usage(format!(
+            "{what} {} is inside the folder of target `{}`: restoring there would overwrite \
+             the repository; nothing was written. Choose a folder outside every target",
+            dest.display(),
+            t.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Restores files.
 ///
 /// # Errors
@@ -183,6 +201,7 @@ pub fn run<P: ProgressBars>(
     pb: P,
 ) -> Result<RestoreReport> {
     let observer = ctx.observer().clone();
+    refuse_target_folder(ctx.cfg(), &opts.dest, "--target")?;
     let include = Patterns::new(&opts.include)?;
     let exclude = Patterns::new(&opts.exclude)?;
     let started = Instant::now();

@@ -14,6 +14,10 @@ use bytes::Bytes;
 
 use super::{Store, StoreError, StoreErrorKind, StoreResult};
 
+/// Files a unit test's store refused, as (path, bytes).
+#[cfg(test)]
+type Refused = Vec<(String, Bytes)>;
+
 /// Files in memory, by repository path.
 #[derive(Debug, Default)]
 pub struct MemStore {
@@ -23,7 +27,7 @@ pub struct MemStore {
     /// Unit tests: writes below this folder fail, their bytes kept aside (a target that
     /// refuses a file and keeps what was uploaded, as a hostile one would).
     #[cfg(test)]
-    refusing: Mutex<Option<(String, Vec<(String, Bytes)>)>>,
+    refusing: Mutex<Option<(String, Refused)>>,
 }
 
 impl MemStore {

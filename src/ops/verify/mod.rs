@@ -112,6 +112,9 @@ pub fn run<P: ProgressBars + Clone>(
     opts: &VerifyOptions,
     pb: P,
 ) -> Result<VerifyReport> {
+    if let Some(to) = &opts.restore_to {
+        crate::ops::restore::refuse_target_folder(ctx.cfg(), to, "--restore-to")?;
+    }
     let cfg = ctx.cfg();
     for t in &opts.targets {
         cfg.target(t)?;
