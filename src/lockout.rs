@@ -98,37 +98,30 @@ impl Lockout {
         crate::state::replace_private(&self.file, &bytes)
     }
 
-    /// Refuses an attempt on `what` while it is locked.
+    /// Counts an attempt on `what` before it is tried, refusing it while `what` is locked:
+    /// attempts made in parallel each take a place in the count under the file lock, so no more
+    /// than [`LockoutPolicy::attempts`] are ever tried in a row. Returns the count and whether
+    /// it now locks (should this attempt fail). A failure to record is itself a refusal: an
+    /// attacker must not gain attempts by filling the disk.
     ///
     /// # Errors
-    /// [`Error::LockedOut`] naming when the lock ends.
-    pub fn check(&self, what: &str) -> Result<()> {
-        let Some(count) = self.load().remove(what) else {
-            return Ok(());
-        };
-        let Some(at) = count.locked_at else {
-            return Ok(());
-        };
-        let until = at.checked_add(self.policy.lock_for).unwrap_or(at);
-        if now() < until {
-            return Err(Error::LockedOut {
-                what: what.to_string(),
-                failures: count.failures,
-                until: until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Counts a wrong password for `what`; returns the count and whether it now locks. A failure
-    /// to record is itself refused: an attacker must not gain attempts by filling the disk.
-    ///
-    /// # Errors
-    /// The count could not be written.
-    pub fn failed(&self, what: &str) -> Result<(u32, bool)> {
+    /// [`Error::LockedOut`] naming when the lock ends; the count could not be written.
+    pub fn attempt(&self, what: &str) -> Result<(u32, bool)> {
         let _held = self.exclusive()?;
         let mut counts = self.load();
         let count = counts.entry(what.to_string()).or_default();
+        if let Some(at) = count.locked_at {
+            let until = at.checked_add(self.policy.lock_for).unwrap_or(at);
+            if now() < until {
+                return Err(Error::LockedOut {
+                    what: what.to_string(),
+                    failures: count.failures,
+                    until: until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                });
+            }
+            // Expired: the count starts again.
+            *count = Count::default();
+        }
         count.failures += 1;
         let locks = count.failures >= self.policy.attempts;
         if locks {
@@ -137,6 +130,52 @@ impl Lockout {
         let failures = count.failures;
         self.save(&counts)?;
         Ok((failures, locks))
+    }
+
+    /// Takes back an attempt that never tried a password (no target could be read).
+    pub fn undo(&self, what: &str) {
+        let Ok(_held) = self.exclusive() else { return };
+        let mut counts = self.load();
+        let Some(count) = counts.get_mut(what) else {
+            return;
+        };
+        count.failures = count.failures.saturating_sub(1);
+        if count.failures < self.policy.attempts {
+            count.locked_at = None;
+        }
+        if count.failures == 0 {
+            counts.remove(what);
+        }
+        let _ = self.save(&counts);
+    }
+
+    fn headers_file(&self) -> PathBuf {
+        self.file.with_file_name("vault-headers.json")
+    }
+
+    /// The header of the vault `what` as last opened on this machine.
+    #[must_use]
+    pub fn header(&self, what: &str) -> Option<String> {
+        let bytes = std::fs::read(self.headers_file()).ok()?;
+        let mut known: BTreeMap<String, String> = serde_json::from_slice(&bytes).ok()?;
+        known.remove(what)
+    }
+
+    /// Remembers the header of the vault `what`.
+    pub fn set_header(&self, what: &str, header: &str) {
+        let Ok(_held) = self.exclusive() else { return };
+        let path = self.headers_file();
+        let mut known: BTreeMap<String, String> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if known.get(what).map(String::as_str) != Some(header) {
+            known.insert(what.to_string(), header.to_string());
+            let _ = crate::state::replace_private(
+                &path,
+                &serde_json::to_vec_pretty(&known).unwrap_or_default(),
+            );
+        }
     }
 
     /// A right password: the count of `what` starts again.
@@ -163,30 +202,46 @@ pub struct Gate<'a> {
     pub trail: &'a Trail,
 }
 
+/// An attempt counted in advance by [`Gate::attempt`].
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct Attempt {
+    failures: u32,
+    locks: bool,
+}
+
 impl Gate<'_> {
-    /// Refuses (and records) an attempt on `what` while it is locked out.
+    /// Counts an attempt on `what` before the password is tried; refuses (and records) it
+    /// while `what` is locked out.
     ///
     /// # Errors
-    /// [`Error::LockedOut`].
-    pub fn check(&self, what: &str) -> Result<()> {
-        self.lockout.check(what).inspect_err(|e| {
-            self.trail.locked_out(&e.to_string());
-        })
+    /// [`Error::LockedOut`]; the count could not be written.
+    pub fn attempt(&self, what: &str) -> Result<Attempt> {
+        match self.lockout.attempt(what) {
+            Ok((failures, locks)) => Ok(Attempt { failures, locks }),
+            Err(e) => {
+                if matches!(e, Error::LockedOut { .. }) {
+                    self.trail.locked_out(&e.to_string());
+                }
+                Err(e)
+            }
+        }
     }
 
-    /// A wrong password (or one whose key was removed) for `what`: counted and recorded.
-    ///
-    /// # Errors
-    /// The count could not be written.
-    pub fn wrong(&self, what: &str) -> Result<()> {
-        let (failures, locked) = self.lockout.failed(what)?;
-        self.trail.refused(what, failures, locked);
-        Ok(())
+    /// The password was wrong (or its key was removed): the attempt stays counted and is
+    /// recorded.
+    pub fn wrong(&self, what: &str, attempt: Attempt) {
+        self.trail.refused(what, attempt.failures, attempt.locks);
     }
 
-    /// A right password for `what`.
+    /// The password was right: the count of `what` starts again.
     pub fn right(&self, what: &str) {
         self.lockout.succeeded(what);
+    }
+
+    /// No password was tried after all (nothing could be read): the attempt is taken back.
+    pub fn untried(&self, what: &str) {
+        self.lockout.undo(what);
     }
 }
 
@@ -195,20 +250,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn attempts_made_in_parallel_are_each_counted() {
+    fn attempts_made_in_parallel_never_exceed_the_policy() {
         let dir = tempfile::tempdir().unwrap();
         let lockout = Lockout::new(
             LockoutPolicy {
-                attempts: 1000,
+                attempts: 5,
                 lock_for: jiff::SignedDuration::from_mins(1),
             },
             dir.path(),
         );
+        let tried = std::sync::atomic::AtomicU32::new(0);
         std::thread::scope(|s| {
             for _ in 0..12 {
-                s.spawn(|| lockout.failed("repository x").unwrap());
+                s.spawn(|| {
+                    if lockout.attempt("repository x").is_ok() {
+                        tried.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                });
             }
         });
-        assert_eq!(lockout.load()["repository x"].failures, 12);
+        assert_eq!(tried.into_inner(), 5);
+        assert!(matches!(
+            lockout.attempt("repository x"),
+            Err(Error::LockedOut { .. })
+        ));
+        // A right password once the lock is over starts the count again; an untried attempt
+        // is taken back.
+        lockout.succeeded("repository x");
+        assert_eq!(lockout.attempt("repository y").unwrap(), (1, false));
+        lockout.undo("repository y");
+        assert!(!lockout.load().contains_key("repository y"));
     }
 }

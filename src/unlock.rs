@@ -52,7 +52,7 @@ pub fn unlock(ctx: &Context, probed: &[Probed], password: &Secret) -> Result<Pro
     };
     let gate = ctx.gate();
     let what = lockout_name(config);
-    gate.check(&what)?;
+    let attempt = gate.attempt(&what)?;
     let mut last = None;
     for (p, config, store) in &ready {
         let one = Arc::new(Fanout::new(
@@ -79,7 +79,10 @@ pub fn unlock(ctx: &Context, probed: &[Probed], password: &Secret) -> Result<Pro
                     .iter()
                     .map(|(p, _, s)| (p.cfg.name.as_str(), s.as_ref()))
                     .collect();
-                refuse_if_removed(ctx, &proof, &sources)?;
+                if let Some(removed) = removed_key(&proof, &sources) {
+                    gate.wrong(&what, attempt);
+                    return Err(Error::KeyRemoved { key: removed });
+                }
                 gate.right(&what);
                 proof.load_endorsements(&sources);
                 ctx.trail().replicate_to(
@@ -97,7 +100,9 @@ pub fn unlock(ctx: &Context, probed: &[Probed], password: &Secret) -> Result<Pro
     }
     let err = last.unwrap_or(Error::NoRepository);
     if matches!(err, Error::WrongPassword) {
-        gate.wrong(&what)?;
+        gate.wrong(&what, attempt);
+    } else {
+        gate.untried(&what);
     }
     Err(err)
 }
@@ -112,7 +117,9 @@ pub fn refuse_if_removed(ctx: &Context, proof: &Proof, sources: &[Named<'_>]) ->
     let Some(removed) = removed_key(proof, sources) else {
         return Ok(());
     };
-    ctx.gate().wrong(&lockout_name(proof.config()))?;
+    let what = lockout_name(proof.config());
+    let attempt = ctx.gate().attempt(&what)?;
+    ctx.gate().wrong(&what, attempt);
     Err(Error::KeyRemoved { key: removed })
 }
 

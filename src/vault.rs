@@ -242,16 +242,46 @@ impl Vault {
         if checksum(&file.body) != file.sha256 {
             return Err(damaged());
         }
+        // The checksum is no seal (anyone can recompute it): key derivation settings other
+        // than cairn's own would make the right passphrase look wrong, or guessing cheap.
+        let kdf = &file.body.kdf;
+        if (kdf.m_cost_kib, kdf.t_cost, kdf.p_cost) != (M_COST_KIB, T_COST, P_COST) {
+            return Err(vault_error(
+                path,
+                format!(
+                    "was altered: its key derivation settings (m={} KiB, t={}, p={}) are not \
+                     cairn's (m={M_COST_KIB} KiB, t={T_COST}, p={P_COST}); nothing was read \
+                     from it: put back a copy",
+                    kdf.m_cost_kib, kdf.t_cost, kdf.p_cost
+                ),
+            ));
+        }
         let what = lockout_name(path);
-        gate.check(&what)?;
-        let key = derive(&file.body.kdf, passphrase, path)?;
-        if open(&key, &file.body.kdf, &file.body.check).as_deref() != Some(KEY_CHECK) {
-            gate.wrong(&what)?;
+        let attempt = gate.attempt(&what)?;
+        let key = derive(kdf, passphrase, path)?;
+        if open(&key, kdf, &file.body.check).as_deref() != Some(KEY_CHECK) {
+            // A header other than the one last opened here (its salt changed) was altered: the
+            // passphrase was never really tried, so it does not count.
+            let header = header_hash(kdf);
+            if gate
+                .lockout
+                .header(&what)
+                .is_some_and(|known| known != header)
+            {
+                gate.untried(&what);
+                return Err(vault_error(
+                    path,
+                    "was altered: its key derivation settings differ from those it was last \
+                     opened with on this machine; nothing was read from it: put back a copy",
+                ));
+            }
+            gate.wrong(&what, attempt);
             return Err(Error::WrongPassphrase {
                 vault: path.to_path_buf(),
             });
         }
         gate.right(&what);
+        gate.lockout.set_header(&what, &header_hash(kdf));
         let plain = open(&key, &file.body.kdf, &file.body.secrets).ok_or_else(|| {
             vault_error(
                 path,
@@ -329,6 +359,18 @@ impl Vault {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Remembers this vault's header (after it was made or given a new passphrase), so that a
+    /// later change of it reads as an alteration, not as a wrong passphrase.
+    pub fn remember_header(&self, gate: Gate<'_>) {
+        gate.lockout
+            .set_header(&lockout_name(&self.path), &header_hash(&self.kdf));
+    }
+}
+
+/// What is remembered of a vault's header: the hash of its key derivation settings and salt.
+fn header_hash(kdf: &Kdf) -> String {
+    crate::layout::sha256_hex(&aad(kdf))
 }
 
 /// The lockout counter's name for a vault file.
@@ -473,5 +515,52 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = Vault::open(&path, &pass("correct horse"), gate).unwrap_err();
         assert!(e.to_string().contains("chmod 600"), "{e}");
+    }
+
+    /// The vault file with its header changed by `edit` and its checksum recomputed, as
+    /// someone who can write the file (but knows no passphrase) would.
+    fn tampered(path: &Path, edit: impl Fn(&mut Kdf)) {
+        let mut file: VaultFile = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        edit(&mut file.body.kdf);
+        file.sha256 = checksum(&file.body);
+        std::fs::write(path, serde_json::to_vec(&file).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_changed_header_reads_as_altered_and_is_never_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let lockout = crate::lockout::Lockout::new(
+            crate::config::LockoutPolicy {
+                attempts: 1,
+                lock_for: jiff::SignedDuration::from_mins(15),
+            },
+            &dir.path().join("state"),
+        );
+        let trail = crate::audit::Trail::default();
+        let gate = Gate {
+            lockout: &lockout,
+            trail: &trail,
+        };
+        let path = dir.path().join("v");
+        Vault::create(&path, &pass("correct horse"))
+            .unwrap()
+            .remember_header(gate);
+        let good = std::fs::read(&path).unwrap();
+        let edits: [(&str, fn(&mut Kdf)); 3] = [
+            ("a stronger memory cost", |k| k.m_cost_kib *= 2),
+            ("a weaker one", |k| k.m_cost_kib = 8),
+            ("another salt", |k| k.salt = "00".repeat(16)),
+        ];
+        for (what, edit) in edits {
+            tampered(&path, edit);
+            let e = Vault::open(&path, &pass("correct horse"), gate).unwrap_err();
+            assert!(
+                matches!(&e, Error::Vault { message, .. } if message.contains("altered")),
+                "{what}: {e}"
+            );
+            std::fs::write(&path, &good).unwrap();
+        }
+        // Not one of them counted (one wrong passphrase locks here): the vault still opens.
+        assert!(Vault::open(&path, &pass("correct horse"), gate).is_ok());
     }
 }

@@ -49,7 +49,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
                 Some(_) => cairn::vault::passphrase(access)?,
                 None => cairn::tty::new_secret("CAIRN_VAULT_PASSPHRASE", "New vault passphrase: ")?,
             };
-            Vault::create(&access.path, &pass)?;
+            Vault::create(&access.path, &pass)?.remember_header(ctx.core.gate());
             say(ctx, &format!("vault created: {}", access.path.display()))
         }
         VaultCommand::Set { name } => {
@@ -97,7 +97,9 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             let vault = open()?;
             let new =
                 cairn::tty::new_secret("CAIRN_NEW_VAULT_PASSPHRASE", "New vault passphrase: ")?;
-            vault.change_passphrase(&new)?;
+            vault
+                .change_passphrase(&new)?
+                .remember_header(ctx.core.gate());
             say(ctx, "vault passphrase changed")
         }
     }

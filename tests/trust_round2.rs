@@ -246,3 +246,28 @@ fn restores_and_sample_restores_into_a_target_folder_are_refused_whatever_overwr
     restic_check(a.to_str().unwrap());
     expect_code(&cairn(&config, &["check"]), 0);
 }
+
+#[test]
+fn wrong_passwords_tried_in_parallel_never_exceed_the_lockout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _, _) = two_local_targets(tmp.path(), "f", b"x");
+    let children: Vec<_> = (0..12)
+        .map(|_| {
+            cairn_cmd(&config)
+                .args(["snapshots"])
+                .env("CAIRN_PASSWORD", "not the password")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut codes: Vec<i32> = children
+        .into_iter()
+        .map(|mut c| c.wait().unwrap().code().unwrap())
+        .collect();
+    codes.sort_unstable();
+    // Five tried (the default lockout), seven refused without a try.
+    assert_eq!(codes, [[12; 5].as_slice(), &[13; 7]].concat());
+    expect_code(&cairn(&config, &["snapshots"]), 13);
+}
