@@ -546,7 +546,8 @@ mod tests {
             .unwrap()
             .remember_header(gate);
         let good = std::fs::read(&path).unwrap();
-        let edits: [(&str, fn(&mut Kdf)); 3] = [
+        type Edit = (&'static str, fn(&mut Kdf));
+        let edits: [Edit; 3] = [
             ("a stronger memory cost", |k| k.m_cost_kib *= 2),
             ("a weaker one", |k| k.m_cost_kib = 8),
             ("another salt", |k| k.salt = "00".repeat(16)),
