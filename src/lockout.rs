@@ -178,6 +178,42 @@ impl Lockout {
         }
     }
 
+    fn removed_file(&self) -> PathBuf {
+        self.file.with_file_name("removed-keys.json")
+    }
+
+    fn removed_map(&self) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+        std::fs::read(self.removed_file())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The key files of the repository `what` this machine knows were removed.
+    #[must_use]
+    pub fn removed_keys(&self, what: &str) -> std::collections::BTreeSet<String> {
+        self.removed_map().remove(what).unwrap_or_default()
+    }
+
+    /// Remembers that the key files `keys` of the repository `what` were removed: their
+    /// passwords are refused here even when no target that knows it can be reached.
+    pub fn remember_removed(&self, what: &str, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let Ok(_held) = self.exclusive() else { return };
+        let mut map = self.removed_map();
+        let known = map.entry(what.to_string()).or_default();
+        let before = known.len();
+        known.extend(keys.iter().cloned());
+        if known.len() != before {
+            let _ = crate::state::replace_private(
+                &self.removed_file(),
+                &serde_json::to_vec_pretty(&map).unwrap_or_default(),
+            );
+        }
+    }
+
     /// A right password: the count of `what` starts again.
     pub fn succeeded(&self, what: &str) {
         // Nothing counted (the usual case): nothing to write, no lock file made.

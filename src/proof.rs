@@ -70,6 +70,10 @@ pub struct Endorsement {
     pub host: String,
     /// When (RFC 3339).
     pub time: String,
+    /// The key file whose password added it: once that key is removed, what it endorsed is
+    /// trusted no more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_key: Option<String>,
 }
 
 impl std::fmt::Debug for Proof {
@@ -88,7 +92,7 @@ pub(crate) fn memory_backend(store: Arc<MemStore>) -> Arc<Fanout> {
 impl Proof {
     /// Reads the endorsements of key files cairn added ([`crate::ops::key`]): a key of
     /// another password is proven by one that opens with the repository key.
-    pub(crate) fn load_endorsements(&self, sources: &[Named<'_>]) {
+    pub(crate) fn load_endorsements(&self, sources: &[Named<'_>], removed: &dyn Fn(&str) -> bool) {
         let mut keys = Vec::new();
         for (_, store) in sources {
             for (name, _) in store.list(crate::layout::KEYS_DIR).unwrap_or_default() {
@@ -99,6 +103,8 @@ impl Proof {
                     .cipher
                     .open(&bytes)
                     .and_then(|p| serde_json::from_slice::<Endorsement>(&p).ok())
+                    && !removed(&e.key)
+                    && !e.by_key.as_deref().is_some_and(removed)
                 {
                     keys.push(e.key);
                 }

@@ -2,7 +2,7 @@
 //! toward the lockout, refused when a deletion record removed the key it opened, and recorded
 //! in the audit trail, whose records then go to the targets holding this repository.
 
-use std::sync::Arc;
+use std::{collections::BTreeSet, sync::Arc};
 
 use bytes::Bytes;
 use rustic_core::NoProgressBars;
@@ -79,12 +79,13 @@ pub fn unlock(ctx: &Context, probed: &[Probed], password: &Secret) -> Result<Pro
                     .iter()
                     .map(|(p, _, s)| (p.cfg.name.as_str(), s.as_ref()))
                     .collect();
-                if let Some(removed) = removed_key(&proof, &sources) {
+                let removed = removed_keys(ctx, &what, &proof, &sources);
+                if let Some(key) = proof.key_path().filter(|k| removed.contains(k)) {
                     gate.wrong(&what, attempt);
-                    return Err(Error::KeyRemoved { key: removed });
+                    return Err(Error::KeyRemoved { key });
                 }
                 gate.right(&what);
-                proof.load_endorsements(&sources);
+                proof.load_endorsements(&sources, &|k| removed.contains(k));
                 ctx.trail().replicate_to(
                     proof.master_key(),
                     same.iter()
@@ -107,34 +108,58 @@ pub fn unlock(ctx: &Context, probed: &[Probed], password: &Secret) -> Result<Pro
     Err(err)
 }
 
-/// Refuses the password of `proof` when a deletion record on any of `sources` removes the key
-/// it opened (a target that missed the removal still holds the key file): counted as a wrong
-/// password, and the key is taken off there.
+/// The lockout name of the repository the first ready target of `probed` holds.
+#[must_use]
+pub fn lockout_name_of(probed: &[Probed]) -> Option<String> {
+    probed.iter().find_map(|p| match &p.probe {
+        Probe::Ready { config, .. } => Some(lockout_name(config)),
+        _ => None,
+    })
+}
+
+/// Refuses the password of `proof` when its key was removed: a deletion record on any of
+/// `sources` says so (a target that missed the removal still holds the key file, and loses it
+/// now), or this machine remembers it. Counted as a wrong password.
 ///
 /// # Errors
 /// [`Error::KeyRemoved`].
 pub fn refuse_if_removed(ctx: &Context, proof: &Proof, sources: &[Named<'_>]) -> Result<()> {
-    let Some(removed) = removed_key(proof, sources) else {
+    let what = lockout_name(proof.config());
+    let removed = removed_keys(ctx, &what, proof, sources);
+    let Some(key) = proof.key_path().filter(|k| removed.contains(k)) else {
         return Ok(());
     };
-    let what = lockout_name(proof.config());
     let attempt = ctx.gate().attempt(&what)?;
     ctx.gate().wrong(&what, attempt);
-    Err(Error::KeyRemoved { key: removed })
+    Err(Error::KeyRemoved { key })
 }
 
-/// The key file `proof` was opened with, when a deletion record removes it: the key is then
-/// taken off the targets that still hold it (they missed the removal).
-fn removed_key(proof: &Proof, sources: &[Named<'_>]) -> Option<String> {
-    let path = proof.key_path()?;
+/// The key files removed from the repository `what`: those the deletion records on `sources`
+/// remove (remembered on this machine from now on, and taken off the targets that still hold
+/// the key `proof` opened) and those this machine remembers.
+fn removed_keys(
+    ctx: &Context,
+    what: &str,
+    proof: &Proof,
+    sources: &[Named<'_>],
+) -> BTreeSet<String> {
     let deletions = deletion::load(sources, proof, &ForeignFound::default());
-    if !deletions.deletes(&path) {
-        return None;
-    }
-    for (name, store) in sources {
-        if store.stat(&path).ok().flatten().is_some() {
-            let _ = deletion::obey(name, *store, [&path], &deletions);
+    let seen: Vec<String> = deletions
+        .deleted()
+        .iter()
+        .filter(|p| p.starts_with("keys/"))
+        .cloned()
+        .collect();
+    let lockout = &ctx.gate().lockout;
+    lockout.remember_removed(what, &seen);
+    if let Some(path) = proof.key_path().filter(|p| deletions.deletes(p)) {
+        for (name, store) in sources {
+            if store.stat(&path).ok().flatten().is_some() {
+                let _ = deletion::obey(name, *store, [&path], &deletions);
+            }
         }
     }
-    Some(path)
+    let mut removed = lockout.removed_keys(what);
+    removed.extend(seen);
+    removed
 }

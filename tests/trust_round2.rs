@@ -271,3 +271,122 @@ fn wrong_passwords_tried_in_parallel_never_exceed_the_lockout() {
     assert_eq!(codes, [[12; 5].as_slice(), &[13; 7]].concat());
     expect_code(&cairn(&config, &["snapshots"]), 13);
 }
+
+fn names_in(dir: &Path) -> std::collections::BTreeSet<String> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn key_add(config: &Path, operator: &str, with: &str, new: &str) -> std::process::Output {
+    in_own_words(
+        cairn_cmd(config)
+            .args(["--operator", operator, "key", "add"])
+            .env("CAIRN_PASSWORD", with)
+            .env("CAIRN_NEW_PASSWORD", new)
+            .output()
+            .unwrap(),
+    )
+}
+
+fn restic_opens(repo: &Path, password: &str) -> bool {
+    restic_cmd(repo.to_str().unwrap(), &["snapshots", "--no-lock"])
+        .env("RESTIC_PASSWORD", password)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+#[test]
+fn a_removed_key_put_back_after_compaction_opens_nothing_and_its_endorsement_is_gone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, a, b) = two_local_targets(tmp.path(), "f", b"x");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(
+        &config,
+        format!("[retention]\ndeletion_records_for = \"0h\"\n\n{text}"),
+    )
+    .unwrap();
+    let bob = "bob's own password";
+    let (keys_before, endorsed_before) =
+        (names_in(&b.join("keys")), names_in(&b.join(".cairn-keys")));
+    expect_code(&key_add(&config, "bob", PASSWORD, bob), 0);
+    let bobs_key: Vec<String> = names_in(&b.join("keys"))
+        .difference(&keys_before)
+        .cloned()
+        .collect();
+    assert_eq!(bobs_key.len(), 1);
+    let kept = fs::read(b.join("keys").join(&bobs_key[0])).unwrap();
+    expect_code(&cairn(&config, &["--operator", "bob", "key", "remove"]), 0);
+    let synced = json(&cairn(&config, &["--json", "sync"]));
+    assert!(
+        synced["records_compacted"].as_u64().unwrap() >= 1,
+        "{synced}"
+    );
+    // Its endorsement went with it.
+    for t in [&a, &b] {
+        assert_eq!(
+            names_in(&t.join(".cairn-keys")),
+            endorsed_before,
+            "{}",
+            t.display()
+        );
+    }
+    // Put back on b long after: never copied to a, taken off b again, opens nothing.
+    fs::write(b.join("keys").join(&bobs_key[0]), &kept).unwrap();
+    expect_code(&cairn(&config, &["backup"]), 0);
+    for t in [&a, &b] {
+        assert!(
+            !t.join("keys").join(&bobs_key[0]).exists(),
+            "{}",
+            t.display()
+        );
+        assert!(!restic_opens(t, bob), "{}", t.display());
+    }
+    expect_code(&cairn_with_password(&config, bob, &["snapshots"]), 12);
+}
+
+#[test]
+fn a_removed_password_mints_no_key_through_a_target_that_was_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let [a, b, c] = ["a", "b", "c"].map(|n| tmp.path().join(n));
+    let targets = format!(
+        "{}{}{}",
+        local_target("a", &a),
+        local_target("b", &b),
+        local_target("c", &c)
+    );
+    let config = write_config(tmp.path(), &[&src], &targets);
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let bob = "bob's own password";
+    expect_code(&key_add(&config, "bob", PASSWORD, bob), 0);
+    let away = |t: &Path| fs::rename(t, t.with_extension("away")).unwrap();
+    let back = |t: &Path| fs::rename(t.with_extension("away"), t).unwrap();
+    // Removed while c is away.
+    away(&c);
+    expect_code(&cairn(&config, &["--operator", "bob", "key", "remove"]), 3);
+    // Only c is reachable, and it still holds bob's key: this machine refuses it all the same.
+    back(&c);
+    away(&a);
+    away(&b);
+    assert!(restic_opens(&c, bob), "c missed the removal");
+    let o = key_add(&config, "mallory", bob, "mallory's password");
+    expect_code(&o, 12);
+    assert!(text(&o).contains("was removed"), "{}", text(&o));
+    expect_code(&cairn_with_password(&config, bob, &["snapshots"]), 12);
+    // Everyone back: c obeys, and no key of mallory's is anywhere.
+    back(&a);
+    back(&b);
+    expect_code(&cairn(&config, &["sync"]), 0);
+    for t in [&a, &b, &c] {
+        assert!(!restic_opens(t, bob), "{}", t.display());
+        assert!(!restic_opens(t, "mallory's password"), "{}", t.display());
+    }
+}

@@ -268,6 +268,7 @@ pub fn add(
         added_by: ctx.trail().operator(),
         host: host(),
         time: crate::state::now(),
+        by_key: proof.key_path(),
     };
     let (name, sealed) = proof
         .cipher()
@@ -357,9 +358,16 @@ pub fn remove(ctx: &Context, password: &Secret, operator: &str) -> Result<KeyRep
         )));
     }
     let sources = keys.sources();
-    let record = Record::new("key remove", doomed.clone());
+    // Their endorsements go with them: nothing vouches for a removed key any more.
+    let mut files = doomed.clone();
+    files.extend(endorsements_of(&sources, proof, &doomed));
+    let record = Record::new("key remove", files);
     let (_, results) = deletion::record_and_remove(&sources, &record, proof, Recorded::Each)
         .map_err(Error::Input)?;
+    // This machine refuses those passwords from now on, even where no target tells it.
+    if let Some(what) = crate::unlock::lockout_name_of(locked.probed()) {
+        ctx.gate().lockout.remember_removed(&what, &doomed);
+    }
     let results: Vec<std::result::Result<(), String>> =
         results.into_iter().map(|r| r.map(|_| ())).collect();
     let targets = per_target(
@@ -370,6 +378,24 @@ pub fn remove(ctx: &Context, password: &Secret, operator: &str) -> Result<KeyRep
         "the removal was recorded nowhere, no key was removed",
     )?;
     Ok(finish(ctx, operator, doomed, targets))
+}
+
+/// The endorsements (`.cairn-keys/NAME`) any of `sources` holds for the key files `keys`.
+fn endorsements_of(sources: &[Named<'_>], proof: &Proof, keys: &[String]) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for (_, store) in sources {
+        for (name, _) in store.list(KEYS_DIR).unwrap_or_default() {
+            let path = format!("{KEYS_DIR}/{name}");
+            let endorses = store.read(&path).ok().and_then(|b| {
+                let plain = proof.cipher().open(&b)?;
+                serde_json::from_slice::<Endorsement>(&plain).ok()
+            });
+            if endorses.is_some_and(|e| keys.contains(&e.key)) {
+                out.insert(path);
+            }
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The report of an add or a removal; the targets that took it go in the audit record.
