@@ -390,3 +390,35 @@ fn a_removed_password_mints_no_key_through_a_target_that_was_away() {
         assert!(!restic_opens(t, "mallory's password"), "{}", t.display());
     }
 }
+
+#[test]
+fn a_replaced_or_shortened_local_audit_log_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _, _) = two_local_targets(tmp.path(), "f", b"x");
+    expect_code(&cairn(&config, &["snapshots"]), 0);
+    let state = tmp.path().join("state");
+    let log = fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("audit.jsonl"))
+        .find(|p| p.exists())
+        .expect("the audit log");
+    expect_code(&cairn(&config, &["audit", "verify"]), 0);
+    let full = fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = full.lines().collect();
+    assert!(lines.len() >= 2);
+    // Its last record cut off, cleanly (the chain itself stays intact).
+    fs::write(&log, format!("{}\n", lines[..lines.len() - 1].join("\n"))).unwrap();
+    let o = cairn(&config, &["audit", "verify"]);
+    expect_code(&o, 5);
+    assert!(text(&o).contains("was shortened"), "{}", text(&o));
+    // (A clean cut was caught before too, by the records sealed on the targets: "removed
+    // locally". A replaced log was not.)
+    fs::write(&log, &full).unwrap();
+    expect_code(&cairn(&config, &["audit", "verify"]), 0);
+    // Replaced: removed, and a command run since starts a new log.
+    fs::remove_file(&log).unwrap();
+    expect_code(&cairn(&config, &["snapshots"]), 0);
+    let o = cairn(&config, &["audit", "verify"]);
+    expect_code(&o, 5);
+    assert!(text(&o).contains("was replaced"), "{}", text(&o));
+}

@@ -28,7 +28,7 @@ mod chain;
 mod copies;
 
 pub use chain::{Fault, verify};
-pub use copies::{compare, replicated};
+pub use copies::{Head, check_heads, compare, heads, replicated};
 
 use crate::{config::Config, layout::sha256_hex, sealed::Cipher, secret::redact, store::Store};
 
@@ -267,7 +267,8 @@ impl Trail {
             return out;
         };
         let failed: Vec<String> = crate::par::each(&stores, |(name, store)| {
-            copies::upload(store.as_ref(), &lines, &cipher).map_err(|e| format!("`{name}`: {e}"))
+            copies::upload(store.as_ref(), &current.path, &lines, &cipher)
+                .map_err(|e| format!("`{name}`: {e}"))
         })
         .into_iter()
         .filter_map(Result::err)

@@ -122,6 +122,14 @@ fn verify(ctx: &Ctx, path: &std::path::Path, lines: &[String]) -> Result<i32> {
                             }
                         }
                     }
+                    match audit::heads(store.as_ref(), cipher, path) {
+                        Ok(heads) => {
+                            for what in audit::check_heads(path, lines, &heads) {
+                                say(&p.cfg.name, what);
+                            }
+                        }
+                        Err(e) => say(&p.cfg.name, format!("cannot read its log notes: {e}")),
+                    }
                     compared.push(p.cfg.name.clone());
                 }
                 Err(e) => {
