@@ -135,6 +135,12 @@ pub fn clear_way(dest: &Path, rel: &Path, entry_is_symlink: bool, replace: bool)
 /// # Errors
 /// It cannot be created or resolved.
 pub fn resolve(dest: &Path) -> Result<PathBuf> {
+    if dest.symlink_metadata().is_ok_and(|m| !m.is_dir()) && !dest.is_dir() {
+        return Err(Error::Usage(format!(
+            "--target {} is a file, not a folder; nothing was restored",
+            dest.display()
+        )));
+    }
     std::fs::create_dir_all(dest).map_err(|source| Error::Io {
         path: dest.to_path_buf(),
         source,

@@ -227,8 +227,8 @@ impl<R: Read> Read for RecordedReader<R> {
                     && self.read > size
                 {
                     let why = format!(
-                        "changed size while it was read (grew past the {size} bytes it had when listed); \
-                         the snapshot's copy is inconsistent"
+                        "changed size while it was read: it grew past the size it had when listed \
+                         ({size} bytes); the snapshot's copy is inconsistent"
                     );
                     self.report(why);
                 }

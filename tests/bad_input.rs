@@ -350,3 +350,106 @@ fn help_names_every_target_kind() {
         assert!(help.contains(kind), "--help does not name {kind}: {help}");
     }
 }
+
+/// Trust round 2's list of unclear answers to bad input, each now a clear error with the exit
+/// code the README gives (2: bad command line or configuration).
+#[test]
+fn round_two_bad_inputs_get_clear_errors_and_the_documented_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, repo) = local_repo(tmp.path());
+    // The repository's own files (audit records may be added).
+    let repository = |repo: &Path| {
+        let mut t = snapshot_of(repo);
+        t.retain(|p, _| !p.starts_with(".cairn-audit"));
+        t
+    };
+    let before = repository(&repo);
+    let says = |o: &std::process::Output, code: i32, what: &str| {
+        expect_code(o, code);
+        assert!(text(o).contains(what), "{what:?} not in: {}", text(o));
+    };
+    says(
+        &cairn(&config, &["verify", "--percent", "200"]),
+        2,
+        "--percent",
+    );
+    for bad in ["-5%", "150%", "100%"] {
+        says(
+            &cairn(&config, &["prune", &format!("--max-unused={bad}")]),
+            2,
+            "max-unused",
+        );
+    }
+    says(
+        &cairn(&config, &["backup", "--time", "2099-01-01T00:00:00Z"]),
+        2,
+        "future",
+    );
+    let file = tmp.path().join("a-file");
+    fs::write(&file, b"x").unwrap();
+    says(
+        &cairn(
+            &config,
+            &["restore", "latest", "--target", file.to_str().unwrap()],
+        ),
+        2,
+        "is a file",
+    );
+    let dest = tmp.path().join("restored");
+    says(
+        &cairn(
+            &config,
+            &[
+                "restore",
+                "latest",
+                "--target",
+                dest.to_str().unwrap(),
+                "--include",
+                "no-such-name",
+            ],
+        ),
+        2,
+        "matches nothing",
+    );
+    assert_eq!(repository(&repo), before, "no repository changed");
+
+    // The configuration: no sources, a pattern that cannot compile, everything excluded.
+    let text_cfg = fs::read_to_string(&config).unwrap();
+    let with = |from: &str, to: &str| {
+        let c = tmp.path().join(unique("cfg"));
+        fs::create_dir_all(&c).unwrap();
+        let path = c.join("targets.toml");
+        assert!(text_cfg.contains(from));
+        fs::write(&path, text_cfg.replace(from, to)).unwrap();
+        path
+    };
+    let sources = text_cfg
+        .lines()
+        .find(|l| l.starts_with("sources"))
+        .unwrap()
+        .to_string();
+    says(
+        &cairn(&with(&sources, "sources = []"), &["backup"]),
+        2,
+        "`sources`",
+    );
+    says(
+        &cairn(
+            &with(&sources, &format!("{sources}\nexcludes = [\"[unclosed\"]")),
+            &["backup"],
+        ),
+        2,
+        "line 6: [backup] key `excludes`",
+    );
+    let all_out = with(&sources, &format!("{sources}\nexcludes = [\"**\"]"));
+    says(&cairn(&all_out, &["backup"]), 0, "holds no file");
+
+    // A state folder that cannot be used: the audit record is lost, so the command fails.
+    let o = cairn_cmd(&config)
+        .args(["snapshots"])
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_STATE_DIR", &file)
+        .output()
+        .unwrap();
+    says(&o, 1, "audit record not written");
+}

@@ -152,7 +152,14 @@ pub fn os_user() -> String {
 impl Trail {
     /// Starts the trail of `command` for `cfg`; records go to its state folder.
     pub fn begin(&self, cfg: &Config, command: &str, operator: Option<&str>) {
-        let Ok(path) = path(cfg) else { return };
+        // Without a state folder no record can be written: the command must say so, and fail.
+        let (path, lost) = match path(cfg) {
+            Ok(p) => (p, Vec::new()),
+            Err(e) => (
+                PathBuf::new(),
+                vec![format!("audit record not written: {e}")],
+            ),
+        };
         let current = Current {
             path,
             operator: operator
@@ -169,7 +176,7 @@ impl Trail {
             snapshots: Vec::new(),
             bytes: None,
             replica: None,
-            lost: Vec::new(),
+            lost,
         };
         if let Ok(mut t) = self.current.lock() {
             *t = Some(current);
@@ -287,6 +294,9 @@ impl Trail {
             return;
         };
         let Some(t) = t.as_mut() else { return };
+        if t.path.as_os_str().is_empty() {
+            return;
+        }
         let args: Vec<String> = std::env::args().map(|a| redact(&a)).collect();
         let mut record = Record {
             seq: 0,

@@ -58,7 +58,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         opts.spec.max_bytes = Some(b.0);
     }
     if args.percent.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {
-        anyhow::bail!("--percent must be more than 0 and at most 100");
+        return Err(cairn::error::Error::Usage(
+            "--percent must be more than 0 and at most 100".into(),
+        )
+        .into());
     }
     opts.snapshots = args.snapshot;
     if let Some(s) = args.snapshots {

@@ -187,6 +187,19 @@ impl Config {
                 src.key_line(src.header("backup"), "sources")
             )));
         }
+        for g in &backup.excludes {
+            let compiles = rustic_core::Excludes::default()
+                .globs(vec![format!("!{g}")])
+                .as_override()
+                .is_ok();
+            if !compiles {
+                return Err(err(format!(
+                    "line {}: [backup] key `excludes`: {g:?} is not a valid pattern (an \
+                     unclosed `[` or `{{`?)",
+                    src.key_line(src.header("backup"), "excludes")
+                )));
+            }
+        }
         backup.sources = backup
             .sources
             .into_iter()

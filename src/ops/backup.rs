@@ -50,6 +50,18 @@ pub struct BackupOptions {
 /// # Errors
 /// [`Error::Input`] saying which forms are understood.
 pub fn parse_time(s: &str) -> Result<jiff::Zoned> {
+    let t = parse_any_time(s)?;
+    // A snapshot from the future would be `latest`, and the parent of every later backup.
+    if t.timestamp() > jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1) {
+        return Err(Error::Usage(format!(
+            "time {s:?} lies in the future: the snapshot would stay `latest` and the parent \
+             of every later backup"
+        )));
+    }
+    Ok(t)
+}
+
+fn parse_any_time(s: &str) -> Result<jiff::Zoned> {
     let s = s.trim();
     if let Ok(t) = s.parse::<jiff::Timestamp>() {
         return Ok(t.to_zoned(jiff::tz::TimeZone::system()));
@@ -263,6 +275,12 @@ pub fn run<P: ProgressBars + Clone>(
     let targets = session.outcomes();
     let snapshot = snap.id.to_hex().to_string();
     let s = snap.summary.clone().unwrap_or_default();
+    if s.files_new + s.files_changed + s.files_unmodified == 0 {
+        observer.warn(
+            "the snapshot holds no file: every source entry was excluded, or the sources are \
+             empty",
+        );
+    }
     ctx.update_state(|st| {
         st.record_backup(&snapshot, started.elapsed().as_secs_f64(), &targets);
     });
@@ -293,8 +311,10 @@ pub fn run<P: ProgressBars + Clone>(
 /// that silently lacks a folder.
 fn check_sources(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if sources.is_empty() {
-        return Err(Error::Input(
-            "no sources configured: set `sources` under [backup]".into(),
+        return Err(Error::Usage(
+            "no sources configured: [backup] key `sources` is empty or missing; name the \
+             folders to back up"
+                .into(),
         ));
     }
     for s in sources {

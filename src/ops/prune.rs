@@ -122,12 +122,21 @@ pub struct PruneReport {
     pub partial: bool,
 }
 
-fn limit(what: &str, s: &str) -> Result<LimitOption> {
-    s.parse().map_err(|_| {
-        Error::Input(format!(
-            "{what} {s:?}: expected a percentage (`5%`), a size (`2GiB`) or `unlimited`"
-        ))
-    })
+/// A limit as given (`--max-unused`, `--max-repack`); a percentage must lie below `below`.
+fn limit(what: &str, s: &str, below: f64) -> Result<LimitOption> {
+    let bad = |why: &str| Error::Usage(format!("{what} {s:?}: {why}"));
+    let percent = s.trim().strip_suffix('%').map(|p| p.trim().parse::<f64>());
+    match percent {
+        Some(Ok(p)) if !(p >= 0.0 && p < below) => {
+            return Err(bad(&format!(
+                "a percentage must be at least 0% and below {below}% (as restic)"
+            )));
+        }
+        Some(Err(_)) => return Err(bad("expected a percentage such as `5%`")),
+        _ => {}
+    }
+    s.parse()
+        .map_err(|_| bad("expected a percentage (`5%`), a size (`2GiB`) or `unlimited`"))
 }
 
 /// Prunes every target, holding the lock; removes nothing while any target is away.
@@ -144,8 +153,8 @@ pub fn run<P: ProgressBars + Clone>(
     let cfg = ctx.cfg();
     let observer = ctx.observer().clone();
     let rustic_opts = RusticPruneOptions::default()
-        .max_unused(limit("max-unused", &opts.max_unused)?)
-        .max_repack(limit("max-repack", &opts.max_repack)?)
+        .max_unused(limit("max-unused", &opts.max_unused, 100.0)?)
+        .max_repack(limit("max-repack", &opts.max_repack, f64::INFINITY)?)
         .keep_pack(jiff::Span::new())
         .keep_delete(jiff::Span::new())
         .instant_delete(true)

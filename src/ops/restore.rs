@@ -321,6 +321,12 @@ pub fn run<P: ProgressBars>(
     for path in &left_as_they_are {
         kept.remove(path);
     }
+    if !opts.include.is_empty() && files + skipped + dirs == 0 {
+        return Err(Error::Usage(format!(
+            "--include {} matches nothing in the snapshot; nothing was restored",
+            opts.include.join(", ")
+        )));
+    }
     if opts.overwrite == Overwrite::Refuse && !conflicts.is_empty() {
         let shown: Vec<String> = conflicts
             .iter()
