@@ -444,6 +444,44 @@ fn round_two_bad_inputs_get_clear_errors_and_the_documented_exit() {
     let all_out = with(&sources, &format!("{sources}\nexcludes = [\"**\"]"));
     says(&cairn(&all_out, &["backup"]), 0, "holds no file");
 
+    // Wrong kinds of values name their key in plain words; `[target]` for `[[target]]`.
+    let (table, _) = sources.split_once('=').unwrap();
+    assert_eq!(table.trim(), "sources");
+    for (from, to, says_what) in [
+        (
+            "[[target]]",
+            "[target]",
+            "`[target]` must be written `[[target]]`",
+        ),
+        (
+            &sources[..],
+            &format!("{sources}\n[verify]\nfiles = -3")[..],
+            "key `files`: invalid value: integer `-3`, expected a whole number of 0 or more",
+        ),
+        (
+            &sources[..],
+            &format!("{sources}\n[verify]\nmax_bytes = \"lots\"")[..],
+            "\"lots\" is not a size like \"2GiB\", \"500 MB\" or 1000",
+        ),
+    ] {
+        let o = cairn(&with(from, to), &["snapshots"]);
+        says(&o, 2, says_what);
+        assert!(
+            !text(&o).contains("ByteSize") && !text(&o).contains("usize"),
+            "{}",
+            text(&o)
+        );
+    }
+    // A source that is a link to nothing is named, with where it points.
+    let link = tmp.path().join("gone-link");
+    std::os::unix::fs::symlink(tmp.path().join("gone"), &link).unwrap();
+    let o = cairn(
+        &with(&sources, &format!("sources = [\"{}\"]", link.display())),
+        &["backup"],
+    );
+    says(&o, 1, "is a symbolic link to");
+    assert!(!text(&o).contains("Os {"), "{}", text(&o));
+
     // A state folder that cannot be used: the audit record is lost, so the command fails.
     let o = cairn_cmd(&config)
         .args(["snapshots"])

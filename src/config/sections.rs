@@ -102,7 +102,7 @@ impl std::str::FromStr for ByteCount {
         s.trim()
             .parse::<bytesize::ByteSize>()
             .map(|b| Self(b.as_u64()))
-            .map_err(|e| format!("{s:?} is not a size like \"2GiB\": {e}"))
+            .map_err(|_| format!("{s:?} is not a size like \"2GiB\", \"500 MB\" or 1000"))
     }
 }
 

@@ -100,7 +100,21 @@ const SECRET_KEYS: [&str; 5] = [
 pub(crate) fn describe_toml_error(e: &toml::de::Error, text: &str, place: &str) -> String {
     let at = e.span().map(|s| s.start.min(text.len()));
     let line = at.map(|a| text[..a].matches('\n').count() + 1);
-    let msg = e.message().trim();
+    let msg = plain_words(e.message().trim());
+    let msg = msg.as_str();
+    // `[target]` where `[[target]]` was meant: serde sees a table where a list belongs.
+    if e.message()
+        .starts_with("invalid type: map, expected a sequence")
+        && let Some(a) = at
+        && text[text[..a].rfind('\n').map_or(0, |i| i + 1)..]
+            .trim_start()
+            .starts_with("[target]")
+    {
+        return format!(
+            "line {}: {place}`[target]` must be written `[[target]]`: one such table per target",
+            text[..a].matches('\n').count() + 1
+        );
+    }
     let key = at.and_then(|a| {
         let start = text[..a].rfind('\n').map_or(0, |i| i + 1);
         let (key, _) = text[start..].lines().next()?.split_once('=')?;
@@ -118,4 +132,14 @@ pub(crate) fn describe_toml_error(e: &toml::de::Error, text: &str, place: &str) 
         (Some(l), _) => format!("line {l}: {place}{msg}"),
         _ => format!("{place}{msg}"),
     }
+}
+
+/// serde's words for a value of the wrong kind, in a user's words.
+fn plain_words(msg: &str) -> String {
+    msg.replace("expected usize", "expected a whole number of 0 or more")
+        .replace("expected u64", "expected a whole number of 0 or more")
+        .replace("expected u32", "expected a whole number of 0 or more")
+        .replace("expected u16", "expected a whole number from 0 to 65535")
+        .replace("expected a sequence", "expected a list `[...]`")
+        .replace("invalid type: map", "a table")
 }

@@ -320,6 +320,15 @@ fn check_sources(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
     for s in sources {
         std::fs::symlink_metadata(s)
             .map_err(|e| Error::Input(format!("source {}: {e}", s.display())))?;
+        // A link whose target is gone cannot be backed up as a source (rustic_core resolves
+        // each source path first).
+        if std::fs::canonicalize(s).is_err() {
+            return Err(Error::Input(format!(
+                "source {} is a symbolic link to {}, which does not exist",
+                s.display(),
+                std::fs::read_link(s).map_or_else(|_| "?".into(), |t| t.display().to_string())
+            )));
+        }
     }
     Ok(sources.to_vec())
 }
