@@ -242,10 +242,18 @@ pub enum AfterWrite {
     ReadBack,
 }
 
-/// Copies `path` to `dest` from a proven source, then checks it there.
+/// What a proven file must also be for `dest` to receive it: the reason when it must not.
+pub type Vet<'a> = dyn Fn(&str, &Bytes) -> Result<(), String> + Sync + 'a;
+
+/// No condition beyond the proof.
+pub fn any_proven(_: &str, _: &Bytes) -> Result<(), String> {
+    Ok(())
+}
+
+/// Copies `path` to `dest` from a proven source that `vet` accepts, then checks it there.
 ///
 /// # Errors
-/// No proven copy exists, or the write or its check failed.
+/// No proven copy exists, `vet` refused it (held back), or the write or its check failed.
 pub fn copy_proven(
     path: &str,
     sources: &[Named<'_>],
@@ -253,8 +261,10 @@ pub fn copy_proven(
     check: AfterWrite,
     proof: Option<&Proof>,
     foreign: &ForeignFound,
+    vet: &Vet<'_>,
 ) -> Result<u64, NotCopied> {
     let (bytes, from) = read_proven(path, sources, proof, foreign)?;
+    vet(path, &bytes).map_err(|why| NotCopied::HeldBack(format!("{path} not copied: {why}")))?;
     let len = bytes.len() as u64;
     let failed = |m: String| NotCopied::Failed(m);
     dest.write(path, vec![bytes])
@@ -286,6 +296,7 @@ pub fn copy_many<'a>(
     dest: &dyn Store,
     proof: Option<&Proof>,
     foreign: &ForeignFound,
+    vet: &Vet<'_>,
     progress: &Progress,
 ) -> Vec<(String, Result<u64, NotCopied>)> {
     let mut out = crate::par::map(paths, WORKERS, |path| {
@@ -296,6 +307,7 @@ pub fn copy_many<'a>(
             AfterWrite::Size,
             proof,
             foreign,
+            vet,
         );
         if let Ok(n) = &r {
             progress.inc(*n);
@@ -326,6 +338,7 @@ mod tests {
             AfterWrite::Size,
             None,
             &found,
+            &any_proven,
         );
         assert!(matches!(r, Err(NotCopied::HeldBack(_))), "{r:?}");
         assert_eq!(dest.stat(&path).unwrap(), None);

@@ -516,7 +516,30 @@ fn catch_up<'a, P: ProgressBars>(
         if paths.is_empty() {
             continue;
         }
-        let results = copy_many(&paths, sources, store, proof, foreign, &progress);
+        // An index file only where every pack it names is (held, or copied in the stage
+        // before): never one naming packs no target holds (an old one put back somewhere).
+        let packs_held = |path: &str, bytes: &bytes::Bytes| -> Result<(), String> {
+            let (Some(proof), true) = (proof, path.starts_with("index/")) else {
+                return Ok(());
+            };
+            let index = proof.open_index(path, bytes)?;
+            for pack in index.packs.iter().chain(&index.packs_to_delete) {
+                let pack = crate::layout::file_path(rustic_core::FileType::Pack, &pack.id);
+                if !inv.files.contains_key(&pack) && !union.contains_key(pack.as_str()) {
+                    return Err(format!("it names {pack}, which no target holds"));
+                }
+            }
+            Ok(())
+        };
+        let results = copy_many(
+            &paths,
+            sources,
+            store,
+            proof,
+            foreign,
+            &packs_held,
+            &progress,
+        );
         let mut errors = Vec::new();
         let mut held_back = None;
         for (_, r) in results {

@@ -67,6 +67,7 @@ pub(super) fn heal(
                     AfterWrite::ReadBack,
                     proof,
                     &foreign,
+                    &crate::replica::any_proven,
                 )
                 .map(|_| ())
                 .map_err(|e| match e {

@@ -192,3 +192,27 @@ fn old_index_and_snapshot_files_put_back_after_compaction_stay_deleted() {
     }
     intact(&s, &again.snapshot, &content);
 }
+
+#[test]
+fn an_index_naming_packs_no_target_holds_is_never_copied() {
+    let s = Setup::new(2);
+    let both = s.ctx(2);
+    init::run(&both, &pw(), false, NoProgressBars).unwrap();
+    std::fs::write(s.dir.path().join("src/x.bin"), unique_content()).unwrap();
+    backed_up(&s, 2);
+    // The second target keeps an index file whose packs are gone everywhere; the first lacks it.
+    let index = s
+        .files(1)
+        .into_iter()
+        .find(|p| p.starts_with("index/"))
+        .unwrap();
+    for i in 0..2 {
+        for pack in s.files(i).into_iter().filter(|p| p.starts_with("data/")) {
+            s.stores[i].delete(&pack).unwrap();
+        }
+    }
+    s.stores[0].delete(&index).unwrap();
+    let r = sync::run_and_record(&both, Some(&pw()), None, &NoProgressBars).unwrap();
+    assert!(!s.files(0).contains(&index), "{r:?}");
+    assert!(r.targets[0].held_back >= 1, "{r:?}");
+}
