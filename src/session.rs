@@ -26,7 +26,7 @@ use crate::{
     report::{TargetOutcome, TargetState},
     secret::Secret,
     store::Named,
-    unlock::{refuse_if_removed, unlock},
+    unlock::unlock_with,
 };
 
 /// What the session is for.
@@ -200,21 +200,14 @@ impl Session {
         if self.mode == Mode::Write {
             return open_repository(Arc::new(self.fanout.clone()), password, self.ctx.keys(), pb);
         }
-        let proof = unlock(&self.ctx, &self.probed, password)?;
-        if !self.not_used.is_empty() {
-            // Reading from one target (`--from`): the others still say whether this key was
-            // removed while that one was away (and it then loses the key).
-            let others = probe_targets(&self.ctx, &self.not_used);
-            let sources: Vec<Named<'_>> = others
-                .iter()
-                .chain(&self.probed)
-                .filter(
-                    |p| matches!(&p.probe, Probe::Ready { config, .. } if config == proof.config()),
-                )
-                .filter_map(|p| Some((p.cfg.name.as_str(), p.store.as_deref()?)))
-                .collect();
-            refuse_if_removed(&self.ctx, &proof, &sources)?;
-        }
+        // Reading from one target (`--from`): the others still say whether this key was
+        // removed while that one was away (and it then loses the key).
+        let others = if self.not_used.is_empty() {
+            Vec::new()
+        } else {
+            probe_targets(&self.ctx, &self.not_used)
+        };
+        let proof = unlock_with(&self.ctx, &self.probed, &others, password)?;
         self.reader(&proof, pb)
     }
 

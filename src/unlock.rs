@@ -40,6 +40,20 @@ fn lockout_name(config: &Bytes) -> String {
 /// or another error when no target could be opened; [`Error::LockedOut`];
 /// [`Error::KeyRemoved`].
 pub fn unlock(ctx: &Context, probed: &[Probed], password: &Secret) -> Result<Proof> {
+    unlock_with(ctx, probed, &[], password)
+}
+
+/// [`unlock`] on `probed`, while `others` (targets not read from, as `--from` chose) still say
+/// whether the key was removed (and a target that missed the removal loses it).
+///
+/// # Errors
+/// As [`unlock`].
+pub fn unlock_with(
+    ctx: &Context,
+    probed: &[Probed],
+    others: &[Probed],
+    password: &Secret,
+) -> Result<Proof> {
     let ready: Vec<(&Probed, &Bytes, &Arc<dyn Store>)> = probed
         .iter()
         .filter_map(|p| match (&p.probe, &p.store) {
@@ -79,7 +93,17 @@ pub fn unlock(ctx: &Context, probed: &[Probed], password: &Secret) -> Result<Pro
                     .iter()
                     .map(|(p, _, s)| (p.cfg.name.as_str(), s.as_ref()))
                     .collect();
-                let removed = removed_keys(ctx, &what, &proof, &sources);
+                let witnesses: Vec<Named<'_>> = sources
+                    .iter()
+                    .copied()
+                    .chain(others.iter().filter_map(|p| match (&p.probe, &p.store) {
+                        (Probe::Ready { config: c, .. }, Some(s)) if c == *config => {
+                            Some((p.cfg.name.as_str(), s.as_ref()))
+                        }
+                        _ => None,
+                    }))
+                    .collect();
+                let removed = removed_keys(ctx, &what, &proof, &witnesses);
                 if let Some(key) = proof.key_path().filter(|k| removed.contains(k)) {
                     gate.wrong(&what, attempt);
                     return Err(Error::KeyRemoved { key });
@@ -115,23 +139,6 @@ pub fn lockout_name_of(probed: &[Probed]) -> Option<String> {
         Probe::Ready { config, .. } => Some(lockout_name(config)),
         _ => None,
     })
-}
-
-/// Refuses the password of `proof` when its key was removed: a deletion record on any of
-/// `sources` says so (a target that missed the removal still holds the key file, and loses it
-/// now), or this machine remembers it. Counted as a wrong password.
-///
-/// # Errors
-/// [`Error::KeyRemoved`].
-pub fn refuse_if_removed(ctx: &Context, proof: &Proof, sources: &[Named<'_>]) -> Result<()> {
-    let what = lockout_name(proof.config());
-    let removed = removed_keys(ctx, &what, proof, sources);
-    let Some(key) = proof.key_path().filter(|k| removed.contains(k)) else {
-        return Ok(());
-    };
-    let attempt = ctx.gate().attempt(&what)?;
-    ctx.gate().wrong(&what, attempt);
-    Err(Error::KeyRemoved { key })
 }
 
 /// The key files removed from the repository `what`: those the deletion records on `sources`

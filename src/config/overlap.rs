@@ -6,7 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{TargetConfig, TargetKind};
+use super::{
+    sections::{BackupConfig, VerifyConfig},
+    target::{TargetConfig, TargetKind},
+    text::Source,
+};
 
 /// `path` with symlinks resolved as far as it exists, the rest appended as written: two
 /// spellings of one folder (`/t`, `/t/`, a link to it) come out equal.
@@ -48,4 +52,123 @@ pub(super) fn excluded(excludes: &[String], dir: &Path) -> bool {
         let g = g.trim_end_matches("/**").trim_end_matches('/');
         Path::new(g) == dir || real_path(Path::new(g)) == dir
     })
+}
+
+/// Sources, targets and the verify folder must not overlap: the first problem, with its line
+/// and key.
+pub(super) fn check(
+    targets: &[TargetConfig],
+    lines: &[usize],
+    backup: &BackupConfig,
+    verify: &VerifyConfig,
+    src: &Source<'_>,
+) -> std::result::Result<(), String> {
+    let sources_line = || src.key_line(src.header("backup"), "sources");
+    let sources: Vec<PathBuf> = backup.sources.iter().map(|p| real_path(p)).collect();
+    let mut seen: Vec<(&str, PathBuf)> = Vec::new();
+    for (t, line) in targets.iter().zip(lines) {
+        let Some(folder) = folder(t) else {
+            continue;
+        };
+        if let Some((other, _)) = seen.iter().find(|(_, f)| *f == folder) {
+            return Err(format!(
+                "line {line}: key `path`: target `{}` is the folder of target `{other}` ({}); \
+                 one folder is one copy",
+                t.name,
+                folder.display()
+            ));
+        }
+        for s in &sources {
+            if within(&folder, s) && !excluded(&backup.excludes, &folder) {
+                return Err(format!(
+                    "line {line}: key `path`: target `{}` ({}) is inside the source {}: each \
+                     backup would store the repository inside itself; put the target elsewhere, \
+                     or add \"{}\" to [backup] excludes",
+                    t.name,
+                    folder.display(),
+                    s.display(),
+                    folder.display()
+                ));
+            }
+            if within(s, &folder) {
+                return Err(format!(
+                    "line {}: [backup] key `sources`: {} is inside target `{}` ({}): the \
+                     repository would be backed up into itself",
+                    sources_line(),
+                    s.display(),
+                    t.name,
+                    folder.display()
+                ));
+            }
+        }
+        if let Some(to) = &verify.restore_to
+            && within(&real_path(to), &folder)
+        {
+            return Err(format!(
+                "[verify] key `restore_to`: {} is inside target `{}` ({}): sample restores \
+                 would write into the repository",
+                to.display(),
+                t.name,
+                folder.display()
+            ));
+        }
+        seen.push((&t.name, folder));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    /// A configuration in `dir` backing up `sources` to local targets at `targets`.
+    fn cfg(dir: &Path, sources: &[&str], targets: &[&str]) -> std::result::Result<Config, String> {
+        let quoted: Vec<String> = sources.iter().map(|s| format!("{s:?}")).collect();
+        let mut text = format!("[backup]\nsources = [{}]\n", quoted.join(", "));
+        for (i, t) in targets.iter().enumerate() {
+            text.push_str(&format!(
+                "[[target]]\nname = \"t{i}\"\nkind = \"local\"\npath = {t:?}\n"
+            ));
+        }
+        Config::parse(&text, &dir.join("targets.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sources_and_targets_that_overlap_are_configuration_errors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::create_dir_all(d.join("data/sub")).unwrap();
+        std::fs::create_dir_all(d.join("t")).unwrap();
+        std::os::unix::fs::symlink(d.join("t"), d.join("link")).unwrap();
+        let data = d.join("data");
+        let data = data.to_str().unwrap();
+        let inside = format!("{data}/sub/repo");
+        let e = cfg(d, &[data], &[&inside]).unwrap_err();
+        assert!(
+            e.contains("line 6") && e.contains("`path`") && e.contains("inside the source"),
+            "{e}"
+        );
+        // Excluding the target's folder makes it fine.
+        let text = format!(
+            "[backup]\nsources = [{data:?}]\nexcludes = [{inside:?}]\n[[target]]\nname = \"t\"\nkind = \"local\"\npath = {inside:?}\n"
+        );
+        assert!(Config::parse(&text, &d.join("x.toml")).is_ok());
+        let t = d.join("t");
+        let t = t.to_str().unwrap();
+        let e = cfg(d, &[&format!("{t}/inner")], &[t]).unwrap_err();
+        assert!(
+            e.contains("line 2") && e.contains("`sources`") && e.contains("inside target"),
+            "{e}"
+        );
+        let e = cfg(d, &[""], &[t]).unwrap_err();
+        assert!(e.contains("line 2") && e.contains("empty path"), "{e}");
+        let e = cfg(d, &[data], &[t, &format!("{t}/")]).unwrap_err();
+        assert!(e.contains("line 10") && e.contains("`t0`"), "{e}");
+        let link = d.join("link");
+        let e = cfg(d, &[data], &[t, link.to_str().unwrap()]).unwrap_err();
+        assert!(e.contains("line 10") && e.contains("`t0`"), "{e}");
+        assert!(cfg(d, &[data], &[t]).is_ok());
+    }
 }

@@ -20,18 +20,18 @@
 //! snapshots that a prune it missed never judged is left as it is ([`deletion::unjudged`]). Not handled here: files that exist but are
 //! damaged (`cairn check --heal`).
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Arc,
-    time::Instant,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use rustic_core::{ProgressBars, ProgressType};
 use serde::Serialize;
 
+mod records;
+
+use records::{compact, void_breaking};
+
 use crate::{
     context::Context,
-    deletion::{self, Deletions, Record, veto::Holding},
+    deletion::{self, veto::Holding},
     error::Result,
     layout::{COPY_ORDER, repository_dirs, stage},
     lock::LockedTargets,
@@ -346,132 +346,6 @@ pub fn run<P: ProgressBars>(
         }
     }
     Ok(summarise(targets, foreign, records_compacted))
-}
-
-/// Voids the records whose deletions would take from a kept snapshot data it needs (see
-/// [`deletion::veto`]): sealed into a void record on every target that takes it, and dropped
-/// from `deletions` for this run. When what the snapshots need cannot be read, no record
-/// removes data this time. Whether any record was voided.
-fn void_breaking(
-    targets: &[Holding<'_>],
-    deletions: &mut Deletions,
-    proof: &Proof,
-    observer: &Arc<dyn Observer>,
-) -> bool {
-    let breaking = match deletion::veto::breaking(targets, deletions, proof) {
-        Ok(b) if b.is_empty() => return false,
-        Ok(b) => b,
-        Err(e) => {
-            observer.warn(&format!(
-                "no deletion of data is obeyed this time: what the kept snapshots need could \
-                 not be read ({e})"
-            ));
-            let prunes: BTreeSet<String> = deletions
-                .records
-                .iter()
-                .filter(|(_, r)| r.command == "prune")
-                .map(|(p, _)| p.clone())
-                .collect();
-            deletions.void(&prunes);
-            return true;
-        }
-    };
-    let records: BTreeSet<String> = breaking.keys().cloned().collect();
-    let snapshots: BTreeSet<String> = breaking.into_values().flatten().collect();
-    let short = |ids: &BTreeSet<String>, skip: usize| -> String {
-        ids.iter()
-            .map(|i| i[skip..(skip + 8).min(i.len())].to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let written = Record::void(
-        records.iter().cloned().collect(),
-        snapshots.iter().cloned().collect(),
-    )
-    .seal(proof.cipher())
-    .map(|(path, bytes)| {
-        crate::par::each(targets, |(_, store, _)| {
-            store.write(&path, vec![bytes.clone()])
-        })
-        .iter()
-        .filter(|w| w.is_ok())
-        .count()
-    })
-    .unwrap_or(0);
-    observer.warn(&format!(
-        "deletion record(s) {} would remove data that kept snapshot(s) {} need: voided on {written} \
-         target(s), nothing of them is removed (a prune called off, or a record put back by a \
-         target that kept a copy)",
-        short(&records, deletion::DIR.len() + 1),
-        short(&snapshots, 0),
-    ));
-    deletions.void(&records);
-    true
-}
-
-/// Removes the deletion records every configured target has obeyed, once older than
-/// `records_for`: only when this run reached every target and each now holds every record and
-/// none of the files they delete. Returns how many records went.
-fn compact(
-    probed: &[Probed],
-    targets: &[SyncTarget],
-    only: Option<&str>,
-    deletions: &Deletions,
-    records_for: Within,
-    proof: &Proof,
-    observer: &Arc<dyn Observer>,
-) -> usize {
-    let everywhere = only.is_none()
-        && targets.iter().all(|t| {
-            matches!(t.state, TargetState::Level | TargetState::CaughtUp)
-                && t.deletions_pending == 0
-        });
-    if !everywhere || deletions.records.is_empty() {
-        return 0;
-    }
-    let cutoff = records_for.before(&jiff::Zoned::now());
-    let old = deletion::compactable(deletions, cutoff);
-    if old.is_empty() {
-        return 0;
-    }
-    // What they deleted stays refused for good: the snapshot, index and key files of every
-    // compacted record go into one tombstone (an old copy of one put back later is deleted
-    // again, never copied), written everywhere before any record goes.
-    let (tomb_path, tomb, superseded) = match deletion::tombstone(deletions, &old, proof) {
-        Ok(t) => t,
-        Err(e) => {
-            observer.warn(&format!("deletion records not compacted: {e}"));
-            return 0;
-        }
-    };
-    let written = crate::par::each(probed, |p| match p.store.as_deref() {
-        Some(store) => store
-            .write(&tomb_path, vec![tomb.clone()])
-            .map_err(|e| format!("`{}`: {e}", p.cfg.name)),
-        None => Err(format!("`{}` has no store", p.cfg.name)),
-    });
-    if let Some(Err(e)) = written.iter().find(|w| w.is_err()) {
-        observer.warn(&format!(
-            "deletion records not compacted (they are again next time): {e}"
-        ));
-        return 0;
-    }
-    let removed = crate::par::each(probed, |p| {
-        let Some(store) = p.store.as_deref() else {
-            return Err(format!("`{}` has no store", p.cfg.name));
-        };
-        old.iter()
-            .chain(&superseded)
-            .filter(|r| **r != tomb_path)
-            .try_for_each(|r| store.delete(r))
-            .map_err(|e| format!("`{}`: {e}", p.cfg.name))
-    });
-    if let Some(Err(e)) = removed.iter().find(|r| r.is_err()) {
-        observer.warn(&format!(
-            "deletion records not compacted everywhere (they are again next time): {e}"
-        ));
-    }
-    old.len()
 }
 
 /// Copies to one target what it lacks of `union`, stage by stage; records the outcome in `t`.
