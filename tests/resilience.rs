@@ -367,15 +367,16 @@ fn a_second_writer_is_refused_with_the_holder_named_and_stale_locks_are_taken_ov
     live["seq"] = 8.into();
     fs::write(&lock_file, live.to_string()).unwrap();
     expect_code(&cairn(&config, &["backup"]), 11);
+    // The configuration's own state folder (the state base also holds this machine's lockout
+    // counts).
     let sightings = tmp
         .path()
         .join("state")
         .read_dir()
         .unwrap()
-        .next()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
         .unwrap()
-        .unwrap()
-        .path()
         .join("lock-sightings.json");
     let mut seen: serde_json::Value =
         serde_json::from_slice(&fs::read(&sightings).unwrap()).unwrap();
