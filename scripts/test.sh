@@ -15,7 +15,7 @@ trap 'scripts/test-servers/stop-all.sh' EXIT
 # One release build (with the crash-test hooks) serves the binary, the integration tests and the
 # library tests.
 cargo build --release --locked --all-targets --features test-hooks
-cargo test --release --locked --features test-hooks -- --test-threads=4
+cargo test --release --locked --features test-hooks --no-fail-fast -- --test-threads=4
 
 # The binary users build holds no test hook.
 cargo build --release --locked --bin cairn
