@@ -221,9 +221,12 @@ fn retries_and_timeout_have_an_upper_bound() {
 
 /// A configuration with one local target `a` plus `extra` (more targets or keys).
 fn config_with(tmp: &Path, extra: &str) -> std::path::PathBuf {
+    // The source beside the target, not around it (that is a configuration error).
+    let src = tmp.join("src");
+    fs::create_dir_all(&src).unwrap();
     write_config(
         tmp,
-        &[tmp],
+        &[&src],
         &format!("{}{extra}", local_target("a", &tmp.join("a"))),
     )
 }
