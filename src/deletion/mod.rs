@@ -34,7 +34,7 @@ use crate::{
 pub mod record;
 pub mod veto;
 
-pub use crate::layout::is_record_path;
+use crate::layout::is_record_path;
 pub use record::{DIR, Record, TOMBSTONE, VOID};
 
 /// The proven records found on the targets, and which target holds which.
@@ -92,14 +92,6 @@ impl Deletions {
             .values()
             .flat_map(|r| r.files.iter().cloned())
             .collect();
-    }
-
-    /// The records that delete `path`.
-    pub fn deleting<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a String> + 'a {
-        self.records
-            .iter()
-            .filter(move |(_, r)| r.files.iter().any(|f| f == path))
-            .map(|(p, _)| p)
     }
 }
 

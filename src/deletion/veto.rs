@@ -79,27 +79,38 @@ pub fn breaking(
     }
 
     let needed = needed_blobs(targets, &holders, &indexes, deletions, proof)?;
+    let missing: BTreeMap<&Id, &String> = needed
+        .iter()
+        .filter(|(b, _)| !findable.contains(b))
+        .collect();
+    if missing.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    // Which (non-permanent) records delete each path, looked up once per index file and pack.
+    let mut deleters: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for (record_path, record) in deletions.records.iter().filter(|(_, r)| !r.is_permanent()) {
+        for f in &record.files {
+            deleters.entry(f.as_str()).or_default().push(record_path);
+        }
+    }
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (blob, snapshot) in needed.iter().filter(|(b, _)| !findable.contains(b)) {
-        for (path, index) in &indexes {
-            for pack in index.packs.iter().chain(&index.packs_to_delete) {
-                if !pack.blobs.iter().any(|b| *b.id == *blob) {
-                    continue;
-                }
-                let pack_path = file_path(FileType::Pack, &pack.id);
-                for record in deletions
-                    .deleting(path)
-                    .chain(deletions.deleting(&pack_path))
-                {
-                    if deletions
-                        .records
-                        .get(record)
-                        .is_some_and(|r| !r.is_permanent())
-                    {
-                        out.entry(record.clone())
-                            .or_default()
-                            .insert(snapshot.clone());
-                    }
+    for (path, index) in &indexes {
+        for pack in index.packs.iter().chain(&index.packs_to_delete) {
+            let pack_path = file_path(FileType::Pack, &pack.id);
+            let blamed: Vec<&String> = [path, &pack_path.as_str()]
+                .iter()
+                .filter_map(|p| deleters.get(*p))
+                .flatten()
+                .copied()
+                .collect();
+            if blamed.is_empty() {
+                continue;
+            }
+            for snapshot in pack.blobs.iter().filter_map(|b| missing.get(&*b.id)) {
+                for record in &blamed {
+                    out.entry((*record).clone())
+                        .or_default()
+                        .insert((*snapshot).clone());
                 }
             }
         }
