@@ -38,6 +38,7 @@ pub mod layout;
 pub mod lock;
 pub mod lockout;
 pub mod metrics;
+pub mod needs;
 pub mod notify;
 pub mod ops;
 pub mod par;

@@ -422,3 +422,127 @@ fn a_replaced_or_shortened_local_audit_log_is_reported() {
     expect_code(&o, 5);
     assert!(text(&o).contains("was replaced"), "{}", text(&o));
 }
+
+/// Every target being written must hold each pack the backup deduplicates against. A pack lost
+/// on every target (nothing can bring it back): the next backup writes its data again instead
+/// of naming it, says which targets have a hole, and once the admin has rebuilt the index (as
+/// the README says), its snapshot restores from each target alone.
+#[test]
+fn a_pack_lost_everywhere_is_not_deduplicated_against() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, a, b) = local_and_sftp(tmp.path(), "");
+    let content = pseudo_random(11, 600_000);
+    fs::write(tmp.path().join("src/x.bin"), &content).unwrap();
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let packs = file_packs(&config, "a");
+    let (_, x_packs) = packs.iter().find(|(p, _)| p.ends_with("x.bin")).unwrap();
+    let pack = pack_path(x_packs.iter().next().unwrap());
+    for folder in [&a, &b] {
+        fs::remove_file(Path::new(folder).join(&pack)).unwrap();
+    }
+
+    let out = cairn(&config, &["--json", "backup"]);
+    expect_code(&out, 3);
+    let report = json(&out);
+    for t in report["targets"].as_array().unwrap() {
+        assert_eq!(t["state"], "incomplete", "{report}");
+        let detail = t["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(&pack) && detail.contains("lacks"),
+            "{detail}"
+        );
+    }
+    for (name, repo) in [("a", a.as_str()), ("b", b.as_str())] {
+        let o = restic(repo, &["rebuild-index"]);
+        assert!(
+            o.status.success(),
+            "restic rebuild-index on `{name}`: {}",
+            text(&o)
+        );
+    }
+    for (name, repo) in [("a", a.as_str()), ("b", b.as_str())] {
+        let dest = tmp.path().join(unique("restic-latest"));
+        let o = restic(
+            repo,
+            &["restore", "latest", "--target", dest.to_str().unwrap()],
+        );
+        assert!(o.status.success(), "restic on `{name}`: {}", text(&o));
+        let x = find_file(&dest, "x.bin").expect("x.bin restored by restic");
+        assert_eq!(fs::read(x).unwrap(), content, "restic on `{name}`");
+        let dest = tmp.path().join(unique("cairn-latest"));
+        let o = cairn(
+            &config,
+            &[
+                "restore",
+                "latest",
+                "--from",
+                name,
+                "--target",
+                dest.to_str().unwrap(),
+            ],
+        );
+        expect_code(&o, 0);
+        let x = find_file(&dest, "x.bin").expect("x.bin restored by cairn");
+        assert_eq!(fs::read(x).unwrap(), content, "cairn from `{name}`");
+    }
+}
+
+/// A snapshot goes only where all it names can follow. `a` misses a backup (its snapshot is on
+/// `b` alone), then `b` loses the packs that backup wrote: catch-up must not give `a` a snapshot
+/// whose trees and data no target holds; `a` stays sound for restic and names what was held back.
+#[test]
+fn a_snapshot_whose_trees_no_target_holds_is_not_copied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, a, b) = local_and_sftp(tmp.path(), "");
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    // The same repository through `b` alone: `a` is away for this backup.
+    let alone = tmp.path().join("b-alone");
+    fs::create_dir_all(&alone).unwrap();
+    let both = fs::read_to_string(&config).unwrap();
+    let b_only = &both[..both.find("[[target]]").unwrap()];
+    let b_toml = &both[both.rfind("[[target]]").unwrap()..];
+    let config_b = alone.join("targets.toml");
+    fs::write(&config_b, format!("{b_only}{b_toml}")).unwrap();
+    fs::write(tmp.path().join("src/y.bin"), pseudo_random(5, 300_000)).unwrap();
+    expect_code(&cairn(&config_b, &["backup"]), 0);
+    let before: std::collections::BTreeSet<String> = snapshot_ids(&a);
+    let only_b: Vec<String> = snapshot_ids(&b).difference(&before).cloned().collect();
+    assert_eq!(only_b.len(), 1);
+    // `b` loses every pack that backup wrote.
+    let packs_of = |folder: &str| -> std::collections::BTreeSet<String> {
+        let data = Path::new(folder).join("data");
+        fs::read_dir(&data)
+            .unwrap()
+            .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .strip_prefix(folder)
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect()
+    };
+    let (on_a, on_b) = (packs_of(&a), packs_of(&b));
+    let lost: Vec<&String> = on_b.difference(&on_a).collect();
+    assert!(!lost.is_empty());
+    for p in lost {
+        fs::remove_file(Path::new(&b).join(p)).unwrap();
+    }
+
+    let out = cairn(&config, &["--json", "sync"]);
+    assert_eq!(snapshot_ids(&a), before, "nothing of it reached `a`");
+    restic_check(&a);
+    let report = json(&out);
+    let t_a = &report["targets"][0];
+    assert_eq!(t_a["name"], "a");
+    // Its index file and the snapshot itself.
+    assert!(t_a["held_back"].as_u64().unwrap() >= 2, "{report}");
+    let said = text(&out);
+    assert!(
+        said.contains(&format!("snapshots/{} is not copied", only_b[0]))
+            && said.contains("is in no pack a target holds"),
+        "{said}"
+    );
+}

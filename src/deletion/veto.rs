@@ -5,27 +5,18 @@
 //! need must stay findable (in an index file no record deletes, in a pack no record deletes and
 //! some target holds); a record that would break one is voided instead of obeyed.
 
-use std::{
-    collections::{BTreeMap, BTreeSet, VecDeque},
-    sync::Arc,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use rustic_core::{FileType, Id, NoProgressBars, repofile::IndexFile};
+use rustic_core::{FileType, Id, repofile::IndexFile};
 
 use super::Deletions;
+pub use crate::needs::Holding;
 use crate::{
-    fanout::{Fanout, Member},
     layout::file_path,
-    progress::Silent,
+    needs::{needed_blobs as needed_blobs_of, open_over},
     proof::Proof,
-    repo::open_repository_with,
-    store::Store,
 };
-
-/// A target taking part: its name, its storage, and the repository files it holds (path ->
-/// size).
-pub type Holding<'a> = (&'a str, &'a Arc<dyn Store>, &'a BTreeMap<String, u64>);
 
 /// The records (not permanent ones) whose deletions would leave a kept snapshot without a blob
 /// it needs, each with the snapshots it would break. Empty when no target holds data or index
@@ -127,16 +118,6 @@ fn needed_blobs(
     deletions: &Deletions,
     proof: &Proof,
 ) -> Result<BTreeMap<Id, String>, String> {
-    let listing = |paths: Vec<&str>| -> Vec<(Id, u32)> {
-        paths
-            .into_iter()
-            .filter_map(|p| {
-                let id = p.rsplit('/').next()?.parse::<Id>().ok()?;
-                let i = *holders.get(p)?.first()?;
-                Some((id, u32::try_from(*targets[i].2.get(p)?).ok()?))
-            })
-            .collect()
-    };
     let kept: Vec<&str> = holders
         .keys()
         .copied()
@@ -150,43 +131,7 @@ fn needed_blobs(
             })
         })
         .collect();
-    let fanout = Fanout::new(
-        targets
-            .iter()
-            .map(|(name, store, _)| {
-                Arc::new(Member::new((*name).to_string(), true, (*store).clone()))
-            })
-            .collect(),
-        Arc::new(Silent),
-    )
-    .verifying();
-    fanout.set_listing(FileType::Index, listing(indexes.keys().copied().collect()));
-    fanout.set_listing(FileType::Snapshot, listing(kept));
-    let repo = open_repository_with(Arc::new(fanout), &proof.credentials(), NoProgressBars)
-        .and_then(|r| Ok(r.to_indexed_ids()?))
-        .map_err(|e| e.to_string())?;
-    let snapshots = repo.get_all_snapshots().map_err(|e| e.to_string())?;
-    let mut needed: BTreeMap<Id, String> = BTreeMap::new();
-    for snap in snapshots {
-        let name = snap.id.to_hex().to_string();
-        let mut todo = VecDeque::from([snap.tree]);
-        while let Some(tree_id) = todo.pop_front() {
-            if needed.contains_key(&*tree_id) {
-                continue;
-            }
-            needed.insert(*tree_id, name.clone());
-            let tree = repo
-                .get_tree(&tree_id)
-                .map_err(|e| format!("snapshot {}: {e}", &name[..8]))?;
-            for node in tree.nodes {
-                for blob in node.content.iter().flatten() {
-                    needed.entry(**blob).or_insert_with(|| name.clone());
-                }
-                if let Some(sub) = node.subtree {
-                    todo.push_back(sub);
-                }
-            }
-        }
-    }
-    Ok(needed)
+    let indexes: Vec<&str> = indexes.keys().copied().collect();
+    let repo = open_over(targets, &indexes, &kept, proof)?;
+    needed_blobs_of(&repo)
 }

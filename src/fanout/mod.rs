@@ -43,6 +43,9 @@ pub struct Fanout {
     /// While set, removals are collected here instead of done: a deletion is recorded before
     /// anything is removed ([`crate::deletion`]).
     deferred: Arc<Mutex<Option<Vec<String>>>>,
+    /// Files already read and checked by cairn, handed to rustic_core's first read of them
+    /// instead of reading them again.
+    preread: Arc<Mutex<std::collections::BTreeMap<String, Bytes>>>,
 }
 
 impl Fanout {
@@ -56,6 +59,7 @@ impl Fanout {
             listings: Arc::default(),
             hidden: Arc::default(),
             deferred: Arc::default(),
+            preread: Arc::default(),
         }
     }
 
@@ -71,6 +75,13 @@ impl Fanout {
         if let Ok(mut l) = self.listings.lock() {
             l.retain(|(t, _)| *t != tpe);
             l.push((tpe, ids));
+        }
+    }
+
+    /// Hands `bytes` to rustic_core's first read of `path` (cairn read and checked them).
+    pub(crate) fn preread(&self, path: String, bytes: Bytes) {
+        if let Ok(mut p) = self.preread.lock() {
+            p.insert(path, bytes);
         }
     }
 
@@ -129,7 +140,7 @@ impl Fanout {
         self.members.iter().filter(|m| m.is_active()).collect()
     }
 
-    fn drop_member(&self, m: &Member, what: &str, error: StoreError) {
+    pub(crate) fn drop_member(&self, m: &Member, what: &str, error: StoreError) {
         let why = Dropped::Store {
             what: what.to_string(),
             error,
@@ -258,6 +269,9 @@ impl ReadBackend for Fanout {
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
         let path = file_path(tpe, id);
+        if let Some(bytes) = self.preread.lock().ok().and_then(|mut p| p.remove(&path)) {
+            return Ok(bytes);
+        }
         if self.verified.is_some() && tpe != FileType::Config {
             return self.read_verified(&path);
         }

@@ -227,7 +227,7 @@ pub fn run<P: ProgressBars + Clone>(
         other => (other?, locked),
     };
     let proof = locked.proof().ok_or(Error::NoRepository)?;
-    let repo = session.repository_with(proof, pb)?.to_indexed_ids()?;
+    let repo = session.archiving_repository(proof, pb)?.to_indexed_ids()?;
 
     let mut globs: Vec<String> = cfg
         .backup

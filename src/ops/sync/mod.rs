@@ -146,8 +146,8 @@ pub fn run<P: ProgressBars>(
         })
         .collect();
     let mut cut_off = deletion::unjudged(&deletions, &listed);
-    if let Some(proof) = proof {
-        let taking_part: Vec<Holding<'_>> = probed
+    let taking_part = |cut_off: &BTreeMap<&str, _>| -> Vec<Holding<'_>> {
+        probed
             .iter()
             .zip(&inventories)
             .filter(|(p, _)| !cut_off.contains_key(p.cfg.name.as_str()))
@@ -157,10 +157,12 @@ pub fn run<P: ProgressBars>(
                 }
                 _ => None,
             })
-            .collect();
-        if void_breaking(&taking_part, &mut deletions, proof, observer) {
-            cut_off = deletion::unjudged(&deletions, &listed);
-        }
+            .collect()
+    };
+    if let Some(proof) = proof
+        && void_breaking(&taking_part(&cut_off), &mut deletions, proof, observer)
+    {
+        cut_off = deletion::unjudged(&deletions, &listed);
     }
     // The union, from targets holding the repository only.
     let mut union: BTreeMap<&str, u64> = BTreeMap::new();
@@ -175,6 +177,32 @@ pub fn run<P: ProgressBars>(
                 }
             }
         }
+    }
+    // A snapshot goes only where all it names can follow: never one whose trees or data no
+    // target holds (an old one put back after its data was pruned).
+    let withheld = match proof {
+        Some(proof) => {
+            let taking_part = taking_part(&cut_off);
+            let candidates: Vec<&str> = union
+                .keys()
+                .copied()
+                .filter(|p| p.starts_with("snapshots/"))
+                .filter(|p| {
+                    taking_part
+                        .iter()
+                        .any(|(_, _, files)| !files.contains_key(*p))
+                })
+                .collect();
+            crate::needs::incomplete(&taking_part, &union, &candidates, proof)
+        }
+        None => BTreeMap::new(),
+    };
+    for (path, why) in &withheld {
+        union.remove(path.as_str());
+        observer.warn(&format!(
+            "{path} is not copied: {why}; it cannot be restored from where it is either \
+             (`cairn check` tells more)"
+        ));
     }
     let sources_of = |dest: usize| {
         let probed = &probed;
@@ -268,6 +296,11 @@ pub fn run<P: ProgressBars>(
             foreign,
             pb,
         );
+        for (path, why) in withheld.iter().filter(|(p, _)| !inv.files.contains_key(*p)) {
+            t.held_back += 1;
+            t.detail
+                .get_or_insert_with(|| format!("file(s) held back; first: {path}: {why}"));
+        }
         // Deletions after the copies: a pruned target first receives the new index and packs,
         // then loses the old ones. Behind after a failed copy, it loses only snapshots. (Without
         // the key no record is proven, and nothing is obeyed.)

@@ -13,6 +13,8 @@ use std::{
 
 use rustic_core::{FileType, Id, OpenStatus, ProgressBars, Repository};
 
+mod index;
+
 use crate::{
     config::TargetConfig,
     context::Context,
@@ -52,6 +54,8 @@ pub struct Session {
     mode: Mode,
     /// The fan-out backend over the members.
     pub fanout: Fanout,
+    /// Packs a member lacks that an index names (found by [`Self::archiving_repository`]).
+    holes: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
     ctx: Context,
 }
 
@@ -171,6 +175,7 @@ impl Session {
             not_used,
             mode,
             fanout,
+            holes: std::sync::Mutex::default(),
             ctx: ctx.clone(),
         })
     }
@@ -297,6 +302,24 @@ impl Session {
         open_repository_with(Arc::new(self.fanout.clone()), &proof.credentials(), pb)
     }
 
+    /// Opens the repository a backup writes through: as [`Self::repository_with`], with an
+    /// index that names only packs every member holds ([`index`]).
+    ///
+    /// # Errors
+    /// The repository could not be read.
+    pub fn archiving_repository<P: ProgressBars>(
+        &self,
+        proof: &Proof,
+        pb: P,
+    ) -> Result<Repository<OpenStatus>> {
+        self.hide_deleted(&self.fanout, proof);
+        let holes = index::keep_sound(&self.fanout, proof)?;
+        if let Ok(mut h) = self.holes.lock() {
+            *h = holes;
+        }
+        open_repository_with(Arc::new(self.fanout.clone()), &proof.credentials(), pb)
+    }
+
     /// What became of every configured target, in configuration order.
     #[must_use]
     pub fn outcomes(&self) -> Vec<TargetOutcome> {
@@ -305,10 +328,21 @@ impl Session {
             let p = &self.probed[i];
             let m = &self.fanout.members()[pos];
             let failure = m.failure().map(|d| d.to_string());
-            let state = match (&failure, self.mode) {
-                (Some(_), _) => TargetState::Failed,
-                (None, Mode::Write) => TargetState::Complete,
-                (None, Mode::Read) => TargetState::Available,
+            let hole = self.holes.lock().ok().and_then(|h| {
+                let packs = h.get(&m.name)?;
+                Some(format!(
+                    "lacks {} pack(s) its index names, so a snapshot written before may not \
+                     restore from it (this backup wrote their data again); no target holds an \
+                     intact copy to bring back; `cairn check` tells more; first: {}",
+                    packs.len(),
+                    packs[0]
+                ))
+            });
+            let (state, failure) = match (failure, self.mode) {
+                (Some(f), _) => (TargetState::Failed, Some(f)),
+                (None, Mode::Write) if hole.is_some() => (TargetState::Incomplete, hole),
+                (None, Mode::Write) => (TargetState::Complete, None),
+                (None, Mode::Read) => (TargetState::Available, None),
             };
             out.push((
                 i,
