@@ -25,6 +25,8 @@ pub enum Probe {
     Unreachable(String),
     /// Its folder, bucket or container is not there (a missing mount, a typo): not empty.
     Absent(String),
+    /// Its storage is full or over quota: not even a lock can be written.
+    Full(String),
     /// Reachable, no repository.
     Empty,
     /// Holds a repository.
@@ -60,6 +62,7 @@ impl Probe {
         match e.kind {
             StoreErrorKind::Offline => Self::Offline(m),
             StoreErrorKind::Absent => Self::Absent(m),
+            StoreErrorKind::Full => Self::Full(m),
             _ => Self::Unreachable(m),
         }
     }
@@ -71,6 +74,7 @@ impl Probe {
         match self {
             Probe::Offline(m) => Some((TargetState::Offline, m.clone())),
             Probe::Unreachable(m) | Probe::Absent(m) => Some((TargetState::Unreachable, m.clone())),
+            Probe::Full(m) => Some((TargetState::Full, m.clone())),
             Probe::Empty => Some((
                 TargetState::NotInitialised,
                 "holds no repository (run `cairn init`)".into(),

@@ -153,6 +153,8 @@ pub enum TargetState {
     Offline,
     /// Could not be reached or listed.
     Unreachable,
+    /// Its storage is full or over quota: free space (or raise the quota), then sync.
+    Full,
     /// Reachable but holds no repository yet.
     NotInitialised,
     /// Holds the repository but lacks files the others have; not written until it is synced.

@@ -491,3 +491,93 @@ fn round_two_bad_inputs_get_clear_errors_and_the_documented_exit() {
         .unwrap();
     says(&o, 1, "audit record not written");
 }
+
+/// A small filesystem of its own (tmpfs), unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Self {
+        fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs (the suite runs as root): {}",
+            text(&out)
+        );
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).output();
+    }
+}
+
+/// A target on a full disk: the write that failed leaves nothing behind, and once not even
+/// a lock fits the target is called full, not unreachable.
+#[test]
+fn a_full_target_is_called_full_and_keeps_no_partial_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&tmp.path().join("disk"), "3m");
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("small"), pseudo_random(1, 500_000)).unwrap();
+    let a = disk.0.join("a");
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!(
+            "{}{}",
+            local_target("a", &a),
+            local_target("b", &tmp.path().join("b"))
+        ),
+    );
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+
+    // More than fits: the backup lands on `b`, and `a` keeps no partial file.
+    fs::write(src.join("big"), pseudo_random(2, 4_000_000)).unwrap();
+    let out = cairn(&config, &["--json", "backup"]);
+    expect_code(&out, 3);
+    let report = json(&out);
+    assert_eq!(report["targets"][0]["state"], "failed", "{report}");
+    assert!(
+        report["targets"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no storage space"),
+        "{report}"
+    );
+    assert_eq!(report["targets"][1]["state"], "complete", "{report}");
+    let left: Vec<_> = fs::read_dir(a.join(".cairn-tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in .cairn-tmp: {left:?}");
+
+    // Full to the last byte: not even a lock fits.
+    let filler = disk.0.join("filler");
+    let _ = fs::write(&filler, vec![0u8; 4_000_000]);
+    let out = cairn(&config, &["--json", "backup"]);
+    expect_code(&out, 3);
+    let report = json(&out);
+    let t_a = &report["targets"][0];
+    assert_eq!(t_a["state"], "full", "{report}");
+    assert!(
+        t_a["detail"].as_str().unwrap().contains("free space"),
+        "{report}"
+    );
+    assert!(text(&out).contains("`a` left out: full"), "{}", text(&out));
+    // Space freed: the target takes part again (catch-up copies what it missed, as far as it
+    // fits) and is no longer called full.
+    fs::remove_file(&filler).unwrap();
+    fs::remove_file(src.join("big")).unwrap();
+    let out = cairn(&config, &["--json", "backup"]);
+    let report = json(&out);
+    assert_ne!(report["targets"][0]["state"], "full", "{report}");
+    drop(disk);
+}

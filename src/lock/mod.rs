@@ -76,7 +76,7 @@ pub struct RepoLock {
     refresher: Option<thread::JoinHandle<()>>,
     holder: Holder,
     targets: Arc<Vec<Locked>>,
-    refused: Vec<(String, String)>,
+    refused: Vec<(String, Probe)>,
     restic: Arc<std::sync::Mutex<restic::Held>>,
 }
 
@@ -98,8 +98,8 @@ impl RepoLock {
             .into_iter()
             .map(|mut p| {
                 let usable = matches!(p.probe, Probe::Ready { .. } | Probe::Empty);
-                if let Some((_, why)) = self.refused.iter().find(|(n, _)| *n == p.cfg.name) {
-                    p.probe = Probe::Unreachable(format!("could not be locked: {why}"));
+                if let Some((_, probe)) = self.refused.iter().find(|(n, _)| *n == p.cfg.name) {
+                    p.probe = probe.clone();
                 } else if usable && self.lost_flag(&p.cfg.name).is_none() {
                     p.probe = Probe::Unreachable("was not locked by this run".into());
                 }
@@ -159,7 +159,8 @@ impl RepoLock {
                 }
                 Err(why) => {
                     observer.warn(&format!("`{name}` left out: {why}"));
-                    self.refused.push(((*name).to_string(), why));
+                    let probe = Probe::Unreachable(format!("could not be locked: {why}"));
+                    self.refused.push(((*name).to_string(), probe));
                 }
             }
         }
@@ -179,6 +180,8 @@ impl RepoLock {
 enum Taken {
     Ok(Vec<(String, Holder)>),
     Refused(String),
+    /// The storage is full: not even the lock fits.
+    Full(String),
     Held(Holder),
     Race,
 }
@@ -226,7 +229,7 @@ pub(crate) fn acquire(
     }
     let release_all = || {
         for ((_, store), t) in candidates.iter().zip(&taken) {
-            if !matches!(t, Taken::Refused(_)) {
+            if !matches!(t, Taken::Refused(_) | Taken::Full(_)) {
                 let _ = store.delete(&holder.file());
             }
         }
@@ -271,7 +274,16 @@ pub(crate) fn acquire(
             }
             Taken::Refused(why) => {
                 observer.warn(&format!("`{name}` left out: its lock {why}"));
-                refused.push(((*name).to_string(), why));
+                let probe = Probe::Unreachable(format!("could not be locked: {why}"));
+                refused.push(((*name).to_string(), probe));
+            }
+            Taken::Full(why) => {
+                let why = format!(
+                    "full: free space there (or raise its quota), then `cairn sync`; its lock \
+                     cannot be written: {why}"
+                );
+                observer.warn(&format!("`{name}` left out: {why}"));
+                refused.push(((*name).to_string(), Probe::Full(why)));
             }
             Taken::Held(_) | Taken::Race => {}
         }
@@ -356,6 +368,9 @@ fn take(
         }
     }
     if let Err(e) = store.write(&me.file(), vec![mine.clone()]) {
+        if e.kind == crate::store::StoreErrorKind::Full {
+            return Taken::Full(e.to_string());
+        }
         return Taken::Refused(format!("cannot be written: {e}"));
     }
     match store.read(&me.file()) {

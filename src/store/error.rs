@@ -13,8 +13,28 @@ pub enum StoreErrorKind {
     Absent,
     /// Worth retrying: a timeout, a dropped connection, a busy server.
     Transient,
-    /// Will fail again: refused credentials, a missing share or bucket, a full disk.
+    /// Will fail again: refused credentials, a missing share or bucket.
     Permanent,
+    /// The storage is full or over its quota: nothing more can be written until space is freed.
+    Full,
+}
+
+/// Whether a storage error's words say the storage is full or over quota: each service says
+/// it its own way (errno 28 through std and opendal, SMB's disk-full status, HTTP 507, quotas).
+#[must_use]
+pub fn says_full(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    [
+        "no space left",
+        "no storage space",
+        "disk full",
+        "share is full",
+        "quota exceeded",
+        "insufficient storage",
+        "insufficientstorage",
+    ]
+    .iter()
+    .any(|w| t.contains(w))
 }
 
 /// A classified storage error. Its message never holds a secret.

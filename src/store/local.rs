@@ -220,6 +220,23 @@ impl LocalStore {
         Ok(())
     }
 
+    /// Removes what a failed write of `path` left in the temporary folder: opendal keeps its
+    /// partial copy (`<name>.<random>`), and on a full disk that copy keeps the disk full.
+    fn remove_partial(&self, path: &str) {
+        let prefix = format!("{}.", path.rsplit('/').next().unwrap_or(path));
+        let Ok(entries) = std::fs::read_dir(self.path.join(TMP_DIR)) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     fn not_found(&self, path: &str) -> StoreError {
         StoreError::new(
             StoreErrorKind::NotFound,
@@ -249,9 +266,11 @@ impl Store for LocalStore {
             .read_range(path, offset, length)
     }
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
-        self.inner(true)?
-            .ok_or_else(|| self.not_found(path))?
-            .write(path, parts)?;
+        let store = self.inner(true)?.ok_or_else(|| self.not_found(path))?;
+        if let Err(e) = store.write(path, parts) {
+            self.remove_partial(path);
+            return Err(e);
+        }
         self.sync_dirs(path)
     }
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {

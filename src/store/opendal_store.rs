@@ -124,6 +124,8 @@ impl OpendalStore {
     fn error(&self, what: &str, path: &str, e: &opendal::Error) -> StoreError {
         let kind = if e.kind() == ErrorKind::NotFound {
             StoreErrorKind::NotFound
+        } else if super::error::says_full(&format!("{e:?}")) {
+            StoreErrorKind::Full
         } else if e.is_temporary() {
             StoreErrorKind::Transient
         } else {

@@ -138,6 +138,7 @@ impl SmbStore {
             Failure::Op(e) => {
                 let kind = match e.kind() {
                     ErrorKind::NotFound => StoreErrorKind::NotFound,
+                    ErrorKind::DiskFull => StoreErrorKind::Full,
                     k if transient(k) => StoreErrorKind::Transient,
                     _ => StoreErrorKind::Permanent,
                 };
