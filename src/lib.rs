@@ -18,7 +18,7 @@
 //!    [`vault`], [`repo`] (opening a repository, the derived-key cache);
 //! 7. one configuration at work: [`context`];
 //! 8. reading the targets: `verified::packs`, [`fanout`], [`probe`], `verified`;
-//! 9. trust: [`proof`], [`replica`], [`deletion`], [`unlock`];
+//! 9. trust: [`proof`], [`replica`], [`needs`] (what snapshots need), [`deletion`], [`unlock`];
 //! 10. one command's view of the targets: [`session`], [`lock`];
 //! 11. around the commands: [`source`], [`selection`], [`hook`], [`notify`], [`runlog`],
 //!     [`metrics`], [`schedule`], [`destination`], [`sample`];

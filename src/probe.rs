@@ -27,6 +27,8 @@ pub enum Probe {
     Absent(String),
     /// Its storage is full or over quota: not even a lock can be written.
     Full(String),
+    /// Holds another repository than the one this machine knows by this configuration.
+    Foreign(String),
     /// Reachable, no repository.
     Empty,
     /// Holds a repository.
@@ -75,6 +77,7 @@ impl Probe {
             Probe::Offline(m) => Some((TargetState::Offline, m.clone())),
             Probe::Unreachable(m) | Probe::Absent(m) => Some((TargetState::Unreachable, m.clone())),
             Probe::Full(m) => Some((TargetState::Full, m.clone())),
+            Probe::Foreign(m) => Some((TargetState::Foreign, m.clone())),
             Probe::Empty => Some((
                 TargetState::NotInitialised,
                 "holds no repository (run `cairn init`)".into(),
@@ -162,7 +165,7 @@ fn ready(store: &dyn Store, config: Bytes) -> Probe {
 /// Probes these targets concurrently.
 #[must_use]
 pub fn probe_targets(ctx: &Context, targets: &[TargetConfig]) -> Vec<Probed> {
-    crate::par::each_caught(targets, |t| probe_one(ctx, t))
+    let probed: Vec<Probed> = crate::par::each_caught(targets, |t| probe_one(ctx, t))
         .into_iter()
         .zip(targets)
         .map(|(r, t)| {
@@ -172,7 +175,36 @@ pub fn probe_targets(ctx: &Context, targets: &[TargetConfig]) -> Vec<Probed> {
                 probe: Probe::Unreachable(format!("probe {why}")),
             })
         })
-        .collect()
+        .collect();
+    leave_out_foreign(ctx, probed)
+}
+
+/// Once this machine knows the repository (its `config` remembered in the state folder), a
+/// target holding another one is left out, named, instead of stopping every command: nothing
+/// is read from it or written to it.
+fn leave_out_foreign(ctx: &Context, mut probed: Vec<Probed>) -> Vec<Probed> {
+    let known = ctx
+        .state_dir()
+        .ok()
+        .and_then(|d| crate::state::State::load(&d).ok())
+        .and_then(|s| s.repository);
+    let Some(known) = known else {
+        return probed;
+    };
+    let name = ctx.cfg().repository.name.as_deref().unwrap_or("repository");
+    for p in &mut probed {
+        if let Probe::Ready { config, .. } = &p.probe
+            && crate::layout::sha256_hex(config) != known
+        {
+            p.probe = Probe::Foreign(format!(
+                "holds another repository than the one this machine has been using as `{name}` \
+                 (its `config` differs); left out: nothing is read from it or written to it \
+                 (if the repository was re-created on purpose, remove `repository` from \
+                 targets.json in the state folder)"
+            ));
+        }
+    }
+    probed
 }
 
 /// Probes the targets concurrently (all, or only `only`), in configuration order.
@@ -236,6 +268,7 @@ mod tests {
             required: true,
             retries: 0,
             timeout: std::time::Duration::from_secs(5),
+            region: None,
             kind: crate::config::TargetKind::Local {
                 path: dir.path().to_path_buf(),
                 mount_point: None,

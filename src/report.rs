@@ -155,6 +155,8 @@ pub enum TargetState {
     Unreachable,
     /// Its storage is full or over quota: free space (or raise the quota), then sync.
     Full,
+    /// Holds another repository than the one this machine has been using: left out.
+    Foreign,
     /// Reachable but holds no repository yet.
     NotInitialised,
     /// Holds the repository but lacks files the others have; not written until it is synced.

@@ -45,10 +45,15 @@ pub fn unit_dir(user: bool) -> PathBuf {
         .join("systemd/user")
 }
 
-/// The unit name prefix: `cairn-NAME`, from the repository's name.
+/// The unit name prefix: `cairn-NAME`, from the repository's name (of a file of several
+/// repositories, whose one timer runs them all: from the file's name).
 #[must_use]
 pub fn prefix(cfg: &Config) -> String {
-    let name = cfg.repository.name.as_deref().unwrap_or("backup");
+    let stem = cfg.path.file_stem().and_then(|s| s.to_str());
+    let name = match &cfg.client {
+        Some(_) => stem.unwrap_or("backup"),
+        None => cfg.repository.name.as_deref().unwrap_or("backup"),
+    };
     let safe: String = name
         .chars()
         .map(|c| {
@@ -62,12 +67,21 @@ pub fn prefix(cfg: &Config) -> String {
     format!("cairn-{safe}")
 }
 
-/// Renders the units. `exe` is the cairn binary, `config` the configuration's absolute path,
+/// Renders the units of the repositories of one file (`cfgs`, each a view of it; one timer
+/// runs them all). `exe` is the cairn binary, `config` the configuration's absolute path,
 /// `state` the state base folder the admin's own commands use (so both see the same records).
+///
+/// # Panics
+/// `cfgs` is empty.
 #[must_use]
-pub fn render(cfg: &Config, exe: &Path, config: &Path, state: &Path, user: bool) -> Units {
+pub fn render(cfgs: &[Config], exe: &Path, config: &Path, state: &Path, user: bool) -> Units {
+    let cfg = &cfgs[0];
     let prefix = prefix(cfg);
-    let repo = cfg.repository.name.as_deref().unwrap_or("backup");
+    let names: Vec<&str> = cfgs
+        .iter()
+        .map(|c| c.repository.name.as_deref().unwrap_or("backup"))
+        .collect();
+    let repo = names.join(", ");
     let creds_dir = cfg
         .schedule
         .credentials_dir
@@ -75,7 +89,7 @@ pub fn render(cfg: &Config, exe: &Path, config: &Path, state: &Path, user: bool)
         .unwrap_or_else(|| PathBuf::from("/etc/credstore"));
     let mut warnings = Vec::new();
     let mut credentials = Vec::new();
-    for s in cfg.secrets() {
+    for s in cfgs.iter().flat_map(Config::secrets) {
         match s {
             SecretRef::Credential(n) if !credentials.contains(n) => credentials.push(n.clone()),
             SecretRef::Env(n) => warnings.push(format!(
@@ -85,24 +99,32 @@ pub fn render(cfg: &Config, exe: &Path, config: &Path, state: &Path, user: bool)
             _ => {}
         }
     }
-    if cfg.repository.password.is_none() {
-        warnings.push(
-            "[repository] password is not set, so CAIRN_PASSWORD would be used, which a timer's \
-             service does not have: set password = \"credential:cairn-password\""
-                .into(),
-        );
-    }
     let mut writable = vec![state.to_path_buf()];
-    for t in &cfg.targets {
-        if let TargetKind::Local { path, .. } = &t.kind {
-            writable.push(path.clone());
+    for cfg in cfgs {
+        if cfg.repository.password.is_none() {
+            warnings.push(format!(
+                "repository `{}`: password is not set, so CAIRN_PASSWORD would be used, which a \
+                 timer's service does not have: set password = \"credential:cairn-password\"",
+                cfg.repository.name.as_deref().unwrap_or("backup")
+            ));
         }
-    }
-    if let Some(p) = cfg.metrics.path.as_ref().and_then(|p| p.parent()) {
-        writable.push(p.to_path_buf());
-    }
-    if let Some(p) = &cfg.verify.restore_to {
-        writable.push(p.clone());
+        for t in &cfg.targets {
+            if let TargetKind::Local { path, .. } = &t.kind
+                && !writable.contains(path)
+            {
+                writable.push(path.clone());
+            }
+        }
+        if let Some(p) = cfg.metrics.path.as_ref().and_then(|p| p.parent())
+            && !writable.iter().any(|w| w == p)
+        {
+            writable.push(p.to_path_buf());
+        }
+        if let Some(p) = &cfg.verify.restore_to
+            && !writable.contains(p)
+        {
+            writable.push(p.clone());
+        }
     }
 
     let service = |what: &str, verb: &str| {
@@ -234,7 +256,7 @@ mod tests {
         )
         .unwrap();
         let u = render(
-            &cfg,
+            std::slice::from_ref(&cfg),
             Path::new("/usr/local/bin/cairn"),
             Path::new("/etc/cairn/targets.toml"),
             Path::new("/var/lib/cairn"),

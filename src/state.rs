@@ -36,7 +36,12 @@ pub fn dir(cfg: &Config) -> Result<PathBuf> {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let key = sha256_hex(config.to_string_lossy().as_bytes());
+    // One of several repositories of a file: its name is part of the key too (two names may
+    // read alike once made safe). The single repository of a file keeps the folder it had.
+    let key = match &cfg.client {
+        Some(client) => sha256_hex(format!("{}\n{client}", config.to_string_lossy()).as_bytes()),
+        None => sha256_hex(config.to_string_lossy().as_bytes()),
+    };
     let dir = base.join(format!("{safe}-{}", &key[..12]));
     // It names client files and targets: for the owner only.
     let io = |source| Error::Io {
@@ -205,6 +210,11 @@ pub struct State {
     /// The last run of each command (`run`, `backup`, `verify`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub commands: BTreeMap<String, CommandRecord>,
+    /// The SHA-256 of the repository's `config` file, once a password opened it (or `init`
+    /// made it): a target holding another repository is then left out instead of stopping
+    /// every command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
 
 /// Prunes waiting for targets to come back.

@@ -109,6 +109,17 @@ pub fn unlock_with(
                     return Err(Error::KeyRemoved { key });
                 }
                 gate.right(&what);
+                let id = crate::layout::sha256_hex(config);
+                if ctx
+                    .state_dir()
+                    .ok()
+                    .and_then(|d| crate::state::State::load(&d).ok())
+                    .is_some_and(|s| s.repository.is_none())
+                {
+                    ctx.update_state(|s| {
+                        s.repository.get_or_insert(id);
+                    });
+                }
                 proof.load_endorsements(&sources, &|k| removed.contains(k));
                 ctx.trail().replicate_to(
                     proof.master_key(),

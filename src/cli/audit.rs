@@ -3,15 +3,15 @@
 use anyhow::Result;
 use cairn::audit::{self, Record};
 
-use super::{Ctx, exit, print_json};
+use super::{Ctx, exit};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     command: AuditCommand,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 enum AuditCommand {
     /// Print the records, oldest first.
     Show {
@@ -40,7 +40,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
                 .filter(|r| only.as_deref().is_none_or(|o| r.operator == o))
                 .collect();
             if ctx.json {
-                print_json(&records)?;
+                ctx.print_json(&records)?;
                 return Ok(exit::OK);
             }
             for r in &records {
@@ -140,7 +140,7 @@ fn verify(ctx: &Ctx, path: &std::path::Path, lines: &[String]) -> Result<i32> {
     }
     let ok = faults.is_empty();
     if ctx.json {
-        print_json(&serde_json::json!({
+        ctx.print_json(&serde_json::json!({
             "records": lines.len(),
             "intact": ok,
             "faults": faults,

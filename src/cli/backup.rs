@@ -6,9 +6,9 @@ use cairn::{
     report::human_bytes,
 };
 
-use super::{Ctx, exit, print_cause, print_foreign, print_json, print_targets, write_exit};
+use super::{Ctx, exit, print_cause, print_foreign, print_targets, write_exit};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Add a tag to this snapshot (repeatable).
     #[arg(long = "tag")]
@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     };
     let r = backup::run(&ctx.core, &pw, &opts, ctx.reporter.clone())?;
     if ctx.json {
-        print_json(&r)?;
+        ctx.print_json(&r)?;
     } else {
         println!("snapshot {} saved", &r.snapshot[..8]);
         if let Some(p) = &r.parent {

@@ -6,9 +6,9 @@ use cairn::{
     report::human_bytes,
 };
 
-use super::{Ctx, exit, label, print_cause, print_json};
+use super::{Ctx, exit, label, print_cause};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Hash every repository file and compare it with its name.
     #[arg(long, conflicts_with = "read_data_subset")]
@@ -47,7 +47,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     };
     let r = check::run(&ctx.core, &opts, pw.as_ref(), &ctx.reporter)?;
     if ctx.json {
-        print_json(&r)?;
+        ctx.print_json(&r)?;
     } else {
         // One line per cause; the per-file list is in --json.
         for c in &r.causes {

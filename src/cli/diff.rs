@@ -3,9 +3,9 @@
 use anyhow::Result;
 use cairn::{ops::diff, report::human_bytes, selection::Selector};
 
-use super::{Ctx, exit, print_json, select::FilterArgs};
+use super::{Ctx, exit, select::FilterArgs};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// The first snapshot (id prefix, `latest`, `@TIME`), optionally with `:PATH`.
     #[arg(value_parser = super::select::selector)]
@@ -27,7 +27,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         ctx.reporter.clone(),
     )?;
     if ctx.json {
-        print_json(&r)?;
+        ctx.print_json(&r)?;
         return Ok(exit::OK);
     }
     println!("comparing snapshot {} to {}:", &r.from[..8], &r.to[..8]);

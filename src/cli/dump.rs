@@ -8,7 +8,7 @@ use cairn::{
 
 use super::{Ctx, exit, select::FilterArgs};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// `SNAPSHOT:PATH`: a file is written as it is, a folder as a tar stream.
     #[arg(value_parser = super::select::selector)]

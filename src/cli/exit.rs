@@ -16,4 +16,6 @@ Exit codes:
   11  the repository is locked by another cairn process (it is named); run: another run is running
   12  wrong repository password or vault passphrase, or a removed key's password
   13  locked: too many wrong passwords in a row (the message says until when)
-  130 interrupted (Ctrl-C)";
+  130 interrupted (Ctrl-C)
+With several repositories (`[[repository]]`), each runs on its own and the command exits with
+the worst of their codes: a failure (the first in configuration order) over 6 over 3 over 0.";

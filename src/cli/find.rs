@@ -8,7 +8,7 @@ use cairn::{
 
 use super::{Ctx, exit, select::FilterArgs};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Glob patterns: `*.pdf`, `Vertrag*`; with a `/`, matched against the whole path
     /// (`/srv/**/acme/*.docx`).
@@ -64,7 +64,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         );
     })?;
     if ctx.json {
-        super::print_json(&serde_json::json!({ "matches": found, "summary": r }))?;
+        ctx.print_json(&serde_json::json!({ "matches": found, "summary": r }))?;
     } else {
         println!(
             "{} match(es) in {} snapshot(s) searched",

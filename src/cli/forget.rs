@@ -9,9 +9,9 @@ use cairn::{
     retention::{GroupBy, Policy, Verdict, Within},
 };
 
-use super::{Ctx, exit, label, print_json, write_exit};
+use super::{Ctx, exit, label, write_exit};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Forget exactly these snapshots (ids or unique prefixes) instead of applying the policy.
     ids: Vec<String>,
@@ -83,7 +83,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             Some(Err(e)) => serde_json::json!({ "error": format!("{e:#}") }),
             None => serde_json::Value::Null,
         };
-        print_json(&v)?;
+        ctx.print_json(&v)?;
     } else {
         print_text(&r);
         if let Some(Ok(p)) = &pruned {

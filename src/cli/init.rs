@@ -3,9 +3,9 @@
 use anyhow::Result;
 use cairn::{ops::init, report::is_partial};
 
-use super::{Ctx, print_json, print_targets, write_exit};
+use super::{Ctx, print_targets, write_exit};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Create a new repository even though a target that may already hold one cannot be
     /// reached (a second repository would then exist beside the first).
@@ -18,7 +18,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let report = init::run(&ctx.core, &pw, args.force_new, ctx.reporter.clone())?;
     let code = write_exit(is_partial(&report.targets));
     if ctx.json {
-        print_json(&report)?;
+        ctx.print_json(&report)?;
     } else {
         let what = if report.created {
             "created"

@@ -3,15 +3,15 @@
 use anyhow::Result;
 use cairn::ops::key::{self, KeyReport};
 
-use super::{Ctx, label, print_json, write_exit};
+use super::{Ctx, label, write_exit};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     command: KeyCommand,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 enum KeyCommand {
     /// Add a key for `--operator NAME` on every target (its password from `CAIRN_NEW_PASSWORD`, else
     /// asked twice on the terminal).
@@ -42,7 +42,7 @@ pub fn run(ctx: &Ctx, args: Args, operator: Option<&str>) -> Result<i32> {
             ctx.core.trail().command("key list");
             let keys = key::list(&ctx.core, &pw)?;
             if ctx.json {
-                print_json(&keys)?;
+                ctx.print_json(&keys)?;
                 return Ok(0);
             }
             println!(
@@ -80,7 +80,7 @@ pub fn run(ctx: &Ctx, args: Args, operator: Option<&str>) -> Result<i32> {
 
 fn report(ctx: &Ctx, r: &KeyReport, done: &str) -> Result<i32> {
     if ctx.json {
-        print_json(r)?;
+        ctx.print_json(r)?;
     } else {
         println!("key of `{}` {done}: {}", r.operator, r.keys.join(", "));
         println!("{:<16} {:<15}  detail", "target", "state");

@@ -5,7 +5,7 @@ use cairn::ops::ls;
 
 use super::{Ctx, exit};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Snapshot: an id prefix, `latest`, or `@TIME` (the newest at or before: `@2026-11-17`,
     /// `@2026-11-17T22:00`), optionally with `:PATH` inside it.

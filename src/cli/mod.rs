@@ -57,11 +57,15 @@ pub struct Cli {
     /// key (the audit log then names `CAIRN_OPERATOR`, else the OS user, as who did it).
     #[arg(long, global = true, env = "CAIRN_OPERATOR", value_name = "NAME")]
     pub operator: Option<String>,
+    /// The repository to work on, by its `[[repository]]` name (repeatable). Without it:
+    /// every repository, except for the verbs that need exactly one.
+    #[arg(long = "repo", global = true, value_name = "NAME")]
+    pub repo: Vec<String>,
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Create the repository on every target (or add it to targets that lack it).
     #[command(after_help = exit::TABLE)]
@@ -172,34 +176,227 @@ pub struct Ctx {
     pub core: Context,
     pub json: bool,
     pub reporter: Reporter,
+    /// Every repository of the configuration file (`schedule` covers them all).
+    pub file: Arc<Vec<Config>>,
+    /// Whether this is one of several repositories the command runs on.
+    pub among_several: bool,
+    /// With several repositories in one `--json` run, each verb's document is kept here and
+    /// printed with the others as one.
+    collected: Option<std::cell::RefCell<Option<serde_json::Value>>>,
 }
 
 impl Ctx {
     fn cfg(&self) -> &Config {
         self.core.cfg()
     }
+
+    /// Prints `value` as JSON on stdout (or keeps it for the document of all repositories).
+    fn print_json<T: Serialize>(&self, value: &T) -> Result<()> {
+        match &self.collected {
+            Some(slot) => *slot.borrow_mut() = Some(serde_json::to_value(value)?),
+            None => println!("{}", serde_json::to_string_pretty(value)?),
+        }
+        Ok(())
+    }
 }
 
-/// Runs the parsed command; returns the exit code.
+/// How a verb treats a file of several repositories when no `--repo` is given.
+enum Scope {
+    /// Every repository, one after another.
+    All,
+    /// Exactly one must be named.
+    One,
+    /// Not about a repository (the vault, the timers): once.
+    File,
+}
+
+impl Command {
+    fn scope(&self) -> Scope {
+        match self {
+            Self::Restore(_)
+            | Self::Ls(_)
+            | Self::Dump(_)
+            | Self::Find(_)
+            | Self::Diff(_)
+            | Self::Forget(_)
+            | Self::Prune(_)
+            | Self::Key(_) => Scope::One,
+            Self::Vault(_) | Self::Schedule(_) => Scope::File,
+            _ => Scope::All,
+        }
+    }
+}
+
+/// The repositories the command works on, in configuration order.
+fn choose(all: Vec<Config>, asked: &[String], command: &Command) -> Result<Vec<Config>> {
+    let name_of = |c: &Config| {
+        c.client
+            .clone()
+            .or_else(|| c.repository.name.clone())
+            .unwrap_or_default()
+    };
+    let names: Vec<String> = all.iter().map(name_of).collect();
+    let usage = |m: String| anyhow::Error::new(cairn::error::Error::Usage(m));
+    if let Some(unknown) = asked.iter().find(|a| !names.contains(a)) {
+        return Err(usage(format!(
+            "no repository named `{unknown}` in {} (configured: {})",
+            all[0].path.display(),
+            names.join(", ")
+        )));
+    }
+    if !asked.is_empty() {
+        return Ok(all
+            .into_iter()
+            .filter(|c| asked.contains(&name_of(c)))
+            .collect());
+    }
+    if all.len() == 1 {
+        return Ok(all);
+    }
+    match command.scope() {
+        Scope::All => Ok(all),
+        Scope::File => Ok(all.into_iter().take(1).collect()),
+        Scope::One => Err(usage(format!(
+            "`cairn {}` works on one repository: name it with --repo (configured: {})",
+            command.name(),
+            names.join(", ")
+        ))),
+    }
+}
+
+/// Of several repositories' exit codes, the one the whole command exits with: a failure (the
+/// first, in configuration order) over unread files (6) over partially done (3) over success.
+fn worst(codes: &[i32]) -> i32 {
+    let rank = |c: i32| match c {
+        exit::OK => 0,
+        exit::PARTIAL => 1,
+        exit::INCOMPLETE => 2,
+        _ => 3,
+    };
+    codes
+        .iter()
+        .copied()
+        .fold(exit::OK, |w, c| if rank(c) > rank(w) { c } else { w })
+}
+
+/// Runs the parsed command on each chosen repository; returns the exit code.
 ///
 /// # Errors
-/// Any failure; `main` maps it to an exit code.
+/// Any failure of a single repository's command; `main` maps it to an exit code.
 pub fn run(cli: Cli) -> Result<i32> {
-    let cfg = Config::load(&cli.config)?;
+    let all = Config::load_all(&cli.config)?;
     let reporter = Reporter::new(Mode::detect(cli.json));
-    for w in cfg.warnings() {
-        reporter.print("WARN", &w);
+    let mut warned = std::collections::BTreeSet::new();
+    for w in all.iter().flat_map(Config::warnings) {
+        if warned.insert(w.clone()) {
+            reporter.print("WARN", &w);
+        }
     }
+    let file = Arc::new(all.clone());
+    let chosen = choose(all, &cli.repo, &cli.command)?;
+    if chosen.len() == 1 {
+        let cfg = chosen
+            .into_iter()
+            .next()
+            .expect("choose gives one at least");
+        return run_one(
+            &cli,
+            cli.command.clone(),
+            cfg,
+            &reporter,
+            &file,
+            false,
+            None,
+        );
+    }
+    // One repository after another: memory stays that of one, and a client's failure is
+    // reported for it while the others run.
+    let mut codes = Vec::new();
+    let mut docs = Vec::new();
+    for cfg in chosen {
+        let name = cfg.client.clone().unwrap_or_default();
+        if !cli.json {
+            println!("== repository {name} ==");
+        }
+        let slot = cli.json.then(|| std::cell::RefCell::new(None));
+        let result = run_one(
+            &cli,
+            cli.command.clone(),
+            cfg,
+            &reporter,
+            &file,
+            true,
+            slot.as_ref(),
+        );
+        let (code, error) = match result {
+            Ok(code) => (code, None),
+            Err(e) => {
+                let code = e
+                    .downcast_ref::<cairn::error::Error>()
+                    .map_or(exit::FAILED, exit::for_error);
+                reporter.print("ERROR", &format!("repository `{name}`: {e:#}"));
+                (code, Some(format!("{e:#}")))
+            }
+        };
+        codes.push(code);
+        docs.push(serde_json::json!({
+            "repository": name,
+            "exit_code": code,
+            "error": error,
+            "report": slot.and_then(std::cell::RefCell::into_inner),
+        }));
+    }
+    let code = worst(&codes);
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "repositories": docs,
+                "exit_code": code,
+            }))?
+        );
+    } else {
+        let failed: Vec<String> = docs
+            .iter()
+            .filter(|d| d["exit_code"] != 0)
+            .map(|d| {
+                format!(
+                    "{} (exit {})",
+                    d["repository"].as_str().unwrap_or(""),
+                    d["exit_code"]
+                )
+            })
+            .collect();
+        if !failed.is_empty() {
+            println!("not done in full: {}", failed.join(", "));
+        }
+    }
+    Ok(code)
+}
+
+/// Runs the command on one repository, with its audit record and state.
+fn run_one(
+    cli: &Cli,
+    command: Command,
+    cfg: Config,
+    reporter: &Reporter,
+    file: &Arc<Vec<Config>>,
+    several: bool,
+    collected: Option<&std::cell::RefCell<Option<serde_json::Value>>>,
+) -> Result<i32> {
     let ctx = Ctx {
         core: Context::new(cfg, Arc::new(reporter.clone())),
         json: cli.json,
-        reporter,
+        reporter: reporter.clone(),
+        file: file.clone(),
+        among_several: several,
+        collected: collected.map(|_| std::cell::RefCell::new(None)),
     };
-    let (name, recorded) = (cli.command.name(), cli.command.is_recorded());
+    let (name, recorded) = (command.name(), command.is_recorded());
     // Every command on the repository or the vault leaves an audit record (`schedule` only
     // writes timers; `audit` reads the log).
-    let audited = !matches!(cli.command, Command::Schedule(_) | Command::Audit(_));
-    let actor = match &cli.command {
+    let audited = !matches!(command, Command::Schedule(_) | Command::Audit(_));
+    let actor = match &command {
         Command::Key(_) => std::env::var("CAIRN_OPERATOR").ok(),
         _ => cli.operator.clone(),
     };
@@ -207,7 +404,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         ctx.core.trail().begin(ctx.cfg(), name, actor.as_deref());
     }
     let started = std::time::Instant::now();
-    let mut outcome = match cli.command {
+    let mut outcome = match command {
         Command::Init(a) => init::run(&ctx, a),
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
@@ -261,13 +458,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             .update_state(|s| s.record_command(name, code, secs));
         cairn::metrics::write_or_warn(ctx.cfg(), ctx.core.observer().as_ref());
     }
+    if let (Some(out), Some(mine)) = (collected, &ctx.collected) {
+        *out.borrow_mut() = mine.borrow_mut().take();
+    }
     outcome
-}
-
-/// Prints `value` as JSON on stdout.
-fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
 }
 
 /// The per-target table every write command prints.

@@ -6,9 +6,9 @@ use cairn::{
     report::human_bytes,
 };
 
-use super::{Ctx, label, print_json, write_exit};
+use super::{Ctx, label, write_exit};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Show what would be removed and repacked; change nothing.
     #[arg(long, short = 'n')]
@@ -36,7 +36,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let pw = ctx.core.password()?;
     let r = prune::run(&ctx.core, &pw, &args.options(), &ctx.reporter)?;
     if ctx.json {
-        print_json(&r)?;
+        ctx.print_json(&r)?;
     } else {
         print_text(&r);
     }

@@ -9,9 +9,9 @@ use cairn::{
     report::human_bytes,
 };
 
-use super::{Ctx, exit, print_json};
+use super::{Ctx, exit};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Snapshot: an id prefix, `latest`, or `@TIME` (the newest at or before: `@2026-11-17`,
     /// `@2026-11-17T22:00`), optionally with `:PATH` inside it.
@@ -65,7 +65,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         e => e.into(),
     })?;
     if ctx.json {
-        print_json(&r)?;
+        ctx.print_json(&r)?;
     } else {
         let verb = if r.dry_run {
             "would restore"

@@ -3,9 +3,9 @@
 use anyhow::Result;
 use cairn::ops::run;
 
-use super::{Ctx, label, print_json};
+use super::{Ctx, label};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Create the repository first if no target holds one (as `backup --init`).
     #[arg(long)]
@@ -20,7 +20,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         ctx.reporter.clone(),
     );
     if ctx.json {
-        print_json(&r)?;
+        ctx.print_json(&r)?;
     } else {
         // Under systemd the step lines already went to the journal (stderr, with priorities).
         let journal = std::env::var_os("JOURNAL_STREAM").is_some();

@@ -5,15 +5,15 @@ use std::{path::Path, process::Command};
 use anyhow::{Context, Result, bail};
 use cairn::schedule::{self, Units};
 
-use super::{Ctx, exit, print_json};
+use super::{Ctx, exit};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     action: Action,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 enum Action {
     /// Print the units (nothing is written).
     Print(Opts),
@@ -23,7 +23,7 @@ enum Action {
     Remove(Opts),
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 struct Opts {
     /// User units (`~/.config/systemd/user`, `systemctl --user`) instead of system units.
     #[arg(long)]
@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let (Action::Print(o) | Action::Install(o) | Action::Remove(o)) = &args.action;
     let exe = std::env::current_exe().context("where is this cairn binary")?;
     let config = std::path::absolute(&ctx.cfg().path)?;
-    let units = schedule::render(ctx.cfg(), &exe, &config, &cairn::state::base(), o.user);
+    let units = schedule::render(&ctx.file, &exe, &config, &cairn::state::base(), o.user);
     for w in &units.warnings {
         ctx.reporter.print("WARN", w);
     }
@@ -51,7 +51,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
 
 fn print(ctx: &Ctx, units: &Units, dir: &Path) -> Result<i32> {
     if ctx.json {
-        print_json(&units)?;
+        ctx.print_json(&units)?;
     } else {
         for u in &units.units {
             println!("# {}\n{}", dir.join(&u.name).display(), u.text);

@@ -6,16 +6,16 @@ use cairn::{
     report::{TargetState, human_bytes},
 };
 
-use super::{Ctx, label, print_json, write_exit};
+use super::{Ctx, label, write_exit};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {}
 
 pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
     let pw = ctx.core.password()?;
     let r = snapshots::run(&ctx.core, &pw, ctx.reporter.clone())?;
     if ctx.json {
-        print_json(&r)?;
+        ctx.print_json(&r)?;
         return Ok(write_exit(r.partial));
     }
     println!(

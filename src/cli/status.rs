@@ -3,17 +3,23 @@
 use anyhow::Result;
 use cairn::ops::status;
 
-use super::{Ctx, exit, label, print_json};
+use super::{Ctx, exit, label};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {}
 
 pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
-    // With the password (when one is configured), deletions still pending are shown.
-    let pw = ctx.core.password().ok();
+    // With the password (when one is configured), deletions still pending are shown. Not in an
+    // overview of several repositories: each key derivation (restic's scrypt) costs about a
+    // third of a second and 128 MiB; `--repo NAME` shows them.
+    let pw = if ctx.among_several {
+        None
+    } else {
+        ctx.core.password().ok()
+    };
     let r = status::run(&ctx.core, pw.as_ref())?;
     if ctx.json {
-        print_json(&r)?;
+        ctx.print_json(&r)?;
     } else {
         println!(
             "{:<16} {:<7} {:<16} {:>9} {:>8} {:>8}  {:<10} {:<26} {:<26} last error",

@@ -6,9 +6,9 @@ use cairn::{
     report::{TargetState, human_bytes},
 };
 
-use super::{Ctx, exit, label, print_foreign, print_json};
+use super::{Ctx, exit, label, print_foreign};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Bring only this target level.
     #[arg(long)]
@@ -20,7 +20,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let pw = ctx.core.password().ok();
     let r = sync::run_and_record(&ctx.core, pw.as_ref(), args.only.as_deref(), &ctx.reporter)?;
     if ctx.json {
-        print_json(&r)?;
+        ctx.print_json(&r)?;
     } else {
         println!(
             "{:<16} {:<12} {:>8} {:>8} {:>9} {:>12}  detail",

@@ -5,15 +5,15 @@ use std::io::{IsTerminal, Read};
 use anyhow::Result;
 use cairn::{secret::Secret, secret::is_vault_name, vault::Vault};
 
-use super::{Ctx, print_json};
+use super::Ctx;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     command: VaultCommand,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Clone, clap::Subcommand)]
 enum VaultCommand {
     /// Create an empty vault (its passphrase as configured, else asked twice).
     Init,
@@ -75,7 +75,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             ctx.core.trail().command("vault list");
             let names = open()?.names();
             if ctx.json {
-                print_json(&names)?;
+                ctx.print_json(&names)?;
             } else {
                 for n in names {
                     println!("{n}");
@@ -132,7 +132,7 @@ fn read_value(name: &str) -> Result<Secret> {
 
 fn say(ctx: &Ctx, text: &str) -> Result<i32> {
     if ctx.json {
-        print_json(&serde_json::json!({ "done": text }))?;
+        ctx.print_json(&serde_json::json!({ "done": text }))?;
     } else {
         println!("{text}");
     }

@@ -10,9 +10,9 @@ use cairn::{
     sample::SampleSpec,
 };
 
-use super::{Ctx, exit, label, print_cause, print_json};
+use super::{Ctx, exit, label, print_cause};
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// Snapshot to sample (repeatable; `latest` works). Default: `[verify] snapshots`, else latest.
     #[arg(long = "snapshot")]
@@ -120,7 +120,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     }
 
     if ctx.json {
-        print_json(&report)?;
+        ctx.print_json(&report)?;
         return Ok(code);
     }
     println!(

@@ -6,7 +6,6 @@
 //! taken from the configuration file's folder.
 
 use std::{
-    collections::BTreeSet,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
@@ -19,11 +18,14 @@ use crate::{
     secret::SecretRef,
 };
 
+mod clients;
 mod job;
 mod overlap;
+pub mod residency;
 mod sections;
 mod target;
 mod text;
+mod view;
 
 pub use job::{DEFAULT_HOOK_TIMEOUT, LogConfig, MetricsConfig, NotifyConfig, ScheduleConfig};
 pub use overlap::real_path;
@@ -34,6 +36,7 @@ pub use sections::{
 use sections::{SecurityConfig, VaultConfig};
 use text::Source;
 pub(crate) use text::describe_toml_error;
+use view::{Shared, View};
 
 pub use target::{HostKeyChecking, SmbSecurity, TargetConfig, TargetKind};
 
@@ -42,6 +45,10 @@ pub use target::{HostKeyChecking, SmbSecurity, TargetConfig, TargetKind};
 pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,
+    /// The `[[repository]]` this is the configuration of, when the file holds several (each
+    /// then lives in a folder of its name on every target); `None` for the file's single
+    /// `[repository]`, at the targets' root.
+    pub client: Option<String>,
     /// The repository.
     pub repository: RepositoryConfig,
     /// What a backup reads.
@@ -67,12 +74,12 @@ pub struct Config {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
+#[serde(deny_unknown_fields, bound = "R: Deserialize<'de> + Default")]
+struct RawFile<R> {
+    /// `[repository]` (one repository) or `[[repository]]` (several, [`clients`]).
     #[serde(default)]
-    repository: RepositoryConfig,
-    #[serde(default)]
-    backup: BackupConfig,
+    repository: R,
+    backup: Option<BackupConfig>,
     #[serde(default)]
     target: Vec<Spanned<target::Head>>,
     verify: Option<Spanned<VerifyConfig>>,
@@ -88,205 +95,118 @@ struct RawFile {
     #[serde(default)]
     vault: VaultConfig,
     security: Option<Spanned<SecurityConfig>>,
+    policy: Option<Spanned<PolicyConfig>>,
+}
+
+/// `[policy]`: what every repository of the file must keep to.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyConfig {
+    /// Where any repository may be kept (see [`residency`]).
+    allowed_regions: Vec<String>,
 }
 
 impl Config {
-    /// Reads and validates a configuration file.
+    /// Reads and validates a configuration file of one repository.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file, line and key of the first problem found; a file of
+    /// several repositories (read it with [`Self::load_all`]).
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::one(Self::load_all(path)?, path)
+    }
+
+    /// Reads and validates a configuration file: one view per repository it holds, in order.
     ///
     /// # Errors
     /// [`Error::Config`] naming the file, line and key of the first problem found.
-    pub fn load(path: &Path) -> Result<Self> {
+    pub fn load_all(path: &Path) -> Result<Vec<Self>> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: format!("cannot read: {e}"),
         })?;
-        Self::parse(&text, path)
+        Self::parse_all(&text, path)
     }
 
-    /// Validates configuration text; `path` is used for messages and as the base of relative paths.
-    /// Nothing else happens: no secret is read, no state is touched.
+    /// Validates configuration text of one repository; `path` is used for messages and as the
+    /// base of relative paths. Nothing else happens: no secret is read, no state is touched.
     ///
     /// # Errors
     /// [`Error::Config`] naming the line and key of the first problem found.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        Self::one(Self::parse_all(text, path)?, path)
+    }
+
+    fn one(mut all: Vec<Self>, path: &Path) -> Result<Self> {
+        if all.len() == 1 {
+            return Ok(all.remove(0));
+        }
+        let names: Vec<&str> = all.iter().filter_map(|c| c.client.as_deref()).collect();
+        Err(Error::Config {
+            path: path.to_path_buf(),
+            message: format!(
+                "holds {} repositories ({}); name one (`--repo NAME`)",
+                names.len(),
+                names.join(", ")
+            ),
+        })
+    }
+
+    /// Validates configuration text: one view per repository, in order (see [`Self::parse`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the line and key of the first problem found.
+    pub fn parse_all(text: &str, path: &Path) -> Result<Vec<Self>> {
         let err = |message: String| Error::Config {
             path: path.to_path_buf(),
             message,
         };
-        let raw: RawFile =
-            toml::from_str(text).map_err(|e| err(describe_toml_error(&e, text, "")))?;
-        let base = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let base = std::path::absolute(&base).unwrap_or(base);
+        let several = text
+            .parse::<toml::Table>()
+            .ok()
+            .is_some_and(|t| matches!(t.get("repository"), Some(toml::Value::Array(_))));
         let src = Source { text };
-
-        if raw.target.is_empty() {
-            return Err(err("no [[target]] is configured".into()));
-        }
-        let mut names = BTreeSet::new();
-        let mut targets = Vec::new();
-        let mut target_lines = Vec::new();
-        for t in raw.target {
-            let head = t.get_ref();
-            let name_line = src.line_of(head.name.span().start);
-            let table = target::Table {
-                src: &src,
-                span: t.span(),
-                name: head.name.get_ref(),
-                kind: head.kind.get_ref(),
-                base: &base,
-            };
-            let target = target::build(head, &table).map_err(err)?;
-            target_lines.push(src.key_line(t.span(), "path"));
-            if !names.insert(target.name.clone()) {
+        if several {
+            let mut raw: RawFile<Vec<Spanned<clients::Section>>> =
+                toml::from_str(text).map_err(|e| err(describe_toml_error(&e, text, "")))?;
+            if raw.backup.is_some() {
                 return Err(err(format!(
-                    "line {name_line}: key `name`: target name `{}` is used twice",
-                    target.name
+                    "line {}: [backup]: with [[repository]] sections, each repository names its \
+                     own `sources` (and `excludes`); move them there",
+                    src.line_of(src.header("backup").start)
                 )));
             }
-            targets.push(target);
+            let sections = std::mem::take(&mut raw.repository);
+            let shared = Shared::build(raw, &src, path).map_err(err)?;
+            return clients::views(&shared, sections, &src).map_err(err);
         }
-
-        let (verify_span, mut verify) = raw.verify.map_or((0..0, VerifyConfig::default()), |v| {
-            (v.span(), v.into_inner())
-        });
-        for name in &verify.targets {
-            if !names.contains(name) {
-                return Err(err(format!(
-                    "line {}: [verify] key `targets`: no target named `{name}`",
-                    src.key_line(verify_span.clone(), "targets")
-                )));
-            }
-        }
-        if verify.files == Some(0) {
-            return Err(err(format!(
-                "line {}: [verify] key `files` must be at least 1 (an empty sample proves nothing)",
-                src.key_line(verify_span.clone(), "files")
-            )));
-        }
-        if verify.percent.is_some_and(|p| !(p > 0.0 && p <= 100.0)) {
-            return Err(err(format!(
-                "line {}: [verify] key `percent` must be more than 0 and at most 100",
-                src.key_line(verify_span, "percent")
-            )));
-        }
-        verify.restore_to = verify
-            .restore_to
-            .map(|p| if p.is_relative() { base.join(p) } else { p });
-        let mut repository = raw.repository;
+        let mut raw: RawFile<RepositoryConfig> =
+            toml::from_str(text).map_err(|e| err(describe_toml_error(&e, text, "")))?;
+        let mut repository = std::mem::take(&mut raw.repository);
+        let backup = raw.backup.take().unwrap_or_default();
+        let shared = Shared::build(raw, &src, path).map_err(err)?;
         if let Some(p) = &mut repository.password {
-            p.rebase(&base);
+            p.rebase(&shared.base);
         }
-        let mut backup = raw.backup;
-        if backup.sources.iter().any(|p| p.as_os_str().is_empty()) {
-            return Err(err(format!(
-                "line {}: [backup] key `sources`: an empty path names the configuration's own \
-                 folder (and the targets in it); name each folder to back up",
-                src.key_line(src.header("backup"), "sources")
-            )));
-        }
-        for g in &backup.excludes {
-            let compiles = rustic_core::Excludes::default()
-                .globs(vec![format!("!{g}")])
-                .as_override()
-                .is_ok();
-            if !compiles {
-                return Err(err(format!(
-                    "line {}: [backup] key `excludes`: {g:?} is not a valid pattern (an \
-                     unclosed `[` or `{{`?)",
-                    src.key_line(src.header("backup"), "excludes")
-                )));
-            }
-        }
-        backup.sources = backup
-            .sources
-            .into_iter()
-            .map(|p| if p.is_relative() { base.join(p) } else { p })
-            .collect();
-        let (notify_span, notify) = raw.notify.map_or((0..0, NotifyConfig::default()), |n| {
-            (n.span(), n.into_inner())
-        });
-        if let Some(url) = &notify.ping_url {
-            let lower = url.to_ascii_lowercase();
-            if !(lower.starts_with("https://") || lower.starts_with("http://")) {
-                return Err(err(format!(
-                    "line {}: [notify] key `ping_url` must be an http:// or https:// URL",
-                    src.key_line(notify_span.clone(), "ping_url")
-                )));
-            }
-        }
-        if notify.timeout == Some(0) {
-            return Err(err(format!(
-                "line {}: [notify] key `timeout` must be at least 1 (seconds)",
-                src.key_line(notify_span, "timeout")
-            )));
-        }
-        let mut metrics = raw.metrics;
-        metrics.path = metrics
-            .path
-            .map(|p| if p.is_relative() { base.join(p) } else { p });
-        let mut vault_passphrase = raw.vault.passphrase;
-        if let Some(p) = &mut vault_passphrase {
-            if matches!(p, SecretRef::Vault(_)) {
-                return Err(err(
-                    "[vault] key `passphrase`: the vault's passphrase cannot be kept in the vault"
-                        .into(),
-                ));
-            }
-            p.rebase(&base);
-        }
-        let vault = VaultSettings {
-            path: raw.vault.path.map_or_else(
-                || base.join("cairn.vault"),
-                |p| if p.is_relative() { base.join(p) } else { p },
-            ),
-            passphrase: vault_passphrase,
-        };
-        let mut lockout = LockoutPolicy::default();
-        if let Some(sec) = raw.security {
-            let span = sec.span();
-            let sec = sec.into_inner();
-            if let Some(n) = sec.lockout_attempts {
-                if n == 0 {
-                    return Err(err(format!(
-                        "line {}: [security] key `lockout_attempts` must be at least 1",
-                        src.key_line(span, "lockout_attempts")
-                    )));
-                }
-                lockout.attempts = n;
-            }
-            if let Some(d) = &sec.lockout_for {
-                lockout.lock_for = d
-                    .parse::<jiff::SignedDuration>()
-                    .ok()
-                    .filter(|d| d.is_positive())
-                    .ok_or_else(|| {
-                        err(format!(
-                            "line {}: [security] key `lockout_for`: {d:?} is not a duration \
-                             like \"15m\", \"1h\" or \"30s\"",
-                            src.key_line(span.clone(), "lockout_for")
-                        ))
-                    })?;
-            }
-        }
-        overlap::check(&targets, &target_lines, &backup, &verify, &src).map_err(err)?;
-        let cfg = Self {
-            path: path.to_path_buf(),
-            repository,
-            backup,
-            targets,
-            verify,
-            retention: raw.retention,
-            notify,
-            metrics,
-            log: raw.log,
-            schedule: raw.schedule,
-            vault,
-            lockout,
-        };
-        Ok(cfg)
+        let header = src.header("backup");
+        let cfg = shared
+            .view(
+                View {
+                    client: None,
+                    repository,
+                    backup,
+                    place: "[backup]".into(),
+                    sources_line: src.key_line(header.clone(), "sources"),
+                    excludes_line: src.key_line(header, "excludes"),
+                    targets: None,
+                    verify: None,
+                    retention: None,
+                    allowed: None,
+                },
+                &src,
+            )
+            .map_err(err)?;
+        Ok(vec![cfg])
     }
 
     /// Every secret reference of the configuration.

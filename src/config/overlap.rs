@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use super::{
     sections::{BackupConfig, VerifyConfig},
     target::{TargetConfig, TargetKind},
-    text::Source,
 };
 
 /// `path` with symlinks resolved as far as it exists, the rest appended as written: two
@@ -61,9 +60,8 @@ pub(super) fn check(
     lines: &[usize],
     backup: &BackupConfig,
     verify: &VerifyConfig,
-    src: &Source<'_>,
+    (place, sources_line): (&str, usize),
 ) -> std::result::Result<(), String> {
-    let sources_line = || src.key_line(src.header("backup"), "sources");
     let sources: Vec<PathBuf> = backup.sources.iter().map(|p| real_path(p)).collect();
     let mut seen: Vec<(&str, PathBuf)> = Vec::new();
     for (t, line) in targets.iter().zip(lines) {
@@ -83,7 +81,7 @@ pub(super) fn check(
                 return Err(format!(
                     "line {line}: key `path`: target `{}` ({}) is inside the source {}: each \
                      backup would store the repository inside itself; put the target elsewhere, \
-                     or add \"{}\" to [backup] excludes",
+                     or add \"{}\" to {place} excludes",
                     t.name,
                     folder.display(),
                     s.display(),
@@ -92,9 +90,8 @@ pub(super) fn check(
             }
             if within(s, &folder) {
                 return Err(format!(
-                    "line {}: [backup] key `sources`: {} is inside target `{}` ({}): the \
-                     repository would be backed up into itself",
-                    sources_line(),
+                    "line {sources_line}: {place} key `sources`: {} is inside target `{}` ({}): \
+                     the repository would be backed up into itself",
                     s.display(),
                     t.name,
                     folder.display()

@@ -23,6 +23,9 @@ pub struct TargetConfig {
     pub retries: usize,
     /// Time limit for one operation (one attempt).
     pub timeout: Duration,
+    /// Where it is, as its `region` says (`"nl"`, `"eu-west"`): checked against the allowed
+    /// regions ([`super::residency`]).
+    pub region: Option<String>,
     /// Kind-specific settings.
     pub kind: TargetKind,
 }
@@ -130,6 +133,30 @@ pub enum HostKeyChecking {
     Off,
 }
 
+impl TargetConfig {
+    /// This target with its path moved into `folder`: where one of several repositories lives.
+    #[must_use]
+    pub fn within(&self, folder: &str) -> Self {
+        let mut t = self.clone();
+        let join = |p: &mut String| {
+            let base = p.trim_end_matches('/');
+            *p = if base.is_empty() {
+                folder.to_string()
+            } else {
+                format!("{base}/{folder}")
+            };
+        };
+        match &mut t.kind {
+            TargetKind::Local { path, .. } => *path = path.join(folder),
+            TargetKind::Sftp { path, .. }
+            | TargetKind::Azblob { path, .. }
+            | TargetKind::Smb { path, .. }
+            | TargetKind::S3 { path, .. } => join(path),
+        }
+        t
+    }
+}
+
 impl TargetKind {
     /// The kind's name as written in `kind = "..."`.
     #[must_use]
@@ -185,6 +212,7 @@ struct Common {
     required: Option<bool>,
     retries: Option<usize>,
     timeout: Option<u64>,
+    region: Option<String>,
 }
 
 /// One target's table within the file, for reading it again by its kind's settings type.
@@ -282,6 +310,7 @@ macro_rules! settings {
             required: Option<bool>,
             retries: Option<usize>,
             timeout: Option<u64>,
+            region: Option<String>,
             $($(#[$fdoc])* $field: $ty,)*
         }
         impl CommonKeys for $name {
@@ -291,6 +320,7 @@ macro_rules! settings {
                     required: self.required,
                     retries: self.retries,
                     timeout: self.timeout,
+                    region: self.region.clone(),
                 }
             }
         }
@@ -442,7 +472,8 @@ settings!(
     S3 {
         endpoint: String,
         bucket: String,
-        region: String,
+        /// The region requests are signed for, when `region` (where the target is) is not it.
+        s3_region: Option<String>,
         path: Option<String>,
         access_key_id: SecretRef,
         secret_access_key: SecretRef,
@@ -457,7 +488,16 @@ impl Settings for S3 {
         Ok(TargetKind::S3 {
             endpoint: nonempty(self.endpoint, "endpoint", t)?,
             bucket: nonempty(self.bucket, "bucket", t)?,
-            region: nonempty(self.region, "region", t)?,
+            region: match self.s3_region.or(self.region) {
+                Some(r) => nonempty(r, "region", t)?,
+                None => {
+                    return Err(format!(
+                        "{}: key `region` is required for kind = \"s3\" (the bucket's region; \
+                         `s3_region` when `region` names the place another way)",
+                        t.at("region")
+                    ));
+                }
+            },
             path: prefix(self.path),
             access_key_id: t.secret(self.access_key_id),
             secret_access_key: t.secret(self.secret_access_key),
@@ -510,6 +550,17 @@ pub(super) fn build(head: &Head, t: &Table<'_>) -> Result<TargetConfig, String> 
         ));
     };
     let (common, kind) = read(t)?;
+    if let Some(label) = &common.region {
+        if label.trim().is_empty() {
+            return Err(format!(
+                "{}: key `region` must not be empty",
+                t.at("region")
+            ));
+        }
+        if let Some(why) = super::residency::contradiction(&kind, label) {
+            return Err(format!("{}: key `region`: {why}", t.at("region")));
+        }
+    }
     // Each attempt may take `timeout`: a large count turns one dead server into hours.
     if common.retries.is_some_and(|r| r > MAX_RETRIES) {
         return Err(format!(
@@ -534,6 +585,7 @@ pub(super) fn build(head: &Head, t: &Table<'_>) -> Result<TargetConfig, String> 
         required: common.required.unwrap_or(true),
         retries: common.retries.unwrap_or(DEFAULT_RETRIES),
         timeout: Duration::from_secs(common.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS)),
+        region: common.region,
         kind,
     })
 }

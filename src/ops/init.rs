@@ -216,6 +216,16 @@ fn create<P: ProgressBars>(
         &ConfigOptions::default().set_version(2u32),
     )?;
     let repository_id = repo.config().id.to_hex().to_string();
+    // This machine knows the repository from now on: a target later found holding another
+    // one is left out, not obeyed.
+    let written = fanout
+        .members()
+        .iter()
+        .filter(|m| m.failure().is_none())
+        .find_map(|m| m.store().read("config").ok());
+    if let Some(config) = written {
+        ctx.update_state(|s| s.repository = Some(crate::layout::sha256_hex(&config)));
+    }
     let targets = probed
         .iter()
         .map(|p| match &p.probe {

@@ -33,6 +33,8 @@ pub struct TargetStatus {
     pub kind: String,
     /// Where it is.
     pub location: String,
+    /// Where it is as configured (`region`), for data residency.
+    pub region: Option<String>,
     /// Whether it is required.
     pub required: bool,
     /// As probed now.
@@ -183,6 +185,7 @@ pub fn run(ctx: &Context, password: Option<&Secret>) -> Result<StatusReport> {
                 name: p.cfg.name.clone(),
                 kind: p.cfg.kind.name().to_string(),
                 location: p.location(),
+                region: p.cfg.region.clone(),
                 required: p.cfg.required,
                 state,
                 snapshots,

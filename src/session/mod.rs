@@ -303,7 +303,7 @@ impl Session {
     }
 
     /// Opens the repository a backup writes through: as [`Self::repository_with`], with an
-    /// index that names only packs every member holds ([`index`]).
+    /// index that names only packs every member holds (see `session/index.rs`).
     ///
     /// # Errors
     /// The repository could not be read.

@@ -119,8 +119,12 @@ struct LocalStore {
     /// Set for a removable disk.
     mount_point: Option<PathBuf>,
     policy: Policy,
-    /// Built on first use: opendal's fs service creates its root folder when built.
+    /// Built on first write: opendal's fs service creates its root and temporary folders when
+    /// built.
     inner: OnceLock<OpendalStore>,
+    /// Built on first read of an existing folder, with no temporary folder: reading a target
+    /// (a probe of one holding another repository) creates nothing there.
+    reader: OnceLock<OpendalStore>,
     /// Folders whose own entry in their parent is known to be synced.
     synced: Mutex<HashSet<PathBuf>>,
 }
@@ -135,6 +139,7 @@ pub(super) fn open(
         mount_point: mount_point.map(Path::to_path_buf),
         policy,
         inner: OnceLock::new(),
+        reader: OnceLock::new(),
         synced: Mutex::default(),
     };
     store.guard()?;
@@ -175,11 +180,15 @@ impl LocalStore {
                 ));
             }
         }
+        if !create && let Some(s) = self.reader.get() {
+            return Ok(Some(s));
+        }
         let root = self.path.to_string_lossy().into_owned();
-        let tmp = self.path.join(TMP_DIR).to_string_lossy().into_owned();
-        let builder = opendal::services::Fs::default()
-            .root(&root)
-            .atomic_write_dir(&tmp);
+        let mut builder = opendal::services::Fs::default().root(&root);
+        if create {
+            let tmp = self.path.join(TMP_DIR).to_string_lossy().into_owned();
+            builder = builder.atomic_write_dir(&tmp);
+        }
         let store = OpendalStore::new(
             builder,
             self.policy,
@@ -188,7 +197,8 @@ impl LocalStore {
             Atomicity::Native,
             true,
         )?;
-        Ok(Some(self.inner.get_or_init(|| store)))
+        let cell = if create { &self.inner } else { &self.reader };
+        Ok(Some(cell.get_or_init(|| store)))
     }
 
     /// Makes a finished write survive a power cut. opendal syncs the file before renaming it;

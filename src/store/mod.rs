@@ -200,6 +200,7 @@ pub(crate) fn local_for_tests(dir: &std::path::Path) -> Box<dyn Store> {
         required: true,
         retries: 0,
         timeout: Duration::from_secs(5),
+        region: None,
         kind: TargetKind::Local {
             path: dir.to_path_buf(),
             mount_point: None,
@@ -292,6 +293,7 @@ mod tests {
             required: true,
             retries: 0,
             timeout: Duration::from_secs(5),
+            region: None,
             kind,
         };
         let s3 = open(

@@ -425,9 +425,20 @@ pub fn repo_files(store: &dyn cairn::store::Store) -> BTreeMap<String, String> {
     out
 }
 
-/// Opens one configured target's storage through the library.
+/// Opens one configured target's storage through the library; `repo/target` names a target
+/// of one of several repositories (its folder there).
 pub fn open_store(config: &Path, name: &str) -> Box<dyn cairn::store::Store> {
-    let cfg = cairn::config::Config::load(config).unwrap();
+    let (cfg, name) = match name.split_once('/') {
+        Some((repo, target)) => (
+            cairn::config::Config::load_all(config)
+                .unwrap()
+                .into_iter()
+                .find(|c| c.client.as_deref() == Some(repo))
+                .expect("a repository of that name"),
+            target,
+        ),
+        None => (cairn::config::Config::load(config).unwrap(), name),
+    };
     let target = cfg.target(name).unwrap().clone();
     let ctx = cairn::context::Context::new(cfg, std::sync::Arc::new(cairn::progress::Silent));
     ctx.open_store(&target).unwrap()
