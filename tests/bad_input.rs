@@ -195,10 +195,13 @@ fn no_repository_and_foreign_repository_are_refused() {
     );
     expect_code(&cairn(&config, &["backup"]), 10);
 
-    // Two repositories made separately, then put in one configuration.
+    // Two repositories made separately (each by its own configuration), then put in one
+    // configuration that has never seen either: which one is right cannot be told.
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    for r in [&a, &b] {
-        let c = write_config(tmp.path(), &[&src], &local_target("t", r));
+    for (r, dir) in [(&a, "made-a"), (&b, "made-b")] {
+        let dir = tmp.path().join(dir);
+        fs::create_dir_all(&dir).unwrap();
+        let c = write_config(&dir, &[&src], &local_target("t", r));
         expect_code(&cairn(&c, &["init"]), 0);
     }
     // The refused commands' audit records go to `a` (its key opened first), sealed with its

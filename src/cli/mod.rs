@@ -319,15 +319,19 @@ pub fn run(cli: Cli) -> Result<i32> {
             println!("== repository {name} ==");
         }
         let slot = cli.json.then(|| std::cell::RefCell::new(None));
-        let result = run_one(
-            &cli,
-            cli.command.clone(),
-            cfg,
-            &reporter,
-            &file,
-            true,
-            slot.as_ref(),
-        );
+        // A panic (a library's bug met on one client's data) fails that client only.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_one(
+                &cli,
+                cli.command.clone(),
+                cfg,
+                &reporter,
+                &file,
+                true,
+                slot.as_ref(),
+            )
+        }))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("stopped by an internal error (a panic)")));
         let (code, error) = match result {
             Ok(code) => (code, None),
             Err(e) => {
