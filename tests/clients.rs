@@ -258,7 +258,7 @@ fn three_clients_one_with_a_wrong_password_the_others_complete_and_each_audit_lo
     assert!(said.contains("not done in full: beta (exit 12)"), "{said}");
     for (name, _) in CLIENTS {
         assert_eq!(
-            snapshot_ids_with(&b.join(name), password_of(name)).len(),
+            snapshot_ids_with(b.join(name).to_str().unwrap(), password_of(name)).len(),
             usize::from(name != "beta") * 2
         );
     }
@@ -284,22 +284,6 @@ fn three_clients_one_with_a_wrong_password_the_others_complete_and_each_audit_lo
             assert_eq!(r["repository"], name, "{name}'s log: {r}");
         }
     }
-}
-
-fn snapshot_ids_with(repo: &Path, password: &str) -> BTreeSet<String> {
-    let out = restic_with(
-        repo.to_str().unwrap(),
-        password,
-        &["snapshots", "--json", "--no-lock"],
-    );
-    assert!(out.status.success(), "{}", text(&out));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]

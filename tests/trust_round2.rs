@@ -38,22 +38,21 @@ fn intact(config: &Path, folders: &[&str], content: &[u8]) {
                 assert_eq!(fs::read(x).unwrap(), content, "{repo} {id}");
             }
         }
-        let dest = tmp.join(unique("cairn-restore"));
-        let out = cairn(
-            config,
-            &[
-                "restore",
-                "latest",
-                "--from",
-                name,
-                "--target",
-                dest.to_str().unwrap(),
-            ],
-        );
-        expect_code(&out, 0);
-        let x = find_file(&dest, "x.bin").expect("x.bin in the latest snapshot");
-        assert_eq!(fs::read(x).unwrap(), content, "cairn from {name}");
+        x_restored_by_cairn(config, name, content);
     }
+}
+
+/// cairn restores `latest` from target `name` alone, with `x.bin` as `content`.
+fn x_restored_by_cairn(config: &Path, name: &str, content: &[u8]) {
+    let dest = config.parent().unwrap().join(unique("cairn-restore"));
+    let target = dest.to_str().unwrap();
+    let out = cairn(
+        config,
+        &["restore", "latest", "--from", name, "--target", target],
+    );
+    expect_code(&out, 0);
+    let x = find_file(&dest, "x.bin").expect("x.bin in the latest snapshot");
+    assert_eq!(fs::read(x).unwrap(), content, "cairn from `{name}`");
 }
 
 fn find_file(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
@@ -469,21 +468,7 @@ fn a_pack_lost_everywhere_is_not_deduplicated_against() {
         assert!(o.status.success(), "restic on `{name}`: {}", text(&o));
         let x = find_file(&dest, "x.bin").expect("x.bin restored by restic");
         assert_eq!(fs::read(x).unwrap(), content, "restic on `{name}`");
-        let dest = tmp.path().join(unique("cairn-latest"));
-        let o = cairn(
-            &config,
-            &[
-                "restore",
-                "latest",
-                "--from",
-                name,
-                "--target",
-                dest.to_str().unwrap(),
-            ],
-        );
-        expect_code(&o, 0);
-        let x = find_file(&dest, "x.bin").expect("x.bin restored by cairn");
-        assert_eq!(fs::read(x).unwrap(), content, "cairn from `{name}`");
+        x_restored_by_cairn(&config, name, &content);
     }
 }
 

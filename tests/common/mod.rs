@@ -525,7 +525,15 @@ pub fn smb_target_at(
 
 /// The snapshot ids stock restic lists in `repo`.
 pub fn snapshot_ids(repo: &str) -> std::collections::BTreeSet<String> {
-    let out = restic(repo, &["snapshots", "--json", "--no-lock"]);
+    snapshot_ids_with(repo, PASSWORD)
+}
+
+/// The snapshot ids stock restic lists in `repo` opened with `password`.
+pub fn snapshot_ids_with(repo: &str, password: &str) -> std::collections::BTreeSet<String> {
+    let out = restic_cmd(repo, &["snapshots", "--json", "--no-lock"])
+        .env("RESTIC_PASSWORD", password)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     serde_json::from_slice::<serde_json::Value>(&out.stdout)
         .unwrap()
