@@ -219,7 +219,16 @@ fn a_client_limited_to_some_targets_is_written_only_there() {
 fn three_clients_one_with_a_wrong_password_the_others_complete_and_each_audit_log_is_its_own() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let mut toml = format!("{}{}", local_target("a", &a), local_target("b", &b));
+    let hooks = tmp.path().join("hooks.log");
+    let hook = format!(
+        "'echo \"$CAIRN_REPOSITORY $CAIRN_RESULT\" >> {}'",
+        hooks.display()
+    );
+    let mut toml = format!(
+        "[notify]\non_success = {hook}\non_failure = {hook}\n\n{}{}",
+        local_target("a", &a),
+        local_target("b", &b)
+    );
     for (name, _) in CLIENTS {
         toml.push_str(&client(tmp.path(), name, ""));
         fs::write(
@@ -247,6 +256,11 @@ fn three_clients_one_with_a_wrong_password_the_others_complete_and_each_audit_lo
             assert_eq!(r["failed_step"], "backup", "{r}");
         }
     }
+    // Each client's hook ran for it alone, and knew which client it was.
+    assert_eq!(
+        fs::read_to_string(&hooks).unwrap(),
+        "acme ok\nbeta failed\ngamma ok\n"
+    );
     // In words too, naming the client.
     let out = cairn_clients(&config, &["beta"], &["backup"]);
     expect_code(&out, 12);

@@ -132,6 +132,7 @@ pub fn run<P: ProgressBars + Clone>(
     metrics::write_or_warn(cfg, observer.as_ref());
     let report_path = state::dir(cfg).ok().map(|d| d.join(REPORT_FILE));
     let mut report = RunReport {
+        repository: cfg.repository.name.clone(),
         run: run_id,
         started: started_at,
         finished: state::now(),

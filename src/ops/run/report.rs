@@ -72,6 +72,8 @@ pub enum RunResult {
 /// What a run did.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
+    /// The repository's name (`[repository] name`, or its `[[repository]]` name).
+    pub repository: Option<String>,
     /// This run's id (also on every line of the run log).
     pub run: String,
     /// When it started and finished.
@@ -142,12 +144,22 @@ pub(super) fn hook_vars(r: &RunReport, path: &Path) -> Vec<(&'static str, String
         ("CAIRN_LAGGING_TARGETS", r.lagging_targets.join(",")),
         ("CAIRN_SNAPSHOT", r.snapshot.clone().unwrap_or_default()),
         ("CAIRN_RUN", r.run.clone()),
+        ("CAIRN_REPOSITORY", r.repository.clone().unwrap_or_default()),
     ]
 }
 
 /// The steps as text, for a ping's body.
 pub(super) fn summary_text(r: &RunReport) -> String {
-    let mut s = format!("cairn run: {} (exit {})\n", label(r.result), r.exit_code);
+    let of = r
+        .repository
+        .as_deref()
+        .map(|n| format!(" of {n}"))
+        .unwrap_or_default();
+    let mut s = format!(
+        "cairn run{of}: {} (exit {})\n",
+        label(r.result),
+        r.exit_code
+    );
     for step in &r.steps {
         s.push_str(&format!(
             "{}: {} ({})\n",
