@@ -1,8 +1,10 @@
-//! `targets.toml`: the repository, what to back up, and the targets every snapshot is written to.
+//! `targets.toml`: the repositories, what to back up, and the targets every snapshot is written
+//! to. A file holds one repository (`[repository]` + `[backup]`) or several client repositories
+//! (`[[repository]]`, sharing the targets); each becomes one [`Config`].
 //!
 //! Parsing is two-stage: serde reads the file (unknown keys and wrong types are rejected there,
 //! with their line), taking only each target's name and kind; then each `[[target]]` table is
-//! read again by its kind's settings type, which owns its keys ([`target`]). Relative paths are
+//! read again by its kind's settings type, which owns its keys (`target.rs`). Relative paths are
 //! taken from the configuration file's folder.
 
 use std::{
