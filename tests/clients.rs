@@ -224,13 +224,21 @@ fn three_clients_one_with_a_wrong_password_the_others_complete_and_each_audit_lo
         "'echo \"$CAIRN_REPOSITORY $CAIRN_RESULT\" >> {}'",
         hooks.display()
     );
+    // The file's ping URL reports the whole run once; acme has its own check.
+    let (file_ping, file_seen) = ping_server();
+    let (acme_ping, acme_seen) = ping_server();
     let mut toml = format!(
-        "[notify]\non_success = {hook}\non_failure = {hook}\n\n{}{}",
+        "[notify]\non_success = {hook}\non_failure = {hook}\nping_url = \"{file_ping}\"\n\n{}{}",
         local_target("a", &a),
         local_target("b", &b)
     );
     for (name, _) in CLIENTS {
-        toml.push_str(&client(tmp.path(), name, ""));
+        let own = if name == "acme" {
+            format!("ping_url = \"{acme_ping}\"")
+        } else {
+            String::new()
+        };
+        toml.push_str(&client(tmp.path(), name, &own));
         fs::write(
             tmp.path().join(format!("src-{name}/f")),
             format!("{name}'s file"),
@@ -256,6 +264,23 @@ fn three_clients_one_with_a_wrong_password_the_others_complete_and_each_audit_lo
             assert_eq!(r["failed_step"], "backup", "{r}");
         }
     }
+    // One start and one failure for the whole run (a client's success never hides another's
+    // failure); acme's own check saw acme's run alone.
+    let paths = |seen: &std::sync::Mutex<Vec<String>>| -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.split(' ').nth(1).unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        paths(&file_seen),
+        ["/ping-token-5f2d/start", "/ping-token-5f2d/fail"]
+    );
+    assert_eq!(
+        paths(&acme_seen),
+        ["/ping-token-5f2d/start", "/ping-token-5f2d"]
+    );
     // Each client's hook ran for it alone, and knew which client it was.
     assert_eq!(
         fs::read_to_string(&hooks).unwrap(),

@@ -29,6 +29,7 @@ use anyhow::Result;
 use cairn::{
     config::Config,
     context::Context,
+    notify::Ping,
     report::{Cause, TargetOutcome, TargetState, human_bytes, label},
 };
 use clap::{Parser, Subcommand};
@@ -310,7 +311,19 @@ pub fn run(cli: Cli) -> Result<i32> {
         );
     }
     // One repository after another: memory stays that of one, and a client's failure is
-    // reported for it while the others run.
+    // reported for it while the others run. The file's ping URL hears of the whole run once,
+    // so one client's success never hides another's failure.
+    let ping = match &cli.command {
+        Command::Run(_) => file[0].notify.ping_url.clone(),
+        _ => None,
+    };
+    let timeout = file[0].notify.timeout();
+    if let Some(url) = &ping {
+        let p = cairn::notify::ping(url, Ping::Start, "cairn run started", timeout);
+        if !p.ok() {
+            reporter.print("WARN", &p.describe());
+        }
+    }
     let mut codes = Vec::new();
     let mut docs = Vec::new();
     for cfg in chosen {
@@ -351,6 +364,25 @@ pub fn run(cli: Cli) -> Result<i32> {
         }));
     }
     let code = worst(&codes);
+    if let Some(url) = &ping {
+        let mut body = format!("cairn run of {} repositories: exit {code}\n", docs.len());
+        for d in &docs {
+            body.push_str(&format!(
+                "{}: exit {}\n",
+                d["repository"].as_str().unwrap_or(""),
+                d["exit_code"]
+            ));
+        }
+        let which = if code == exit::OK {
+            Ping::Success
+        } else {
+            Ping::Fail
+        };
+        let p = cairn::notify::ping(url, which, &body, timeout);
+        if !p.ok() {
+            reporter.print("WARN", &p.describe());
+        }
+    }
     if cli.json {
         println!(
             "{}",

@@ -40,6 +40,8 @@ pub(super) struct Section {
     retention: Option<RetentionConfig>,
     verify: Option<Spanned<VerifyConfig>>,
     allowed_regions: Option<Spanned<Vec<String>>>,
+    /// Its own check's URL (healthchecks.io's protocol, as `[notify] ping_url`).
+    ping_url: Option<Spanned<String>>,
 }
 
 /// Why `name` cannot be a repository's folder on every target, if it cannot.
@@ -117,6 +119,21 @@ pub(super) fn views(
                 Some(names)
             }
         };
+        let ping_url = match s.ping_url {
+            Some(u) => {
+                let line = src.line_of(u.span().start);
+                let u = u.into_inner();
+                let lower = u.to_ascii_lowercase();
+                if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                    return Err(format!(
+                        "line {line}: [[repository]] `{name}` key `ping_url` must be an http:// \
+                         or https:// URL"
+                    ));
+                }
+                Some(u)
+            }
+            None => None,
+        };
         let mut password = s.password;
         if let Some(p) = &mut password {
             p.rebase(&shared.base);
@@ -151,6 +168,7 @@ pub(super) fn views(
                         .allowed_regions
                         .map(|a| (src.line_of(a.span().start), a.into_inner()))
                         .map(|(line, a)| (a, line)),
+                    ping_url,
                 },
                 src,
             )?,

@@ -63,6 +63,10 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Hooks and the ping URL of `cairn run`.
     pub notify: NotifyConfig,
+    /// The URL this repository's `cairn run` pings: the file's `[notify] ping_url` when it holds
+    /// one repository; a `[[repository]]`'s own `ping_url` (the file's is then pinged once for
+    /// the whole run, with the worst result, by the command line).
+    pub ping_url: Option<String>,
     /// Prometheus text-file output.
     pub metrics: MetricsConfig,
     /// The run log.
@@ -204,6 +208,7 @@ impl Config {
                     verify: None,
                     retention: None,
                     allowed: None,
+                    ping_url: None,
                 },
                 &src,
             )

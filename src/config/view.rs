@@ -67,6 +67,8 @@ pub(super) struct View {
     pub(super) retention: Option<RetentionConfig>,
     /// Its own `allowed_regions`, with their line.
     pub(super) allowed: Option<(Vec<String>, usize)>,
+    /// Its own `ping_url` (one of several repositories).
+    pub(super) ping_url: Option<String>,
 }
 
 impl Shared {
@@ -334,6 +336,10 @@ impl Shared {
             },
             _ => self.metrics.clone(),
         };
+        let ping_url = match &v.client {
+            Some(_) => v.ping_url,
+            None => self.notify.ping_url.clone(),
+        };
         Ok(Config {
             path: self.path.clone(),
             client: v.client,
@@ -342,6 +348,7 @@ impl Shared {
             targets,
             verify,
             retention: v.retention.unwrap_or_else(|| self.retention.clone()),
+            ping_url,
             notify: self.notify.clone(),
             metrics,
             log: self.log.clone(),

@@ -91,7 +91,7 @@ pub fn run<P: ProgressBars + Clone>(
         }),
     );
     let mut pings = Vec::new();
-    if let Some(url) = &cfg.notify.ping_url {
+    if let Some(url) = &cfg.ping_url {
         pings.push(send_ping(url, Ping::Start, "cairn run started", cfg, &obs));
     }
 
@@ -169,7 +169,7 @@ pub fn run<P: ProgressBars + Clone>(
         }
         report.hook = Some(h);
     }
-    if let Some(url) = &cfg.notify.ping_url {
+    if let Some(url) = &cfg.ping_url {
         let which = if exit_code == exit::OK {
             Ping::Success
         } else {
