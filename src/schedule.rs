@@ -292,4 +292,43 @@ mod tests {
         assert!(u.units[2].text.contains(" verify\n"));
         assert!(u.warnings.is_empty(), "{:?}", u.warnings);
     }
+
+    #[test]
+    fn one_timer_runs_every_repository_of_a_file_with_all_their_credentials_and_folders() {
+        let cfgs = Config::parse_all(
+            "[[target]]\nname = \"usb\"\nkind = \"local\"\npath = \"/media/usb/cairn\"\n\
+             [[repository]]\nname = \"acme\"\npassword = \"credential:acme-pw\"\n\
+             sources = [\"/srv/acme\"]\n\
+             [[repository]]\nname = \"beta\"\npassword = \"credential:beta-pw\"\n\
+             sources = [\"/srv/beta\"]\n",
+            Path::new("/etc/cairn/clients.toml"),
+        )
+        .unwrap();
+        let u = render(
+            &cfgs,
+            Path::new("/usr/local/bin/cairn"),
+            Path::new("/etc/cairn/clients.toml"),
+            Path::new("/var/lib/cairn"),
+            false,
+        );
+        let names: Vec<&str> = u.units.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["cairn-clients-run.service", "cairn-clients-run.timer"]
+        );
+        let run = &u.units[0].text;
+        for line in [
+            "ExecStart=/usr/local/bin/cairn --config /etc/cairn/clients.toml run",
+            "LoadCredential=acme-pw:/etc/credstore/acme-pw",
+            "LoadCredential=beta-pw:/etc/credstore/beta-pw",
+            "ReadWritePaths=-/media/usb/cairn/acme",
+            "ReadWritePaths=-/media/usb/cairn/beta",
+        ] {
+            assert!(run.lines().any(|l| l == line), "{line} missing:\n{run}");
+        }
+        assert!(
+            run.contains("Description=cairn nightly run of acme, beta\n"),
+            "{run}"
+        );
+    }
 }
