@@ -348,9 +348,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         let (code, error) = match result {
             Ok(code) => (code, None),
             Err(e) => {
-                let code = e
-                    .downcast_ref::<cairn::error::Error>()
-                    .map_or(exit::FAILED, exit::for_error);
+                let code = code_of(&e);
                 reporter.print("ERROR", &format!("repository `{name}`: {e:#}"));
                 (code, Some(format!("{e:#}")))
             }
@@ -410,6 +408,12 @@ pub fn run(cli: Cli) -> Result<i32> {
     Ok(code)
 }
 
+/// The exit code of a failed command.
+fn code_of(e: &anyhow::Error) -> i32 {
+    e.downcast_ref::<cairn::error::Error>()
+        .map_or(exit::FAILED, exit::for_error)
+}
+
 /// Runs the command on one repository, with its audit record and state.
 fn run_one(
     cli: &Cli,
@@ -464,11 +468,7 @@ fn run_one(
     if audited {
         let (code, error) = match &outcome {
             Ok(c) => (*c, None),
-            Err(e) => (
-                e.downcast_ref::<cairn::error::Error>()
-                    .map_or(exit::FAILED, exit::for_error),
-                Some(format!("{e:#}")),
-            ),
+            Err(e) => (code_of(e), Some(format!("{e:#}"))),
         };
         let finished = ctx.core.trail().finish(code, error.as_deref());
         if let Some(w) = &finished.pending {
@@ -485,9 +485,7 @@ fn run_one(
     if recorded {
         let code = match &outcome {
             Ok(c) => *c,
-            Err(e) => e
-                .downcast_ref::<cairn::error::Error>()
-                .map_or(exit::FAILED, exit::for_error),
+            Err(e) => code_of(e),
         };
         let secs = started.elapsed().as_secs_f64();
         ctx.core

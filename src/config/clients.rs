@@ -123,8 +123,7 @@ pub(super) fn views(
             Some(u) => {
                 let line = src.line_of(u.span().start);
                 let u = u.into_inner();
-                let lower = u.to_ascii_lowercase();
-                if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                if !super::text::is_http_url(&u) {
                     return Err(format!(
                         "line {line}: [[repository]] `{name}` key `ping_url` must be an http:// \
                          or https:// URL"

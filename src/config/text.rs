@@ -143,3 +143,9 @@ fn plain_words(msg: &str) -> String {
         .replace("expected a sequence", "expected a list `[...]`")
         .replace("invalid type: map", "a table")
 }
+
+/// Whether a ping URL is one cairn will POST to (http or https).
+pub(crate) fn is_http_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}

@@ -10,7 +10,8 @@ use std::{
 use super::{
     BackupConfig, Config, LockoutPolicy, LogConfig, MetricsConfig, NotifyConfig, RawFile,
     RepositoryConfig, RetentionConfig, ScheduleConfig, TargetConfig, VaultSettings, VerifyConfig,
-    overlap, residency, target, text::Source,
+    overlap, residency, target,
+    text::{self, Source},
 };
 use crate::secret::SecretRef;
 
@@ -117,14 +118,13 @@ impl Shared {
         let (notify_span, notify) = raw.notify.map_or((0..0, NotifyConfig::default()), |n| {
             (n.span(), n.into_inner())
         });
-        if let Some(url) = &notify.ping_url {
-            let lower = url.to_ascii_lowercase();
-            if !(lower.starts_with("https://") || lower.starts_with("http://")) {
-                return Err(format!(
-                    "line {}: [notify] key `ping_url` must be an http:// or https:// URL",
-                    src.key_line(notify_span.clone(), "ping_url")
-                ));
-            }
+        if let Some(url) = &notify.ping_url
+            && !text::is_http_url(url)
+        {
+            return Err(format!(
+                "line {}: [notify] key `ping_url` must be an http:// or https:// URL",
+                src.key_line(notify_span.clone(), "ping_url")
+            ));
         }
         if notify.timeout == Some(0) {
             return Err(format!(
