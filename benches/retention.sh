@@ -22,17 +22,7 @@ cp "${CAIRN_BIN:-target/release/cairn}" "$B/cairn.bin"; CAIRN=$B/cairn.bin
 restic -r "$B/restic" init -q >/dev/null
 
 # change N: rewrites the first 4 KiB of ~5% of the files (seeded by N), as a night's edits.
-change() {
-  python3 - "$B/src" "$1" <<'PY'
-import os, random, sys
-root, night = sys.argv[1], int(sys.argv[2])
-files = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
-rng = random.Random(night)
-for p in rng.sample(files, max(1, len(files) * 5 // 100)):
-    with open(p, 'r+b') as f:
-        f.write(rng.randbytes(4096))
-PY
-}
+change() { python3 benches/change.py "$B/src" "$1"; }  # ~5% of the files edited
 
 echo "30 nights, ~5% of the files changed each night" >&2
 for n in $(seq 1 $NIGHTS); do

@@ -168,6 +168,20 @@ pub struct TargetRecord {
     /// What the last look at it (`status`, the end of `run`) found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<Observed>,
+    /// Prunes that went on while it was away: it obeys them when it is back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned_without: Option<PrunedWithout>,
+}
+
+/// Prunes made while a target was away, which it obeys at its next catch-up.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PrunedWithout {
+    /// The first of them.
+    pub since: String,
+    /// How many.
+    pub prunes: u32,
+    /// Bytes they removed from the others: about what it frees when it obeys.
+    pub bytes: u64,
 }
 
 /// A target as last looked at.
@@ -224,6 +238,9 @@ pub struct PruneDeferred {
     pub since: String,
     /// The targets the last one waited for, with why.
     pub waiting_for: Vec<String>,
+    /// Bytes the last one would have removed: kept on every target only for those.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 const FILE: &str = "targets.json";
@@ -272,6 +289,7 @@ impl State {
                 r.last_complete_snapshot = Some(snapshot.to_string());
                 r.last_complete_at = Some(now.clone());
                 r.lagging_since = None;
+                r.pruned_without = None;
                 r.last_backup_millis = Some(millis(seconds));
                 r.last_backup_bytes = Some(t.bytes_written);
             } else {
@@ -286,12 +304,25 @@ impl State {
         }
     }
 
-    /// Records a prune: deferred while waiting for targets (`Some`), done (`None`).
-    pub fn record_prune(&mut self, waiting_for: Option<&[String]>) {
-        self.prune_deferred = waiting_for.map(|w| PruneDeferred {
+    /// Records a prune: deferred while waiting for targets, keeping `bytes` it would have
+    /// removed (`Some`), or done (`None`).
+    pub fn record_prune(&mut self, waiting_for: Option<(&[String], u64)>) {
+        self.prune_deferred = waiting_for.map(|(w, bytes)| PruneDeferred {
             since: self.prune_deferred.take().map_or_else(now, |d| d.since),
             waiting_for: w.to_vec(),
+            bytes,
         });
+    }
+
+    /// Records a prune that removed `bytes` from the others while `target` was away.
+    pub fn record_pruned_without(&mut self, target: &str, bytes: u64) {
+        let r = self.targets.entry(target.to_string()).or_default();
+        let owed = r.pruned_without.get_or_insert_with(|| PrunedWithout {
+            since: now(),
+            ..PrunedWithout::default()
+        });
+        owed.prunes += 1;
+        owed.bytes += bytes;
     }
 
     /// Records how a command ended; `code` 0 is a success.
@@ -322,6 +353,7 @@ impl State {
     pub fn record_level(&mut self, target: &str) {
         let r = self.targets.entry(target.to_string()).or_default();
         r.lagging_since = None;
+        r.pruned_without = None;
         r.last_seen_at = Some(now());
     }
 

@@ -1,5 +1,6 @@
 //! Prune through the fan-out: every kind of target ends byte-identical and readable by stock
-//! restic; a prune never judges data while a target is away (the split-brain scenario); and a
+//! restic; a prune waits for an optional target away for less than `prune_wait` (the
+//! split-brain scenario; rotated disks, never waited for, are in `rotation.rs`); and a
 //! prune killed at any write or removal leaves every target checkable, loses nothing the policy
 //! keeps, and the next prune finishes the job. Real servers; restic is the oracle.
 
@@ -11,37 +12,6 @@ use std::{
 };
 
 use common::*;
-
-/// Restores `snapshot` from target `from` alone and compares it with `expected` (a copy of
-/// the source as it was).
-fn restores_from(config: &Path, from: &str, snapshot: &str, src: &Path, expected: &Path) {
-    let dest = config.parent().unwrap().join(unique("restore"));
-    let out = cairn(
-        config,
-        &[
-            "restore",
-            snapshot,
-            "--from",
-            from,
-            "--target",
-            dest.to_str().unwrap(),
-        ],
-    );
-    expect_code(&out, 0);
-    assert_same_tree(expected, &restored(&dest, src));
-    fs::remove_dir_all(&dest).unwrap();
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    let ok = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
-}
 
 fn by_name(report: &serde_json::Value, name: &str) -> serde_json::Value {
     report["targets"]
@@ -151,17 +121,9 @@ fn a_snapshot_only_the_away_disk_holds_survives_a_prune_made_while_it_was_away()
         &[&src],
         &format!("{}{sftp}{usb_toml}", local_target("a", &a)),
     );
-    // A large file every snapshot shares, and a small one changing nightly.
+    // A large file every snapshot shares, and small ones changing nightly.
     fs::write(src.join("shared"), pseudo_random(7, 400_000)).unwrap();
-    for night in 1..=3u64 {
-        fs::write(src.join("night"), pseudo_random(night, 20_000)).unwrap();
-        let args: &[&str] = if night == 1 {
-            &["backup", "--init"]
-        } else {
-            &["backup"]
-        };
-        expect_code(&cairn(&config, args), 0);
-    }
+    nightly_backups(&config, &src, 0..3, |_| {});
 
     // Only the disk is there: the backup lands on it alone.
     let (a_away, nas_away) = (
@@ -253,51 +215,10 @@ fn forgotten_nights(tmp: &Path) -> (PathBuf, PathBuf, String, PathBuf) {
     let (sftp, sftp_dir) = sftp_target("nas", &unique("prune-kill"));
     let config = write_config(tmp, &[&src], &format!("{}{sftp}", local_target("a", &a)));
     fs::write(src.join("stays"), pseudo_random(3, 50_000)).unwrap();
-    for night in 0..4u64 {
-        fs::write(src.join("changes"), pseudo_random(200 + night, 60_000)).unwrap();
-        fs::write(
-            src.join(format!("n{night}")),
-            pseudo_random(300 + night, 5_000),
-        )
-        .unwrap();
-        let args: &[&str] = if night == 0 {
-            &["backup", "--init"]
-        } else {
-            &["backup"]
-        };
-        expect_code(&cairn(&config, args), 0);
-    }
+    nightly_backups(&config, &src, 0..4, |_| {});
     let keep = tmp.join("expected");
     copy_tree(&src, &keep);
     (config, a, sftp_dir, keep)
-}
-
-/// Runs `args` halted by `hook` after `n` steps on every target, then SIGKILLs it. Returns
-/// false when the run finished before reaching step `n` (the matrix is complete).
-fn kill_at(config: &Path, args: &[&str], hook: &str, n: usize) -> bool {
-    let marker = config.parent().unwrap().join(unique("halt"));
-    let mut run = cairn_cmd(config)
-        .args(args)
-        .env("CAIRN_PASSWORD", PASSWORD)
-        .env(hook, n.to_string())
-        .env("CAIRN_TEST_HALT_MARKER", &marker)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut finished = false;
-    wait_for("the run to halt on every target or finish", || {
-        if halted_targets(&marker) == 2 {
-            return true;
-        }
-        finished = run.try_wait().unwrap().is_some();
-        finished
-    });
-    if !finished {
-        run.kill().unwrap();
-    }
-    run.wait().unwrap();
-    !finished
 }
 
 #[test]
@@ -338,7 +259,7 @@ fn forget_and_prune_killed_at_any_write_or_removal_lose_nothing_and_the_next_pru
             if command[0] == "prune" {
                 expect_code(&cairn(&cfg, forget), 0);
             }
-            if !kill_at(&cfg, command, hook, n) {
+            if !kill_at(&cfg, command, hook, n, 2) {
                 assert!(n > 1, "{command:?} {hook}: never reached its first step");
                 break;
             }

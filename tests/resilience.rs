@@ -13,55 +13,6 @@ use std::{
 
 use common::*;
 
-/// A folder on another filesystem (tmpfs), standing in for a USB disk's root; removed on drop.
-struct Disk(PathBuf);
-
-impl Disk {
-    fn new() -> Self {
-        let shm = Path::new("/dev/shm");
-        assert!(
-            shm.is_dir(),
-            "/dev/shm (a tmpfs) is needed to stand in for a removable disk"
-        );
-        let d = shm.join(unique("cairn-usb"));
-        fs::create_dir_all(&d).unwrap();
-        Self(d)
-    }
-}
-
-impl Drop for Disk {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A bind mount standing in for a plugged-in disk (needs root, as the test servers do);
-/// unmounted on drop.
-struct Mounted(PathBuf);
-
-impl Mounted {
-    fn bind(from: &Path, at: &Path) -> Self {
-        let o = std::process::Command::new("mount")
-            .arg("--bind")
-            .arg(from)
-            .arg(at)
-            .output()
-            .expect("mount runs");
-        assert!(
-            o.status.success(),
-            "mount --bind (root needed) to stand in for a plugged-in disk: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        Self(at.to_path_buf())
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-    }
-}
-
 fn add_file(src: &Path, name: &str, seed: u64, len: usize) {
     fs::write(src.join(name), pseudo_random(seed, len)).unwrap();
 }

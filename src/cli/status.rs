@@ -75,6 +75,13 @@ pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
             d.waiting_for.join(", ")
         );
     }
+    if !ctx.json {
+        for t in &r.targets {
+            if let Some(line) = t.held_back() {
+                println!("{}: {line}", t.name);
+            }
+        }
+    }
     // Status reports; it fails only if a required target cannot be used or is behind.
     let behind = cairn::report::is_partial(&r.targets);
     Ok(if behind { exit::PARTIAL } else { exit::OK })

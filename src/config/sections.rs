@@ -40,6 +40,10 @@ pub struct RetentionConfig {
     pub deletion_records_for: Option<Within>,
     /// How often `cairn run` prunes (e.g. `"7d"`); unset: `run` never prunes.
     pub prune_every: Option<Within>,
+    /// How long a prune waits for an optional target that is away before it goes on without
+    /// it (default `"1d"`). A removable disk that is away is never waited for; a required
+    /// target always is.
+    pub prune_wait: Option<Within>,
 }
 
 impl RetentionConfig {
@@ -56,6 +60,15 @@ impl RetentionConfig {
             keep_within: self.keep_within,
             keep_tags: self.keep_tags.clone(),
         }
+    }
+
+    /// How long a prune waits for an optional (not removable) target that is away.
+    #[must_use]
+    pub fn prune_wait(&self) -> Within {
+        self.prune_wait.unwrap_or(Within {
+            days: 1,
+            ..Within::default()
+        })
     }
 
     /// How long applied deletion records are kept.

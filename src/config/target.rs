@@ -134,6 +134,18 @@ pub enum HostKeyChecking {
 }
 
 impl TargetConfig {
+    /// Whether it is a removable disk (a local folder with a mount point): away by design.
+    #[must_use]
+    pub fn is_removable(&self) -> bool {
+        matches!(
+            self.kind,
+            TargetKind::Local {
+                mount_point: Some(_),
+                ..
+            }
+        )
+    }
+
     /// This target with its path moved into `folder`: where one of several repositories lives.
     #[must_use]
     pub fn within(&self, folder: &str) -> Self {

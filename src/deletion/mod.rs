@@ -151,9 +151,10 @@ pub fn load(sources: &[Named<'_>], proof: &Proof, foreign: &ForeignFound) -> Del
 }
 
 /// For each target that lacks a prune's record: the snapshots it holds that the prune never
-/// judged (written while the target was cut off from it, or out of the configuration), by
-/// target name. The prune may have removed data those snapshots share with older ones, so that
-/// target must not obey the record, nor give those snapshots to the targets that did.
+/// judged (written while the target was away, or out of the configuration), by target name.
+/// The prune may have removed data those snapshots share with older ones: the veto
+/// ([`veto`]) decides, from the data, whether the record may still be obeyed; `status` names
+/// them.
 #[must_use]
 pub fn unjudged<'a>(
     deletions: &Deletions,

@@ -27,8 +27,8 @@ pub struct Record {
     pub user: String,
     /// Repository paths (`snapshots/ID`, `data/ab/ID`, ...).
     pub files: Vec<String>,
-    /// For a prune: the snapshots it judged the data by (every snapshot of every target; a
-    /// prune runs only when every target is reachable and level).
+    /// For a prune: the snapshots it judged the data by (every snapshot of every target taking
+    /// part; a target left behind may hold others, which the veto judges at its catch-up).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<String>,
     /// Records (their paths) that never take effect, wherever they turn up.

@@ -1,20 +1,23 @@
 //! `cairn prune`: remove the data no snapshot needs, through the fan-out backend, with the
 //! removals recorded before any is done ([`crate::deletion`]).
 //!
-//! The rule that makes it safe with targets that come and go: **data is judged unused only
-//! when every configured target is reachable and level.** A target that is away (the USB disk
-//! in a drawer) may hold a snapshot the others never saw, made while it was cut off, that
-//! shares data with snapshots the others have forgotten; judged without it, that data would
-//! look unused and be removed. So with any target away, prune removes nothing: it says which
-//! target it waits for (output, `status`) and runs in full once all are back.
+//! Targets that come and go: **a prune goes on without a removable disk that is away**, and
+//! without an optional target away for longer than `[retention] prune_wait` (1 day); it waits
+//! for a required target, and for any target that is reachable but not level. Going on is
+//! decided by data, not timing: the disk left behind may hold a snapshot the others never saw
+//! (a backup it got while away) that shares data with snapshots the others have forgotten.
+//! It obeys the prune's record only at its catch-up, after the veto has walked every snapshot
+//! every target keeps, its own included; a record that would take data one of them needs is
+//! voided there, and that data reaches the others with the snapshot (copied from the disk).
+//! Nothing is kept on the others for a disk that is away.
 //!
-//! Order, with every target present: the lock; catch-up (every target level, deletion records
-//! obeyed); rustic_core's prune plan over the union; rustic_core's prune writes the repacked
-//! packs and the new index to every target, its removals collected instead of done; then one
-//! deletion record naming every removal (and the snapshots the data was judged by) is written
-//! to every target, and only then are the files removed: index files first, then packs. If a
-//! target failed on the way, or the record cannot be written to every target, nothing is
-//! removed anywhere (the new packs and index stay; the next prune removes the old files): a
+//! Order, over the targets taking part: the lock; catch-up (every target level, deletion
+//! records obeyed); rustic_core's prune plan over the union; rustic_core's prune writes the
+//! repacked packs and the new index to every target, its removals collected instead of done;
+//! then one deletion record naming every removal (and the snapshots the data was judged by) is
+//! written to every target, and only then are the files removed: index files first, then
+//! packs. If a target failed on the way, or the record cannot be written to every target,
+//! nothing is removed anywhere (the new packs and index stay; the next prune removes the old files): a
 //! target that missed the deletion could, cut off from the others, write a backup relying on
 //! the old data.
 //!
@@ -109,6 +112,10 @@ pub struct PruneReport {
     /// Why nothing was removed although the plan would: the targets it waits for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deferred: Option<String>,
+    /// Targets away that the prune went on without (removable disks; optional targets away
+    /// longer than `[retention] prune_wait`): each obeys when it is back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub without: Vec<String>,
     /// The plan.
     pub plan: PlanSummary,
     /// The deletion record written.
@@ -120,6 +127,45 @@ pub struct PruneReport {
     pub targets: Vec<PruneTarget>,
     /// Whether a required target did not take part, or prune was deferred.
     pub partial: bool,
+}
+
+/// Whether a prune may go on while target `t` is not level: `Ok` with why, or `Err` with why
+/// it waits. Only a target that is away (offline, unreachable) may be left behind, and only
+/// when it is a removable disk, or optional and away (behind since `since`) for longer than
+/// `wait`. Leaving one behind is safe whatever it holds: it obeys the prune's record only
+/// after catch-up has walked every snapshot it keeps, and a record that would take data one
+/// of them needs is voided ([`crate::deletion::veto`]) and that data copied back from it.
+fn goes_on_without(
+    t: &crate::config::TargetConfig,
+    state: TargetState,
+    since: Option<&str>,
+    wait: crate::retention::Within,
+    now: &jiff::Zoned,
+) -> std::result::Result<String, String> {
+    if !matches!(state, TargetState::Offline | TargetState::Unreachable) {
+        return Err("reachable but not level".into());
+    }
+    if t.is_removable() {
+        return Ok("a removable disk, away".into());
+    }
+    if t.required {
+        return Err("required".into());
+    }
+    let since_ts = since.and_then(|s| s.parse::<jiff::Timestamp>().ok());
+    match since_ts {
+        Some(ts) if ts < wait.before(now) => Ok(format!(
+            "optional, away since {} (longer than prune_wait {wait})",
+            since.unwrap_or_default()
+        )),
+        Some(_) => Err(format!(
+            "optional, away since {}: pruning goes on without it once that is longer than \
+             prune_wait {wait}",
+            since.unwrap_or_default()
+        )),
+        None => Err(format!(
+            "optional, just found away: pruning goes on without it after prune_wait {wait}"
+        )),
+    }
 }
 
 /// A limit as given (`--max-unused`, `--max-repack`); a percentage must lie below `below`.
@@ -139,7 +185,8 @@ fn limit(what: &str, s: &str, below: f64) -> Result<LimitOption> {
         .map_err(|_| bad("expected a percentage (`5%`), a size (`2GiB`) or `unlimited`"))
 }
 
-/// Prunes every target, holding the lock; removes nothing while any target is away.
+/// Prunes every target, holding the lock; waits for a target that is away unless it may go
+/// on without it ([`goes_on_without`]).
 ///
 /// # Errors
 /// Bad limits; no repository; wrong password; the lock is held; rustic_core's prune failed
@@ -165,18 +212,30 @@ pub fn run<P: ProgressBars + Clone>(
         return Err(Error::NoRepository);
     }
     let synced = sync::run(&locked, None, cfg.retention.records_for(), &observer, pb)?;
-    let away: Vec<String> = synced
+    let recorded = crate::state::State::load(&ctx.state_dir()?).unwrap_or_default();
+    let now = jiff::Zoned::now();
+    let (mut without, mut away) = (Vec::new(), Vec::new());
+    for t in synced
         .targets
         .iter()
         .filter(|t| !matches!(t.state, TargetState::Level | TargetState::CaughtUp))
-        .map(|t| {
-            format!(
-                "`{}` ({})",
-                t.name,
-                t.detail.as_deref().unwrap_or("not level")
-            )
-        })
-        .collect();
+    {
+        let since = recorded
+            .targets
+            .get(&t.name)
+            .and_then(|r| r.lagging_since.as_deref());
+        let detail = t.detail.as_deref().unwrap_or("not level");
+        match goes_on_without(
+            cfg.target(&t.name)?,
+            t.state,
+            since,
+            cfg.retention.prune_wait(),
+            &now,
+        ) {
+            Ok(why) => without.push((t.name.clone(), why)),
+            Err(why) => away.push(format!("`{}` ({detail}; {why})", t.name)),
+        }
+    }
     let caught_up: Vec<SyncTarget> = synced
         .targets
         .into_iter()
@@ -201,6 +260,7 @@ pub fn run<P: ProgressBars + Clone>(
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         deferred: None,
+        without: Vec::new(),
         plan: summary,
         record: None,
         caught_up,
@@ -225,9 +285,21 @@ pub fn run<P: ProgressBars + Clone>(
             away.join(", ")
         );
         observer.warn(&why);
-        ctx.update_state(|st| st.record_prune(Some(&away)));
+        let kept = report.plan.bytes_remove;
+        ctx.update_state(|st| st.record_prune(Some((&away, kept))));
         report.deferred = Some(why);
+    } else if !without.is_empty() && !opts.dry_run {
+        let names: Vec<String> = without
+            .iter()
+            .map(|(n, why)| format!("`{n}` ({why})"))
+            .collect();
+        observer.warn(&format!(
+            "pruning without {}: it obeys this prune when it is back, after anything it \
+             gained while away has reached the others",
+            names.join(", ")
+        ));
     }
+    report.without = without.iter().map(|(n, _)| n.clone()).collect();
     if opts.dry_run || report.deferred.is_some() {
         report.targets = outcomes.iter().map(as_target).collect();
         report.partial = report.deferred.is_some() || is_partial(&report.targets);
@@ -244,7 +316,7 @@ pub fn run<P: ProgressBars + Clone>(
     // now would let it, cut off, write a backup relying on data the others no longer hold.
     let failed: Vec<String> = targets
         .iter()
-        .filter(|t| t.state != TargetState::Complete)
+        .filter(|t| t.state != TargetState::Complete && !report.without.contains(&t.name))
         .map(|t| format!("`{}` ({})", t.name, t.detail.as_deref().unwrap_or("failed")))
         .collect();
     let removals = if failed.is_empty() {
@@ -256,7 +328,8 @@ pub fn run<P: ProgressBars + Clone>(
             failed.join(", ")
         );
         observer.warn(&why);
-        ctx.update_state(|st| st.record_prune(Some(&failed)));
+        let kept = report.plan.bytes_remove;
+        ctx.update_state(|st| st.record_prune(Some((&failed, kept))));
         report.deferred = Some(why);
         Vec::new()
     };
@@ -308,9 +381,62 @@ pub fn run<P: ProgressBars + Clone>(
         report.record = Some(path);
     }
     if report.deferred.is_none() {
-        ctx.update_state(|st| st.record_prune(None));
+        let removed = targets.iter().map(|t| t.bytes_removed).max().unwrap_or(0);
+        let without = &report.without;
+        ctx.update_state(|st| {
+            st.record_prune(None);
+            if report.record.is_some() {
+                for name in without {
+                    st.record_pruned_without(name, removed);
+                }
+            }
+        });
+    }
+    if report.record.is_some() {
+        for t in targets
+            .iter_mut()
+            .filter(|t| report.without.contains(&t.name))
+        {
+            let away = t.detail.take().unwrap_or_else(|| "away".into());
+            t.detail = Some(format!("{away}; obeys this prune when it is back"));
+        }
     }
     report.partial = report.deferred.is_some() || is_partial(&targets);
     report.targets = targets;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn a_prune_waits_only_for_what_it_must() {
+        let cfg = Config::parse(
+            "[backup]\nsources = [\"/srv\"]\n\n\
+             [[target]]\nname = \"usb\"\nkind = \"local\"\npath = \"/mnt/usb/cairn\"\n\
+             removable = true\nmount_point = \"/mnt/usb\"\n\n\
+             [[target]]\nname = \"nas\"\nkind = \"local\"\npath = \"/backup/nas\"\nrequired = false\n\n\
+             [[target]]\nname = \"dc\"\nkind = \"local\"\npath = \"/backup/dc\"\n",
+            std::path::Path::new("/etc/cairn/targets.toml"),
+        )
+        .unwrap();
+        let t = |name: &str| cfg.target(name).unwrap();
+        let now: jiff::Zoned = "2026-12-07T03:00:00Z[UTC]".parse().unwrap();
+        let wait = cfg.retention.prune_wait();
+        let (long_ago, lately) = (Some("2026-12-05T03:00:00Z"), Some("2026-12-06T22:00:00Z"));
+        let on = |name, state, since| goes_on_without(t(name), state, since, wait, &now);
+        // A removable disk away is never waited for, however recently it left.
+        assert!(on("usb", TargetState::Offline, lately).is_ok());
+        assert!(on("usb", TargetState::Offline, None).is_ok());
+        // An optional target: only once away for longer than prune_wait (1 day).
+        assert!(on("nas", TargetState::Unreachable, long_ago).is_ok());
+        assert!(on("nas", TargetState::Unreachable, lately).is_err());
+        assert!(on("nas", TargetState::Unreachable, None).is_err());
+        // A required target, and any target reachable but not level, always.
+        assert!(on("dc", TargetState::Unreachable, long_ago).is_err());
+        assert!(on("usb", TargetState::Incomplete, long_ago).is_err());
+        assert!(on("nas", TargetState::Foreign, long_ago).is_err());
+    }
 }

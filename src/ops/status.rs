@@ -50,11 +50,52 @@ pub struct TargetStatus {
     /// Why it is not level, when probing says so.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Bytes kept on it only because prunes wait for targets that are away, and for which.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_for_away: Option<KeptForAway>,
     /// What earlier runs recorded.
     pub recorded: TargetRecord,
 }
 
 crate::outcome_fields!(TargetStatus);
+
+/// What a target keeps only for targets that are away: the data the last deferred prune would
+/// have removed. A removable disk that is away is never waited for, so this is always about
+/// required targets, or optional ones away for less than `[retention] prune_wait`.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptForAway {
+    /// Bytes.
+    pub bytes: u64,
+    /// The targets waited for, with why.
+    pub targets: Vec<String>,
+    /// Since when.
+    pub since: String,
+}
+
+impl TargetStatus {
+    /// One line on what is held back on or for this target, if anything: bytes kept for an
+    /// away target, or prunes it obeys when back.
+    #[must_use]
+    pub fn held_back(&self) -> Option<String> {
+        if let Some(k) = &self.kept_for_away {
+            return Some(format!(
+                "keeps {} for {} (prune deferred since {})",
+                crate::report::human_bytes(k.bytes),
+                k.targets.join(", "),
+                k.since
+            ));
+        }
+        self.recorded.pruned_without.as_ref().map(|o| {
+            format!(
+                "{} prune(s) since {} went on without it: when back it obeys them (about {} \
+                 to free); nothing is kept on the others for it",
+                o.prunes,
+                o.since,
+                crate::report::human_bytes(o.bytes)
+            )
+        })
+    }
+}
 
 /// Every target.
 #[derive(Debug, Clone, Serialize)]
@@ -119,8 +160,8 @@ pub fn run(ctx: &Context, password: Option<&Secret>) -> Result<StatusReport> {
                 .filter(|f| !deleted(f)),
         );
     }
-    // Targets that catch-up leaves as they are: they hold snapshots a prune they missed never
-    // judged.
+    // Targets holding snapshots a prune they missed never judged: their next catch-up brings
+    // those to the others.
     let snapshot_files: Vec<(&str, std::collections::BTreeMap<String, u64>)> = probed
         .iter()
         .filter_map(|p| match &p.probe {
@@ -136,7 +177,7 @@ pub fn run(ctx: &Context, password: Option<&Secret>) -> Result<StatusReport> {
         .collect();
     let listed: Vec<(&str, &std::collections::BTreeMap<String, u64>)> =
         snapshot_files.iter().map(|(n, f)| (*n, f)).collect();
-    let cut_off = deletions
+    let unjudged = deletions
         .as_ref()
         .map(|d| deletion::unjudged(d, &listed))
         .unwrap_or_default();
@@ -172,15 +213,31 @@ pub fn run(ctx: &Context, password: Option<&Secret>) -> Result<StatusReport> {
             };
             let pending = pending.filter(|_| deletions.is_some());
             let mut state = state;
-            if let Some(alone) = cut_off.get(p.cfg.name.as_str()) {
+            if let Some(alone) = unjudged.get(p.cfg.name.as_str()) {
                 let ids: Vec<&str> = alone.iter().map(|id| &id[..8.min(id.len())]).collect();
                 state = TargetState::Lagging;
                 detail = Some(format!(
-                    "holds snapshot(s) {} that a prune it missed never judged: catch-up leaves \
-                     it as it is (see `cairn sync`)",
+                    "holds snapshot(s) {} that a prune it missed never judged (a backup it got \
+                     while away): its next catch-up copies them to the others with the data \
+                     they need, and voids what would remove that data",
                     ids.join(", ")
                 ));
             }
+            let kept_for_away = recorded
+                .prune_deferred
+                .as_ref()
+                .filter(|d| {
+                    d.bytes > 0
+                        && !d
+                            .waiting_for
+                            .iter()
+                            .any(|w| w.starts_with(&format!("`{}`", p.cfg.name)))
+                })
+                .map(|d| KeptForAway {
+                    bytes: d.bytes,
+                    targets: d.waiting_for.clone(),
+                    since: d.since.clone(),
+                });
             TargetStatus {
                 name: p.cfg.name.clone(),
                 kind: p.cfg.kind.name().to_string(),
@@ -192,6 +249,7 @@ pub fn run(ctx: &Context, password: Option<&Secret>) -> Result<StatusReport> {
                 missing_files: missing,
                 pending_deletions: pending,
                 detail,
+                kept_for_away,
                 recorded: recorded
                     .targets
                     .get(&p.cfg.name)

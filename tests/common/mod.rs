@@ -725,3 +725,213 @@ pub fn ping_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) 
     });
     (url, seen)
 }
+
+/// Restores `snapshot` from target `from` alone and compares it with `expected` (a copy of
+/// the source as it was).
+pub fn restores_from(config: &Path, from: &str, snapshot: &str, src: &Path, expected: &Path) {
+    let dest = config.parent().unwrap().join(unique("restore"));
+    let out = cairn(
+        config,
+        &[
+            "restore",
+            snapshot,
+            "--from",
+            from,
+            "--target",
+            dest.to_str().unwrap(),
+        ],
+    );
+    expect_code(&out, 0);
+    assert_same_tree(expected, &restored(&dest, src));
+    fs::remove_dir_all(&dest).unwrap();
+}
+
+/// `cp -a FROM TO`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    let ok = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+/// Runs `args` halted by `hook` after `n` steps on `targets` targets, then SIGKILLs it. Returns
+/// false when the run finished before reaching step `n` (the matrix is complete).
+pub fn kill_at(config: &Path, args: &[&str], hook: &str, n: usize, targets: usize) -> bool {
+    let marker = config.parent().unwrap().join(unique("halt"));
+    let mut run = cairn_cmd(config)
+        .args(args)
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env(hook, n.to_string())
+        .env("CAIRN_TEST_HALT_MARKER", &marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut finished = false;
+    wait_for("the run to halt on every target or finish", || {
+        if halted_targets(&marker) >= targets {
+            return true;
+        }
+        finished = run.try_wait().unwrap().is_some();
+        finished
+    });
+    if !finished {
+        run.kill().unwrap();
+    }
+    run.wait().unwrap();
+    !finished
+}
+
+/// A folder on another filesystem (tmpfs), standing in for a USB disk's root; removed on drop.
+pub struct Disk(pub PathBuf);
+
+impl Disk {
+    pub fn new() -> Self {
+        let shm = Path::new("/dev/shm");
+        assert!(
+            shm.is_dir(),
+            "/dev/shm (a tmpfs) is needed to stand in for a removable disk"
+        );
+        let d = shm.join(unique("cairn-usb"));
+        fs::create_dir_all(&d).unwrap();
+        Self(d)
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A bind mount standing in for a plugged-in disk (needs root, as the test servers do);
+/// unmounted on drop.
+pub struct Mounted(PathBuf);
+
+impl Mounted {
+    pub fn bind(from: &Path, at: &Path) -> Self {
+        let o = std::process::Command::new("mount")
+            .arg("--bind")
+            .arg(from)
+            .arg(at)
+            .output()
+            .expect("mount runs");
+        assert!(
+            o.status.success(),
+            "mount --bind (root needed) to stand in for a plugged-in disk: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A removable disk: its files in a folder on a tmpfs, plugged in by a bind mount at its mount
+/// point (an empty folder while unplugged). Unplugged on drop.
+pub struct Usb {
+    plugged: Option<Mounted>,
+    /// Where its files are, plugged in or not (what restic reads).
+    pub disk: Disk,
+    /// The mount point the configuration names.
+    pub mount: PathBuf,
+}
+
+impl Usb {
+    /// An empty disk, unplugged, mounted at `mount` when plugged in.
+    pub fn new(mount: PathBuf) -> Self {
+        fs::create_dir_all(&mount).unwrap();
+        Self {
+            plugged: None,
+            disk: Disk::new(),
+            mount,
+        }
+    }
+
+    /// A disk holding a copy of the files under `template`.
+    pub fn copy_of(template: &Path, mount: PathBuf) -> Self {
+        let usb = Self::new(mount);
+        let ok = Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", template.display()))
+            .arg(&usb.disk.0)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "copying {} onto a disk", template.display());
+        usb
+    }
+
+    /// Its `[[target]]` (the repository in `cairn/` on the disk).
+    pub fn target(&self, name: &str) -> String {
+        format!(
+            "[[target]]\nname = \"{name}\"\nkind = \"local\"\npath = \"{}/cairn\"\n\
+             removable = true\nmount_point = \"{}\"\n\n",
+            self.mount.display(),
+            self.mount.display()
+        )
+    }
+
+    pub fn plug(&mut self) {
+        if self.plugged.is_none() {
+            self.plugged = Some(Mounted::bind(&self.disk.0, &self.mount));
+        }
+    }
+
+    pub fn unplug(&mut self) {
+        self.plugged = None;
+    }
+
+    /// The repository's folder, plugged in or not.
+    pub fn repo(&self) -> String {
+        self.disk.0.join("cairn").display().to_string()
+    }
+}
+
+/// Bytes of every file under `dir` (a repository's storage, records included).
+pub fn tree_bytes(dir: &Path) -> u64 {
+    let mut sum = 0;
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        sum += if meta.is_dir() {
+            tree_bytes(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    sum
+}
+
+/// Nightly backups of `src` for each of `nights` (night 0 creates the repository): a file
+/// that changes, and a small one added, each night. `before` runs ahead of each night.
+pub fn nightly_backups(
+    config: &Path,
+    src: &Path,
+    nights: std::ops::Range<u64>,
+    mut before: impl FnMut(u64),
+) {
+    for night in nights {
+        before(night);
+        fs::write(src.join("changes"), pseudo_random(200 + night, 60_000)).unwrap();
+        fs::write(
+            src.join(format!("n{night}")),
+            pseudo_random(300 + night, 5_000),
+        )
+        .unwrap();
+        let args: &[&str] = if night == 0 {
+            &["backup", "--init"]
+        } else {
+            &["backup"]
+        };
+        expect_code(&cairn(config, args), 0);
+    }
+}

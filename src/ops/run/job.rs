@@ -240,10 +240,15 @@ impl Job<'_> {
             let summary = match (&r.deferred, &r.record) {
                 (Some(why), _) => format!("deferred: {why}"),
                 (None, Some(_)) => format!(
-                    "{} pack(s) removed, {} repacked ({})",
+                    "{} pack(s) removed, {} repacked ({}){}",
                     r.plan.packs_unused,
                     r.plan.packs_repack,
-                    crate::report::human_bytes(r.plan.bytes_remove)
+                    crate::report::human_bytes(r.plan.bytes_remove),
+                    if r.without.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; without {} (obeys when back)", r.without.join(", "))
+                    }
                 ),
                 (None, None) => "nothing to remove".into(),
             };

@@ -17,8 +17,10 @@
 //! Deletions ([`crate::deletion`]): a file a proven deletion record names is never copied; each
 //! target receives the records it lacks and its missing files, then removes the files the
 //! records delete; records every target has obeyed long enough are compacted. A target holding
-//! snapshots that a prune it missed never judged is left as it is ([`deletion::unjudged`]). Not handled here: files that exist but are
-//! damaged (`cairn check --heal`).
+//! snapshots that a prune it missed never judged (a backup it got while away) takes part like
+//! any other: before anything is obeyed, the veto walks those snapshots too, so a record that
+//! would take data they need is voided, and they reach the others with that data (copied from
+//! it). Not handled here: files that exist but are damaged (`cairn check --heal`).
 
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
@@ -135,41 +137,25 @@ pub fn run<P: ProgressBars>(
     let mut deletions = proof
         .map(|proof| deletion::load(&holding, proof, &foreign))
         .unwrap_or_default();
-    // A target holding snapshots a prune it missed never judged takes no part: obeying the
-    // prune there, or copying those snapshots to where the prune ran, would break them.
-    let listed: Vec<(&str, &BTreeMap<String, u64>)> = probed
+    // Every target holding the repository takes part, even one holding snapshots a prune it
+    // missed never judged (a backup it got while away): the veto walks those too, so a record
+    // that would take data they need is voided, and that data reaches the others with them.
+    let taking_part: Vec<Holding<'_>> = probed
         .iter()
         .zip(&inventories)
-        .filter_map(|(p, inv)| match inv {
-            Some(Ok(inv)) => Some((p.cfg.name.as_str(), &inv.files)),
+        .filter_map(|(p, inv)| match (&p.probe, &p.store, inv) {
+            (Probe::Ready { .. }, Some(store), Some(Ok(inv))) => {
+                Some((p.cfg.name.as_str(), store, &inv.files))
+            }
             _ => None,
         })
         .collect();
-    let mut cut_off = deletion::unjudged(&deletions, &listed);
-    let taking_part = |cut_off: &BTreeMap<&str, _>| -> Vec<Holding<'_>> {
-        probed
-            .iter()
-            .zip(&inventories)
-            .filter(|(p, _)| !cut_off.contains_key(p.cfg.name.as_str()))
-            .filter_map(|(p, inv)| match (&p.probe, &p.store, inv) {
-                (Probe::Ready { .. }, Some(store), Some(Ok(inv))) => {
-                    Some((p.cfg.name.as_str(), store, &inv.files))
-                }
-                _ => None,
-            })
-            .collect()
-    };
-    if let Some(proof) = proof
-        && void_breaking(&taking_part(&cut_off), &mut deletions, proof, observer)
-    {
-        cut_off = deletion::unjudged(&deletions, &listed);
+    if let Some(proof) = proof {
+        void_breaking(&taking_part, &mut deletions, proof, observer);
     }
     // The union, from targets holding the repository only.
     let mut union: BTreeMap<&str, u64> = BTreeMap::new();
     for (p, inv) in probed.iter().zip(&inventories) {
-        if cut_off.contains_key(p.cfg.name.as_str()) {
-            continue;
-        }
         if let (Probe::Ready { .. }, Some(Ok(inv))) = (&p.probe, inv) {
             for (path, size) in &inv.files {
                 if !deletions.deletes(path) {
@@ -182,7 +168,6 @@ pub fn run<P: ProgressBars>(
     // target holds (an old one put back after its data was pruned).
     let withheld = match proof {
         Some(proof) => {
-            let taking_part = taking_part(&cut_off);
             let candidates: Vec<&str> = union
                 .keys()
                 .copied()
@@ -207,7 +192,6 @@ pub fn run<P: ProgressBars>(
     let sources_of = |dest: usize| {
         let probed = &probed;
         let inventories = &inventories;
-        let cut_off = &cut_off;
         move |path: &str| {
             probed
                 .iter()
@@ -215,7 +199,6 @@ pub fn run<P: ProgressBars>(
                 .enumerate()
                 .filter(|(i, (p, inv))| {
                     *i != dest
-                        && !cut_off.contains_key(p.cfg.name.as_str())
                         && matches!(p.probe, Probe::Ready { .. })
                         && matches!(inv, Some(Ok(inv)) if inv.files.contains_key(path))
                 })
@@ -273,19 +256,6 @@ pub fn run<P: ProgressBars>(
                 return t;
             }
         };
-        if let Some(alone) = cut_off.get(p.cfg.name.as_str()) {
-            let ids: Vec<&str> = alone.iter().map(|id| &id[..8.min(id.len())]).collect();
-            t.state = TargetState::Incomplete;
-            t.detail = Some(format!(
-                "holds snapshot(s) {} written while it missed a prune (cut off, or out of the \
-                 configuration); that prune may have removed data they share, so this target is \
-                 left as it is: restore them from it alone (`--from {}`), back their files up \
-                 again or forget them (`cairn forget ID`), then sync",
-                ids.join(", "),
-                p.cfg.name
-            ));
-            return t;
-        }
         catch_up(
             &mut t,
             inv,

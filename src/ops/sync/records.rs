@@ -16,15 +16,15 @@ use crate::{
 /// Voids the records whose deletions would take from a kept snapshot data it needs (see
 /// [`deletion::veto`]): sealed into a void record on every target that takes it, and dropped
 /// from `deletions` for this run. When what the snapshots need cannot be read, no record
-/// removes data this time. Whether any record was voided.
+/// removes data this time.
 pub(super) fn void_breaking(
     targets: &[Holding<'_>],
     deletions: &mut Deletions,
     proof: &Proof,
     observer: &Arc<dyn Observer>,
-) -> bool {
+) {
     let breaking = match deletion::veto::breaking(targets, deletions, proof) {
-        Ok(b) if b.is_empty() => return false,
+        Ok(b) if b.is_empty() => return,
         Ok(b) => b,
         Err(e) => {
             observer.warn(&format!(
@@ -38,7 +38,7 @@ pub(super) fn void_breaking(
                 .map(|(p, _)| p.clone())
                 .collect();
             deletions.void(&prunes);
-            return true;
+            return;
         }
     };
     let records: BTreeSet<String> = breaking.keys().cloned().collect();
@@ -71,7 +71,6 @@ pub(super) fn void_breaking(
         short(&snapshots, 0),
     ));
     deletions.void(&records);
-    true
 }
 
 /// Removes the deletion records every configured target has obeyed, once older than

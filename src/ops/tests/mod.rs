@@ -344,7 +344,7 @@ fn a_target_failing_during_a_prune_means_nothing_is_removed_anywhere() {
 }
 
 #[test]
-fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
+fn a_target_that_missed_a_prune_and_backed_up_alone_brings_that_snapshot_with_its_data() {
     let s = Setup::new(2);
     let both = s.ctx(2);
     init::run(&both, &pw(), false, NoProgressBars).unwrap();
@@ -384,30 +384,7 @@ fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
     )
     .unwrap();
 
-    // Together again: catch-up must not let the prune's deletions break that snapshot.
-    let r = sync::run_and_record(&both, Some(&pw()), None, &NoProgressBars).unwrap();
-    let t = &r.targets[1];
-    assert_eq!(t.state, TargetState::Incomplete, "{t:?}");
-    assert!(
-        t.detail
-            .as_deref()
-            .unwrap_or_default()
-            .contains(&solo.snapshot[..8]),
-        "{t:?}"
-    );
-    assert!(r.partial);
-    let dest = s.dir.path().join("solo-restored");
-    let opts = restore::RestoreOptionsCairn {
-        selector: solo.snapshot.parse().unwrap(),
-        dest: dest.clone(),
-        from: Some(s.names[1].clone()),
-        ..Default::default()
-    };
-    restore::run(&both, &pw(), &opts, NoProgressBars).unwrap();
-    assert_eq!(std::fs::read(find(&dest, "b.bin")).unwrap(), old);
-    // Nor was it copied where its data is gone; status says why the target is behind.
-    let snap = format!("snapshots/{}", solo.snapshot);
-    assert!(!s.files(0).contains(&snap));
+    // Status names the snapshot the prune never judged, before they meet again.
     let status = status::run(&both, Some(&pw())).unwrap();
     let behind = &status.targets[1];
     assert_eq!(behind.state, TargetState::Lagging);
@@ -419,15 +396,26 @@ fn a_target_that_missed_a_prune_and_backed_up_alone_is_left_as_it_is() {
             .contains(&solo.snapshot[..8]),
         "{behind:?}"
     );
-
-    // Once the admin forgets it, the target obeys the prune and is level again.
-    let by_id = super::forget::ForgetOptions {
-        ids: vec![solo.snapshot[..10].to_string()],
-        ..Default::default()
-    };
-    super::forget::run(&both, &pw(), &by_id).unwrap();
+    // Together again: the prune's deletions would break that snapshot, so they are voided,
+    // and the snapshot reaches the first target with the data it needs.
     let r = sync::run_and_record(&both, Some(&pw()), None, &NoProgressBars).unwrap();
     assert!(!r.partial, "{:?}", r.targets);
+    let snap = format!("snapshots/{}", solo.snapshot);
+    assert!(s.files(0).contains(&snap));
+    for from in &s.names {
+        let dest = s.dir.path().join(format!("solo-restored-{from}"));
+        let opts = restore::RestoreOptionsCairn {
+            selector: solo.snapshot.parse().unwrap(),
+            dest: dest.clone(),
+            from: Some(from.clone()),
+            ..Default::default()
+        };
+        restore::run(&both, &pw(), &opts, NoProgressBars).unwrap();
+        assert_eq!(std::fs::read(find(&dest, "b.bin")).unwrap(), old, "{from}");
+    }
+    // The next prune with both judges every snapshot: identical targets again.
+    let r = super::prune::run(&both, &pw(), &prune_opts, &NoProgressBars).unwrap();
+    assert!(!r.partial, "{r:?}");
     assert_eq!(s.files(0), s.files(1));
 }
 
