@@ -2,6 +2,7 @@
 //! filters), or a point in time, `@2026-11-17` / `@2026-11-17T22:00` ("the newest snapshot at or
 //! before"), optionally followed by `:PATH` inside it.
 
+use globset::{GlobBuilder, GlobMatcher};
 use jiff::{Timestamp, tz::TimeZone};
 use rustic_core::repofile::SnapshotFile;
 
@@ -211,6 +212,43 @@ pub fn node<S: rustic_core::IndexedTree>(
 #[must_use]
 pub fn short(s: &SnapshotFile) -> String {
     s.id.to_hex().to_string().chars().take(8).collect()
+}
+
+/// The `--include`/`--exclude` patterns: a pattern without `/` matches an entry's name, one with
+/// `/` its whole path in the snapshot (as `restore --include`, `purge`).
+pub struct Patterns(Vec<(bool, GlobMatcher)>);
+
+impl Patterns {
+    /// Compiles `globs`.
+    ///
+    /// # Errors
+    /// A pattern that is not a glob.
+    pub fn new(globs: &[String]) -> Result<Self> {
+        globs
+            .iter()
+            .map(|g| {
+                let m = GlobBuilder::new(g)
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| Error::Input(format!("pattern {g:?}: {e}")))?
+                    .compile_matcher();
+                Ok((g.contains('/'), m))
+            })
+            .collect::<Result<_>>()
+            .map(Self)
+    }
+    /// Whether `full` (a path in a snapshot, from `/`) matches a pattern.
+    #[must_use]
+    pub fn matches(&self, full: &std::path::Path) -> bool {
+        let name = full.file_name().unwrap_or_default();
+        self.0.iter().any(|(whole, m)| {
+            if *whole {
+                m.is_match(full)
+            } else {
+                m.is_match(name)
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod key;
 mod ls;
 mod progress;
 mod prune;
+mod purge;
 mod restore;
 mod run;
 mod schedule;
@@ -81,6 +82,10 @@ pub enum Command {
     /// Remove data no snapshot needs, on every target (nothing while a target is away).
     #[command(after_help = exit::TABLE)]
     Prune(prune::Args),
+    /// Remove paths (one person's files) from every snapshot and their data from every target
+    /// (GDPR article 17); a target that is away obeys at its next catch-up.
+    #[command(after_help = exit::TABLE)]
+    Purge(purge::Args),
     /// List snapshots and which targets hold each.
     #[command(after_help = exit::TABLE)]
     Snapshots(snapshots::Args),
@@ -136,6 +141,7 @@ impl Command {
             Self::Backup(_) => "backup",
             Self::Forget(_) => "forget",
             Self::Prune(_) => "prune",
+            Self::Purge(_) => "purge",
             Self::Snapshots(_) => "snapshots",
             Self::Ls(_) => "ls",
             Self::Restore(_) => "restore",
@@ -163,6 +169,7 @@ impl Command {
                 | Self::Backup(_)
                 | Self::Forget(_)
                 | Self::Prune(_)
+                | Self::Purge(_)
                 | Self::Check(_)
                 | Self::Status(_)
                 | Self::Sync(_)
@@ -221,6 +228,7 @@ impl Command {
             | Self::Diff(_)
             | Self::Forget(_)
             | Self::Prune(_)
+            | Self::Purge(_)
             | Self::Key(_) => Scope::One,
             Self::Vault(_) | Self::Schedule(_) => Scope::File,
             _ => Scope::All,
@@ -449,6 +457,7 @@ fn run_one(
         Command::Backup(a) => backup::run(&ctx, a),
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
+        Command::Purge(a) => purge::run(&ctx, a),
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),

@@ -10,6 +10,7 @@ pub mod init;
 pub mod key;
 pub mod ls;
 pub mod prune;
+pub mod purge;
 pub mod restore;
 pub mod run;
 pub mod snapshots;

@@ -12,7 +12,6 @@ use std::{
     time::Instant,
 };
 
-use globset::{GlobBuilder, GlobMatcher};
 use rustic_core::{
     IndexedFull, LocalDestination, LsOptions, Progress, ProgressBars, ProgressType, Repository,
     RestoreOptions,
@@ -27,7 +26,7 @@ use crate::{
     error::{Error, Result},
     report::TargetOutcome,
     secret::Secret,
-    selection::{self, Selector},
+    selection::{self, Patterns, Selector},
     session::Session,
     verified::Contents,
 };
@@ -112,37 +111,6 @@ pub struct RestoreReport {
     pub seconds: f64,
     /// Targets' states (which were readable).
     pub targets: Vec<TargetOutcome>,
-}
-
-/// The `--include`/`--exclude` patterns: a pattern without `/` matches an entry's name, one with
-/// `/` its whole path in the snapshot.
-struct Patterns(Vec<(bool, GlobMatcher)>);
-
-impl Patterns {
-    fn new(globs: &[String]) -> Result<Self> {
-        globs
-            .iter()
-            .map(|g| {
-                let m = GlobBuilder::new(g)
-                    .literal_separator(true)
-                    .build()
-                    .map_err(|e| Error::Input(format!("pattern {g:?}: {e}")))?
-                    .compile_matcher();
-                Ok((g.contains('/'), m))
-            })
-            .collect::<Result<_>>()
-            .map(Self)
-    }
-    fn matches(&self, full: &Path) -> bool {
-        let name = full.file_name().unwrap_or_default();
-        self.0.iter().any(|(whole, m)| {
-            if *whole {
-                m.is_match(full)
-            } else {
-                m.is_match(name)
-            }
-        })
-    }
 }
 
 /// rustic_core's progress, with the restore's bar naming how many files it writes (rustic_core

@@ -1,0 +1,81 @@
+//! `cairn purge`.
+
+use anyhow::Result;
+use cairn::ops::purge::{self, PurgeOptions};
+
+use super::{Ctx, write_exit};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// List the snapshots and paths affected; change nothing.
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Paths to remove from every snapshot: a pattern without `/` matches a name anywhere, one
+    /// with `/` a whole path (`/srv/clients/acme/hr/j.jansen`); a folder goes with all it holds.
+    #[arg(required = true, value_name = "PATTERN")]
+    patterns: Vec<String>,
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    let pw = ctx.core.password()?;
+    let opts = PurgeOptions {
+        patterns: args.patterns,
+        dry_run: args.dry_run,
+    };
+    let r = purge::run(&ctx.core, &pw, &opts, &ctx.reporter)?;
+    if ctx.json {
+        ctx.print_json(&r)?;
+        return Ok(write_exit(r.partial || !(r.complete || r.dry_run)));
+    }
+    if r.snapshots.is_empty() {
+        println!(
+            "no snapshot holds a path matching {}",
+            r.patterns.join(", ")
+        );
+        return Ok(write_exit(false));
+    }
+    for s in &r.snapshots {
+        println!(
+            "{} {} -> {}: {} file(s) under {}",
+            &s.id[..8],
+            s.time,
+            s.rewritten_as
+                .as_deref()
+                .map_or("(not rewritten)", |n| &n[..8]),
+            s.files,
+            s.paths.join(", ")
+        );
+    }
+    if r.dry_run {
+        println!(
+            "dry run: {} snapshot(s) would be rewritten without these paths; nothing was changed",
+            r.snapshots.len()
+        );
+        return Ok(write_exit(false));
+    }
+    println!(
+        "{} chunk(s) purged; {} kept because kept files hold the same bytes",
+        r.chunks,
+        r.kept_chunks.len()
+    );
+    for k in &r.kept_chunks {
+        println!(
+            "  kept {} (held by {} in {})",
+            &k.chunk[..8],
+            k.kept_by,
+            &k.snapshot[..8]
+        );
+    }
+    for c in &r.index_check {
+        let verdict = match (c.checked, c.still_indexed.len()) {
+            (true, 0) => "no purged chunk in any index file".to_string(),
+            (true, n) => format!("{n} purged chunk(s) still indexed (obeyed at its next catch-up)"),
+            (false, _) => format!(
+                "not checked: {}",
+                c.detail.as_deref().unwrap_or("not reachable")
+            ),
+        };
+        println!("{:<16} {verdict}", c.name);
+    }
+    Ok(write_exit(r.partial || !r.complete))
+}

@@ -1,0 +1,414 @@
+//! `cairn purge PATTERN...`: one data subject's files out of every backup (GDPR article 17).
+//!
+//! Order: under the lock, every target brought level, then every snapshot walked; each one
+//! holding a path the patterns match (as `restore --include`) is rewritten without those paths
+//! through the fan-out (rustic_core's rewrite: a new snapshot with the same time, host, paths
+//! and tags, tagged `purged`; a folder that matches goes with all it holds). Then the old
+//! snapshots are forgotten through a deletion record ([`super::forget`]), and a prune that keeps
+//! no unused byte removes the data only those paths used from every pack on every target taking
+//! part ([`super::prune`]); a target that is away obeys both records when it is back. Last, the
+//! purged files' chunk ids are looked up in every index file of every reachable target: the
+//! report says, per target, whether any is still indexed there, and names the chunks kept
+//! because a file that stays holds the same bytes.
+//!
+//! Run again, a purge finds nothing left to rewrite; one interrupted after the rewrite finds
+//! the rewritten snapshot (its `original` is the old one) and only forgets and prunes.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
+
+use rustic_core::{
+    FileType, Id, IndexedFull, LsOptions, ProgressBars, Repository, RewriteOptions,
+    RewriteTreesOptions, repofile::SnapshotFile,
+};
+use serde::Serialize;
+
+use crate::{
+    context::Context,
+    error::{Error, Result},
+    lock::LockedTargets,
+    ops::{forget, prune, sync},
+    probe::Probe,
+    secret::Secret,
+    selection::Patterns,
+};
+
+/// The tag a rewritten snapshot carries.
+pub const TAG: &str = "purged";
+
+/// What to purge.
+#[derive(Debug, Clone, Default)]
+pub struct PurgeOptions {
+    /// Glob patterns (a pattern without `/` matches a name, one with `/` a whole path).
+    pub patterns: Vec<String>,
+    /// List what would go, change nothing.
+    pub dry_run: bool,
+}
+
+/// One snapshot holding purged paths.
+#[derive(Debug, Clone, Serialize)]
+pub struct PurgedSnapshot {
+    /// The snapshot as it was.
+    pub id: String,
+    /// Its time.
+    pub time: String,
+    /// The rewritten snapshot (unset in a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewritten_as: Option<String>,
+    /// The paths removed from it (a folder stands for all it holds).
+    pub paths: Vec<String>,
+    /// Files among them.
+    pub files: usize,
+}
+
+/// A purged chunk that stays: a file that is kept holds the same bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptChunk {
+    /// Chunk id.
+    pub chunk: String,
+    /// A kept file holding it (`/path`, in snapshot `snapshot`).
+    pub kept_by: String,
+    /// That snapshot.
+    pub snapshot: String,
+}
+
+/// One target's index, after the purge.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChunkCheck {
+    /// Target name.
+    pub name: String,
+    /// Whether its index files could be read.
+    pub checked: bool,
+    /// Purged chunks (not shared with a kept file) still indexed there.
+    pub still_indexed: Vec<String>,
+    /// Why it was not checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What a purge found and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PurgeReport {
+    /// The patterns.
+    pub patterns: Vec<String>,
+    /// Nothing was changed on purpose.
+    pub dry_run: bool,
+    /// Every snapshot that held a matching path.
+    pub snapshots: Vec<PurgedSnapshot>,
+    /// Distinct chunks of the purged files.
+    pub chunks: usize,
+    /// Purged chunks that stay because kept files hold the same bytes.
+    pub kept_chunks: Vec<KeptChunk>,
+    /// The forget of the old snapshots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forget: Option<forget::ForgetReport>,
+    /// The prune that removed their data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune: Option<prune::PruneReport>,
+    /// Per target: whether a purged chunk is still indexed there.
+    pub index_check: Vec<ChunkCheck>,
+    /// Whether every target holds none of the purged chunks (shared ones aside).
+    pub complete: bool,
+    /// Whether a required target did not take part, or a step was deferred.
+    pub partial: bool,
+}
+
+/// What a walk of one snapshot matched.
+struct Matched {
+    /// Top-most matching paths (relative, no leading `/`).
+    paths: Vec<PathBuf>,
+    /// Files under them.
+    files: usize,
+    /// Their chunks.
+    chunks: BTreeSet<Id>,
+}
+
+/// The paths of `snap` the patterns match, and the chunks of the files they hold.
+fn walk<S: IndexedFull>(
+    repo: &Repository<S>,
+    snap: &SnapshotFile,
+    patterns: &Patterns,
+) -> Result<Matched> {
+    let root = repo.node_from_snapshot_and_path(snap, "")?;
+    let mut out = Matched {
+        paths: Vec::new(),
+        files: 0,
+        chunks: BTreeSet::new(),
+    };
+    for item in repo.ls(&root, &LsOptions::default().recursive(true))? {
+        let (path, node) = item?;
+        let inside = out.paths.iter().any(|p| path.starts_with(p));
+        if !inside && patterns.matches(&Path::new("/").join(&path)) {
+            out.paths.push(path.clone());
+        } else if !inside {
+            continue;
+        }
+        if let Some(content) = &node.content {
+            out.files += 1;
+            out.chunks.extend(content.iter().map(|c| **c));
+        }
+    }
+    Ok(out)
+}
+
+/// A path as a glob that matches exactly it (anchored at the snapshot's root).
+fn exact_glob(path: &Path) -> String {
+    let mut g = String::from("!/");
+    for c in path.to_string_lossy().chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\' | '!') {
+            g.push('\\');
+        }
+        g.push(c);
+    }
+    g
+}
+
+/// Purges the paths `opts.patterns` match from every snapshot, on every target.
+///
+/// # Errors
+/// No pattern, or one that is not a glob; no repository; wrong password; the lock is held;
+/// the rewrite failed (nothing was forgotten then).
+pub fn run<P: ProgressBars + Clone>(
+    ctx: &Context,
+    password: &Secret,
+    opts: &PurgeOptions,
+    pb: &P,
+) -> Result<PurgeReport> {
+    if opts.patterns.is_empty() {
+        return Err(Error::Usage("purge needs at least one pattern".into()));
+    }
+    let trimmed: Vec<String> = opts
+        .patterns
+        .iter()
+        .map(|p| match p.trim_end_matches('/') {
+            "" => p.clone(),
+            t => t.to_string(),
+        })
+        .collect();
+    let patterns = Patterns::new(&trimmed)?;
+    let cfg = ctx.cfg();
+    let mut report = PurgeReport {
+        patterns: opts.patterns.clone(),
+        dry_run: opts.dry_run,
+        snapshots: Vec::new(),
+        chunks: 0,
+        kept_chunks: Vec::new(),
+        forget: None,
+        prune: None,
+        index_check: Vec::new(),
+        complete: false,
+        partial: false,
+    };
+    let mut chunks: BTreeSet<Id> = BTreeSet::new();
+    let mut old_ids: Vec<String> = Vec::new();
+    {
+        let mut locked = LockedTargets::acquire(ctx, "purge")?;
+        locked.prove(password)?;
+        let observer = ctx.observer().clone();
+        sync::run(&locked, None, cfg.retention.records_for(), &observer, pb)?;
+        locked.reprobe()?;
+        let session = locked.writer(&[])?;
+        let proof = locked.proof().ok_or(Error::NoRepository)?;
+        let repo = session.repository_with(proof, pb.clone())?.to_indexed()?;
+        let snaps = repo.get_all_snapshots()?;
+        // Rewritten by an earlier, interrupted purge: the old one need only be forgotten.
+        let rewritten: BTreeMap<String, String> = snaps
+            .iter()
+            .filter(|s| s.tags.contains(TAG))
+            .filter_map(|s| {
+                let original = s.original?;
+                (original != s.id)
+                    .then(|| (original.to_hex().to_string(), s.id.to_hex().to_string()))
+            })
+            .collect();
+        let mut to_rewrite = Vec::new();
+        let mut excludes = BTreeSet::new();
+        for snap in &snaps {
+            let m = walk(&repo, snap, &patterns)?;
+            if m.paths.is_empty() {
+                continue;
+            }
+            let id = snap.id.to_hex().to_string();
+            chunks.extend(m.chunks);
+            excludes.extend(m.paths.iter().map(|p| exact_glob(p)));
+            report.snapshots.push(PurgedSnapshot {
+                rewritten_as: rewritten.get(&id).cloned(),
+                id: id.clone(),
+                time: snap.time.to_string(),
+                paths: m
+                    .paths
+                    .iter()
+                    .map(|p| format!("/{}", p.display()))
+                    .collect(),
+                files: m.files,
+            });
+            old_ids.push(id.clone());
+            if !rewritten.contains_key(&id) {
+                to_rewrite.push(snap.clone());
+            }
+        }
+        report.chunks = chunks.len();
+        if opts.dry_run || report.snapshots.is_empty() {
+            report.complete = report.snapshots.is_empty();
+            return Ok(report);
+        }
+        let mut tree_opts = RewriteTreesOptions::default();
+        tree_opts.excludes.globs = excludes.into_iter().collect();
+        let tag: rustic_core::StringList = TAG
+            .parse()
+            .map_err(|e| Error::Input(format!("tag {TAG}: {e:?}")))?;
+        let rewrite_opts = RewriteOptions::default()
+            .forget(false)
+            .tags_rewritten(Some(tag));
+        let new = repo.rewrite_snapshots_and_trees(to_rewrite, &rewrite_opts, &tree_opts)?;
+        // rustic_core returns the snapshots with their old ids; the new ids are listed again.
+        let fresh: BTreeMap<String, String> = repo
+            .get_all_snapshots()?
+            .iter()
+            .filter(|s| s.tags.contains(TAG))
+            .filter_map(|s| Some((s.original?.to_hex().to_string(), s.id.to_hex().to_string())))
+            .filter(|(o, n)| o != n)
+            .collect();
+        let failed: Vec<String> = session
+            .outcomes()
+            .iter()
+            .filter(|t| t.state == crate::report::TargetState::Failed)
+            .map(|t| format!("`{}`", t.name))
+            .collect();
+        for s in &mut report.snapshots {
+            s.rewritten_as = fresh.get(&s.id).cloned();
+        }
+        if new.len() + rewritten.len() < old_ids.len()
+            || report.snapshots.iter().any(|s| s.rewritten_as.is_none())
+        {
+            return Err(Error::Input(format!(
+                "the rewrite did not produce a purged snapshot for every one holding the paths; \
+                 nothing was forgotten{}",
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (failed: {})", failed.join(", "))
+                }
+            )));
+        }
+        for id in &old_ids {
+            ctx.trail().snapshot(id);
+        }
+    }
+    let forgotten = forget::run(
+        ctx,
+        password,
+        &forget::ForgetOptions {
+            ids: old_ids,
+            ..forget::ForgetOptions::default()
+        },
+    )?;
+    report.partial |= forgotten.partial;
+    report.forget = Some(forgotten);
+    let pruned = prune::run(
+        ctx,
+        password,
+        &prune::PruneOptions {
+            max_unused: "0".into(),
+            max_repack: "unlimited".into(),
+            dry_run: false,
+        },
+        pb,
+    )?;
+    report.partial |= pruned.partial;
+    report.prune = Some(pruned);
+    let (kept, checks) = look_up(ctx, password, &chunks)?;
+    report.kept_chunks = kept;
+    report.complete = checks
+        .iter()
+        .all(|c| c.checked && c.still_indexed.is_empty());
+    report.index_check = checks;
+    Ok(report)
+}
+
+/// The purged chunks that kept files hold (each with one such file), and per target the
+/// others still indexed there: read from each target's own index files, not from the plan.
+fn look_up(
+    ctx: &Context,
+    password: &Secret,
+    chunks: &BTreeSet<Id>,
+) -> Result<(Vec<KeptChunk>, Vec<ChunkCheck>)> {
+    let mut locked = LockedTargets::acquire(ctx, "purge")?;
+    locked.prove(password)?;
+    let proof = locked.proof().ok_or(Error::NoRepository)?;
+    let session = crate::session::Session::from_probed(
+        ctx,
+        locked.probed().to_vec(),
+        Vec::new(),
+        crate::session::Mode::Read,
+        &[],
+    )?;
+    let repo = session
+        .reader(proof, rustic_core::NoProgressBars)?
+        .to_indexed()?;
+    let mut kept: BTreeMap<Id, KeptChunk> = BTreeMap::new();
+    for snap in repo.get_all_snapshots()? {
+        let root = repo.node_from_snapshot_and_path(&snap, "")?;
+        for item in repo.ls(&root, &LsOptions::default().recursive(true))? {
+            let (path, node) = item?;
+            for c in node.content.iter().flatten() {
+                if chunks.contains(&**c) && !kept.contains_key(&**c) {
+                    kept.insert(
+                        **c,
+                        KeptChunk {
+                            chunk: c.to_hex().to_string(),
+                            kept_by: format!("/{}", path.display()),
+                            snapshot: snap.id.to_hex().to_string(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    let gone: BTreeSet<&Id> = chunks.iter().filter(|c| !kept.contains_key(c)).collect();
+    let checks = crate::par::each(locked.probed(), |p| {
+        let mut check = ChunkCheck {
+            name: p.cfg.name.clone(),
+            checked: false,
+            still_indexed: Vec::new(),
+            detail: None,
+        };
+        let (Probe::Ready { index, .. }, Some(store)) = (&p.probe, p.store.as_deref()) else {
+            check.detail = Some(
+                p.unusable()
+                    .map_or_else(|| "not reachable".into(), |(_, why)| why),
+            );
+            return check;
+        };
+        let mut found = BTreeSet::new();
+        for id in index {
+            let path = crate::layout::file_path(FileType::Index, id);
+            let opened = store
+                .read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| proof.open_index(&path, &b));
+            match opened {
+                Ok(ix) => {
+                    for pack in ix.packs.iter().chain(&ix.packs_to_delete) {
+                        found.extend(
+                            pack.blobs
+                                .iter()
+                                .filter(|b| gone.contains(&*b.id))
+                                .map(|b| b.id.to_hex().to_string()),
+                        );
+                    }
+                }
+                Err(e) => {
+                    check.detail = Some(format!("{path}: {e}"));
+                    return check;
+                }
+            }
+        }
+        check.checked = true;
+        check.still_indexed = found.into_iter().collect();
+        check
+    });
+    Ok((kept.into_values().collect(), checks))
+}
