@@ -184,3 +184,83 @@ fn a_purged_folder_leaves_no_snapshot_and_no_chunk_on_any_target() {
     let r = json(&cairn(&config, &["--json", "purge", &folder]));
     assert_eq!(r["snapshots"], serde_json::json!([]), "{r}");
 }
+
+#[test]
+fn a_purge_killed_at_any_write_or_removal_is_finished_by_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let template = tmp.path().join("template");
+    let src = template.join("src");
+    let person = src.join("hr/j.jansen");
+    fs::create_dir_all(&person).unwrap();
+    let a = template.join("a");
+    let (sftp, sftp_dir) = sftp_target("nas", &unique("purge-kill"));
+    let config = write_config(
+        &template,
+        &[&src],
+        &format!("{}{sftp}", local_target("a", &a)),
+    );
+    nightly_backups(&config, &src, 0..3, |night| {
+        fs::write(person.join("cv.pdf"), pseudo_random(100 + night, 30_000)).unwrap();
+    });
+    let folder = format!("{}/hr/j.jansen", src.display());
+    let expected = tmp.path().join("expected");
+    copy_tree(&src, &expected);
+    fs::remove_dir_all(expected.join("hr/j.jansen")).unwrap();
+    let (a_tpl, nas_tpl) = (tmp.path().join("a-tpl"), tmp.path().join("nas-tpl"));
+    copy_tree(&a, &a_tpl);
+    copy_tree(Path::new(&sftp_dir), &nas_tpl);
+    let text_cfg = fs::read_to_string(&config).unwrap();
+    let mut steps = 0;
+    for hook in [
+        "CAIRN_TEST_HALT_AFTER_WRITES",
+        "CAIRN_TEST_HALT_AFTER_DELETES",
+    ] {
+        for n in 1.. {
+            let run_dir = tmp.path().join(unique("run"));
+            fs::create_dir_all(&run_dir).unwrap();
+            let (ra, rnas) = (run_dir.join("a"), format!("{sftp_dir}-{}", unique("r")));
+            copy_tree(&a_tpl, &ra);
+            copy_tree(&nas_tpl, Path::new(&rnas));
+            let cfg = run_dir.join("targets.toml");
+            fs::write(
+                &cfg,
+                text_cfg
+                    .replace(a.to_str().unwrap(), ra.to_str().unwrap())
+                    .replace(&sftp_dir, &rnas),
+            )
+            .unwrap();
+            if !kill_at(&cfg, &["purge", &folder], hook, n, 2) {
+                assert!(n > 1, "{hook}: never reached its first step");
+                break;
+            }
+            steps += 1;
+            let at = format!("purge {hook}={n}");
+            let ra = ra.display().to_string();
+            for repo in [&ra, &rnas] {
+                let out = restic(repo, &["unlock"]);
+                assert!(out.status.success(), "{at}: restic unlock: {}", text(&out));
+                let out = restic(repo, &["check", "--read-data"]);
+                assert!(
+                    out.status.success(),
+                    "{at}: restic check {repo}: {}",
+                    text(&out)
+                );
+            }
+            // The next purge finishes the job: three purged snapshots, nothing of the folder.
+            let out = cairn(&cfg, &["--json", "purge", &folder]);
+            expect_code(&out, 0);
+            assert_eq!(json(&out)["complete"], true, "{at}: {}", text(&out));
+            let files = |name: &str| repo_files(open_store(&cfg, name).as_ref());
+            assert_eq!(files("a"), files("nas"), "{at}");
+            let out = restic(&ra, &["find", "--json", "cv.pdf"]);
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+                serde_json::json!([]),
+                "{at}"
+            );
+            assert_eq!(snapshot_ids(&ra).len(), 3, "{at}");
+            restores_from(&cfg, "nas", "latest", &src, &expected);
+        }
+    }
+    assert!(steps >= 8, "only {steps} steps were interrupted");
+}

@@ -79,7 +79,7 @@ pub enum Command {
     /// target; a target that is away obeys at its next catch-up.
     #[command(after_help = exit::TABLE)]
     Forget(forget::Args),
-    /// Remove data no snapshot needs, on every target (nothing while a target is away).
+    /// Remove data no snapshot needs, on every target (a USB disk that is away obeys when back).
     #[command(after_help = exit::TABLE)]
     Prune(prune::Args),
     /// Remove paths (one person's files) from every snapshot and their data from every target

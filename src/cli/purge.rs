@@ -54,8 +54,10 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         return Ok(write_exit(false));
     }
     println!(
-        "{} chunk(s) purged; {} kept because kept files hold the same bytes",
+        "{} chunk(s) in the purged files: {} removed, {} kept because kept files hold the same \
+         bytes",
         r.chunks,
+        r.chunks - r.kept_chunks.len(),
         r.kept_chunks.len()
     );
     for k in &r.kept_chunks {

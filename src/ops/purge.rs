@@ -236,7 +236,7 @@ pub fn run<P: ProgressBars + Clone>(
             report.snapshots.push(PurgedSnapshot {
                 rewritten_as: rewritten.get(&id).cloned(),
                 id: id.clone(),
-                time: snap.time.to_string(),
+                time: snap.time.strftime("%Y-%m-%d %H:%M:%S").to_string(),
                 paths: m
                     .paths
                     .iter()
