@@ -157,7 +157,11 @@ fn walk<S: IndexedFull>(
 fn exact_glob(path: &Path) -> String {
     let mut g = String::from("!/");
     for c in path.to_string_lossy().chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\' | '!') {
+        // Spaces too: gitignore-style globs drop unescaped trailing spaces.
+        if matches!(
+            c,
+            '*' | '?' | '[' | ']' | '{' | '}' | '\\' | '!' | ' ' | '#'
+        ) {
             g.push('\\');
         }
         g.push(c);
@@ -411,4 +415,36 @@ fn look_up(
         check
     });
     Ok((kept.into_values().collect(), checks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exact_glob_removes_exactly_its_path_whatever_the_name() {
+        let names = [
+            "srv/hr/j.jansen",
+            "srv/hr/a*b?[c]{d}",
+            "srv/hr/trailing space ",
+            "srv/hr/!bang #hash",
+            "srv/hr/back\\slash",
+        ];
+        let mut opts = RewriteTreesOptions::default();
+        opts.excludes.globs = names.iter().map(|n| exact_glob(Path::new(n))).collect();
+        let over = opts.excludes.as_override().unwrap();
+        for n in names {
+            assert!(over.matched(n, true).is_ignore(), "{n:?} is excluded");
+            assert!(over.matched(n, false).is_ignore(), "{n:?} is excluded");
+        }
+        for other in [
+            "srv/hr/j.jansen2",
+            "srv/hr/axxb?[c]{d}",
+            "srv/hr/trailing space",
+            "srv/hr",
+            "other/srv/hr/j.jansen",
+        ] {
+            assert!(!over.matched(other, true).is_ignore(), "{other:?} is kept");
+        }
+    }
 }
