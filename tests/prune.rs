@@ -228,10 +228,7 @@ fn forget_and_prune_killed_at_any_write_or_removal_lose_nothing_and_the_next_pru
     fs::create_dir_all(&template).unwrap();
     let (config, a, sftp_dir, keep) = forgotten_nights(&template);
     let src = template.join("src");
-    let text_cfg = fs::read_to_string(&config).unwrap();
-    let (a_tpl, nas_tpl) = (tmp.path().join("a-tpl"), tmp.path().join("nas-tpl"));
-    copy_tree(&a, &a_tpl);
-    copy_tree(Path::new(&sftp_dir), &nas_tpl);
+    let templates = Templates::keep(tmp.path(), &config, &a, &sftp_dir);
 
     let forget: &[&str] = &["forget", "--keep-last", "1"];
     let mut steps = 0;
@@ -243,19 +240,7 @@ fn forget_and_prune_killed_at_any_write_or_removal_lose_nothing_and_the_next_pru
     ] {
         for n in 1.. {
             // A fresh copy of the state before the forget, under new names.
-            let run_dir = tmp.path().join(unique("run"));
-            fs::create_dir_all(&run_dir).unwrap();
-            let (ra, rnas) = (run_dir.join("a"), format!("{sftp_dir}-{}", unique("r")));
-            copy_tree(&a_tpl, &ra);
-            copy_tree(&nas_tpl, Path::new(&rnas));
-            let cfg = run_dir.join("targets.toml");
-            fs::write(
-                &cfg,
-                text_cfg
-                    .replace(a.to_str().unwrap(), ra.to_str().unwrap())
-                    .replace(&sftp_dir, &rnas),
-            )
-            .unwrap();
+            let (cfg, ra, rnas) = templates.fresh();
             if command[0] == "prune" {
                 expect_code(&cairn(&cfg, forget), 0);
             }
@@ -265,24 +250,13 @@ fn forget_and_prune_killed_at_any_write_or_removal_lose_nothing_and_the_next_pru
             }
             steps += 1;
             let at = format!("{} {hook}={n}", command[0]);
-            for repo in [ra.to_str().unwrap(), &rnas] {
-                // The killed run's restic lock stays (restic 0.14 does not judge locks when
-                // checking) until `restic unlock`, which an admin runs, removes it as stale.
-                let out = restic(repo, &["unlock"]);
-                assert!(out.status.success(), "{at}: restic unlock: {}", text(&out));
-                let out = restic(repo, &["check", "--read-data"]);
-                assert!(
-                    out.status.success(),
-                    "{at}: restic check {repo}: {}",
-                    text(&out)
-                );
-            }
+            every_copy_checks(&at, &[&ra, &rnas]);
             for target in ["a", "nas"] {
                 restores_from(&cfg, target, "latest", &src, &keep);
             }
             let out = cairn(&cfg, &["--json", "prune"]);
             expect_code(&out, 0);
-            for repo in [ra.to_str().unwrap(), &rnas] {
+            for repo in [&ra, &rnas] {
                 let out = restic(repo, &["check"]);
                 assert!(
                     out.status.success(),

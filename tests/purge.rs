@@ -206,46 +206,21 @@ fn a_purge_killed_at_any_write_or_removal_is_finished_by_the_next() {
     let expected = tmp.path().join("expected");
     copy_tree(&src, &expected);
     fs::remove_dir_all(expected.join("hr/j.jansen")).unwrap();
-    let (a_tpl, nas_tpl) = (tmp.path().join("a-tpl"), tmp.path().join("nas-tpl"));
-    copy_tree(&a, &a_tpl);
-    copy_tree(Path::new(&sftp_dir), &nas_tpl);
-    let text_cfg = fs::read_to_string(&config).unwrap();
+    let templates = Templates::keep(tmp.path(), &config, &a, &sftp_dir);
     let mut steps = 0;
     for hook in [
         "CAIRN_TEST_HALT_AFTER_WRITES",
         "CAIRN_TEST_HALT_AFTER_DELETES",
     ] {
         for n in 1.. {
-            let run_dir = tmp.path().join(unique("run"));
-            fs::create_dir_all(&run_dir).unwrap();
-            let (ra, rnas) = (run_dir.join("a"), format!("{sftp_dir}-{}", unique("r")));
-            copy_tree(&a_tpl, &ra);
-            copy_tree(&nas_tpl, Path::new(&rnas));
-            let cfg = run_dir.join("targets.toml");
-            fs::write(
-                &cfg,
-                text_cfg
-                    .replace(a.to_str().unwrap(), ra.to_str().unwrap())
-                    .replace(&sftp_dir, &rnas),
-            )
-            .unwrap();
+            let (cfg, ra, rnas) = templates.fresh();
             if !kill_at(&cfg, &["purge", &folder], hook, n, 2) {
                 assert!(n > 1, "{hook}: never reached its first step");
                 break;
             }
             steps += 1;
             let at = format!("purge {hook}={n}");
-            let ra = ra.display().to_string();
-            for repo in [&ra, &rnas] {
-                let out = restic(repo, &["unlock"]);
-                assert!(out.status.success(), "{at}: restic unlock: {}", text(&out));
-                let out = restic(repo, &["check", "--read-data"]);
-                assert!(
-                    out.status.success(),
-                    "{at}: restic check {repo}: {}",
-                    text(&out)
-                );
-            }
+            every_copy_checks(&at, &[&ra, &rnas]);
             // The next purge finishes the job: three purged snapshots, nothing of the folder.
             let out = cairn(&cfg, &["--json", "purge", &folder]);
             expect_code(&out, 0);

@@ -319,48 +319,20 @@ fn away_nights(tmp: &Path) -> Away {
     }
 }
 
-/// A copy of `tpl`'s targets (from the folders `a_tpl`, `nas_tpl`, `disk_tpl`) under new
-/// names in a fresh folder: its configuration, local folder, SFTP folder and (unplugged) disk.
+/// A fresh copy of `templates` (with the disk, unplugged, copied from `disk_tpl`): its
+/// configuration, local folder, SFTP folder and disk.
 fn fresh_copy(
-    tmp: &Path,
+    templates: &Templates,
     tpl: &Away,
-    (a_tpl, nas_tpl, disk_tpl): (&Path, &Path, &Path),
-) -> (PathBuf, PathBuf, String, Usb) {
-    let run_dir = tmp.join(unique("run"));
-    fs::create_dir_all(&run_dir).unwrap();
-    let (ra, rnas) = (
-        run_dir.join("a"),
-        format!("{}-{}", tpl.nas_dir, unique("r")),
-    );
-    copy_tree(a_tpl, &ra);
-    copy_tree(nas_tpl, Path::new(&rnas));
-    let usb = Usb::copy_of(disk_tpl, run_dir.join("mnt/usb"));
-    let cfg = run_dir.join("targets.toml");
-    fs::write(
-        &cfg,
-        fs::read_to_string(&tpl.config)
-            .unwrap()
-            .replace(tpl.a.to_str().unwrap(), ra.to_str().unwrap())
-            .replace(&tpl.nas_dir, &rnas)
-            .replace(tpl.usb.mount.to_str().unwrap(), usb.mount.to_str().unwrap()),
-    )
-    .unwrap();
+    disk_tpl: &Path,
+) -> (PathBuf, String, String, Usb) {
+    let (cfg, ra, rnas) = templates.fresh();
+    let usb = Usb::copy_of(disk_tpl, cfg.parent().unwrap().join("mnt/usb"));
+    let text = fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(tpl.usb.mount.to_str().unwrap(), usb.mount.to_str().unwrap());
+    fs::write(&cfg, text).unwrap();
     (cfg, ra, rnas, usb)
-}
-
-/// After a kill: every copy passes `restic check --read-data` once the killed run's restic
-/// lock is removed as stale (as an admin would with `restic unlock`).
-fn every_copy_checks(at: &str, repos: &[&str]) {
-    for repo in repos {
-        let out = restic(repo, &["unlock"]);
-        assert!(out.status.success(), "{at}: restic unlock: {}", text(&out));
-        let out = restic(repo, &["check", "--read-data"]);
-        assert!(
-            out.status.success(),
-            "{at}: restic check {repo}: {}",
-            text(&out)
-        );
-    }
 }
 
 /// The three targets hold the same files (so checking the disk checks them all), one
@@ -390,21 +362,14 @@ fn kill_matrix(
     (plugged, halting): (bool, usize),
     then: impl Fn(&str, &Path, &mut Usb),
 ) -> usize {
-    let copies = (tmp.join("a-tpl"), tmp.join("nas-tpl"));
-    copy_tree(&tpl.a, &copies.0);
-    copy_tree(Path::new(&tpl.nas_dir), &copies.1);
-    let templates = (
-        copies.0.as_path(),
-        copies.1.as_path(),
-        tpl.usb.disk.0.as_path(),
-    );
+    let templates = Templates::keep(tmp, &tpl.config, &tpl.a, &tpl.nas_dir);
     let mut steps = 0;
     for hook in [
         "CAIRN_TEST_HALT_AFTER_WRITES",
         "CAIRN_TEST_HALT_AFTER_DELETES",
     ] {
         for n in 1.. {
-            let (cfg, ra, rnas, mut usb) = fresh_copy(tmp, tpl, templates);
+            let (cfg, ra, rnas, mut usb) = fresh_copy(&templates, tpl, &tpl.usb.disk.0);
             if plugged {
                 usb.plug();
             }
@@ -414,7 +379,7 @@ fn kill_matrix(
             }
             steps += 1;
             let at = format!("{command} {hook}={n}");
-            every_copy_checks(&at, &[&ra.display().to_string(), &rnas, &usb.repo()]);
+            every_copy_checks(&at, &[&ra, &rnas, &usb.repo()]);
             then(&at, &cfg, &mut usb);
         }
     }

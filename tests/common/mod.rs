@@ -935,3 +935,69 @@ pub fn nightly_backups(
         expect_code(&cairn(config, args), 0);
     }
 }
+
+/// A local target's and an SFTP target's repositories kept aside as templates, with the
+/// configuration naming them: each [`Self::fresh`] copy is one run of a kill matrix.
+pub struct Templates {
+    text_cfg: String,
+    a: PathBuf,
+    sftp_dir: String,
+    a_tpl: PathBuf,
+    nas_tpl: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Templates {
+    /// Copies the repositories at `a` and `sftp_dir` (those `config` names) into `tmp`.
+    pub fn keep(tmp: &Path, config: &Path, a: &Path, sftp_dir: &str) -> Self {
+        let (a_tpl, nas_tpl) = (tmp.join("a-tpl"), tmp.join("nas-tpl"));
+        copy_tree(a, &a_tpl);
+        copy_tree(Path::new(sftp_dir), &nas_tpl);
+        Self {
+            text_cfg: fs::read_to_string(config).unwrap(),
+            a: a.to_path_buf(),
+            sftp_dir: sftp_dir.to_string(),
+            a_tpl,
+            nas_tpl,
+            tmp: tmp.to_path_buf(),
+        }
+    }
+
+    /// A fresh copy of both under new names, in a new folder: its configuration (there), the
+    /// local repository's folder and the SFTP one's.
+    pub fn fresh(&self) -> (PathBuf, String, String) {
+        let run_dir = self.tmp.join(unique("run"));
+        fs::create_dir_all(&run_dir).unwrap();
+        let (ra, rnas) = (
+            run_dir.join("a"),
+            format!("{}-{}", self.sftp_dir, unique("r")),
+        );
+        copy_tree(&self.a_tpl, &ra);
+        copy_tree(&self.nas_tpl, Path::new(&rnas));
+        let cfg = run_dir.join("targets.toml");
+        fs::write(
+            &cfg,
+            self.text_cfg
+                .replace(self.a.to_str().unwrap(), ra.to_str().unwrap())
+                .replace(&self.sftp_dir, &rnas),
+        )
+        .unwrap();
+        (cfg, ra.display().to_string(), rnas)
+    }
+}
+
+/// After a kill: every copy passes `restic check --read-data` once the killed run's restic
+/// lock is removed as stale (restic 0.14's `check` refuses any lock; an admin runs `restic
+/// unlock`).
+pub fn every_copy_checks(at: &str, repos: &[&str]) {
+    for repo in repos {
+        let out = restic(repo, &["unlock"]);
+        assert!(out.status.success(), "{at}: restic unlock: {}", text(&out));
+        let out = restic(repo, &["check", "--read-data"]);
+        assert!(
+            out.status.success(),
+            "{at}: restic check {repo}: {}",
+            text(&out)
+        );
+    }
+}
