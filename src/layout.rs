@@ -18,6 +18,8 @@ pub const DELETIONS_DIR: &str = ".cairn-deletions";
 pub const AUDIT_DIR: &str = ".cairn-audit";
 /// Endorsements of key files added by cairn ([`crate::ops::key`]).
 pub const KEYS_DIR: &str = ".cairn-keys";
+/// Copies of erasure certificates ([`crate::erasure`]); all an erased client's folder keeps.
+pub const ERASURES_DIR: &str = ".cairn-erasures";
 /// Files moved aside on their own target because no honest cairn could have written them.
 pub const QUARANTINE_DIR: &str = ".cairn-quarantine";
 

@@ -14,7 +14,7 @@
 //! 3. secret references and the one process-wide registry of secrets to scrub: [`secret`];
 //! 4. configuration as plain data, parsed and validated without side effects: [`config`];
 //! 5. storage: [`tty`], [`store`], [`fanout::member`], [`progress`];
-//! 6. this machine's records: [`state`], [`deletion::record`], [`audit`], [`lockout`],
+//! 6. this machine's records: [`state`], [`deletion::record`], [`audit`], [`erasure`], [`lockout`],
 //!    [`vault`], [`repo`] (opening a repository, the derived-key cache);
 //! 7. one configuration at work: [`context`];
 //! 8. reading the targets: `verified::packs`, [`fanout`], [`probe`], `verified`;
@@ -30,6 +30,7 @@ pub mod config;
 pub mod context;
 pub mod deletion;
 pub mod destination;
+pub mod erasure;
 pub mod error;
 pub mod exit;
 pub mod fanout;

@@ -22,6 +22,21 @@ pub fn write(cfg: &Config) -> Result<()> {
     let Some(path) = &cfg.metrics.path else {
         return Ok(());
     };
+    // An erased client is no longer monitored: its gauges would raise alarms for good.
+    let erased = cfg.client.as_deref().is_some_and(|name| {
+        crate::erasure::dir(cfg)
+            .and_then(|d| crate::erasure::Register::load(&d))
+            .is_ok_and(|r| r.erased(name).is_some())
+    });
+    if erased {
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Io {
+                path: path.clone(),
+                source: e,
+            }),
+            _ => Ok(()),
+        };
+    }
     let st = State::load(&state::dir(cfg)?)?;
     let text = render(cfg, &st);
     let io = |source| Error::Io {
@@ -211,6 +226,30 @@ pub fn render(cfg: &Config, st: &State) -> String {
             "Since when prunes remove nothing because a target is away.",
         );
         f.sample(name, &[], since);
+    }
+    if let Some(c) = &cfg.contract {
+        let day = |d: jiff::civil::Date| {
+            d.to_zoned(jiff::tz::TimeZone::UTC)
+                .map(|z| z.timestamp().as_second() as f64)
+                .ok()
+        };
+        for (name, help, date) in [
+            (
+                "cairn_contract_end_timestamp_seconds",
+                "The day the client's contract ends (contract_end).",
+                c.end,
+            ),
+            (
+                "cairn_contract_erase_timestamp_seconds",
+                "The day cairn run erases the client (contract_end + keep_after_end).",
+                c.erase_on,
+            ),
+        ] {
+            if let Some(v) = day(date) {
+                f.head(name, help);
+                f.sample(name, &[], v);
+            }
+        }
     }
     out
 }

@@ -42,22 +42,57 @@ pub fn dir(cfg: &Config) -> Result<PathBuf> {
         Some(client) => sha256_hex(format!("{}\n{client}", config.to_string_lossy()).as_bytes()),
         None => sha256_hex(config.to_string_lossy().as_bytes()),
     };
-    let dir = base.join(format!("{safe}-{}", &key[..12]));
-    // It names client files and targets: for the owner only.
+    private_dir(&base.join(format!("{safe}-{}", &key[..12])))
+}
+
+/// `dir`, made if need be, for its owner only (it names client files and targets).
+fn private_dir(dir: &Path) -> Result<PathBuf> {
     let io = |source| Error::Io {
-        path: dir.clone(),
+        path: dir.to_path_buf(),
         source,
     };
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(&dir)
+        .create(dir)
         .map_err(io)?;
-    let mode = std::fs::metadata(&dir).map_err(io)?.permissions().mode();
+    let mode = std::fs::metadata(dir).map_err(io)?.permissions().mode();
     if mode & 0o077 != 0 {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
-    Ok(dir)
+    Ok(dir.to_path_buf())
+}
+
+/// The state folder of the configuration *file*, shared by all its repositories (what one
+/// client's command must see of another's: the erasure register). Created on demand.
+///
+/// # Errors
+/// The folder cannot be created.
+pub fn file_dir(cfg: &Config) -> Result<PathBuf> {
+    let config = std::path::absolute(&cfg.path).unwrap_or_else(|_| cfg.path.clone());
+    let key = sha256_hex(config.to_string_lossy().as_bytes());
+    private_dir(&base_of(cfg).join(format!("file-{}", &key[..12])))
+}
+
+/// Holds an exclusive `flock` on `path` (made if need be) until the file is dropped, waiting
+/// for another holder.
+///
+/// # Errors
+/// It cannot be opened or locked.
+pub fn lock_file(path: &Path) -> Result<std::fs::File> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.lock().map_err(io)?;
+    Ok(f)
 }
 
 /// The state base folder `cfg` uses: [`base`], except in unit tests, which keep their state
@@ -127,6 +162,32 @@ pub fn update(cfg: &Config, observer: &Arc<dyn Observer>, f: impl FnOnce(&mut St
     });
     if let Err(e) = done {
         observer.warn(&format!("target state not recorded: {e}"));
+    }
+}
+
+/// Today's date in UTC (contract ends are days).
+#[must_use]
+pub fn today() -> jiff::civil::Date {
+    jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+}
+
+/// A JSON file of this machine's records, or the empty value when there is none yet.
+///
+/// # Errors
+/// The file exists but cannot be read or parsed (never taken for empty).
+pub fn load_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Result<T> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(source) => Err(Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -251,15 +312,7 @@ impl State {
     /// # Errors
     /// The file exists but cannot be read or parsed.
     pub fn load(dir: &Path) -> Result<Self> {
-        let path = dir.join(FILE);
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Io {
-                path,
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(source) => Err(Error::Io { path, source }),
-        }
+        load_json(&dir.join(FILE))
     }
 
     /// Writes the state atomically.

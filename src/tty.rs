@@ -48,6 +48,23 @@ pub fn ask(prompt: &str, no_terminal: &str) -> Result<Secret> {
     Ok(Secret::new(line))
 }
 
+/// Asks once on `/dev/tty`, echoing what is typed (a confirmation, not a secret).
+///
+/// # Errors
+/// There is no terminal, or it cannot be read.
+pub fn ask_plain(prompt: &str, no_terminal: &str) -> Result<String> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| Error::Input(no_terminal.to_string()))?;
+    let line = read_line(&tty, prompt).map_err(|source| Error::Io {
+        path: "/dev/tty".into(),
+        source,
+    })?;
+    Ok(line.trim().to_string())
+}
+
 fn read_line(tty: &File, prompt: &str) -> std::io::Result<String> {
     let mut out = tty.try_clone()?;
     out.write_all(prompt.as_bytes())?;

@@ -233,6 +233,12 @@ impl Trail {
         self.with(|t| t.replica = Some((Arc::new(cipher), stores)));
     }
 
+    /// The command's records stay in the local log only (the repository they would go to was
+    /// erased).
+    pub fn keep_local(&self) {
+        self.with(|t| t.replica = None);
+    }
+
     /// A refused password or passphrase for `what`, recorded at once.
     pub fn refused(&self, what: &str, failures: u32, locked: bool) {
         let lock = if locked { "; now locked" } else { "" };

@@ -5,6 +5,7 @@ mod backup;
 mod check;
 mod diff;
 mod dump;
+mod erase;
 pub mod exit;
 mod find;
 mod forget;
@@ -86,6 +87,13 @@ pub enum Command {
     /// (GDPR article 17); a target that is away obeys at its next catch-up.
     #[command(after_help = exit::TABLE)]
     Purge(purge::Args),
+    /// Erase a client's repository from every target it uses (`--repo NAME`, asks first); a
+    /// target that is away is erased by the next command of this configuration file.
+    #[command(after_help = exit::TABLE)]
+    Erase(erase::Args),
+    /// The erasure certificates of this configuration file (erase and purge), per target.
+    #[command(after_help = exit::TABLE)]
+    Erasures(erase::ListArgs),
     /// List snapshots and which targets hold each.
     #[command(after_help = exit::TABLE)]
     Snapshots(snapshots::Args),
@@ -142,6 +150,8 @@ impl Command {
             Self::Forget(_) => "forget",
             Self::Prune(_) => "prune",
             Self::Purge(_) => "purge",
+            Self::Erase(_) => "erase",
+            Self::Erasures(_) => "erasures",
             Self::Snapshots(_) => "snapshots",
             Self::Ls(_) => "ls",
             Self::Restore(_) => "restore",
@@ -160,9 +170,8 @@ impl Command {
         }
     }
 
-    /// Whether its outcome is recorded and the metrics rewritten after it: the commands that
-    /// change or look at the targets (`run` records itself).
-    fn is_recorded(&self) -> bool {
+    /// Whether it writes to the targets: such a command also finishes pending erasures.
+    fn writes(&self) -> bool {
         matches!(
             self,
             Self::Init(_)
@@ -170,11 +179,19 @@ impl Command {
                 | Self::Forget(_)
                 | Self::Prune(_)
                 | Self::Purge(_)
-                | Self::Check(_)
-                | Self::Status(_)
                 | Self::Sync(_)
-                | Self::Verify(_)
+                | Self::Run(_)
         )
+    }
+
+    /// Whether its outcome is recorded and the metrics rewritten after it: the commands that
+    /// change or look at the targets (`run` records itself).
+    fn is_recorded(&self) -> bool {
+        (self.writes() && !matches!(self, Self::Run(_)))
+            || matches!(
+                self,
+                Self::Erase(_) | Self::Check(_) | Self::Status(_) | Self::Verify(_)
+            )
     }
 }
 
@@ -229,8 +246,9 @@ impl Command {
             | Self::Forget(_)
             | Self::Prune(_)
             | Self::Purge(_)
+            | Self::Erase(_)
             | Self::Key(_) => Scope::One,
-            Self::Vault(_) | Self::Schedule(_) => Scope::File,
+            Self::Vault(_) | Self::Schedule(_) | Self::Erasures(_) => Scope::File,
             _ => Scope::All,
         }
     }
@@ -302,6 +320,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
     }
     let file = Arc::new(all.clone());
+    let all = leave_out_erased(all, &cli, &reporter)?;
+    if cli.command.writes() {
+        resume_erasures(&file[0], &reporter);
+    }
     let chosen = choose(all, &cli.repo, &cli.command)?;
     if chosen.len() == 1 {
         let cfg = chosen
@@ -416,6 +438,83 @@ pub fn run(cli: Cli) -> Result<i32> {
     Ok(code)
 }
 
+/// The repositories of the file, less those erased: a command never works on an erased
+/// client again (`erase` itself finishes or shows its erasure). Naming one is an error.
+fn leave_out_erased(all: Vec<Config>, cli: &Cli, reporter: &Reporter) -> Result<Vec<Config>> {
+    if matches!(cli.command, Command::Erase(_)) {
+        return Ok(all);
+    }
+    let register = cairn::erasure::Register::load(&cairn::erasure::dir(&all[0])?)?;
+    let mut live = Vec::new();
+    for cfg in all {
+        let erased = cfg.client.as_deref().and_then(|n| register.erased(n));
+        let Some(cert) = erased else {
+            live.push(cfg);
+            continue;
+        };
+        let why = format!(
+            "repository `{}` was erased (decided {}, certificate {}, `cairn erasures`); take its \
+             [[repository]] section out of {}",
+            cert.repository,
+            cert.decided,
+            cert.id,
+            cfg.path.display()
+        );
+        if cli.repo.contains(&cert.repository) {
+            return Err(anyhow::Error::new(cairn::error::Error::Usage(why)));
+        }
+        if !matches!(cli.command.scope(), Scope::File) {
+            reporter.print("INFO", &format!("{why}; left out"));
+        }
+    }
+    if live.is_empty() {
+        return Err(anyhow::Error::new(cairn::error::Error::Usage(
+            "every repository of the configuration was erased".into(),
+        )));
+    }
+    Ok(live)
+}
+
+/// Erasures still pending on a target that is back, and copies of erased repositories that
+/// came back, are dealt with by every command that writes, whatever client it is for.
+fn resume_erasures(cfg: &Config, reporter: &Reporter) {
+    let ctx = Context::new(cfg.clone(), Arc::new(reporter.clone()));
+    let mut pending = std::collections::BTreeMap::new();
+    for r in cairn::ops::erase::resume(&ctx) {
+        if r.what == "pending" {
+            pending
+                .entry(r.repository.clone())
+                .or_insert_with(Vec::new)
+                .push(format!(
+                    "`{}` ({})",
+                    r.target,
+                    r.detail.as_deref().unwrap_or("away")
+                ));
+            continue;
+        }
+        reporter.print(
+            "INFO",
+            &format!(
+                "erasure of `{}`: {} on `{}` ({} file(s), {})",
+                r.repository,
+                r.what,
+                r.target,
+                r.files,
+                human_bytes(r.bytes)
+            ),
+        );
+    }
+    for (repo, targets) in pending {
+        reporter.print(
+            "WARN",
+            &format!(
+                "erasure of `{repo}` still pending on {}; done when reachable",
+                targets.join(", ")
+            ),
+        );
+    }
+}
+
 /// The exit code of a failed command.
 fn code_of(e: &anyhow::Error) -> i32 {
     e.downcast_ref::<cairn::error::Error>()
@@ -458,6 +557,8 @@ fn run_one(
         Command::Forget(a) => forget::run(&ctx, a),
         Command::Prune(a) => prune::run(&ctx, a),
         Command::Purge(a) => purge::run(&ctx, a),
+        Command::Erase(a) => erase::run(&ctx, a),
+        Command::Erasures(a) => erase::list(&ctx, a),
         Command::Snapshots(a) => snapshots::run(&ctx, a),
         Command::Ls(a) => ls::run(&ctx, a),
         Command::Restore(a) => restore::run(&ctx, a),

@@ -28,6 +28,7 @@ impl Args {
             max_unused: self.max_unused.clone(),
             max_repack: self.max_repack.clone(),
             dry_run: self.dry_run,
+            purge: false,
         }
     }
 }

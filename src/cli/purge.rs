@@ -10,6 +10,9 @@ pub struct Args {
     /// List the snapshots and paths affected; change nothing.
     #[arg(long, short = 'n')]
     dry_run: bool,
+    /// Why, for the erasure certificate ("request of 2026-12-01 by acme's DPO").
+    #[arg(long, value_name = "TEXT", default_value = "request")]
+    reason: String,
     /// Paths to remove from every snapshot: a pattern without `/` matches a name anywhere, one
     /// with `/` a whole path (`/srv/clients/acme/hr/j.jansen`); a folder goes with all it holds.
     #[arg(required = true, value_name = "PATTERN")]
@@ -21,6 +24,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let opts = PurgeOptions {
         patterns: args.patterns,
         dry_run: args.dry_run,
+        reason: args.reason,
     };
     let r = purge::run(&ctx.core, &pw, &opts, &ctx.reporter)?;
     if ctx.json {
@@ -78,6 +82,13 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             ),
         };
         println!("{:<16} {verdict}", c.name);
+    }
+    if let Some(c) = &r.certificate {
+        let state = c.done.as_deref().map_or_else(
+            || "pending until every target has obeyed".to_string(),
+            |t| format!("final {t}"),
+        );
+        println!("certificate {} ({state}; `cairn erasures`)", c.id);
     }
     Ok(write_exit(r.partial || !r.complete))
 }

@@ -76,6 +76,9 @@ pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
         );
     }
     if !ctx.json {
+        if let Some(w) = &r.contract_warning {
+            println!("{w}");
+        }
         for t in &r.targets {
             if let Some(line) = t.held_back() {
                 println!("{}: {line}", t.name);

@@ -42,6 +42,75 @@ pub(super) struct Section {
     allowed_regions: Option<Spanned<Vec<String>>>,
     /// Its own check's URL (healthchecks.io's protocol, as `[notify] ping_url`).
     ping_url: Option<Spanned<String>>,
+    /// The day its contract ends (`"2027-06-30"`).
+    contract_end: Option<Spanned<String>>,
+    /// How long its backups are kept after that (`"1y"`), then erased by `cairn run`.
+    keep_after_end: Option<Spanned<String>>,
+}
+
+/// The contract of `name`, from its two keys: both or neither, the keeping no longer than
+/// `[policy] max_keep_after_end`.
+fn contract(
+    name: &str,
+    end: Option<Spanned<String>>,
+    keep: Option<Spanned<String>>,
+    max: &(crate::retention::Within, Option<usize>),
+    src: &Source<'_>,
+) -> std::result::Result<Option<super::Contract>, String> {
+    let place = format!("[[repository]] `{name}`");
+    let (end, keep) = match (end, keep) {
+        (None, None) => return Ok(None),
+        (Some(e), None) => {
+            return Err(format!(
+                "line {}: {place} key `contract_end`: say how long its backups are kept after                  it with `keep_after_end` (e.g. \"1y\"; at most {})",
+                src.line_of(e.span().start),
+                max.0
+            ));
+        }
+        (None, Some(k)) => {
+            return Err(format!(
+                "line {}: {place} key `keep_after_end`: without `contract_end` there is no end                  to keep after",
+                src.line_of(k.span().start)
+            ));
+        }
+        (Some(e), Some(k)) => (e, k),
+    };
+    let end_line = src.line_of(end.span().start);
+    let keep_line = src.line_of(keep.span().start);
+    let end: jiff::civil::Date = end.get_ref().parse().map_err(|_| {
+        format!(
+            "line {end_line}: {place} key `contract_end`: {:?} is not a date like \"2027-06-30\"",
+            end.get_ref()
+        )
+    })?;
+    let keep_after: crate::retention::Within = keep
+        .get_ref()
+        .parse()
+        .map_err(|e| format!("line {keep_line}: {place} key `keep_after_end`: {e}"))?;
+    let plus = |w: &crate::retention::Within| {
+        end.checked_add(
+            jiff::Span::new()
+                .years(w.years)
+                .months(w.months)
+                .days(w.days + w.hours / 24),
+        )
+        .map_err(|e| format!("line {keep_line}: {place} key `keep_after_end`: {e}"))
+    };
+    let erase_on = plus(&keep_after)?;
+    if erase_on > plus(&max.0)? {
+        let set = max
+            .1
+            .map_or_else(|| "the default".to_string(), |l| format!("line {l}"));
+        return Err(format!(
+            "line {keep_line}: {place} key `keep_after_end`: {keep_after} is longer than              [policy] max_keep_after_end = {} ({set}); the agreements promise no longer",
+            max.0
+        ));
+    }
+    Ok(Some(super::Contract {
+        end,
+        keep_after,
+        erase_on,
+    }))
 }
 
 /// Why `name` cannot be a repository's folder on every target, if it cannot.
@@ -133,6 +202,13 @@ pub(super) fn views(
             }
             None => None,
         };
+        let contract = contract(
+            &name,
+            s.contract_end,
+            s.keep_after_end,
+            &shared.max_keep_after_end,
+            src,
+        )?;
         let mut password = s.password;
         if let Some(p) = &mut password {
             p.rebase(&shared.base);
@@ -168,6 +244,7 @@ pub(super) fn views(
                         .map(|a| (src.line_of(a.span().start), a.into_inner()))
                         .map(|(line, a)| (a, line)),
                     ping_url,
+                    contract,
                 },
                 src,
             )?,
@@ -238,6 +315,64 @@ sources = ["/srv/clients/beta"]
         assert_eq!(c[1].retention.keep_daily, Some(3));
         let one = Config::parse(TWO, Path::new("/etc/cairn/targets.toml")).unwrap_err();
         assert!(one.to_string().contains("acme, beta"), "{one}");
+    }
+
+    #[test]
+    fn a_contract_end_is_kept_no_longer_than_the_policy_allows() {
+        let with = |extra: &str| {
+            all(&TWO.replacen(
+                "name = \"beta\"\n",
+                &format!("name = \"beta\"\n{extra}\n"),
+                1,
+            ))
+        };
+        let c = with("contract_end = \"2027-06-30\"\nkeep_after_end = \"1y6m\"").unwrap();
+        let contract = c[1].contract.unwrap();
+        assert_eq!(contract.erase_on, jiff::civil::date(2028, 12, 30));
+        assert_eq!(contract.days_left(jiff::civil::date(2028, 12, 1)), 29);
+        assert!(
+            contract
+                .warning("beta", jiff::civil::date(2028, 11, 1))
+                .is_none()
+        );
+        assert!(
+            contract
+                .warning("beta", jiff::civil::date(2028, 12, 1))
+                .is_some()
+        );
+        assert!(c[0].contract.is_none());
+        let e = with("contract_end = \"2027-06-30\"\nkeep_after_end = \"3y1d\"").unwrap_err();
+        assert!(
+            e.contains("line 30") && e.contains("`keep_after_end`") && e.contains("3y"),
+            "{e}"
+        );
+        let e = with("contract_end = \"2027-06-30\"").unwrap_err();
+        assert!(e.contains("line 29") && e.contains("keep_after_end"), "{e}");
+        let e = with("keep_after_end = \"1y\"").unwrap_err();
+        assert!(
+            e.contains("line 29") && e.contains("without `contract_end`"),
+            "{e}"
+        );
+        let e = with("contract_end = \"30.06.2027\"\nkeep_after_end = \"1y\"").unwrap_err();
+        assert!(e.contains("line 29") && e.contains("not a date"), "{e}");
+        let policy = |max: &str, keep: &str| {
+            all(&format!("[policy]\nmax_keep_after_end = \"{max}\"\n{}", TWO.replacen(
+                "name = \"beta\"\n",
+                &format!("name = \"beta\"\ncontract_end = \"2027-06-30\"\nkeep_after_end = \"{keep}\"\n"),
+                1,
+            )))
+        };
+        assert!(policy("1y", "6m").is_ok());
+        let e = policy("1y", "13m").unwrap_err();
+        assert!(
+            e.contains("[policy] max_keep_after_end = 1y (line 2)"),
+            "{e}"
+        );
+        let e = policy("soon", "1y").unwrap_err();
+        assert!(
+            e.contains("line 2") && e.contains("max_keep_after_end"),
+            "{e}"
+        );
     }
 
     #[test]

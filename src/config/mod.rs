@@ -77,6 +77,11 @@ pub struct Config {
     pub vault: VaultSettings,
     /// Lockout after wrong passwords.
     pub lockout: LockoutPolicy,
+    /// A client's contract end, when its `[[repository]]` declares one.
+    pub contract: Option<Contract>,
+    /// Every target of the file at its root (a client's `targets` are inside its folder):
+    /// where an erased client's folder is found once its section is gone.
+    pub file_targets: Vec<TargetConfig>,
 }
 
 #[derive(Deserialize)]
@@ -109,7 +114,53 @@ struct RawFile<R> {
 #[serde(deny_unknown_fields)]
 struct PolicyConfig {
     /// Where any repository may be kept (see [`residency`]).
-    allowed_regions: Vec<String>,
+    allowed_regions: Option<Vec<String>>,
+    /// The longest `keep_after_end` a repository may declare (default `"3y"`).
+    max_keep_after_end: Option<String>,
+}
+
+/// When a client's contract ends and how long its backups are kept after that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contract {
+    /// `contract_end`.
+    pub end: jiff::civil::Date,
+    /// `keep_after_end`.
+    pub keep_after: crate::retention::Within,
+    /// The day `cairn run` erases the client: `end + keep_after`.
+    pub erase_on: jiff::civil::Date,
+}
+
+impl Contract {
+    /// Days from a warning to the erasure: `status` and `run` say it is coming.
+    pub const WARN_DAYS: i64 = 30;
+
+    /// What `status` and `run` say when the erasure is due within [`Self::WARN_DAYS`].
+    #[must_use]
+    pub fn warning(&self, name: &str, today: jiff::civil::Date) -> Option<String> {
+        let left = self.days_left(today);
+        (left <= Self::WARN_DAYS).then(|| {
+            format!(
+                "the contract of `{name}` ends {}; its backups are kept {} after, so `cairn \
+                 run` erases it from every target on {} ({})",
+                self.end,
+                self.keep_after,
+                self.erase_on,
+                if left <= 0 {
+                    "due now".to_string()
+                } else {
+                    format!("in {left} day(s)")
+                }
+            )
+        })
+    }
+
+    /// Days from `today` until the client is erased (0 or less: due).
+    #[must_use]
+    pub fn days_left(&self, today: jiff::civil::Date) -> i64 {
+        self.erase_on
+            .since(today)
+            .map_or(0, |s| i64::from(s.get_days()))
+    }
 }
 
 impl Config {
@@ -209,6 +260,7 @@ impl Config {
                     retention: None,
                     allowed: None,
                     ping_url: None,
+                    contract: None,
                 },
                 &src,
             )

@@ -48,6 +48,8 @@ pub(super) struct Shared {
     lockout: LockoutPolicy,
     /// `[policy] allowed_regions`, with its line.
     allowed: Option<(Vec<String>, usize)>,
+    /// `[policy] max_keep_after_end` (default 3 years), with its line when set.
+    pub(super) max_keep_after_end: (crate::retention::Within, Option<usize>),
 }
 
 /// One repository's own settings, for [`Shared::view`].
@@ -70,6 +72,8 @@ pub(super) struct View {
     pub(super) allowed: Option<(Vec<String>, usize)>,
     /// Its own `ping_url` (one of several repositories).
     pub(super) ping_url: Option<String>,
+    /// Its contract end (one of several repositories).
+    pub(super) contract: Option<super::Contract>,
 }
 
 impl Shared {
@@ -180,12 +184,31 @@ impl Shared {
                     })?;
             }
         }
-        let allowed = raw.policy.map(|p| {
-            let line = src.key_line(p.span(), "allowed_regions");
-            (p.into_inner().allowed_regions, line)
-        });
+        let mut allowed = None;
+        let mut max_keep_after_end = (
+            crate::retention::Within {
+                years: 3,
+                ..Default::default()
+            },
+            None,
+        );
+        if let Some(p) = raw.policy {
+            let span = p.span();
+            let p = p.into_inner();
+            allowed = p
+                .allowed_regions
+                .map(|a| (a, src.key_line(span.clone(), "allowed_regions")));
+            if let Some(m) = p.max_keep_after_end {
+                let line = src.key_line(span, "max_keep_after_end");
+                let within = m
+                    .parse()
+                    .map_err(|e| format!("line {line}: [policy] key `max_keep_after_end`: {e}"))?;
+                max_keep_after_end = (within, Some(line));
+            }
+        }
         Ok(Self {
             allowed,
+            max_keep_after_end,
             path: path.to_path_buf(),
             base,
             targets,
@@ -355,6 +378,8 @@ impl Shared {
             schedule: self.schedule.clone(),
             vault: self.vault.clone(),
             lockout: self.lockout,
+            contract: v.contract,
+            file_targets: self.targets.clone(),
         })
     }
 }

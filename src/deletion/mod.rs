@@ -328,8 +328,8 @@ pub fn record_and_remove(
 }
 
 /// The tombstone that replaces the records at `compacted`: the snapshot, index and key files
-/// they and every tombstone so far delete (packs are left out: without an index naming it, an
-/// old pack put back is unreferenced data, never read). Returns its path, its sealed bytes, and
+/// they and every tombstone so far delete (packs are left out, except a purge's: without an
+/// index naming it, an old pack put back is unreferenced data, never read). Returns its path, its sealed bytes, and
 /// the tombstones it supersedes.
 ///
 /// # Errors
@@ -345,12 +345,18 @@ pub fn tombstone(
         .filter(|(_, r)| r.command == TOMBSTONE)
         .map(|(p, _)| p.clone())
         .collect();
+    // A purge's packs stay (a copy that comes back must not keep purged bytes, even
+    // unreferenced), and so does every pack an earlier tombstone kept for the same reason.
     let files: BTreeSet<String> = superseded
         .iter()
         .chain(compacted)
         .filter_map(|p| deletions.records.get(p))
-        .flat_map(|r| r.files.iter())
-        .filter(|f| !f.starts_with("data/"))
+        .flat_map(|r| {
+            let keep_packs = r.purge || r.command == TOMBSTONE;
+            r.files
+                .iter()
+                .filter(move |f| keep_packs || !f.starts_with("data/"))
+        })
         .cloned()
         .collect();
     let (path, bytes) = Record::new(TOMBSTONE, files.into_iter().collect()).seal(proof.cipher())?;

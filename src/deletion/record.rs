@@ -34,6 +34,9 @@ pub struct Record {
     /// Records (their paths) that never take effect, wherever they turn up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub voids: Vec<String>,
+    /// A purge's prune: the packs it removes stay in the tombstone for good.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub purge: bool,
 }
 
 /// The command of a record that voids others.
@@ -53,6 +56,7 @@ impl Record {
             files,
             snapshots: Vec::new(),
             voids: Vec::new(),
+            purge: false,
         }
     }
 

@@ -51,6 +51,9 @@ pub struct PruneOptions {
     pub max_repack: String,
     /// Plan and report, change nothing.
     pub dry_run: bool,
+    /// A purge's prune: its record removes purged data, which a copy that comes back must
+    /// never bring back, so its packs stay in the tombstone for good.
+    pub purge: bool,
 }
 
 impl Default for PruneOptions {
@@ -59,6 +62,7 @@ impl Default for PruneOptions {
             max_unused: "5%".into(),
             max_repack: "unlimited".into(),
             dry_run: false,
+            purge: false,
         }
     }
 }
@@ -127,6 +131,9 @@ pub struct PruneReport {
     pub targets: Vec<PruneTarget>,
     /// Whether a required target did not take part, or prune was deferred.
     pub partial: bool,
+    /// The files its record removes.
+    #[serde(skip)]
+    pub removed_files: Vec<String>,
 }
 
 /// Whether a prune may go on while target `t` is not level: `Ok` with why, or `Err` with why
@@ -266,6 +273,7 @@ pub fn run<P: ProgressBars + Clone>(
         caught_up,
         targets: Vec::new(),
         partial: false,
+        removed_files: Vec::new(),
     };
     let outcomes = session.outcomes();
     let as_target = |t: &crate::report::TargetOutcome| PruneTarget {
@@ -335,6 +343,8 @@ pub fn run<P: ProgressBars + Clone>(
     };
     if !removals.is_empty() {
         let mut record = Record::new("prune", removals);
+        record.purge = opts.purge;
+        report.removed_files.clone_from(&record.files);
         record.snapshots = repo
             .get_all_snapshots()?
             .iter()

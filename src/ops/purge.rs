@@ -27,10 +27,12 @@ use serde::Serialize;
 
 use crate::{
     context::Context,
+    erasure::{self, Certificate, Kind, Register},
     error::{Error, Result},
     lock::LockedTargets,
     ops::{forget, prune, sync},
     probe::Probe,
+    report::TargetState,
     secret::Secret,
     selection::Patterns,
 };
@@ -45,6 +47,8 @@ pub struct PurgeOptions {
     pub patterns: Vec<String>,
     /// List what would go, change nothing.
     pub dry_run: bool,
+    /// Why, for the certificate.
+    pub reason: String,
 }
 
 /// One snapshot holding purged paths.
@@ -113,6 +117,9 @@ pub struct PurgeReport {
     pub complete: bool,
     /// Whether a required target did not take part, or a step was deferred.
     pub partial: bool,
+    /// The erasure certificate (`cairn erasures`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<Certificate>,
 }
 
 /// What a walk of one snapshot matched.
@@ -204,6 +211,7 @@ pub fn run<P: ProgressBars + Clone>(
         index_check: Vec::new(),
         complete: false,
         partial: false,
+        certificate: None,
     };
     let mut chunks: BTreeSet<Id> = BTreeSet::new();
     let mut old_ids: Vec<String> = Vec::new();
@@ -266,7 +274,7 @@ pub fn run<P: ProgressBars + Clone>(
         let rewrite_opts = RewriteOptions::default()
             .forget(false)
             .tags_rewritten(Some(tag));
-        let new = repo.rewrite_snapshots_and_trees(to_rewrite, &rewrite_opts, &tree_opts)?;
+        repo.rewrite_snapshots_and_trees(to_rewrite, &rewrite_opts, &tree_opts)?;
         // rustic_core returns the snapshots with their old ids; the new ids are listed again.
         let fresh: BTreeMap<String, String> = repo
             .get_all_snapshots()?
@@ -284,9 +292,7 @@ pub fn run<P: ProgressBars + Clone>(
         for s in &mut report.snapshots {
             s.rewritten_as = fresh.get(&s.id).cloned();
         }
-        if new.len() + rewritten.len() < old_ids.len()
-            || report.snapshots.iter().any(|s| s.rewritten_as.is_none())
-        {
+        if report.snapshots.iter().any(|s| s.rewritten_as.is_none()) {
             return Err(Error::Input(format!(
                 "the rewrite did not produce a purged snapshot for every one holding the paths; \
                  nothing was forgotten{}",
@@ -318,6 +324,7 @@ pub fn run<P: ProgressBars + Clone>(
             max_unused: "0".into(),
             max_repack: "unlimited".into(),
             dry_run: false,
+            purge: true,
         },
         pb,
     )?;
@@ -329,7 +336,90 @@ pub fn run<P: ProgressBars + Clone>(
         .iter()
         .all(|c| c.checked && c.still_indexed.is_empty());
     report.index_check = checks;
+    report.certificate = Some(certify(ctx, opts, &report)?);
     Ok(report)
+}
+
+/// The purge's erasure certificate, in the register: per target, applied when it took part in
+/// both the forget and the prune, with what the prune removed there and the purged chunks its
+/// index still names. A target that was away is marked when it has caught up
+/// ([`super::erase::resume`]).
+fn certify(ctx: &Context, opts: &PurgeOptions, report: &PurgeReport) -> Result<Certificate> {
+    let cfg = ctx.cfg();
+    let names: Vec<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
+    let repository = cfg
+        .client
+        .clone()
+        .or_else(|| cfg.repository.name.clone())
+        .unwrap_or_else(|| "repository".into());
+    let mut cert = Certificate::new(
+        Kind::Purge,
+        &repository,
+        &opts.reason,
+        &ctx.trail().operator(),
+        &names,
+    );
+    cert.folder = cfg.client.clone().unwrap_or_default();
+    cert.patterns.clone_from(&report.patterns);
+    cert.snapshots = report.snapshots.iter().map(|s| s.id.clone()).collect();
+    cert.chunks = report.chunks as u64;
+    cert.kept_chunks = report
+        .kept_chunks
+        .iter()
+        .map(|k| format!("{}: {} in {}", k.chunk, k.kept_by, k.snapshot))
+        .collect();
+    let forgotten = report.forget.as_ref();
+    let pruned = report.prune.as_ref();
+    cert.files = cert
+        .snapshots
+        .iter()
+        .map(|id| format!("snapshots/{id}"))
+        .chain(pruned.iter().flat_map(|p| p.removed_files.iter().cloned()))
+        .collect();
+    let now = crate::state::now();
+    for a in &mut cert.targets {
+        let forgot = forgotten.and_then(|f| f.targets.iter().find(|t| t.name == a.target));
+        let prune = pruned.and_then(|p| p.targets.iter().find(|t| t.name == a.target));
+        let check = report.index_check.iter().find(|c| c.name == a.target);
+        let took_part = forgot.is_some_and(|t| t.state == TargetState::Complete)
+            && prune.is_some_and(|t| t.state == TargetState::Complete)
+            && pruned.is_some_and(|p| p.record.is_some());
+        if let Some(c) = check.filter(|c| c.checked) {
+            a.chunks_left = Some(c.still_indexed.len() as u64);
+        }
+        if took_part {
+            a.applied = Some(now.clone());
+            a.files = forgot.map_or(0, |t| t.snapshots_removed as u64)
+                + prune.map_or(0, |t| t.files_removed as u64);
+            a.bytes = prune.map_or(0, |t| t.bytes_removed);
+        } else {
+            a.detail = prune
+                .and_then(|t| t.detail.clone())
+                .or_else(|| pruned.and_then(|p| p.deferred.clone()))
+                .or_else(|| Some("away: obeys at its next catch-up".into()));
+        }
+    }
+    cert.settle();
+    let dir = erasure::dir(cfg)?;
+    Register::update(&dir, |r| r.certificates.push(cert.clone()))?;
+    // Each target that took part keeps a sealed copy, beside the repository.
+    let key = erasure::key(&dir)?;
+    let (path, bytes) = erasure::seal(&cert, &key)?;
+    let probed = crate::probe::probe_all(ctx, None)?;
+    crate::par::each(&probed, |p| {
+        if let Some(store) = &p.store
+            && cert
+                .target_part(&p.cfg.name)
+                .is_some_and(|a| a.applied.is_some())
+            && let Err(e) = store.write(&path, vec![bytes.clone()])
+        {
+            ctx.observer().warn(&format!(
+                "`{}`: the purge's certificate was not copied there: {e}",
+                p.cfg.name
+            ));
+        }
+    });
+    Ok(cert)
 }
 
 /// The purged chunks that kept files hold (each with one such file), and per target the

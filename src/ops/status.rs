@@ -106,6 +106,9 @@ pub struct StatusReport {
     pub locked_by: Option<Holder>,
     /// Prunes remove nothing while a target is away: since when, and for which.
     pub prune_deferred: Option<state::PruneDeferred>,
+    /// The client's erasure at contract end, once it is due within 30 days.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contract_warning: Option<String>,
 }
 
 /// Probes every target and joins what earlier runs recorded.
@@ -277,5 +280,11 @@ pub fn run(ctx: &Context, password: Option<&Secret>) -> Result<StatusReport> {
         targets,
         locked_by: lock::local_holder(cfg),
         prune_deferred: recorded.prune_deferred.clone(),
+        contract_warning: cfg.contract.and_then(|c| {
+            c.warning(
+                cfg.client.as_deref().unwrap_or_default(),
+                crate::state::today(),
+            )
+        }),
     })
 }

@@ -2,7 +2,8 @@
 //! store wrapper that stops a writer dead at a chosen point, so the test can SIGKILL it there.
 //!
 //! With `CAIRN_TEST_HALT_AFTER_WRITES=N`, each target's store parks the writing thread for good
-//! once it has written N repository files or deletion records (lock files do not count, and
+//! once it has written N repository files, deletion records or erasure certificates (also in a
+//! client's folder, as an erasure addresses them from the root; lock files do not count, and
 //! keep being renewed), and appends a line to the file named by `CAIRN_TEST_HALT_MARKER`: once
 //! it holds one line per target, the whole run stands still. `CAIRN_TEST_HALT_AFTER_DELETES=N`
 //! does the same after N removals of repository files.
@@ -74,7 +75,21 @@ impl Halting {
 }
 
 fn counted(path: &str) -> bool {
-    crate::layout::is_repository_path(path) || crate::layout::is_record_path(path)
+    crate::layout::is_repository_path(path)
+        || crate::layout::is_record_path(path)
+        || in_client_folder(path)
+        || is_certificate(path)
+}
+
+/// A repository file or certificate copy in a client's folder, as an erasure addresses them
+/// from the target's root (`acme/keys/ID`).
+fn in_client_folder(path: &str) -> bool {
+    path.split_once('/')
+        .is_some_and(|(_, rest)| crate::layout::is_repository_path(rest) || is_certificate(rest))
+}
+
+fn is_certificate(path: &str) -> bool {
+    path.starts_with(&format!("{}/", crate::layout::ERASURES_DIR))
 }
 
 impl Store for Halting {
@@ -100,7 +115,7 @@ impl Store for Halting {
         self.inner.list(dir)
     }
     fn delete(&self, path: &str) -> StoreResult<()> {
-        if !crate::layout::is_repository_path(path) {
+        if !crate::layout::is_repository_path(path) && !in_client_folder(path) {
             return self.inner.delete(path);
         }
         self.step(&self.deleted, self.deletes, || self.inner.delete(path))

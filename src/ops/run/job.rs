@@ -15,7 +15,7 @@ use crate::{
     context::Context,
     error::{Error, Result},
     exit,
-    ops::{backup, forget, prune, status, verify},
+    ops::{backup, erase, forget, prune, status, verify},
     report::{TargetState, label, shortfalls},
     retention::Within,
     secret::{Secret, redact},
@@ -107,6 +107,46 @@ impl Job<'_> {
         });
     }
 
+    /// The client's keeping after its contract has run out: it is erased as `cairn erase`
+    /// would (certificate, targets that are away later), and nothing else runs.
+    fn erase_at_contract_end(&mut self, pw: &Secret, name: &str, c: crate::config::Contract) {
+        let ctx = self.ctx;
+        self.step("erase", || {
+            let opts = erase::EraseOptions {
+                reason: format!(
+                    "contract end {} + keep_after_end {} (erase on {})",
+                    c.end, c.keep_after, c.erase_on
+                ),
+                dry_run: false,
+            };
+            let r = erase::run(ctx, pw, &opts, &mut |_| true)?;
+            let pending: Vec<String> = r
+                .targets
+                .iter()
+                .filter(|t| t.state == "pending")
+                .map(|t| t.name.clone())
+                .collect();
+            let id = r.certificate.as_ref().map_or("", |c| c.id.as_str());
+            let mut summary = format!(
+                "erased `{name}`: its contract ended {} and its backups were kept {} \
+                 (certificate {id})",
+                c.end, c.keep_after
+            );
+            if !pending.is_empty() {
+                summary.push_str(&format!(
+                    "; pending on {} (erased when reachable)",
+                    pending.join(", ")
+                ));
+            }
+            let result = if pending.is_empty() {
+                StepResult::Ok
+            } else {
+                StepResult::Partial
+            };
+            Ok(((), result, summary, pending, to_value(&r)))
+        });
+    }
+
     pub(super) fn steps_after_lock<P: ProgressBars + Clone>(
         &mut self,
         opts: &RunOptions,
@@ -124,6 +164,17 @@ impl Job<'_> {
                 return;
             }
         };
+        if let Some(c) = ctx.cfg().contract {
+            let name = ctx.cfg().client.clone().unwrap_or_default();
+            let today = state::today();
+            if c.days_left(today) <= 0 {
+                self.erase_at_contract_end(&pw, &name, c);
+                return;
+            }
+            if let Some(w) = c.warning(&name, today) {
+                ctx.observer().warn(&w);
+            }
+        }
         let backed_up = self.step("backup", || {
             let backup_opts = backup::BackupOptions {
                 init: opts.init,
