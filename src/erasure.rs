@@ -106,6 +106,11 @@ pub struct Certificate {
     /// any of them has obeyed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<String>,
+    /// Purge: every snapshot it judged (those there once it was done, and those found later
+    /// and purged again): one from before it that is not here came back from a target that
+    /// was cut off, and is purged again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub judged: Vec<String>,
     /// Purge: distinct chunks of the purged files.
     #[serde(default)]
     pub chunks: u64,
@@ -145,6 +150,7 @@ impl Certificate {
             patterns: Vec::new(),
             snapshots: Vec::new(),
             files: Vec::new(),
+            judged: Vec::new(),
             chunks: 0,
             kept_chunks: Vec::new(),
             targets: targets

@@ -561,3 +561,93 @@ fn an_erase_killed_at_any_removal_is_finished_by_the_next_command() {
     }
     assert!(kills >= acme_files, "only {kills} of the runs were killed");
 }
+
+#[test]
+fn a_snapshot_from_before_a_purge_that_comes_back_with_a_disk_is_purged_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let person = src.join("hr/j.jansen");
+    fs::create_dir_all(&person).unwrap();
+    fs::write(src.join("report.bin"), pseudo_random(20, 200_000)).unwrap();
+    let cv = pseudo_random(21, 120_000);
+    fs::write(person.join("cv.pdf"), &cv).unwrap();
+    let a = tmp.path().join("a");
+    let mut usb = Usb::new(tmp.path().join("mnt/usb"));
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!("{}{}", local_target("a", &a), usb.target("usb")),
+    );
+    usb.plug();
+    expect_code(&cairn(&config, &["init"]), 0);
+    expect_code(&cairn(&config, &["backup"]), 0);
+
+    // Before the request, the disk gets a backup alone elsewhere, holding the person's file.
+    let elsewhere = tmp.path().join("elsewhere");
+    let solo_src = elsewhere.join("src");
+    fs::create_dir_all(solo_src.join("hr/j.jansen")).unwrap();
+    fs::write(solo_src.join("hr/j.jansen/cv.pdf"), &cv).unwrap();
+    fs::write(solo_src.join("solo.bin"), pseudo_random(22, 50_000)).unwrap();
+    let solo = write_config(&elsewhere, &[&solo_src], &usb.target("usb"));
+    expect_code(&cairn(&solo, &["backup"]), 0);
+    usb.unplug();
+
+    // The request: purged at the office while the disk is away, and gone from the live data.
+    let out = cairn(
+        &config,
+        &["--json", "purge", "--reason", "art. 17", "/**/j.jansen"],
+    );
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", text(&out));
+    assert_eq!(json(&out)["snapshots"].as_array().unwrap().len(), 1);
+    fs::remove_dir_all(&person).unwrap();
+    let a_repo = a.display().to_string();
+    let found = |repo: &str, pattern: &str| -> usize {
+        let out = restic(repo, &["find", "--json", pattern]);
+        assert!(out.status.success(), "{}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(found(&a_repo, "cv.pdf"), 0);
+
+    // The disk is back; the nightly run catches it up, and the snapshot it got alone, older
+    // than the purge, would bring the person's file to the office with its data.
+    usb.plug();
+    let out = cairn(&config, &["--json", "run"]);
+    let report = json(&out);
+    for repo in [a_repo.clone(), usb.repo()] {
+        assert_eq!(found(&repo, "cv.pdf"), 0, "{repo}: {report}");
+        assert_eq!(found(&repo, "solo.bin"), 1, "{repo}");
+        assert_eq!(found(&repo, "report.bin"), 2, "{repo}");
+        restic_check(&repo);
+    }
+    expect_code(&out, 0);
+    let step = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "purge")
+        .unwrap_or_else(|| panic!("{report}"))
+        .clone();
+    assert!(
+        step["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("purged again: 1 snapshot"),
+        "{step}"
+    );
+    let certs = certificates(&config);
+    assert_eq!(certs.len(), 2, "{certs:?}");
+    assert!(certs.iter().all(|c| c["final"].is_string()), "{certs:?}");
+    // A second run finds nothing more to purge.
+    let out = cairn(&config, &["--json", "run"]);
+    expect_code(&out, 0);
+    assert!(
+        json(&out)["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["summary"] == "nothing from before a purge came back"),
+        "{}",
+        text(&out)
+    );
+}

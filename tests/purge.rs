@@ -139,7 +139,20 @@ fn a_purged_folder_leaves_no_snapshot_and_no_chunk_on_any_target() {
     for c in r["index_check"].as_array().unwrap() {
         assert_eq!(c["checked"], true, "{c}");
         assert_eq!(c["still_indexed"], serde_json::json!([]), "{c}");
+        assert_eq!(c["still_in_packs"], serde_json::json!([]), "{c}");
+        assert!(c["packs_checked"].as_u64().unwrap() > 0, "{c}");
     }
+    let cert = &r["certificate"];
+    assert!(cert["final"].is_string(), "{cert}");
+    assert_eq!(cert["snapshots"].as_array().unwrap().len(), 5, "{cert}");
+    assert!(
+        cert["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["applied"].is_string() && t["chunks_left"] == 0),
+        "{cert}"
+    );
 
     // Looked up independently: no purged chunk (other than the shared ones) on any target.
     for name in ["local", "sftp", "azure"] {

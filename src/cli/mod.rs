@@ -321,24 +321,28 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
     let file = Arc::new(all.clone());
     let all = leave_out_erased(all, &cli, &reporter)?;
+    let chosen = choose(all, &cli.repo, &cli.command)?;
+    let done = run_chosen(&cli, chosen, &reporter, &file);
+    // Last, so that targets this command caught up count as having obeyed.
     if cli.command.writes() {
         resume_erasures(&file[0], &reporter);
     }
-    let chosen = choose(all, &cli.repo, &cli.command)?;
+    done
+}
+
+/// Runs the command on each chosen repository (see [`run`]).
+fn run_chosen(
+    cli: &Cli,
+    chosen: Vec<Config>,
+    reporter: &Reporter,
+    file: &Arc<Vec<Config>>,
+) -> Result<i32> {
     if chosen.len() == 1 {
         let cfg = chosen
             .into_iter()
             .next()
             .expect("choose gives one at least");
-        return run_one(
-            &cli,
-            cli.command.clone(),
-            cfg,
-            &reporter,
-            &file,
-            false,
-            None,
-        );
+        return run_one(cli, cli.command.clone(), cfg, reporter, file, false, None);
     }
     // One repository after another: memory stays that of one, and a client's failure is
     // reported for it while the others run. The file's ping URL hears of the whole run once,
@@ -365,11 +369,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         // A panic (a library's bug met on one client's data) fails that client only.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_one(
-                &cli,
+                cli,
                 cli.command.clone(),
                 cfg,
-                &reporter,
-                &file,
+                reporter,
+                file,
                 true,
                 slot.as_ref(),
             )

@@ -25,6 +25,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         patterns: args.patterns,
         dry_run: args.dry_run,
         reason: args.reason,
+        only: None,
     };
     let r = purge::run(&ctx.core, &pw, &opts, &ctx.reporter)?;
     if ctx.json {
@@ -73,10 +74,16 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         );
     }
     for c in &r.index_check {
-        let verdict = match (c.checked, c.still_indexed.len()) {
-            (true, 0) => "no purged chunk in any index file".to_string(),
-            (true, n) => format!("{n} purged chunk(s) still indexed (obeyed at its next catch-up)"),
-            (false, _) => format!(
+        let verdict = match (c.checked, c.still_indexed.len(), c.still_in_packs.len()) {
+            (true, 0, 0) => format!(
+                "no purged chunk in any index file or in any of its {} pack(s)",
+                c.packs_checked
+            ),
+            (true, i, p) => format!(
+                "{i} purged chunk(s) still indexed, {p} still in a pack (obeyed at its next \
+                 catch-up)"
+            ),
+            (false, _, _) => format!(
                 "not checked: {}",
                 c.detail.as_deref().unwrap_or("not reachable")
             ),

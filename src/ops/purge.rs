@@ -49,6 +49,8 @@ pub struct PurgeOptions {
     pub dry_run: bool,
     /// Why, for the certificate.
     pub reason: String,
+    /// Consider only these snapshots (ids); `None`: every one.
+    pub only: Option<BTreeSet<String>>,
 }
 
 /// One snapshot holding purged paths.
@@ -78,15 +80,19 @@ pub struct KeptChunk {
     pub snapshot: String,
 }
 
-/// One target's index, after the purge.
+/// One target's index files and pack headers, after the purge.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChunkCheck {
     /// Target name.
     pub name: String,
-    /// Whether its index files could be read.
+    /// Whether its index files and every pack's header could be read.
     pub checked: bool,
     /// Purged chunks (not shared with a kept file) still indexed there.
     pub still_indexed: Vec<String>,
+    /// Packs whose header was read.
+    pub packs_checked: usize,
+    /// Purged chunks (not shared with a kept file) still in a pack there, indexed or not.
+    pub still_in_packs: Vec<String>,
     /// Why it was not checked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -120,6 +126,9 @@ pub struct PurgeReport {
     /// The erasure certificate (`cairn erasures`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<Certificate>,
+    /// Every snapshot once the rewrite was done: what this purge has judged.
+    #[serde(skip)]
+    pub judged: Vec<String>,
 }
 
 /// What a walk of one snapshot matched.
@@ -212,6 +221,7 @@ pub fn run<P: ProgressBars + Clone>(
         complete: false,
         partial: false,
         certificate: None,
+        judged: Vec::new(),
     };
     let mut chunks: BTreeSet<Id> = BTreeSet::new();
     let mut old_ids: Vec<String> = Vec::new();
@@ -238,6 +248,13 @@ pub fn run<P: ProgressBars + Clone>(
         let mut to_rewrite = Vec::new();
         let mut excludes = BTreeSet::new();
         for snap in &snaps {
+            if opts
+                .only
+                .as_ref()
+                .is_some_and(|only| !only.contains(snap.id.to_hex().as_str()))
+            {
+                continue;
+            }
             let m = walk(&repo, snap, &patterns)?;
             if m.paths.is_empty() {
                 continue;
@@ -292,6 +309,11 @@ pub fn run<P: ProgressBars + Clone>(
         for s in &mut report.snapshots {
             s.rewritten_as = fresh.get(&s.id).cloned();
         }
+        report.judged = repo
+            .get_all_snapshots()?
+            .iter()
+            .map(|s| s.id.to_hex().to_string())
+            .collect();
         if report.snapshots.iter().any(|s| s.rewritten_as.is_none()) {
             return Err(Error::Input(format!(
                 "the rewrite did not produce a purged snapshot for every one holding the paths; \
@@ -334,7 +356,7 @@ pub fn run<P: ProgressBars + Clone>(
     report.kept_chunks = kept;
     report.complete = checks
         .iter()
-        .all(|c| c.checked && c.still_indexed.is_empty());
+        .all(|c| c.checked && c.still_indexed.is_empty() && c.still_in_packs.is_empty());
     report.index_check = checks;
     report.certificate = Some(certify(ctx, opts, &report)?);
     Ok(report)
@@ -362,6 +384,7 @@ fn certify(ctx: &Context, opts: &PurgeOptions, report: &PurgeReport) -> Result<C
     cert.folder = cfg.client.clone().unwrap_or_default();
     cert.patterns.clone_from(&report.patterns);
     cert.snapshots = report.snapshots.iter().map(|s| s.id.clone()).collect();
+    cert.judged.clone_from(&report.judged);
     cert.chunks = report.chunks as u64;
     cert.kept_chunks = report
         .kept_chunks
@@ -385,7 +408,8 @@ fn certify(ctx: &Context, opts: &PurgeOptions, report: &PurgeReport) -> Result<C
             && prune.is_some_and(|t| t.state == TargetState::Complete)
             && pruned.is_some_and(|p| p.record.is_some());
         if let Some(c) = check.filter(|c| c.checked) {
-            a.chunks_left = Some(c.still_indexed.len() as u64);
+            let left: BTreeSet<&String> = c.still_indexed.iter().chain(&c.still_in_packs).collect();
+            a.chunks_left = Some(left.len() as u64);
         }
         if took_part {
             a.applied = Some(now.clone());
@@ -420,6 +444,90 @@ fn certify(ctx: &Context, opts: &PurgeOptions, report: &PurgeReport) -> Result<C
         }
     });
     Ok(cert)
+}
+
+/// Purges again what came back from before a purge: a snapshot a target got while it was cut
+/// off from the others (a USB disk backed up alone), older than a purge of this repository and
+/// never judged by it, reaches the others at catch-up with its data; here it is rewritten
+/// without the purge's paths, forgotten, and the data pruned, as the purge itself did. Each
+/// purge's certificate then counts the snapshots as judged. Returns one report per purge that
+/// found such snapshots (none: nothing came back).
+///
+/// # Errors
+/// As [`run`]; the register cannot be read.
+pub fn again<P: ProgressBars + Clone>(
+    ctx: &Context,
+    password: &Secret,
+    pb: &P,
+) -> Result<Vec<PurgeReport>> {
+    let cfg = ctx.cfg();
+    let dir = erasure::dir(cfg)?;
+    let folder = cfg.client.clone().unwrap_or_default();
+    let purges: Vec<Certificate> = Register::load(&dir)?
+        .certificates
+        .into_iter()
+        .filter(|c| c.kind == Kind::Purge && c.folder == folder)
+        .collect();
+    if purges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let snaps: Vec<(String, jiff::Timestamp)> = {
+        let mut locked = LockedTargets::acquire(ctx, "purge")?;
+        locked.prove(password)?;
+        let proof = locked.proof().ok_or(Error::NoRepository)?;
+        let session = crate::session::Session::from_probed(
+            ctx,
+            locked.probed().to_vec(),
+            Vec::new(),
+            crate::session::Mode::Read,
+            &[],
+        )?;
+        session
+            .reader(proof, rustic_core::NoProgressBars)?
+            .get_all_snapshots()?
+            .iter()
+            .map(|s| (s.id.to_hex().to_string(), s.time.timestamp()))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for cert in purges {
+        let Ok(decided) = cert.decided.parse::<jiff::Timestamp>() else {
+            continue;
+        };
+        let came_back: BTreeSet<String> = snaps
+            .iter()
+            .filter(|(id, time)| *time <= decided && !cert.judged.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        if came_back.is_empty() {
+            continue;
+        }
+        let opts = PurgeOptions {
+            patterns: cert.patterns.clone(),
+            dry_run: false,
+            reason: format!(
+                "again (purge {}): {} snapshot(s) from before it came back",
+                cert.id,
+                came_back.len()
+            ),
+            only: Some(came_back.clone()),
+        };
+        let r = run(ctx, password, &opts, pb)?;
+        let judged: Vec<String> = came_back.into_iter().chain(r.judged.clone()).collect();
+        Register::update(&dir, |reg| {
+            if let Some(c) = reg.certificates.iter_mut().find(|c| c.id == cert.id) {
+                for id in judged {
+                    if !c.judged.contains(&id) {
+                        c.judged.push(id);
+                    }
+                }
+            }
+        })?;
+        if !r.snapshots.is_empty() {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// The purged chunks that kept files hold (each with one such file), and per target the
@@ -467,6 +575,8 @@ fn look_up(
             name: p.cfg.name.clone(),
             checked: false,
             still_indexed: Vec::new(),
+            packs_checked: 0,
+            still_in_packs: Vec::new(),
             detail: None,
         };
         let (Probe::Ready { index, .. }, Some(store)) = (&p.probe, p.store.as_deref()) else {
@@ -500,8 +610,38 @@ fn look_up(
                 }
             }
         }
-        check.checked = true;
         check.still_indexed = found.into_iter().collect();
+        // Every pack, by its own header: an unindexed pack left behind still holds bytes.
+        let packs = match store.list("data") {
+            Ok(p) => p,
+            Err(e) => {
+                check.detail = Some(format!("data/: {e}"));
+                return check;
+            }
+        };
+        let mut in_packs = BTreeSet::new();
+        for (rel, _) in packs {
+            let Some(id) = rel.rsplit('/').next().and_then(|h| h.parse::<Id>().ok()) else {
+                continue;
+            };
+            match super::verify::header::read(store, proof.cipher(), &id).0 {
+                Ok(entries) => {
+                    in_packs.extend(
+                        entries
+                            .iter()
+                            .filter(|e| gone.contains(&e.id))
+                            .map(|e| e.id.to_hex().to_string()),
+                    );
+                    check.packs_checked += 1;
+                }
+                Err((_, why)) => {
+                    check.detail = Some(format!("data/{rel} {why}"));
+                    return check;
+                }
+            }
+        }
+        check.still_in_packs = in_packs.into_iter().collect();
+        check.checked = true;
         check
     });
     Ok((kept.into_values().collect(), checks))

@@ -15,7 +15,7 @@ use crate::{
     context::Context,
     error::{Error, Result},
     exit,
-    ops::{backup, erase, forget, prune, status, verify},
+    ops::{backup, erase, forget, prune, purge, status, verify},
     report::{TargetState, label, shortfalls},
     retention::Within,
     secret::{Secret, redact},
@@ -231,11 +231,54 @@ impl Job<'_> {
         let at = self.steps.len() - 1;
         self.steps.insert(at, catch_up);
 
+        self.purge_again(&pw, pb);
         self.forget_and_prune(&pw, pb);
         self.verify(&pw, pb);
         if let Some(l) = self.status(&pw) {
             *lagging = l;
         }
+    }
+
+    /// After a purge of this repository: what came back from before it with a target that
+    /// was cut off is purged again (nothing to do, and no line, for a repository never purged).
+    fn purge_again<P: ProgressBars + Clone>(&mut self, pw: &Secret, pb: &P) {
+        let ctx = self.ctx;
+        let cfg = ctx.cfg();
+        let folder = cfg.client.clone().unwrap_or_default();
+        let purged = crate::erasure::dir(cfg)
+            .and_then(|d| crate::erasure::Register::load(&d))
+            .is_ok_and(|r| {
+                r.certificates
+                    .iter()
+                    .any(|c| c.kind == crate::erasure::Kind::Purge && c.folder == folder)
+            });
+        if !purged {
+            return;
+        }
+        self.step("purge", || {
+            let again = purge::again(ctx, pw, pb)?;
+            let partial = again.iter().any(|r| r.partial || !r.complete);
+            let snapshots: usize = again.iter().map(|r| r.snapshots.len()).sum();
+            let summary = if again.is_empty() {
+                "nothing from before a purge came back".to_string()
+            } else {
+                format!(
+                    "purged again: {snapshots} snapshot(s) from before a purge came back with a \
+                     target that was cut off ({})",
+                    again
+                        .iter()
+                        .filter_map(|r| r.certificate.as_ref().map(|c| c.id.clone()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let result = if partial {
+                StepResult::Partial
+            } else {
+                StepResult::Ok
+            };
+            Ok(((), result, summary, vec![], to_value(&again)))
+        });
     }
 
     fn forget_and_prune<P: ProgressBars + Clone>(&mut self, pw: &Secret, pb: &P) {

@@ -1,6 +1,7 @@
-//! `cairn run`: the nightly job. Lock -> backup (probe and catch-up first) -> forget by
-//! `[retention]` -> prune when due -> sample verify when due -> status -> metrics, report,
-//! hooks, ping. Every step leaves one line and its own report; a step that fails never hides
+//! `cairn run`: the nightly job. Lock -> (a client whose contract ran out: erase, and nothing
+//! else) -> backup (probe and catch-up first) -> purge again what came back from before a purge
+//! -> forget by `[retention]` -> prune when due -> sample verify when due -> status -> metrics,
+//! report, hooks, ping. Every step leaves one line and its own report; a step that fails never hides
 //! what the steps before it did. A failed backup ends the job there: retention never removes
 //! snapshots on a night that made none, and the rest would fail the same way.
 

@@ -14,18 +14,18 @@ use crate::{layout::file_path, sealed::Cipher, store::Store};
 
 /// One blob as the header places it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Entry {
-    pub(super) id: Id,
-    pub(super) offset: u32,
-    pub(super) length: u32,
+pub(crate) struct Entry {
+    pub(crate) id: Id,
+    pub(crate) offset: u32,
+    pub(crate) length: u32,
 }
 
 /// Why a header cannot be used: missing, unreadable (the storage failed), or damaged.
-pub(super) type Unusable = (FailureClass, String);
+pub(crate) type Unusable = (FailureClass, String);
 
 /// Reads and opens the header of `pack`: its entries (or why they cannot be used), and the
 /// bytes read for it.
-pub(super) fn read(
+pub(crate) fn read(
     store: &dyn Store,
     cipher: &Cipher,
     pack: &Id,

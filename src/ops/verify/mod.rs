@@ -19,7 +19,7 @@
 //! failure hook in [`hook`].
 
 mod file;
-mod header;
+pub(crate) mod header;
 pub mod hook;
 pub mod report;
 mod witness;
