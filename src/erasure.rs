@@ -200,11 +200,10 @@ pub struct Register {
     pub certificates: Vec<Certificate>,
 }
 
-/// The folder of the configuration file's own state (beside its repositories' folders).
-///
-/// # Errors
-/// It cannot be created.
-pub fn dir(cfg: &Config) -> Result<PathBuf> {
+/// The folder of the configuration file's own state (beside its repositories' folders); made
+/// when the register or its key is first written.
+#[must_use]
+pub fn dir(cfg: &Config) -> PathBuf {
     crate::state::file_dir(cfg)
 }
 
@@ -232,6 +231,7 @@ impl Register {
     /// # Errors
     /// It cannot be locked, read or written.
     pub fn update<T>(dir: &Path, f: impl FnOnce(&mut Self) -> T) -> Result<T> {
+        crate::state::private_dir(dir)?;
         let lock = dir.join("erasures.lock");
         let _held = crate::state::lock_file(&lock)?;
         let mut r = Self::load(dir)?;
@@ -254,6 +254,7 @@ impl Register {
 /// # Errors
 /// It cannot be read or made.
 pub fn key(dir: &Path) -> Result<Vec<u8>> {
+    crate::state::private_dir(dir)?;
     let path = dir.join(KEY_FILE);
     let io = |source| Error::Io {
         path: path.clone(),

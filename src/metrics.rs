@@ -24,8 +24,7 @@ pub fn write(cfg: &Config) -> Result<()> {
     };
     // An erased client is no longer monitored: its gauges would raise alarms for good.
     let erased = cfg.client.as_deref().is_some_and(|name| {
-        crate::erasure::dir(cfg)
-            .and_then(|d| crate::erasure::Register::load(&d))
+        crate::erasure::Register::load(&crate::erasure::dir(cfg))
             .is_ok_and(|r| r.erased(name).is_some())
     });
     if erased {

@@ -46,7 +46,10 @@ pub fn dir(cfg: &Config) -> Result<PathBuf> {
 }
 
 /// `dir`, made if need be, for its owner only (it names client files and targets).
-fn private_dir(dir: &Path) -> Result<PathBuf> {
+///
+/// # Errors
+/// It cannot be made, or its mode cannot be set.
+pub fn private_dir(dir: &Path) -> Result<PathBuf> {
     let io = |source| Error::Io {
         path: dir.to_path_buf(),
         source,
@@ -64,14 +67,13 @@ fn private_dir(dir: &Path) -> Result<PathBuf> {
 }
 
 /// The state folder of the configuration *file*, shared by all its repositories (what one
-/// client's command must see of another's: the erasure register). Created on demand.
-///
-/// # Errors
-/// The folder cannot be created.
-pub fn file_dir(cfg: &Config) -> Result<PathBuf> {
+/// client's command must see of another's: the erasure register). Not created here: reading
+/// finds nothing there until something is written ([`private_dir`]).
+#[must_use]
+pub fn file_dir(cfg: &Config) -> PathBuf {
     let config = std::path::absolute(&cfg.path).unwrap_or_else(|_| cfg.path.clone());
     let key = sha256_hex(config.to_string_lossy().as_bytes());
-    private_dir(&base_of(cfg).join(format!("file-{}", &key[..12])))
+    base_of(cfg).join(format!("file-{}", &key[..12]))
 }
 
 /// Holds an exclusive `flock` on `path` (made if need be) until the file is dropped, waiting
@@ -183,7 +185,16 @@ pub fn load_json<T: serde::de::DeserializeOwned + Default>(path: &Path) -> Resul
             path: path.to_path_buf(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        // A folder on the way that is a file (an unusable state folder) holds nothing either;
+        // whatever needs to write there fails and says so.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(T::default())
+        }
         Err(source) => Err(Error::Io {
             path: path.to_path_buf(),
             source,

@@ -155,7 +155,7 @@ fn print_certificate(c: &Certificate) {
 }
 
 pub fn list(ctx: &Ctx, args: ListArgs) -> Result<i32> {
-    let dir = cairn::erasure::dir(ctx.cfg())?;
+    let dir = cairn::erasure::dir(ctx.cfg());
     let register = Register::load(&dir)?;
     let copies = if args.copies {
         let mut folders: Vec<String> = register

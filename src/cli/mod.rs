@@ -448,7 +448,7 @@ fn leave_out_erased(all: Vec<Config>, cli: &Cli, reporter: &Reporter) -> Result<
     if matches!(cli.command, Command::Erase(_)) {
         return Ok(all);
     }
-    let register = cairn::erasure::Register::load(&cairn::erasure::dir(&all[0])?)?;
+    let register = cairn::erasure::Register::load(&cairn::erasure::dir(&all[0]))?;
     let mut live = Vec::new();
     for cfg in all {
         let erased = cfg.client.as_deref().and_then(|n| register.erased(n));

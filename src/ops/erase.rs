@@ -179,7 +179,7 @@ pub fn run(
                 .into(),
         )
     })?;
-    let dir = erasure::dir(cfg)?;
+    let dir = erasure::dir(cfg);
     if let Some(cert) = Register::load(&dir)?.erased(&client).cloned() {
         // Decided before: finish it where it is still pending.
         let _ = resume(ctx);
@@ -307,9 +307,7 @@ pub struct Resumed {
 #[must_use]
 pub fn resume(ctx: &Context) -> Vec<Resumed> {
     let cfg = ctx.cfg();
-    let Ok(dir) = erasure::dir(cfg) else {
-        return Vec::new();
-    };
+    let dir = erasure::dir(cfg);
     let register = match Register::load(&dir) {
         Ok(r) => r,
         Err(e) => {
@@ -524,7 +522,7 @@ pub struct CopyCheck {
 /// The register or its key cannot be read.
 pub fn copies(ctx: &Context, folders: &[String]) -> Result<Vec<CopyCheck>> {
     let cfg = ctx.cfg();
-    let dir = erasure::dir(cfg)?;
+    let dir = erasure::dir(cfg);
     let register = Register::load(&dir)?;
     let key = erasure::key(&dir)?;
     let found = crate::par::each(&cfg.file_targets, |t| {

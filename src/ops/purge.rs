@@ -424,7 +424,7 @@ fn certify(ctx: &Context, opts: &PurgeOptions, report: &PurgeReport) -> Result<C
         }
     }
     cert.settle();
-    let dir = erasure::dir(cfg)?;
+    let dir = erasure::dir(cfg);
     Register::update(&dir, |r| r.certificates.push(cert.clone()))?;
     // Each target that took part keeps a sealed copy, beside the repository.
     let key = erasure::key(&dir)?;
@@ -461,7 +461,7 @@ pub fn again<P: ProgressBars + Clone>(
     pb: &P,
 ) -> Result<Vec<PurgeReport>> {
     let cfg = ctx.cfg();
-    let dir = erasure::dir(cfg)?;
+    let dir = erasure::dir(cfg);
     let folder = cfg.client.clone().unwrap_or_default();
     let purges: Vec<Certificate> = Register::load(&dir)?
         .certificates

@@ -245,13 +245,11 @@ impl Job<'_> {
         let ctx = self.ctx;
         let cfg = ctx.cfg();
         let folder = cfg.client.clone().unwrap_or_default();
-        let purged = crate::erasure::dir(cfg)
-            .and_then(|d| crate::erasure::Register::load(&d))
-            .is_ok_and(|r| {
-                r.certificates
-                    .iter()
-                    .any(|c| c.kind == crate::erasure::Kind::Purge && c.folder == folder)
-            });
+        let purged = crate::erasure::Register::load(&crate::erasure::dir(cfg)).is_ok_and(|r| {
+            r.certificates
+                .iter()
+                .any(|c| c.kind == crate::erasure::Kind::Purge && c.folder == folder)
+        });
         if !purged {
             return;
         }
