@@ -21,7 +21,7 @@
 //! 9. trust: [`proof`], [`replica`], [`needs`] (what snapshots need), [`deletion`], [`unlock`];
 //! 10. one command's view of the targets: [`session`], [`lock`];
 //! 11. around the commands: [`source`], [`selection`], [`hook`], [`notify`], [`runlog`],
-//!     [`metrics`], [`schedule`], [`destination`], [`sample`];
+//!     [`rule`] (3-2-1-1-0), [`metrics`], [`schedule`], [`destination`], [`sample`];
 //! 12. the commands: [`ops`]; above them only the binary's `cli`.
 #![deny(missing_docs)]
 
@@ -50,6 +50,7 @@ pub mod replica;
 pub mod repo;
 pub mod report;
 pub mod retention;
+pub mod rule;
 pub mod runlog;
 pub mod sample;
 pub mod schedule;

@@ -102,7 +102,7 @@ pub fn render(cfg: &Config, st: &State) -> String {
         .map(|t| (t, st.targets.get(&t.name).cloned().unwrap_or_default()))
         .collect();
     type Get = fn(&crate::state::TargetRecord) -> Option<f64>;
-    let per_target: [(&str, &str, Get); 10] = [
+    let per_target: [(&str, &str, Get); 11] = [
         (
             "cairn_target_up",
             "Whether the target could be reached and listed when last looked at.",
@@ -136,6 +136,11 @@ pub fn render(cfg: &Config, st: &State) -> String {
             "cairn_target_lagging",
             "Whether the target misses snapshots or files the others hold, or holds deleted ones.",
             |r| Some(f64::from(u8::from(lagging(r)))),
+        ),
+        (
+            "cairn_target_lagging_backups",
+            "Backups the target has missed in a row (0 while it is level).",
+            |r| Some(f64::from(r.lagging_backups)),
         ),
         (
             "cairn_target_lagging_since_timestamp_seconds",
@@ -225,6 +230,23 @@ pub fn render(cfg: &Config, st: &State) -> String {
             "Since when prunes remove nothing because a target is away.",
         );
         f.sample(name, &[], since);
+    }
+    let rule = crate::rule::judge(cfg, st, jiff::Timestamp::now());
+    for (name, help, value) in [
+        (
+            "cairn_rule_32110_met",
+            "Whether the 3-2-1-1-0 rule holds (3 copies, 2 kinds, 1 off site, 1 offline or \
+             immutable, 0 verification errors); `cairn status` says which part is missing.",
+            f64::from(u8::from(rule.met)),
+        ),
+        (
+            "cairn_rule_32110_copies",
+            "Targets holding a complete snapshot of the last 8 days.",
+            rule.copies.len() as f64,
+        ),
+    ] {
+        f.head(name, help);
+        f.sample(name, &[], value);
     }
     if let Some(c) = &cfg.contract {
         let day = |d: jiff::civil::Date| {

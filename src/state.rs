@@ -243,6 +243,18 @@ pub struct TargetRecord {
     /// Prunes that went on while it was away: it obeys them when it is back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned_without: Option<PrunedWithout>,
+    /// Backups it has missed in a row (0 while it is level).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lagging_backups: u32,
+    /// When a backup last found it offline (a removable disk unplugged): the offline copy of
+    /// the 3-2-1-1-0 rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_offline_at: Option<String>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Prunes made while a target was away, which it obeys at its next catch-up.
@@ -356,8 +368,13 @@ impl State {
                 r.pruned_without = None;
                 r.last_backup_millis = Some(millis(seconds));
                 r.last_backup_bytes = Some(t.bytes_written);
+                r.lagging_backups = 0;
             } else {
                 r.lagging_since.get_or_insert_with(|| now.clone());
+                r.lagging_backups += 1;
+            }
+            if t.state == TargetState::Offline {
+                r.last_offline_at = Some(now.clone());
             }
             if let Some(d) = &t.detail
                 && t.state != TargetState::Complete
@@ -417,6 +434,7 @@ impl State {
     pub fn record_level(&mut self, target: &str) {
         let r = self.targets.entry(target.to_string()).or_default();
         r.lagging_since = None;
+        r.lagging_backups = 0;
         r.pruned_without = None;
         r.last_seen_at = Some(now());
     }

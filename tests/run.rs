@@ -581,3 +581,34 @@ fn a_wrong_password_fails_the_run_with_12_at_its_backup_and_the_failure_hook_run
     assert_eq!(env["CAIRN_EXIT_CODE"], "12");
     assert_eq!(env["CAIRN_SNAPSHOT"], "");
 }
+
+#[test]
+fn on_a_terminal_each_step_is_shown_once_and_piped_the_table_holds_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _) = local_setup(tmp.path(), "");
+    // `script` gives the run a terminal for both its outputs, as a person at a shell has.
+    let line = format!("{} --config {} run", bin().display(), config.display());
+    let out = Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_STATE_DIR", tmp.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(screen.matches("backup: snapshot").count(), 1, "{screen}");
+    assert!(
+        !screen.lines().any(|l| l.starts_with("backup ")),
+        "the table repeats the steps:\n{screen}"
+    );
+    assert!(screen.contains("result: ok (exit 0)"), "{screen}");
+    // Without a terminal, the table on stdout holds every step (a log or a mail gets it).
+    let out = cairn(&config, &["run"]);
+    expect_code(&out, 0);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.lines().any(|l| l.starts_with("backup ")),
+        "{}",
+        text(&out)
+    );
+}

@@ -284,23 +284,27 @@ fn weakened_settings_and_open_secret_files_are_warned_about_at_every_run() {
         secret.display()
     );
     let config = config_with(tmp.path(), &extra);
-    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o664)).unwrap();
     let o = cairn(&config, &["status"]);
     let err = String::from_utf8_lossy(&o.stderr);
     for needle in [
         "`dc`: host_key_checking = \"off\"",
         "`nas`: security = \"none\"",
         "smb-password is readable by others",
-        "targets.toml is readable by everyone",
+        "targets.toml can be changed by other users (mode 664)",
     ] {
         assert!(err.contains(needle), "no warning {needle:?}:\n{}", text(&o));
     }
     assert!(!err.contains("hunter2"), "{err}");
 
+    // Readable by everyone is no warning: the file holds no secret, only references.
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
-    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
     let err = String::from_utf8_lossy(&cairn(&config, &["status"]).stderr).into_owned();
-    assert!(!err.contains("readable by"), "{err}");
+    assert!(
+        !err.contains("readable by") && !err.contains("targets.toml"),
+        "{err}"
+    );
 }
 
 #[test]

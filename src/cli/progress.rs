@@ -114,8 +114,9 @@ impl RusticProgress for BarProgress {
     fn inc(&self, inc: u64) {
         self.0.inc(inc);
     }
+    // A finished phase leaves the screen: a run has dozens, and its summary says what they did.
     fn finish(&self) {
-        self.0.finish();
+        self.0.finish_and_clear();
     }
 }
 
@@ -327,9 +328,9 @@ impl Observer for Reporter {
             h.thread().unpark();
             let _ = h.join();
         }
-        if let Ok(bars) = self.shared.target_bars.lock() {
-            for b in bars.iter() {
-                b.finish();
+        if let Ok(mut bars) = self.shared.target_bars.lock() {
+            for b in bars.drain(..) {
+                b.finish_and_clear();
             }
         }
     }

@@ -1,5 +1,7 @@
 //! `cairn run`: the nightly job.
 
+use std::io::IsTerminal;
+
 use anyhow::Result;
 use cairn::ops::run;
 
@@ -22,9 +24,11 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     if ctx.json {
         ctx.print_json(&r)?;
     } else {
-        // Under systemd the step lines already went to the journal (stderr, with priorities).
+        // Under systemd the step lines already went to the journal (stderr, with priorities);
+        // on a terminal they were shown as each step ended, on the same screen.
         let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-        for s in r.steps.iter().filter(|_| !journal) {
+        let seen = std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        for s in r.steps.iter().filter(|_| !journal && !seen) {
             println!("{:<9} {:<13} {}", s.step, label(s.result), s.summary);
         }
         println!(

@@ -76,6 +76,7 @@ pub fn run(ctx: &Ctx, _args: Args) -> Result<i32> {
         );
     }
     if !ctx.json {
+        println!("{}", r.rule.line());
         if let Some(w) = &r.contract_warning {
             println!("{w}");
         }

@@ -292,11 +292,14 @@ impl Config {
     #[must_use]
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        // Reading it gives nothing away (a secret is never inline, only referenced); changing
+        // it does: its `command:` secrets and hooks run as this user, its targets get the data.
         if let Ok(m) = std::fs::metadata(&self.path)
-            && m.permissions().mode() & 0o004 != 0
+            && m.permissions().mode() & 0o022 != 0
         {
             out.push(format!(
-                "configuration file {} is readable by everyone (mode {:o}); `chmod o-r` it",
+                "configuration file {} can be changed by other users (mode {:o}), and its \
+                 commands and hooks run as this user; `chmod go-w` it",
                 self.path.display(),
                 m.permissions().mode() & 0o777
             ));

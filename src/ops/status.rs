@@ -106,6 +106,8 @@ pub struct StatusReport {
     pub locked_by: Option<Holder>,
     /// Prunes remove nothing while a target is away: since when, and for which.
     pub prune_deferred: Option<state::PruneDeferred>,
+    /// The 3-2-1-1-0 rule, from what earlier runs recorded.
+    pub rule: crate::rule::Rule,
     /// The client's erasure at contract end, once it is due within 30 days.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contract_warning: Option<String>,
@@ -280,6 +282,7 @@ pub fn run(ctx: &Context, password: Option<&Secret>) -> Result<StatusReport> {
         targets,
         locked_by: lock::local_holder(cfg),
         prune_deferred: recorded.prune_deferred.clone(),
+        rule: crate::rule::judge(cfg, &recorded, jiff::Timestamp::now()),
         contract_warning: cfg.contract.and_then(|c| {
             c.warning(
                 cfg.client.as_deref().unwrap_or_default(),
