@@ -322,6 +322,9 @@ pub struct PruneDeferred {
     pub since: String,
     /// The targets the last one waited for, with why.
     pub waiting_for: Vec<String>,
+    /// Their names (empty in state written before they were kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
     /// Bytes the last one would have removed: kept on every target only for those.
     #[serde(default)]
     pub bytes: u64,
@@ -385,12 +388,13 @@ impl State {
         }
     }
 
-    /// Records a prune: deferred while waiting for targets, keeping `bytes` it would have
-    /// removed (`Some`), or done (`None`).
-    pub fn record_prune(&mut self, waiting_for: Option<(&[String], u64)>) {
+    /// Records a prune: deferred while waiting for targets (name, why), keeping `bytes` it
+    /// would have removed (`Some`), or done (`None`).
+    pub fn record_prune(&mut self, waiting_for: Option<(&[(String, String)], u64)>) {
         self.prune_deferred = waiting_for.map(|(w, bytes)| PruneDeferred {
             since: self.prune_deferred.take().map_or_else(now, |d| d.since),
-            waiting_for: w.to_vec(),
+            waiting_for: w.iter().map(|(_, why)| why.clone()).collect(),
+            targets: w.iter().map(|(name, _)| name.clone()).collect(),
             bytes,
         });
     }

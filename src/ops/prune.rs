@@ -240,7 +240,7 @@ pub fn run<P: ProgressBars + Clone>(
             &now,
         ) {
             Ok(why) => without.push((t.name.clone(), why)),
-            Err(why) => away.push(format!("`{}` ({detail}; {why})", t.name)),
+            Err(why) => away.push((t.name.clone(), format!("`{}` ({detail}; {why})", t.name))),
         }
     }
     let caught_up: Vec<SyncTarget> = synced
@@ -290,7 +290,10 @@ pub fn run<P: ProgressBars + Clone>(
             "nothing removed: waiting for {} (a snapshot only a target that is away holds \
              may need data the others no longer reference); prune runs once every target \
              is reachable",
-            away.join(", ")
+            away.iter()
+                .map(|(_, w)| w.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         observer.warn(&why);
         let kept = report.plan.bytes_remove;
@@ -322,10 +325,13 @@ pub fn run<P: ProgressBars + Clone>(
     let mut targets: Vec<PruneTarget> = outcomes.iter().map(as_target).collect();
     // A target that failed on the way lacks the new index: removing the old files elsewhere
     // now would let it, cut off, write a backup relying on data the others no longer hold.
-    let failed: Vec<String> = targets
+    let failed: Vec<(String, String)> = targets
         .iter()
         .filter(|t| t.state != TargetState::Complete && !report.without.contains(&t.name))
-        .map(|t| format!("`{}` ({})", t.name, t.detail.as_deref().unwrap_or("failed")))
+        .map(|t| {
+            let why = format!("`{}` ({})", t.name, t.detail.as_deref().unwrap_or("failed"));
+            (t.name.clone(), why)
+        })
         .collect();
     let removals = if failed.is_empty() {
         removals
@@ -333,7 +339,11 @@ pub fn run<P: ProgressBars + Clone>(
         let why = format!(
             "nothing removed: {} failed during the prune; the new packs and index are on the \
              others, and the next prune with every target removes the old files",
-            failed.join(", ")
+            failed
+                .iter()
+                .map(|(_, w)| w.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         observer.warn(&why);
         let kept = report.plan.bytes_remove;

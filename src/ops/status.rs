@@ -72,6 +72,24 @@ pub struct KeptForAway {
     pub since: String,
 }
 
+/// What target `name` keeps only because the deferred prune `d` waits for others: nothing on a
+/// target it waits for itself.
+fn kept_for_away(d: &state::PruneDeferred, name: &str) -> Option<KeptForAway> {
+    // State written before the names were kept: each reason starts with its target's name.
+    let waited_for = if d.targets.is_empty() {
+        d.waiting_for
+            .iter()
+            .any(|w| w.starts_with(&format!("`{name}` ")))
+    } else {
+        d.targets.iter().any(|t| t == name)
+    };
+    (d.bytes > 0 && !waited_for).then(|| KeptForAway {
+        bytes: d.bytes,
+        targets: d.waiting_for.clone(),
+        since: d.since.clone(),
+    })
+}
+
 impl TargetStatus {
     /// One line on what is held back on or for this target, if anything: bytes kept for an
     /// away target, or prunes it obeys when back.
@@ -231,18 +249,7 @@ pub fn run(ctx: &Context, password: Option<&Secret>) -> Result<StatusReport> {
             let kept_for_away = recorded
                 .prune_deferred
                 .as_ref()
-                .filter(|d| {
-                    d.bytes > 0
-                        && !d
-                            .waiting_for
-                            .iter()
-                            .any(|w| w.starts_with(&format!("`{}`", p.cfg.name)))
-                })
-                .map(|d| KeptForAway {
-                    bytes: d.bytes,
-                    targets: d.waiting_for.clone(),
-                    since: d.since.clone(),
-                });
+                .and_then(|d| kept_for_away(d, &p.cfg.name));
             TargetStatus {
                 name: p.cfg.name.clone(),
                 kind: p.cfg.kind.name().to_string(),
@@ -290,4 +297,31 @@ pub fn run(ctx: &Context, password: Option<&Secret>) -> Result<StatusReport> {
             )
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_targets_a_prune_does_not_wait_for_keep_bytes_for_the_others() {
+        let mut d = state::PruneDeferred {
+            since: "2026-12-01T01:00:00Z".into(),
+            waiting_for: vec!["`usb` (offline; a required target)".into()],
+            targets: vec!["usb".into()],
+            bytes: 4096,
+        };
+        assert!(kept_for_away(&d, "usb").is_none());
+        assert_eq!(kept_for_away(&d, "usb2").map(|k| k.bytes), Some(4096));
+        assert_eq!(
+            kept_for_away(&d, "nas").map(|k| k.targets),
+            Some(vec!["`usb` (offline; a required target)".to_string()])
+        );
+        // State from before the names were kept reads the same.
+        d.targets.clear();
+        assert!(kept_for_away(&d, "usb").is_none());
+        assert!(kept_for_away(&d, "usb2").is_some());
+        d.bytes = 0;
+        assert!(kept_for_away(&d, "nas").is_none());
+    }
 }
