@@ -37,7 +37,15 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         force_new: args.force_new,
         time: args.time,
     };
-    let r = backup::run(&ctx.core, &pw, &opts, ctx.reporter.clone())?;
+    let mut r = backup::run(&ctx.core, &pw, &opts, ctx.reporter.clone())?;
+    // What catch-up brought back from before a purge goes again now, not at the next run.
+    match cairn::ops::purge::again(&ctx.core, &pw, &ctx.reporter) {
+        Ok(again) => r.purged_again = again,
+        Err(e) => ctx.reporter.print(
+            "WARN",
+            &format!("snapshots from before a purge not checked: {e:#}"),
+        ),
+    }
     if ctx.json {
         ctx.print_json(&r)?;
     } else {
@@ -74,6 +82,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             print_cause("SKIPPED", "", "source", &c.key.what, c, "entry");
         }
         print_targets(&r.targets);
+        for p in &r.purged_again {
+            println!(
+                "purged again: {} snapshot(s) from before a purge came back with a target \
+                 that was cut off (certificate {})",
+                p.snapshots.len(),
+                p.certificate.as_ref().map_or("-", |c| c.id.as_str())
+            );
+        }
         if r.partial {
             println!("PARTIAL: a required target did not receive this snapshot (see above)");
         }

@@ -468,7 +468,13 @@ fn leave_out_erased(all: Vec<Config>, cli: &Cli, reporter: &Reporter) -> Result<
             return Err(anyhow::Error::new(cairn::error::Error::Usage(why)));
         }
         if !matches!(cli.command.scope(), Scope::File) {
-            reporter.print("INFO", &format!("{why}; left out"));
+            let pending: Vec<&str> = cert.pending().map(|a| a.target.as_str()).collect();
+            let pending = if pending.is_empty() {
+                String::new()
+            } else {
+                format!(" (still to be erased on {})", pending.join(", "))
+            };
+            reporter.print("INFO", &format!("{why}; left out{pending}"));
         }
     }
     if live.is_empty() {

@@ -137,6 +137,10 @@ pub struct BackupReport {
     pub unread_causes: Vec<Cause<UnreadCause>>,
     /// Every target's outcome.
     pub targets: Vec<TargetOutcome>,
+    /// Snapshots from before a purge that came back with a target and were purged again
+    /// (`cairn backup`; `cairn run` does it as a step of its own).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub purged_again: Vec<super::purge::PurgeReport>,
 }
 
 /// Backs up the configured sources, holding the repository lock ([`crate::lock`]) throughout.
@@ -304,6 +308,7 @@ pub fn run<P: ProgressBars + Clone>(
         caught_up,
         foreign,
         targets,
+        purged_again: Vec::new(),
     })
 }
 
