@@ -38,14 +38,26 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         time: args.time,
     };
     let mut r = backup::run(&ctx.core, &pw, &opts, ctx.reporter.clone())?;
-    // What catch-up brought back from before a purge goes again now, not at the next run.
+    let targets_short = r.partial;
+    // What catch-up brought back from before a purge goes again now, not at the next run. A
+    // failure leaves purged files on the targets: partly done, whatever the backup did.
     match cairn::ops::purge::again(&ctx.core, &pw, &ctx.reporter) {
-        Ok(again) => r.purged_again = again,
-        Err(e) => ctx.reporter.print(
-            "WARN",
-            &format!("snapshots from before a purge not checked: {e:#}"),
-        ),
+        Ok(again) => {
+            r.partial |= again.iter().any(|p| p.partial || !p.complete);
+            r.purged_again = again;
+        }
+        Err(e) => {
+            ctx.reporter.print(
+                "WARN",
+                &format!(
+                    "snapshots from before a purge were not purged again (the next backup or \
+                     run tries again): {e:#}"
+                ),
+            );
+            r.partial = true;
+        }
     }
+    let purge_short = r.partial && !targets_short;
     if ctx.json {
         ctx.print_json(&r)?;
     } else {
@@ -90,8 +102,14 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
                 p.certificate.as_ref().map_or("-", |c| c.id.as_str())
             );
         }
-        if r.partial {
+        if targets_short {
             println!("PARTIAL: a required target did not receive this snapshot (see above)");
+        }
+        if purge_short {
+            println!(
+                "PARTIAL: the snapshot is saved, but what came back from before a purge is not \
+                 purged on every target (see above)"
+            );
         }
         if r.incomplete {
             println!(
