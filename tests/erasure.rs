@@ -252,6 +252,10 @@ fn a_forged_certificate_erases_nothing_and_is_named() {
         ),
         0,
     );
+    // Every client of that file is erased: its certificates are still listed.
+    let out = cairn(&other_cfg, &["--json", "erasures"]);
+    expect_code(&out, 0);
+    assert_eq!(json(&out)["certificates"].as_array().map(Vec::len), Some(1));
     let genuine_elsewhere = fs::read_dir(oa.join("beta/.cairn-erasures"))
         .unwrap()
         .next()

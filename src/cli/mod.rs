@@ -445,7 +445,9 @@ fn run_chosen(
 /// The repositories of the file, less those erased: a command never works on an erased
 /// client again (`erase` itself finishes or shows its erasure). Naming one is an error.
 fn leave_out_erased(all: Vec<Config>, cli: &Cli, reporter: &Reporter) -> Result<Vec<Config>> {
-    if matches!(cli.command, Command::Erase(_)) {
+    // `erase` finishes or shows its erasure; `erasures` lists them, even once every client of
+    // the file is erased.
+    if matches!(cli.command, Command::Erase(_) | Command::Erasures(_)) {
         return Ok(all);
     }
     let register = cairn::erasure::Register::load(&cairn::erasure::dir(&all[0]))?;
