@@ -14,7 +14,7 @@
 //! 3. secret references and the one process-wide registry of secrets to scrub: [`secret`];
 //! 4. configuration as plain data, parsed and validated without side effects: [`config`];
 //! 5. storage: [`tty`], [`store`], [`fanout::member`], [`progress`];
-//! 6. this machine's records: [`state`], [`deletion::record`], [`audit`], [`erasure`], [`lockout`],
+//! 6. this machine's records: [`state`], [`history`], [`deletion::record`], [`audit`], [`erasure`], [`lockout`],
 //!    [`vault`], [`repo`] (opening a repository, the derived-key cache);
 //! 7. one configuration at work: [`context`];
 //! 8. reading the targets: `verified::packs`, [`fanout`], [`probe`], `verified`;
@@ -22,7 +22,8 @@
 //! 10. one command's view of the targets: [`session`], [`lock`];
 //! 11. around the commands: [`source`], [`selection`], [`hook`], [`notify`], [`runlog`],
 //!     [`rule`] (3-2-1-1-0), [`metrics`], [`schedule`], [`destination`], [`sample`];
-//! 12. the commands: [`ops`]; above them only the binary's `cli`.
+//! 12. the commands: [`ops`];
+//! 13. evidence of them all, for an auditor: [`evidence`]; above it only the binary's `cli`.
 #![deny(missing_docs)]
 
 pub mod audit;
@@ -32,8 +33,10 @@ pub mod deletion;
 pub mod destination;
 pub mod erasure;
 pub mod error;
+pub mod evidence;
 pub mod exit;
 pub mod fanout;
+pub mod history;
 pub mod hook;
 pub mod layout;
 pub mod lock;

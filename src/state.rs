@@ -237,6 +237,12 @@ pub struct TargetRecord {
     /// Whether that verification passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verify_ok: Option<bool>,
+    /// Files it sampled, and the seed that picks them again (`cairn verify --seed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verify_sample: Option<Sample>,
+    /// The last `cairn check --read-data(-subset)` of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_read_check: Option<ReadCheck>,
     /// What the last look at it (`status`, the end of `run`) found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<Observed>,
@@ -255,6 +261,28 @@ pub struct TargetRecord {
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+/// A verification's sample.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Sample {
+    /// Files restored and compared.
+    pub files: u64,
+    /// The seed of the sample.
+    pub seed: u64,
+}
+
+/// A check that hashed a target's files.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReadCheck {
+    /// When.
+    pub at: String,
+    /// `all`, or the share hashed (`5%`).
+    pub share: String,
+    /// Files hashed.
+    pub files: u64,
+    /// Problems it found there (0: clean).
+    pub problems: u64,
 }
 
 /// Prunes made while a target was away, which it obeys at its next catch-up.
@@ -422,11 +450,20 @@ impl State {
         }
     }
 
-    /// Records a verification of a target: passed or not.
-    pub fn record_verify(&mut self, target: &str, ok: bool) {
+    /// Records a verification of a target: passed or not, and its sample.
+    pub fn record_verify(&mut self, target: &str, ok: bool, sample: Sample) {
         let r = self.targets.entry(target.to_string()).or_default();
         r.last_verify_at = Some(now());
         r.last_verify_ok = Some(ok);
+        r.last_verify_sample = Some(sample);
+    }
+
+    /// Records a check that hashed a target's files.
+    pub fn record_read_check(&mut self, target: &str, check: ReadCheck) {
+        self.targets
+            .entry(target.to_string())
+            .or_default()
+            .last_read_check = Some(check);
     }
 
     /// Records what a look at a target found.

@@ -72,6 +72,8 @@ command -v restic >/dev/null || missing+=(restic)   # interop tests: stock resti
 command -v strace >/dev/null || missing+=(strace)   # safeguards: local writes sync their folder
 command -v promtool >/dev/null || missing+=(prometheus)   # run: the metrics file passes promtool
 command -v systemd-analyze >/dev/null || missing+=(systemd)   # schedule: units pass systemd-analyze verify
+command -v chromium >/dev/null || missing+=(chromium)   # report: the HTML page rendered in a real browser
+command -v tidy >/dev/null || missing+=(tidy)   # report: the HTML page passes a validator
 if [ ${#missing[@]} -gt 0 ]; then
   log "apt-get install ${missing[*]}"
   # Keep the packages' own services (sshd :22, smbd :445/:139, nmbd) from auto-starting on 0.0.0.0.

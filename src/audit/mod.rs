@@ -135,6 +135,12 @@ pub fn path(cfg: &Config) -> crate::error::Result<PathBuf> {
     Ok(crate::state::dir(cfg)?.join("audit.jsonl"))
 }
 
+/// This machine's name.
+#[must_use]
+pub fn host_name() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
 /// The OS user running this process.
 #[must_use]
 pub fn os_user() -> String {
@@ -310,7 +316,7 @@ impl Trail {
             log: String::new(),
             operator: t.operator.clone(),
             user: os_user(),
-            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            host: host_name(),
             command: t.command.clone(),
             args,
             repository: t.repository.clone(),

@@ -15,6 +15,7 @@ mod ls;
 mod progress;
 mod prune;
 mod purge;
+mod report;
 mod restore;
 mod run;
 mod schedule;
@@ -128,6 +129,10 @@ pub enum Command {
     /// then metrics, a report, hooks and a ping.
     #[command(after_help = exit::TABLE)]
     Run(run::Args),
+    /// Evidence for an auditor: problems in words and, per target, the last backup,
+    /// verification and read check; `--html FILE` writes it as one self-contained page.
+    #[command(after_help = exit::TABLE)]
+    Report(report::Args),
     /// Print, install or remove the systemd timers for `cairn run` (and a separate verify).
     Schedule(schedule::Args),
     /// Operators' keys: add, list, remove (on every target).
@@ -163,6 +168,7 @@ impl Command {
             Self::Sync(_) => "sync",
             Self::Verify(_) => "verify",
             Self::Run(_) => "run",
+            Self::Report(_) => "report",
             Self::Schedule(_) => "schedule",
             Self::Key(_) => "key",
             Self::Vault(_) => "vault",
@@ -321,8 +327,16 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
     let file = Arc::new(all.clone());
     let all = leave_out_erased(all, &cli, &reporter)?;
+    let live = all.clone();
     let chosen = choose(all, &cli.repo, &cli.command)?;
+    // The report is of the repositories together (one page), not one after another.
+    if let Command::Report(a) = &cli.command {
+        return report::run(&chosen, !cli.repo.is_empty(), &cli, &reporter, a);
+    }
     let done = run_chosen(&cli, chosen, &reporter, &file);
+    if matches!(cli.command, Command::Run(_)) {
+        report::after_run(&live, cli.operator.as_deref(), &reporter);
+    }
     // Last, so that targets this command caught up count as having obeyed.
     if cli.command.writes() {
         resume_erasures(&file[0], &reporter);
@@ -554,7 +568,10 @@ fn run_one(
     let (name, recorded) = (command.name(), command.is_recorded());
     // Every command on the repository or the vault leaves an audit record (`schedule` only
     // writes timers; `audit` reads the log).
-    let audited = !matches!(command, Command::Schedule(_) | Command::Audit(_));
+    let audited = !matches!(
+        command,
+        Command::Schedule(_) | Command::Audit(_) | Command::Report(_)
+    );
     let actor = match &command {
         Command::Key(_) => std::env::var("CAIRN_OPERATOR").ok(),
         _ => cli.operator.clone(),
@@ -582,6 +599,13 @@ fn run_one(
         Command::Sync(a) => sync::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
+        Command::Report(a) => report::run(
+            std::slice::from_ref(ctx.cfg()),
+            true,
+            cli,
+            &ctx.reporter,
+            &a,
+        ),
         Command::Schedule(a) => schedule::run(&ctx, a),
         Command::Key(a) => key::run(&ctx, a, cli.operator.as_deref()),
         Command::Vault(a) => vault::run(&ctx, a),

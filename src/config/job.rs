@@ -55,6 +55,14 @@ pub struct MetricsConfig {
     pub path: Option<PathBuf>,
 }
 
+/// `[report]`: the evidence page `cairn run` rewrites after every run.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// The HTML file (every repository of the file on one page), relative to the file.
+    pub html: Option<PathBuf>,
+}
+
 /// `[log]`: the run log in the state folder.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -29,7 +29,9 @@ mod target;
 mod text;
 mod view;
 
-pub use job::{DEFAULT_HOOK_TIMEOUT, LogConfig, MetricsConfig, NotifyConfig, ScheduleConfig};
+pub use job::{
+    DEFAULT_HOOK_TIMEOUT, LogConfig, MetricsConfig, NotifyConfig, ReportConfig, ScheduleConfig,
+};
 pub use overlap::real_path;
 pub use sections::{
     BackupConfig, ByteCount, LockoutPolicy, RepositoryConfig, RetentionConfig, SnapshotSelection,
@@ -71,6 +73,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The run log.
     pub log: LogConfig,
+    /// The evidence page.
+    pub report: ReportConfig,
     /// The systemd timers.
     pub schedule: ScheduleConfig,
     /// The credentials vault.
@@ -101,6 +105,8 @@ struct RawFile<R> {
     metrics: MetricsConfig,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    report: ReportConfig,
     #[serde(default)]
     schedule: ScheduleConfig,
     #[serde(default)]

@@ -9,8 +9,8 @@ use std::{
 
 use super::{
     BackupConfig, Config, LockoutPolicy, LogConfig, MetricsConfig, NotifyConfig, RawFile,
-    RepositoryConfig, RetentionConfig, ScheduleConfig, TargetConfig, VaultSettings, VerifyConfig,
-    overlap, residency, target,
+    ReportConfig, RepositoryConfig, RetentionConfig, ScheduleConfig, TargetConfig, VaultSettings,
+    VerifyConfig, overlap, residency, target,
     text::{self, Source},
 };
 use crate::secret::SecretRef;
@@ -43,6 +43,7 @@ pub(super) struct Shared {
     notify: NotifyConfig,
     metrics: MetricsConfig,
     log: LogConfig,
+    report: ReportConfig,
     schedule: ScheduleConfig,
     vault: VaultSettings,
     lockout: LockoutPolicy,
@@ -140,6 +141,10 @@ impl Shared {
         metrics.path = metrics
             .path
             .map(|p| if p.is_relative() { base.join(p) } else { p });
+        let mut report = raw.report;
+        report.html = report
+            .html
+            .map(|p| if p.is_relative() { base.join(p) } else { p });
         let mut vault_passphrase = raw.vault.passphrase;
         if let Some(p) = &mut vault_passphrase {
             if matches!(p, SecretRef::Vault(_)) {
@@ -220,6 +225,7 @@ impl Shared {
             notify,
             metrics,
             log: raw.log,
+            report,
             schedule: raw.schedule,
             vault,
             lockout,
@@ -375,6 +381,7 @@ impl Shared {
             notify: self.notify.clone(),
             metrics,
             log: self.log.clone(),
+            report: self.report.clone(),
             schedule: self.schedule.clone(),
             vault: self.vault.clone(),
             lockout: self.lockout,

@@ -35,6 +35,7 @@ use crate::{
     repo::{KeyCache, open_repository},
     report::TargetState,
     secret::Secret,
+    state,
     store::{Named, Store},
     unlock::unlock,
 };
@@ -382,6 +383,28 @@ fn inspect<P: ProgressBars>(
         };
         (key, example)
     }));
+    if opts.read_data != ReadData::None {
+        let share = match opts.read_data {
+            ReadData::Percent(p) => format!("{p}%"),
+            _ => "all".into(),
+        };
+        ctx.update_state(|st| {
+            for s in summaries
+                .iter()
+                .filter(|s| matches!(s.state, TargetState::Checked | TargetState::Failed))
+            {
+                st.record_read_check(
+                    &s.name,
+                    state::ReadCheck {
+                        at: state::now(),
+                        share: share.clone(),
+                        files: s.hashed_files,
+                        problems: s.problems as u64,
+                    },
+                );
+            }
+        });
+    }
     Ok(CheckReport {
         targets: summaries,
         problems,

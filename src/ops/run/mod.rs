@@ -32,7 +32,7 @@ mod report;
 
 use job::Job;
 pub use job::{Password, RunOptions};
-use observer::{RunObserver, save};
+use observer::{RunObserver, remember, save};
 pub use report::{REPORT_FILE, RunReport, RunResult, Step, StepResult};
 use report::{hook_vars, summary_text, verdict};
 
@@ -153,6 +153,7 @@ pub fn run<P: ProgressBars + Clone>(
     };
     report.warnings = obs.warnings.lock().map(|w| w.clone()).unwrap_or_default();
     save(&report, &obs);
+    remember(&report, &obs);
 
     if let (Some((name, command)), Some(path)) = (cfg.notify.command_for(exit_code), &report_path) {
         let h = crate::hook::run(

@@ -79,3 +79,13 @@ pub(super) fn save(r: &RunReport, obs: &RunObserver) {
         obs.warn(&format!("run report not written: {e}"));
     }
 }
+
+/// Adds the run to the history kept beside its report (once per run).
+pub(super) fn remember(r: &RunReport, obs: &RunObserver) {
+    let Some(dir) = r.report_path.as_deref().and_then(std::path::Path::parent) else {
+        return;
+    };
+    if let Err(e) = crate::history::append(dir, &report::history_entry(r)) {
+        obs.warn(&format!("run history not written: {e}"));
+    }
+}

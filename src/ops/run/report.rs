@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::{
-    error::Result, exit, hook::HookResult, notify::PingResult, report::label, secret::redact, state,
+    error::Result, exit, history, hook::HookResult, notify::PingResult, report::label,
+    secret::redact, state,
 };
 
 /// The report a run leaves in the state folder.
@@ -178,6 +179,32 @@ pub(super) fn save(r: &RunReport) -> Result<()> {
     };
     let text = redact(&serde_json::to_string_pretty(r).unwrap_or_default());
     state::replace_private(path, text.as_bytes())
+}
+
+/// The run as one line of the history: what its backup added, what its verification found.
+pub(super) fn history_entry(r: &RunReport) -> history::Entry {
+    let step = |name: &str| r.steps.iter().find(|s| s.step == name);
+    let bytes_added = step("backup")
+        .filter(|s| s.result != StepResult::Failed)
+        .and_then(|s| s.report["bytes_new_stored"].as_u64());
+    let verify = step("verify")
+        .filter(|s| matches!(s.result, StepResult::Ok | StepResult::VerifyFailed))
+        .and_then(|s| {
+            Some(history::Verified {
+                files: s.report["sample"].as_array()?.len() as u64,
+                ok: s.result == StepResult::Ok,
+            })
+        });
+    history::Entry {
+        run: r.run.clone(),
+        started: r.started.clone(),
+        seconds: r.seconds,
+        result: label(r.result),
+        exit_code: r.exit_code,
+        snapshot: r.snapshot.clone(),
+        bytes_added,
+        verify,
+    }
 }
 
 pub(super) fn to_value<T: Serialize>(v: &T) -> Value {

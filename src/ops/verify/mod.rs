@@ -51,6 +51,7 @@ use crate::{
     sample::{Candidate, SampleSpec, choose},
     secret::Secret,
     session::Session,
+    state,
 };
 
 use file::{FileOutcome, SourceCheck, check_file, check_restores};
@@ -232,11 +233,15 @@ pub fn run<P: ProgressBars + Clone>(
         .collect();
     // An empty sample proves nothing: it is not recorded as a verification.
     if !sample.is_empty() {
+        let drawn = state::Sample {
+            files: sample.len() as u64,
+            seed,
+        };
         ctx.update_state(|s| {
             for t in &targets {
                 match t.state {
-                    TargetState::Verified => s.record_verify(&t.name, true),
-                    TargetState::Failed => s.record_verify(&t.name, false),
+                    TargetState::Verified => s.record_verify(&t.name, true, drawn.clone()),
+                    TargetState::Failed => s.record_verify(&t.name, false, drawn.clone()),
                     _ => {}
                 }
             }
