@@ -102,7 +102,7 @@ pub fn render(cfg: &Config, st: &State) -> String {
         .map(|t| (t, st.targets.get(&t.name).cloned().unwrap_or_default()))
         .collect();
     type Get = fn(&crate::state::TargetRecord) -> Option<f64>;
-    let per_target: [(&str, &str, Get); 11] = [
+    let per_target: [(&str, &str, Get); 12] = [
         (
             "cairn_target_up",
             "Whether the target could be reached and listed when last looked at.",
@@ -161,6 +161,12 @@ pub fn render(cfg: &Config, st: &State) -> String {
             "cairn_target_last_verify_success",
             "Whether that verification passed.",
             |r| r.last_verify_ok.map(|ok| f64::from(u8::from(ok))),
+        ),
+        (
+            "cairn_target_immutable",
+            "Whether the target's claimed protection held when `check --immutability` last \
+             attacked a canary there (absent: it claims none).",
+            |r| r.immutable.map(|ok| f64::from(u8::from(ok))),
         ),
     ];
     for (name, help, get) in per_target {

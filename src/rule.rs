@@ -8,8 +8,8 @@
 //! - *kinds* are media: a local folder, a removable disk, SFTP, SMB, Azure Blob, S3;
 //! - *off site* is a copy that is not on a local path (a disk taken home cannot be told apart
 //!   from one in the drawer);
-//! - *offline* is a removable disk that a backup found unplugged in the last [`FRESH_DAYS`] days
-//!   (immutable kinds come with object lock and append-only targets);
+//! - *offline* is a removable disk that a backup found unplugged in the last [`FRESH_DAYS`] days,
+//!   or a target whose protection (S3 Object Lock) `check --immutability` proved in that time;
 //! - *0 errors*: every target's last verification passed, and at least one was verified.
 
 use serde::Serialize;
@@ -99,7 +99,9 @@ pub fn judge(cfg: &Config, st: &State, now: jiff::Timestamp) -> Rule {
         if !matches!(t.kind, TargetKind::Local { .. }) {
             r.off_site.push(t.name.clone());
         }
-        if t.is_removable() && within(rec.last_offline_at.as_deref(), now) {
+        let proven_immutable =
+            rec.immutable == Some(true) && within(rec.immutability_checked_at.as_deref(), now);
+        if proven_immutable || (t.is_removable() && within(rec.last_offline_at.as_deref(), now)) {
             r.offline.push(t.name.clone());
         }
     }
@@ -125,8 +127,8 @@ pub fn judge(cfg: &Config, st: &State, now: jiff::Timestamp) -> Rule {
     }
     if r.offline.is_empty() {
         r.missing.push(format!(
-            "no offline or immutable copy (a removable disk found unplugged by a backup in the \
-             last {FRESH_DAYS} days)"
+            "no offline or immutable copy (a removable disk found unplugged by a backup, or a \
+             target whose protection `check --immutability` proved, in the last {FRESH_DAYS} days)"
         ));
     }
     if !r.verify_failed.is_empty() {

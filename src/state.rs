@@ -256,6 +256,12 @@ pub struct TargetRecord {
     /// the 3-2-1-1-0 rule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_offline_at: Option<String>,
+    /// When `check --immutability` last looked at the protection it claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutability_checked_at: Option<String>,
+    /// Whether its canary survived then: the immutable copy of the 3-2-1-1-0 rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable: Option<bool>,
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
@@ -456,6 +462,13 @@ impl State {
         r.last_verify_at = Some(now());
         r.last_verify_ok = Some(ok);
         r.last_verify_sample = Some(sample);
+    }
+
+    /// Records what `check --immutability` found of a target's claimed protection.
+    pub fn record_immutability(&mut self, target: &str, immutable: bool) {
+        let r = self.targets.entry(target.to_string()).or_default();
+        r.immutability_checked_at = Some(now());
+        r.immutable = Some(immutable);
     }
 
     /// Records a check that hashed a target's files.

@@ -4,6 +4,7 @@
 #   SMB   : Debian samba (smbd only, no nmbd/winbind), tdbsam user + password    127.0.0.1:$SMB_PORT
 #   Azure : Azurite (npm) blob service, devstoreaccount1                          127.0.0.1:$AZURITE_PORT
 #   S3    : s3s-fs (crates.io, SigV4 enforced, fs-backed) or moto[server] (PyPI)  127.0.0.1:$S3_PORT
+#   S3 with versioning and Object Lock: moto[server] (PyPI), in memory             127.0.0.1:$S3LOCK_PORT
 # Usage:  eval "$(start-all.sh)"      (stdout = export lines only; progress goes to stderr)
 #         later: source "$TS_RUN/env.sh";  stop: stop-all.sh [--purge]
 # Re-running is safe: installed tools are reused, running servers (checked by pid file AND
@@ -18,6 +19,7 @@ SMB_PORT=${SMB_PORT:-4445}
 AZURITE_PORT=${AZURITE_PORT:-10000}
 S3_PORT=${S3_PORT:-9000}
 S3_IMPL=${S3_IMPL:-s3s-fs}                # s3s-fs | moto
+S3LOCK_PORT=${S3LOCK_PORT:-9100}          # moto: the object-lock tests (s3s-fs keeps no versions)
 AZURITE_VERSION=${AZURITE_VERSION:-3.35.0}  # 3.36+ require node >= 21/22 (image has node 20)
 S3S_FS_VERSION=${S3S_FS_VERSION:-0.14.1}    # 0.15+ require a newer rustc than 1.95
 MOTO_VERSION=${MOTO_VERSION:-5.2.5}
@@ -106,6 +108,12 @@ case $S3_IMPL in
     fi ;;
   *) die "S3_IMPL must be s3s-fs or moto" ;;
 esac
+MOTO_BIN=$TS_HOME/moto-venv/bin/moto_server
+if [ ! -x "$MOTO_BIN" ]; then
+  log "pip install moto[server]==$MOTO_VERSION"
+  python3 -m venv "$TS_HOME/moto-venv"
+  "$TS_HOME/moto-venv/bin/pip" install -q "moto[server]==$MOTO_VERSION" >&2
+fi
 log "install step done in $(since "$T")"
 
 # ---------------------------------------------------------------- SFTP (openssh)
@@ -257,6 +265,19 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:$S3_RE
 case $code in 200|409) ;; *) die "s3 create bucket: HTTP $code; see $D/s3.log" ;; esac
 log "s3 ($S3_IMPL) ready in $(since "$T")"
 
+# ---------------------------------------------------------------- S3 with Object Lock (moto)
+T=$(now); D=$TS_RUN/s3lock
+mkdir -p "$D"
+if ours "$D/s3lock.pid" "$MOTO_BIN"; then
+  log "s3lock (moto): already running (pid $(cat "$D/s3lock.pid"))"
+else
+  need_free_port "$S3LOCK_PORT"
+  # In memory; accepts any credentials. Each test makes its own buckets.
+  spawn "$D/s3lock.pid" "$D/s3lock.log" "$MOTO_BIN" -H "$HOST" -p "$S3LOCK_PORT"
+  wait_until 30 curl -s -o /dev/null "http://$HOST:$S3LOCK_PORT/" || die "moto did not answer; see $D/s3lock.log"
+fi
+log "s3lock (moto) ready in $(since "$T")"
+
 # ---------------------------------------------------------------- connection settings
 {
   printf 'export %s=%q\n' \
@@ -270,7 +291,8 @@ log "s3 ($S3_IMPL) ready in $(since "$T")"
     AZBLOB_ACCOUNT_KEY "$AZ_KEY" AZBLOB_CONTAINER "$AZ_CONTAINER" \
     AZURE_STORAGE_CONNECTION_STRING "DefaultEndpointsProtocol=http;AccountName=$AZ_ACCOUNT;AccountKey=$AZ_KEY;BlobEndpoint=http://$HOST:$AZURITE_PORT/$AZ_ACCOUNT;" \
     S3_IMPL "$S3_IMPL" S3_ENDPOINT "http://$HOST:$S3_PORT" S3_REGION "$S3_REGION" S3_BUCKET "$S3_BUCKET" \
-    S3_ACCESS_KEY_ID "$S3_ACCESS_KEY" S3_SECRET_ACCESS_KEY "$S3_SECRET_KEY"
+    S3_ACCESS_KEY_ID "$S3_ACCESS_KEY" S3_SECRET_ACCESS_KEY "$S3_SECRET_KEY" \
+    S3LOCK_ENDPOINT "http://$HOST:$S3LOCK_PORT"
 } >"$TS_RUN/env.sh"
 cat "$TS_RUN/env.sh"
 log "all servers ready in $(since "$T_ALL"); settings also in $TS_RUN/env.sh"

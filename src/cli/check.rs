@@ -23,9 +23,35 @@ pub struct Args {
     /// stray files from the repository folders (takes the repository lock).
     #[arg(long)]
     heal: bool,
+    /// Prove, on every target that claims it (S3 `object_lock`), that this machine's own
+    /// credentials cannot destroy what is there: a canary is written and attacked (exit 5
+    /// when it can be destroyed). Nothing else is checked.
+    #[arg(long, conflicts_with_all = ["read_data", "read_data_subset", "heal"])]
+    immutability: bool,
+}
+
+fn immutability(ctx: &Ctx) -> Result<i32> {
+    let r = check::immutability::run(&ctx.core);
+    if ctx.json {
+        ctx.print_json(&r)?;
+        return Ok(r.exit_code());
+    }
+    for t in &r.targets {
+        let line = match (&t.protection, &t.unreachable) {
+            (Some(p), _) if p.immutable => format!("immutable ({}): {}", p.claim, p.detail),
+            (Some(p), _) => format!("NOT immutable ({} claimed): {}", p.claim, p.detail),
+            (None, Some(why)) => format!("not reached: {why}"),
+            (None, None) => "claims no protection (its credentials can delete it)".into(),
+        };
+        println!("{:<16} {line}", t.name);
+    }
+    Ok(r.exit_code())
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    if args.immutability {
+        return immutability(ctx);
+    }
     if let Some(p) = args.read_data_subset
         && !(p > 0.0 && p <= 100.0)
     {

@@ -42,7 +42,7 @@ use text::Source;
 pub(crate) use text::describe_toml_error;
 use view::{Shared, View};
 
-pub use target::{HostKeyChecking, SmbSecurity, TargetConfig, TargetKind};
+pub use target::{HostKeyChecking, LockMode, ObjectLock, SmbSecurity, TargetConfig, TargetKind};
 
 /// The whole configuration, validated.
 #[derive(Debug, Clone)]

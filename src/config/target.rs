@@ -106,7 +106,43 @@ pub enum TargetKind {
         secret_access_key: SecretRef,
         /// `https://BUCKET.endpoint/` instead of `https://endpoint/BUCKET/`.
         virtual_host_style: bool,
+        /// The bucket's Object Lock, which every write must find in force.
+        object_lock: Option<ObjectLock>,
     },
+}
+
+/// `object_lock = { mode = "compliance", days = 30 }`: what an S3 target's bucket must enforce
+/// on every object cairn writes (by its default retention), so that whoever holds this
+/// machine's credentials cannot destroy a version for `days`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectLock {
+    /// `compliance` (nobody can shorten or lift it) or `governance` (lifted by credentials
+    /// allowed to bypass it).
+    pub mode: LockMode,
+    /// The shortest retention every new object must get.
+    pub days: u32,
+}
+
+/// S3 Object Lock's retention modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// No one, root included, can delete a locked version early.
+    Compliance,
+    /// Credentials with `s3:BypassGovernanceRetention` can.
+    Governance,
+}
+
+impl LockMode {
+    /// As S3 writes it.
+    #[must_use]
+    pub fn s3_name(self) -> &'static str {
+        match self {
+            Self::Compliance => "COMPLIANCE",
+            Self::Governance => "GOVERNANCE",
+        }
+    }
 }
 
 /// What an SMB session must be protected by.
@@ -491,6 +527,7 @@ settings!(
         secret_access_key: SecretRef,
         virtual_host_style: Option<bool>,
         allow_insecure_http: Option<bool>,
+        object_lock: Option<ObjectLock>,
     }
 );
 
@@ -514,6 +551,15 @@ impl Settings for S3 {
             access_key_id: t.secret(self.access_key_id),
             secret_access_key: t.secret(self.secret_access_key),
             virtual_host_style: self.virtual_host_style.unwrap_or(false),
+            object_lock: match self.object_lock {
+                Some(l) if l.days == 0 => {
+                    return Err(format!(
+                        "{}: `object_lock` needs `days` of at least 1",
+                        t.at("object_lock")
+                    ));
+                }
+                l => l,
+            },
         })
     }
 }

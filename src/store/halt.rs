@@ -123,4 +123,7 @@ impl Store for Halting {
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
         self.inner.create_dirs(dirs)
     }
+    fn protection(&self) -> Option<super::Protection> {
+        self.inner.protection()
+    }
 }

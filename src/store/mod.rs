@@ -17,6 +17,7 @@ mod reaper;
 #[cfg(feature = "test-hooks")]
 mod refuse;
 mod s3;
+mod s3_lock;
 mod sftp;
 mod smb;
 
@@ -63,6 +64,23 @@ pub trait Store: fmt::Debug + Send + Sync {
     fn delete(&self, path: &str) -> StoreResult<()>;
     /// Creates folders (where the storage has folders).
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()>;
+
+    /// The protection it claims against deletion by whoever holds its credentials, proven
+    /// there and then (a canary written and attacked); `None`: it claims none.
+    fn protection(&self) -> Option<Protection> {
+        None
+    }
+}
+
+/// A target's protection against its own credentials, as proven by a canary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Protection {
+    /// What it claims (`S3 Object Lock, COMPLIANCE 30 day(s)`).
+    pub claim: String,
+    /// Whether the canary survived (and the storage's settings say what they should).
+    pub immutable: bool,
+    /// What was found.
+    pub detail: String,
 }
 
 // A shared store is a store: the fan-out and the memory stores of unit tests hand out `Arc`s.
@@ -90,6 +108,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
         (**self).create_dirs(dirs)
+    }
+    fn protection(&self) -> Option<Protection> {
+        (**self).protection()
     }
 }
 
@@ -305,6 +326,7 @@ mod tests {
                 access_key_id: file("id", "AKIDSECRETVALUE"),
                 secret_access_key: file("key", "S3SECRETKEYVALUE"),
                 virtual_host_style: false,
+                object_lock: None,
             }),
             &crate::secret::NoVault,
         )

@@ -76,4 +76,7 @@ impl Store for Refusing {
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
         self.inner.create_dirs(dirs)
     }
+    fn protection(&self) -> Option<super::Protection> {
+        self.inner.protection()
+    }
 }

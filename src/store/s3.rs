@@ -6,6 +6,7 @@ use super::{
     Policy, Store, StoreResult,
     azblob::secret_error,
     opendal_store::{Atomicity, OpendalStore},
+    s3_lock::{Bucket, ObjectLocked},
 };
 use crate::{config::TargetKind, secret::Vaults};
 
@@ -22,6 +23,7 @@ pub(super) fn open(
         access_key_id,
         secret_access_key,
         virtual_host_style,
+        object_lock,
     } = kind
     else {
         unreachable!("s3::open is called for s3 targets")
@@ -44,6 +46,10 @@ pub(super) fn open(
     if *virtual_host_style {
         builder = builder.enable_virtual_host_style();
     }
+    if object_lock.is_some() {
+        // A bucket with a default retention takes no upload without a checksum.
+        builder = builder.checksum_algorithm("md5");
+    }
     let location = format!("s3:{}/{bucket}/{path}", endpoint.trim_end_matches('/'));
     let store = OpendalStore::new(
         builder,
@@ -53,5 +59,17 @@ pub(super) fn open(
         Atomicity::Native,
         false,
     )?;
-    Ok(Box::new(store))
+    let Some(lock) = object_lock else {
+        return Ok(Box::new(store));
+    };
+    let bucket = Bucket::new(
+        endpoint,
+        bucket,
+        region,
+        path,
+        *virtual_host_style,
+        (id.expose(), key.expose()),
+        policy.timeout,
+    );
+    Ok(Box::new(ObjectLocked::new(Box::new(store), bucket, *lock)))
 }

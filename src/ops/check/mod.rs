@@ -19,6 +19,7 @@ use serde::Serialize;
 
 mod copies;
 mod heal;
+pub mod immutability;
 
 use copies::{hash_files, prove_all, settle_disagreements};
 

@@ -15,7 +15,7 @@ use crate::{
     context::Context,
     error::{Error, Result},
     exit,
-    ops::{backup, erase, forget, prune, purge, status, verify},
+    ops::{backup, check, erase, forget, prune, purge, status, verify},
     report::{TargetState, label, shortfalls},
     retention::Within,
     secret::{Secret, redact},
@@ -234,6 +234,7 @@ impl Job<'_> {
         self.purge_again(&pw, pb);
         self.forget_and_prune(&pw, pb);
         self.verify(&pw, pb);
+        self.immutability();
         if let Some(l) = self.status(&pw) {
             *lagging = l;
         }
@@ -436,6 +437,74 @@ impl Job<'_> {
             .unwrap_or(exit::FAILED);
         let secs = started.elapsed().as_secs_f64();
         ctx.update_state(|s| s.record_command("verify", code, secs));
+    }
+
+    /// Once a day, when a target claims protection (S3 Object Lock): `check --immutability`.
+    /// A canary that can be destroyed fails the run as damage does (exit 5, hooks, ping).
+    fn immutability(&mut self) {
+        let ctx = self.ctx;
+        let cfg = ctx.cfg();
+        let claimed = cfg.targets.iter().any(|t| {
+            matches!(
+                t.kind,
+                crate::config::TargetKind::S3 {
+                    object_lock: Some(_),
+                    ..
+                }
+            )
+        });
+        if !claimed {
+            return;
+        }
+        let daily: Within = "1d".parse().expect("a valid period");
+        if let Some(next) = not_due(cfg, "immutability", daily) {
+            self.skip("immutability", StepResult::NotDue, next);
+            return;
+        }
+        let started = Instant::now();
+        let code = self
+            .step("immutability", || {
+                let r = check::immutability::run(ctx);
+                let code = r.exit_code();
+                let failed: Vec<String> = r.not_immutable().map(|t| t.name.clone()).collect();
+                let unreached: Vec<String> = r
+                    .targets
+                    .iter()
+                    .filter(|t| t.unreachable.is_some())
+                    .map(|t| t.name.clone())
+                    .collect();
+                let proven = r
+                    .targets
+                    .iter()
+                    .filter(|t| t.protection.as_ref().is_some_and(|p| p.immutable))
+                    .count();
+                let (result, summary, targets) = if !failed.is_empty() {
+                    (
+                        StepResult::VerifyFailed,
+                        format!("NOT immutable: {}", failed.join(", ")),
+                        failed,
+                    )
+                } else if !unreached.is_empty() {
+                    (
+                        StepResult::Partial,
+                        format!(
+                            "{proven} target(s) proven immutable; not reached: {}",
+                            unreached.join(", ")
+                        ),
+                        unreached,
+                    )
+                } else {
+                    (
+                        StepResult::Ok,
+                        format!("{proven} target(s) proven immutable"),
+                        vec![],
+                    )
+                };
+                Ok((code, result, summary, targets, to_value(&r)))
+            })
+            .unwrap_or(exit::FAILED);
+        let secs = started.elapsed().as_secs_f64();
+        ctx.update_state(|s| s.record_command("immutability", code, secs));
     }
 
     /// Looks at every target once more, for the report and the metrics; returns the targets

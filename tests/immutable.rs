@@ -1,0 +1,270 @@
+//! Immutable copies (issue 28): an S3 target with `object_lock` against a real S3 server that
+//! implements versioning and Object Lock (moto, started by the project's script). A bucket
+//! that claims a lock and has none takes nothing; a locked bucket takes backups that stock
+//! restic reads, and its versions survive deletion through cairn's own credentials; a
+//! governance lock those credentials may bypass is reported as not immutable.
+
+mod common;
+
+use std::{fs, path::Path, process::Command};
+
+use common::*;
+
+/// A signed S3 request with curl (SigV4), against the Object Lock server; (status, body).
+fn s3(method: &str, path_query: &str, headers: &[&str], body: Option<&Path>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-s",
+        "-X",
+        method,
+        "--aws-sigv4",
+        "aws:amz:us-east-1:s3",
+        "--user",
+        "id:key",
+    ])
+    .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+    .args(["-w", "\n%{http_code}"]);
+    for h in headers {
+        c.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        c.arg("--data-binary").arg(format!("@{}", b.display()));
+    }
+    c.arg(format!("{}/{path_query}", env("S3LOCK_ENDPOINT")));
+    let out = c.output().expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+/// A new bucket: plain, versioned with Object Lock, or that with a default retention.
+fn bucket(tmp: &Path, lock: Option<Option<(&str, u32)>>) -> String {
+    let name = unique("lock").to_lowercase().replace('_', "-");
+    let headers: &[&str] = match lock {
+        Some(_) => &["x-amz-bucket-object-lock-enabled: true"],
+        None => &[],
+    };
+    assert_eq!(s3("PUT", &name, headers, None).0, 200);
+    if let Some(Some((mode, days))) = lock {
+        let xml = tmp.join("lock.xml");
+        fs::write(
+            &xml,
+            format!(
+                "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>\
+                 <Mode>{mode}</Mode><Days>{days}</Days></DefaultRetention></Rule>\
+                 </ObjectLockConfiguration>"
+            ),
+        )
+        .unwrap();
+        let md5 = Command::new("sh")
+            .arg("-c")
+            .arg(format!("openssl md5 -binary {} | base64", xml.display()))
+            .output()
+            .unwrap();
+        let md5 = String::from_utf8(md5.stdout).unwrap();
+        let (code, body) = s3(
+            "PUT",
+            &format!("{name}?object-lock"),
+            &[
+                &format!("Content-MD5: {}", md5.trim()),
+                "Content-Type: application/xml",
+            ],
+            Some(&xml),
+        );
+        assert_eq!(code, 200, "{body}");
+    }
+    name
+}
+
+fn locked_target(name: &str, bucket: &str, mode: &str, days: u32) -> String {
+    format!(
+        "[[target]]\nname = \"{name}\"\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{bucket}\"\n\
+         region = \"us-east-1\"\npath = \"repo\"\naccess_key_id = \"env:S3_ACCESS_KEY_ID\"\n\
+         secret_access_key = \"env:S3_SECRET_ACCESS_KEY\"\nallow_insecure_http = true\n\
+         object_lock = {{ mode = \"{mode}\", days = {days} }}\n\n",
+        env("S3LOCK_ENDPOINT"),
+    )
+}
+
+/// Every version in the bucket: (key, version id).
+fn versions(bucket: &str) -> Vec<(String, String)> {
+    let (code, body) = s3("GET", &format!("{bucket}?versions"), &[], None);
+    assert_eq!(code, 200, "{body}");
+    body.split("<Version>")
+        .skip(1)
+        .map(|v| {
+            let tag = |t: &str| {
+                v.split(&format!("<{t}>"))
+                    .nth(1)
+                    .and_then(|r| r.split(&format!("</{t}>")).next())
+                    .unwrap()
+                    .to_string()
+            };
+            (tag("Key"), tag("VersionId"))
+        })
+        .collect()
+}
+
+fn source(tmp: &Path) -> std::path::PathBuf {
+    let src = tmp.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("ledger.bin"), pseudo_random(7, 200_000)).unwrap();
+    src
+}
+
+#[test]
+fn a_bucket_that_claims_a_lock_it_does_not_have_takes_nothing_and_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = source(tmp.path());
+    for lock in [None, Some(None), Some(Some(("GOVERNANCE", 1)))] {
+        let b = bucket(tmp.path(), lock);
+        let local = tmp.path().join(format!("local-{b}"));
+        let config = write_config(
+            tmp.path(),
+            &[&src],
+            &format!(
+                "{}{}",
+                local_target("local", &local),
+                locked_target("vault", &b, "compliance", 1)
+            ),
+        );
+        // A new repository is made on the local target only (the vault is refused, so it
+        // counts as away); the next backup is refused there again.
+        expect_code(&cairn(&config, &["backup", "--init", "--force-new"]), 3);
+        let out = cairn(&config, &["backup"]);
+        expect_code(&out, 3);
+        let why = match lock {
+            None => "versioning is not enabled",
+            Some(None) => "Object Lock has no default retention",
+            Some(Some(_)) => "its default retention is GOVERNANCE, not COMPLIANCE",
+        };
+        assert!(
+            text(&out).contains("vault") && text(&out).contains(why),
+            "{}",
+            text(&out)
+        );
+        assert!(versions(&b).is_empty(), "{:?}", versions(&b));
+        // The local copy is whole: restic reads it.
+        assert_eq!(snapshot_ids(&local.display().to_string()).len(), 2);
+    }
+}
+
+#[test]
+fn a_locked_bucket_keeps_what_cairns_own_credentials_try_to_destroy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = source(tmp.path());
+    let b = bucket(tmp.path(), Some(Some(("COMPLIANCE", 1))));
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!(
+            "{}{}",
+            local_target("local", &tmp.path().join("local")),
+            locked_target("vault", &b, "compliance", 1)
+        ),
+    );
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let repo = format!("s3:{}/{b}/repo", env("S3LOCK_ENDPOINT"));
+    let read = |args: &[&str]| {
+        restic_cmd(&repo, args)
+            .env("AWS_ACCESS_KEY_ID", "id")
+            .env("AWS_SECRET_ACCESS_KEY", "key")
+            .output()
+            .unwrap()
+    };
+    let out = read(&["snapshots", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = cairn(&config, &["check", "--immutability"]);
+    expect_code(&out, 0);
+    assert!(
+        text(&out).contains("vault            immutable (S3 Object Lock, COMPLIANCE 1 day(s))"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("local            claims no protection"));
+    let st = json(&cairn(&config, &["--json", "status"]));
+    assert!(
+        st["rule"]["offline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "vault"),
+        "{st}"
+    );
+
+    // The attacker holds the same credentials: every version cairn wrote stays.
+    let before = versions(&b);
+    assert!(before.iter().any(|(k, _)| k == "repo/config"));
+    for (key, version) in &before {
+        let (code, _) = s3(
+            "DELETE",
+            &format!("{b}/{key}?versionId={version}"),
+            &["x-amz-bypass-governance-retention: true"],
+            None,
+        );
+        assert_eq!(code, 403, "{key} {version} was deleted");
+    }
+    assert_eq!(versions(&b), before);
+
+    // The nightly job proves it once a day.
+    let step = |out: &std::process::Output| {
+        json(out)["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["step"] == "immutability")
+            .map(|s| s["result"].as_str().unwrap().to_string())
+    };
+    let out = cairn(&config, &["--json", "run"]);
+    expect_code(&out, 0);
+    assert_eq!(step(&out).as_deref(), Some("ok"));
+    let out = cairn(&config, &["--json", "run"]);
+    expect_code(&out, 0);
+    assert_eq!(step(&out).as_deref(), Some("not-due"));
+}
+
+#[test]
+fn a_governance_lock_cairns_credentials_may_bypass_is_not_immutable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = source(tmp.path());
+    let b = bucket(tmp.path(), Some(Some(("GOVERNANCE", 1))));
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!(
+            "{}{}",
+            local_target("local", &tmp.path().join("local")),
+            locked_target("vault", &b, "governance", 1)
+        ),
+    );
+    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let out = cairn(&config, &["check", "--immutability"]);
+    expect_code(&out, 5);
+    assert!(
+        text(&out).contains("vault            NOT immutable (S3 Object Lock, GOVERNANCE 1 day(s) claimed): the canary"),
+        "{}",
+        text(&out)
+    );
+    // The nightly job fails as it does on damage: its hooks and ping hear of it.
+    let out = cairn(&config, &["--json", "run"]);
+    expect_code(&out, 5);
+    assert_eq!(json(&out)["failed_step"], "immutability");
+    let st = json(&cairn(&config, &["--json", "status"]));
+    let vault = st["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "vault")
+        .unwrap();
+    assert_eq!(vault["recorded"]["immutable"], false, "{st}");
+    assert!(
+        !st["rule"]["offline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "vault"),
+        "{st}"
+    );
+}
