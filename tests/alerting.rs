@@ -52,7 +52,7 @@ fn the_shipped_rules_pass_promtool_and_fire_on_series_shaped_as_cairn_writes_the
     let out = promtool(&["check", "rules", "cairn-rules.yml"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains("SUCCESS: 6 rules found"),
+        text(&out).contains("SUCCESS: 7 rules found"),
         "{}",
         text(&out)
     );
@@ -65,14 +65,16 @@ fn the_shipped_rules_pass_promtool_and_fire_on_series_shaped_as_cairn_writes_the
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("a.bin"), pseudo_random(1, 100_000)).unwrap();
     let config = tmp.path().join("targets.toml");
+    let bucket = lock_bucket(tmp.path(), Some(Some(("COMPLIANCE", 1))));
     fs::write(
         &config,
         format!(
-            "{}{}[metrics]\npath = \"{}\"\n\n[[repository]]\nname = \"acme\"\n\
+            "{}{}{}[metrics]\npath = \"{}\"\n\n[[repository]]\nname = \"acme\"\n\
              password = \"env:CAIRN_PASSWORD\"\nsources = [\"{}\"]\n\
              contract_end = \"2099-01-31\"\nkeep_after_end = \"1y\"\n",
             local_target("nas", &tmp.path().join("nas")),
             local_target("dc", &tmp.path().join("dc")),
+            locked_target("vault", &bucket, "compliance", 1),
             tmp.path().join("cairn.prom").display(),
             src.display()
         ),
@@ -87,7 +89,7 @@ fn the_shipped_rules_pass_promtool_and_fire_on_series_shaped_as_cairn_writes_the
         .filter(|w| w.starts_with("cairn_"))
         .map(str::to_string)
         .collect();
-    assert_eq!(used.len(), 6, "{used:?}");
+    assert_eq!(used.len(), 7, "{used:?}");
     for name in &used {
         assert!(real.contains_key(name), "{name} is not in:\n{written}");
     }
@@ -98,18 +100,25 @@ fn the_shipped_rules_pass_promtool_and_fire_on_series_shaped_as_cairn_writes_the
         assert_eq!(Some(labels), real.get(name), "labels of {name}");
     }
 
-    // Two local folders: one kind, nothing off site or offline; the line says each.
+    // Two local folders and a bucket whose lock the run proved: the rule is met, the bucket
+    // being both the copy off site and the immutable one.
     let out = cairn(&config, &["--repo", "acme", "status"]);
     assert!(
         text(&out).contains(
-            "3-2-1-1-0: not met: 2 copies with a snapshot of the last 8 days (nas, dc), 3 \
-             needed; 1 kind of storage, 2 needed; no copy off site"
+            "3-2-1-1-0: met (3 copies: nas, dc, vault; 2 kinds; off site: vault; offline: vault; \
+             last verification clean)"
         ),
         "{}",
         text(&out)
     );
     assert!(
-        written.contains("cairn_rule_32110_met{repository=\"acme\"} 0"),
+        written.contains(
+            "cairn_target_immutable{repository=\"acme\",target=\"vault\",kind=\"s3\",required=\"true\"} 1"
+        ),
+        "{written}"
+    );
+    assert!(
+        written.contains("cairn_rule_32110_met{repository=\"acme\"} 1"),
         "{written}"
     );
 }

@@ -6,90 +6,13 @@
 
 mod common;
 
-use std::{fs, path::Path, process::Command};
+use std::{fs, path::Path};
 
 use common::*;
 
-/// A signed S3 request with curl (SigV4), against the Object Lock server; (status, body).
-fn s3(method: &str, path_query: &str, headers: &[&str], body: Option<&Path>) -> (u16, String) {
-    let mut c = Command::new("curl");
-    c.args([
-        "-s",
-        "-X",
-        method,
-        "--aws-sigv4",
-        "aws:amz:us-east-1:s3",
-        "--user",
-        "id:key",
-    ])
-    .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
-    .args(["-w", "\n%{http_code}"]);
-    for h in headers {
-        c.args(["-H", h]);
-    }
-    if let Some(b) = body {
-        c.arg("--data-binary").arg(format!("@{}", b.display()));
-    }
-    c.arg(format!("{}/{path_query}", env("S3LOCK_ENDPOINT")));
-    let out = c.output().expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_string())
-}
-
-/// A new bucket: plain, versioned with Object Lock, or that with a default retention.
-fn bucket(tmp: &Path, lock: Option<Option<(&str, u32)>>) -> String {
-    let name = unique("lock").to_lowercase().replace('_', "-");
-    let headers: &[&str] = match lock {
-        Some(_) => &["x-amz-bucket-object-lock-enabled: true"],
-        None => &[],
-    };
-    assert_eq!(s3("PUT", &name, headers, None).0, 200);
-    if let Some(Some((mode, days))) = lock {
-        let xml = tmp.join("lock.xml");
-        fs::write(
-            &xml,
-            format!(
-                "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
-                 <ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>\
-                 <Mode>{mode}</Mode><Days>{days}</Days></DefaultRetention></Rule>\
-                 </ObjectLockConfiguration>"
-            ),
-        )
-        .unwrap();
-        let md5 = Command::new("sh")
-            .arg("-c")
-            .arg(format!("openssl md5 -binary {} | base64", xml.display()))
-            .output()
-            .unwrap();
-        let md5 = String::from_utf8(md5.stdout).unwrap();
-        let (code, body) = s3(
-            "PUT",
-            &format!("{name}?object-lock"),
-            &[
-                &format!("Content-MD5: {}", md5.trim()),
-                "Content-Type: application/xml",
-            ],
-            Some(&xml),
-        );
-        assert_eq!(code, 200, "{body}");
-    }
-    name
-}
-
-fn locked_target(name: &str, bucket: &str, mode: &str, days: u32) -> String {
-    format!(
-        "[[target]]\nname = \"{name}\"\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{bucket}\"\n\
-         region = \"us-east-1\"\npath = \"repo\"\naccess_key_id = \"env:S3_ACCESS_KEY_ID\"\n\
-         secret_access_key = \"env:S3_SECRET_ACCESS_KEY\"\nallow_insecure_http = true\n\
-         object_lock = {{ mode = \"{mode}\", days = {days} }}\n\n",
-        env("S3LOCK_ENDPOINT"),
-    )
-}
-
 /// Every version in the bucket: (key, version id).
 fn versions(bucket: &str) -> Vec<(String, String)> {
-    let (code, body) = s3("GET", &format!("{bucket}?versions"), &[], None);
+    let (code, body) = s3_lock_request("GET", &format!("{bucket}?versions"), &[], None);
     assert_eq!(code, 200, "{body}");
     body.split("<Version>")
         .skip(1)
@@ -118,7 +41,7 @@ fn a_bucket_that_claims_a_lock_it_does_not_have_takes_nothing_and_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let src = source(tmp.path());
     for lock in [None, Some(None), Some(Some(("GOVERNANCE", 1)))] {
-        let b = bucket(tmp.path(), lock);
+        let b = lock_bucket(tmp.path(), lock);
         let local = tmp.path().join(format!("local-{b}"));
         let config = write_config(
             tmp.path(),
@@ -150,21 +73,28 @@ fn a_bucket_that_claims_a_lock_it_does_not_have_takes_nothing_and_is_named() {
     }
 }
 
-#[test]
-fn a_locked_bucket_keeps_what_cairns_own_credentials_try_to_destroy() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = source(tmp.path());
-    let b = bucket(tmp.path(), Some(Some(("COMPLIANCE", 1))));
+/// A local target and `vault`, a bucket locked by default in `mode` for a day (the target
+/// claiming the same), backed up once; (configuration, bucket).
+fn backed_up(tmp: &Path, mode: &str) -> (std::path::PathBuf, String) {
+    let src = source(tmp);
+    let b = lock_bucket(tmp, Some(Some((mode, 1))));
     let config = write_config(
-        tmp.path(),
+        tmp,
         &[&src],
         &format!(
             "{}{}",
-            local_target("local", &tmp.path().join("local")),
-            locked_target("vault", &b, "compliance", 1)
+            local_target("local", &tmp.join("local")),
+            locked_target("vault", &b, &mode.to_lowercase(), 1)
         ),
     );
     expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    (config, b)
+}
+
+#[test]
+fn a_locked_bucket_keeps_what_cairns_own_credentials_try_to_destroy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, b) = backed_up(tmp.path(), "COMPLIANCE");
     let repo = format!("s3:{}/{b}/repo", env("S3LOCK_ENDPOINT"));
     let read = |args: &[&str]| {
         restic_cmd(&repo, args)
@@ -198,7 +128,7 @@ fn a_locked_bucket_keeps_what_cairns_own_credentials_try_to_destroy() {
     let before = versions(&b);
     assert!(before.iter().any(|(k, _)| k == "repo/config"));
     for (key, version) in &before {
-        let (code, _) = s3(
+        let (code, _) = s3_lock_request(
             "DELETE",
             &format!("{b}/{key}?versionId={version}"),
             &["x-amz-bypass-governance-retention: true"],
@@ -228,18 +158,7 @@ fn a_locked_bucket_keeps_what_cairns_own_credentials_try_to_destroy() {
 #[test]
 fn a_governance_lock_cairns_credentials_may_bypass_is_not_immutable() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = source(tmp.path());
-    let b = bucket(tmp.path(), Some(Some(("GOVERNANCE", 1))));
-    let config = write_config(
-        tmp.path(),
-        &[&src],
-        &format!(
-            "{}{}",
-            local_target("local", &tmp.path().join("local")),
-            locked_target("vault", &b, "governance", 1)
-        ),
-    );
-    expect_code(&cairn(&config, &["backup", "--init"]), 0);
+    let (config, _) = backed_up(tmp.path(), "GOVERNANCE");
     let out = cairn(&config, &["check", "--immutability"]);
     expect_code(&out, 5);
     assert!(

@@ -1001,3 +1001,85 @@ pub fn every_copy_checks(at: &str, repos: &[&str]) {
         );
     }
 }
+
+/// A signed S3 request with curl (SigV4), against the Object Lock server; (status, body).
+pub fn s3_lock_request(
+    method: &str,
+    path_query: &str,
+    headers: &[&str],
+    body: Option<&Path>,
+) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-s",
+        "-X",
+        method,
+        "--aws-sigv4",
+        "aws:amz:us-east-1:s3",
+        "--user",
+        "id:key",
+    ])
+    .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+    .args(["-w", "\n%{http_code}"]);
+    for h in headers {
+        c.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        c.arg("--data-binary").arg(format!("@{}", b.display()));
+    }
+    c.arg(format!("{}/{path_query}", env("S3LOCK_ENDPOINT")));
+    let out = c.output().expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.trim().parse().unwrap(), body.to_string())
+}
+
+/// A new bucket: plain, versioned with Object Lock, or that with a default retention.
+pub fn lock_bucket(tmp: &Path, lock: Option<Option<(&str, u32)>>) -> String {
+    let name = unique("lock").to_lowercase().replace('_', "-");
+    let headers: &[&str] = match lock {
+        Some(_) => &["x-amz-bucket-object-lock-enabled: true"],
+        None => &[],
+    };
+    assert_eq!(s3_lock_request("PUT", &name, headers, None).0, 200);
+    if let Some(Some((mode, days))) = lock {
+        let xml = tmp.join("lock.xml");
+        fs::write(
+            &xml,
+            format!(
+                "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>\
+                 <Mode>{mode}</Mode><Days>{days}</Days></DefaultRetention></Rule>\
+                 </ObjectLockConfiguration>"
+            ),
+        )
+        .unwrap();
+        let md5 = Command::new("sh")
+            .arg("-c")
+            .arg(format!("openssl md5 -binary {} | base64", xml.display()))
+            .output()
+            .unwrap();
+        let md5 = String::from_utf8(md5.stdout).unwrap();
+        let (code, body) = s3_lock_request(
+            "PUT",
+            &format!("{name}?object-lock"),
+            &[
+                &format!("Content-MD5: {}", md5.trim()),
+                "Content-Type: application/xml",
+            ],
+            Some(&xml),
+        );
+        assert_eq!(code, 200, "{body}");
+    }
+    name
+}
+
+pub fn locked_target(name: &str, bucket: &str, mode: &str, days: u32) -> String {
+    format!(
+        "[[target]]\nname = \"{name}\"\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{bucket}\"\n\
+         region = \"us-east-1\"\npath = \"repo\"\naccess_key_id = \"env:S3_ACCESS_KEY_ID\"\n\
+         secret_access_key = \"env:S3_SECRET_ACCESS_KEY\"\nallow_insecure_http = true\n\
+         object_lock = {{ mode = \"{mode}\", days = {days} }}\n\n",
+        env("S3LOCK_ENDPOINT"),
+    )
+}
