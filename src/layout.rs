@@ -22,6 +22,8 @@ pub const KEYS_DIR: &str = ".cairn-keys";
 pub const ERASURES_DIR: &str = ".cairn-erasures";
 /// Files moved aside on their own target because no honest cairn could have written them.
 pub const QUARANTINE_DIR: &str = ".cairn-quarantine";
+/// Canaries `check --immutability` wrote and tried to destroy (S3 Object Lock).
+pub const CANARY_DIR: &str = ".cairn-canary";
 
 /// The repository folders, in the order a copy must fill them: a file is never copied before
 /// the files it refers to (an index refers to packs, a snapshot to both).

@@ -138,21 +138,33 @@ fn a_locked_bucket_keeps_what_cairns_own_credentials_try_to_destroy() {
     }
     assert_eq!(versions(&b), before);
 
-    // The nightly job proves it once a day.
-    let step = |out: &std::process::Output| {
+    // The nightly job proves it, and extends the locks, once a day.
+    let steps = |out: &std::process::Output| -> Vec<(String, String)> {
         json(out)["steps"]
             .as_array()
             .unwrap()
             .iter()
-            .find(|s| s["step"] == "immutability")
-            .map(|s| s["result"].as_str().unwrap().to_string())
+            .filter(|s| s["step"] == "immutability" || s["step"] == "lock-extend")
+            .map(|s| {
+                (
+                    s["step"].as_str().unwrap().to_string(),
+                    s["result"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| {
+        vec![
+            ("immutability".to_string(), a.to_string()),
+            ("lock-extend".to_string(), b.to_string()),
+        ]
     };
     let out = cairn(&config, &["--json", "run"]);
     expect_code(&out, 0);
-    assert_eq!(step(&out).as_deref(), Some("ok"));
+    assert_eq!(steps(&out), pair("ok", "ok"));
     let out = cairn(&config, &["--json", "run"]);
     expect_code(&out, 0);
-    assert_eq!(step(&out).as_deref(), Some("not-due"));
+    assert_eq!(steps(&out), pair("not-due", "not-due"));
 }
 
 #[test]
@@ -185,5 +197,84 @@ fn a_governance_lock_cairns_credentials_may_bypass_is_not_immutable() {
             .iter()
             .any(|t| t == "vault"),
         "{st}"
+    );
+}
+
+/// The lock of every current object under `prefix`, by key (read back with HEAD).
+fn locks(bucket: &str, prefix: &str) -> std::collections::BTreeMap<String, String> {
+    let (code, body) = s3_lock_request(
+        "GET",
+        &format!("{bucket}?list-type=2&prefix={prefix}"),
+        &[],
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    body.split("<Key>")
+        .skip(1)
+        .filter_map(|r| r.split("</Key>").next())
+        .map(|key| {
+            let out = std::process::Command::new("curl")
+                .args([
+                    "-s",
+                    "-I",
+                    "--aws-sigv4",
+                    "aws:amz:us-east-1:s3",
+                    "--user",
+                    "id:key",
+                ])
+                .args(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+                .arg(format!("{}/{bucket}/{key}", env("S3LOCK_ENDPOINT")))
+                .output()
+                .unwrap();
+            let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+            let until = head
+                .lines()
+                .find_map(|l| l.strip_prefix("x-amz-object-lock-retain-until-date:"))
+                .unwrap_or_else(|| panic!("{key} carries no lock: {head}"))
+                .trim()
+                .to_uppercase();
+            (key.to_string(), until)
+        })
+        .collect()
+}
+
+#[test]
+fn locks_are_extended_for_what_kept_snapshots_need_and_not_for_what_only_forgotten_ones_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, b) = backed_up(tmp.path(), "COMPLIANCE");
+    let first = json(&cairn(&config, &["--json", "snapshots"]))["snapshots"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A second snapshot of the one file, changed: the first one's data and trees (two packs)
+    // are needed by it alone.
+    fs::write(tmp.path().join("src/ledger.bin"), pseudo_random(8, 200_000)).unwrap();
+    expect_code(&cairn(&config, &["backup"]), 0);
+    expect_code(&cairn(&config, &["forget", &first]), 0);
+    // (The audit log's head note is rewritten by every command, lock-extend's own included:
+    // its newest version is locked by the bucket's default, like any new object.)
+    let mut before = locks(&b, "repo/");
+    before.retain(|k, _| !k.starts_with("repo/.cairn-audit/head-"));
+    let out = cairn(&config, &["--json", "lock-extend"]);
+    expect_code(&out, 0);
+    let report = json(&out)["targets"][0].clone();
+    assert_eq!(report["name"], "vault");
+    assert_eq!(report["left"], 2, "{report}");
+    let after = locks(&b, "repo/");
+    // (lock-extend adds its own audit record's copy.)
+    assert!(before.keys().all(|k| after.contains_key(k)), "{after:?}");
+    let moved: Vec<&String> = before.keys().filter(|k| after[*k] > before[*k]).collect();
+    let kept: Vec<&String> = before.keys().filter(|k| after[*k] == before[*k]).collect();
+    // Only those two packs keep their old lock; config, keys, index, the kept snapshot and the
+    // packs it needs are locked for the full period from now.
+    assert_eq!(kept.len(), 2, "{before:?}\n{after:?}");
+    assert!(kept.iter().all(|k| k.starts_with("repo/data/")), "{kept:?}");
+    assert!(moved.iter().any(|k| *k == "repo/config"));
+    assert!(moved.iter().filter(|k| k.starts_with("repo/data/")).count() >= 2);
+    // Each of them, and the head note left out above, once.
+    assert_eq!(
+        report["extended"].as_u64().unwrap() as usize,
+        moved.len() + 1,
+        "{report}"
     );
 }

@@ -11,6 +11,7 @@ mod find;
 mod forget;
 mod init;
 mod key;
+mod lock_extend;
 mod ls;
 mod progress;
 mod prune;
@@ -129,6 +130,10 @@ pub enum Command {
     /// then metrics, a report, hooks and a ping.
     #[command(after_help = exit::TABLE)]
     Run(run::Args),
+    /// Extend the Object Lock of everything the kept snapshots still need (S3 `object_lock`
+    /// targets), so that nothing needed today runs out of its lock.
+    #[command(name = "lock-extend", after_help = exit::TABLE)]
+    LockExtend(lock_extend::Args),
     /// Evidence for an auditor: problems in words and, per target, the last backup,
     /// verification and read check; `--html FILE` writes it as one self-contained page.
     #[command(after_help = exit::TABLE)]
@@ -169,6 +174,7 @@ impl Command {
             Self::Verify(_) => "verify",
             Self::Run(_) => "run",
             Self::Report(_) => "report",
+            Self::LockExtend(_) => "lock-extend",
             Self::Schedule(_) => "schedule",
             Self::Key(_) => "key",
             Self::Vault(_) => "vault",
@@ -196,7 +202,11 @@ impl Command {
         (self.writes() && !matches!(self, Self::Run(_)))
             || matches!(
                 self,
-                Self::Erase(_) | Self::Check(_) | Self::Status(_) | Self::Verify(_)
+                Self::Erase(_)
+                    | Self::Check(_)
+                    | Self::Status(_)
+                    | Self::Verify(_)
+                    | Self::LockExtend(_)
             )
     }
 }
@@ -599,6 +609,7 @@ fn run_one(
         Command::Sync(a) => sync::run(&ctx, a),
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
+        Command::LockExtend(a) => lock_extend::run(&ctx, a),
         Command::Report(a) => report::run(
             std::slice::from_ref(ctx.cfg()),
             true,

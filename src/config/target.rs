@@ -170,6 +170,18 @@ pub enum HostKeyChecking {
 }
 
 impl TargetConfig {
+    /// Whether its storage locks what it holds (S3 `object_lock`).
+    #[must_use]
+    pub fn locks(&self) -> bool {
+        matches!(
+            self.kind,
+            TargetKind::S3 {
+                object_lock: Some(_),
+                ..
+            }
+        )
+    }
+
     /// Whether it is a removable disk (a local folder with a mount point): away by design.
     #[must_use]
     pub fn is_removable(&self) -> bool {

@@ -9,6 +9,7 @@ pub mod find;
 pub mod forget;
 pub mod init;
 pub mod key;
+pub mod lock_extend;
 pub mod ls;
 pub mod prune;
 pub mod purge;

@@ -126,4 +126,7 @@ impl Store for Halting {
     fn protection(&self) -> Option<super::Protection> {
         self.inner.protection()
     }
+    fn extend_lock(&self, path: &str) -> Option<super::StoreResult<String>> {
+        self.inner.extend_lock(path)
+    }
 }

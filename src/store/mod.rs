@@ -70,6 +70,12 @@ pub trait Store: fmt::Debug + Send + Sync {
     fn protection(&self) -> Option<Protection> {
         None
     }
+
+    /// Moves the lock of `path`'s current version to its full length from now (never shorter
+    /// than it was); the new retain-until date. `None`: the storage locks nothing.
+    fn extend_lock(&self, _path: &str) -> Option<StoreResult<String>> {
+        None
+    }
 }
 
 /// A target's protection against its own credentials, as proven by a canary.
@@ -111,6 +117,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn protection(&self) -> Option<Protection> {
         (**self).protection()
+    }
+    fn extend_lock(&self, path: &str) -> Option<StoreResult<String>> {
+        (**self).extend_lock(path)
     }
 }
 

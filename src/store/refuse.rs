@@ -79,4 +79,7 @@ impl Store for Refusing {
     fn protection(&self) -> Option<super::Protection> {
         self.inner.protection()
     }
+    fn extend_lock(&self, path: &str) -> Option<super::StoreResult<String>> {
+        self.inner.extend_lock(path)
+    }
 }

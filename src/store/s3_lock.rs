@@ -215,16 +215,53 @@ impl Bucket {
         Ok(None)
     }
 
+    /// Sets the retention of `key`'s current version: `mode` until `until` (RFC 3339).
+    pub(super) fn retain(&self, key: &str, mode: &str, until: &str) -> StoreResult<()> {
+        let body = Bytes::from(format!(
+            "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Mode>{mode}</Mode>\
+             <RetainUntilDate>{until}</RetainUntilDate></Retention>"
+        ));
+        let sum = checksum(&body);
+        let a = self.send(
+            Method::PUT,
+            Some(key),
+            "retention",
+            &[
+                ("x-amz-sdk-checksum-algorithm", "SHA256"),
+                ("x-amz-checksum-sha256", sum.as_str()),
+                ("content-type", "application/xml"),
+            ],
+            body,
+        )?;
+        if a.status.is_success() {
+            return Ok(());
+        }
+        let kind = if a.status == StatusCode::NOT_FOUND {
+            StoreErrorKind::Absent
+        } else {
+            StoreErrorKind::Permanent
+        };
+        Err(StoreError::new(
+            kind,
+            format!(
+                "extending the lock of {key}: HTTP {} {}",
+                a.status.as_u16(),
+                tag(&a.body, "Code").unwrap_or_default()
+            ),
+        ))
+    }
+
     /// Writes a canary and tries to destroy it (its version, bypassing governance retention
     /// as credentials allowed to may): what an attacker holding these credentials would do.
     pub(super) fn canary(&self) -> StoreResult<Result<String, String>> {
-        let name = format!(".cairn-canary/{:016x}", rand::random::<u64>());
+        let name = format!(
+            "{}/{:016x}",
+            crate::layout::CANARY_DIR,
+            rand::random::<u64>()
+        );
         let body = Bytes::from_static(b"cairn immutability canary\n");
         // Object Lock wants every upload checksummed.
-        let sum = {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&body))
-        };
+        let sum = checksum(&body);
         let put = self.send(
             Method::PUT,
             Some(&name),
@@ -269,6 +306,12 @@ impl Bucket {
             tag(&del.body, "Code").unwrap_or_default()
         )))
     }
+}
+
+/// The base64 SHA-256 of `body`, as `x-amz-checksum-sha256` wants it.
+fn checksum(body: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(Sha256::digest(body))
 }
 
 /// An S3 store whose bucket must keep every write under Object Lock: the lock is checked
@@ -340,6 +383,19 @@ impl Store for ObjectLocked {
     }
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
         self.inner.create_dirs(dirs)
+    }
+    fn extend_lock(&self, path: &str) -> Option<StoreResult<String>> {
+        // Rounded up to the second: a lock is never set shorter than the bucket's default
+        // gave a version written a moment ago (compliance refuses that).
+        let until = jiff::Timestamp::now()
+            + jiff::SignedDuration::from_hours(24 * i64::from(self.want.days))
+            + jiff::SignedDuration::from_secs(1);
+        let until = until.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        Some(
+            self.bucket
+                .retain(path, self.want.mode.s3_name(), &until)
+                .map(|()| until),
+        )
     }
     fn protection(&self) -> Option<Protection> {
         let claim = format!(

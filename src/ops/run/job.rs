@@ -15,7 +15,7 @@ use crate::{
     context::Context,
     error::{Error, Result},
     exit,
-    ops::{backup, check, erase, forget, prune, purge, status, verify},
+    ops::{backup, check, erase, forget, lock_extend, prune, purge, status, verify},
     report::{TargetState, label, shortfalls},
     retention::Within,
     secret::{Secret, redact},
@@ -235,6 +235,7 @@ impl Job<'_> {
         self.forget_and_prune(&pw, pb);
         self.verify(&pw, pb);
         self.immutability();
+        self.lock_extend(&pw);
         if let Some(l) = self.status(&pw) {
             *lagging = l;
         }
@@ -444,16 +445,7 @@ impl Job<'_> {
     fn immutability(&mut self) {
         let ctx = self.ctx;
         let cfg = ctx.cfg();
-        let claimed = cfg.targets.iter().any(|t| {
-            matches!(
-                t.kind,
-                crate::config::TargetKind::S3 {
-                    object_lock: Some(_),
-                    ..
-                }
-            )
-        });
-        if !claimed {
+        if !cfg.targets.iter().any(crate::config::TargetConfig::locks) {
             return;
         }
         let daily: Within = "1d".parse().expect("a valid period");
@@ -505,6 +497,63 @@ impl Job<'_> {
             .unwrap_or(exit::FAILED);
         let secs = started.elapsed().as_secs_f64();
         ctx.update_state(|s| s.record_command("immutability", code, secs));
+    }
+
+    /// When a target locks what it holds: the locks of what kept snapshots need are moved to
+    /// their full length, every third of the shortest lock (at least daily), so that nothing
+    /// needed runs out of its lock between runs.
+    fn lock_extend(&mut self, pw: &Secret) {
+        let ctx = self.ctx;
+        let cfg = ctx.cfg();
+        let Some(days) = cfg
+            .targets
+            .iter()
+            .filter_map(|t| match &t.kind {
+                crate::config::TargetKind::S3 {
+                    object_lock: Some(l),
+                    ..
+                } => Some(l.days),
+                _ => None,
+            })
+            .min()
+        else {
+            return;
+        };
+        let every: Within = format!("{}d", (days / 3).max(1))
+            .parse()
+            .expect("a valid period");
+        if let Some(next) = not_due(cfg, "lock-extend", every) {
+            self.skip("lock-extend", StepResult::NotDue, next);
+            return;
+        }
+        let started = Instant::now();
+        let code = self
+            .step("lock-extend", || {
+                let r = lock_extend::run(ctx, pw)?;
+                let code = r.exit_code();
+                let failed: Vec<String> = r
+                    .targets
+                    .iter()
+                    .filter(|t| t.error.is_some())
+                    .map(|t| t.name.clone())
+                    .collect();
+                let extended: u64 = r.targets.iter().map(|t| t.extended).sum();
+                let (result, summary) = if failed.is_empty() {
+                    (StepResult::Ok, format!("{extended} lock(s) extended"))
+                } else {
+                    (
+                        StepResult::Partial,
+                        format!(
+                            "{extended} lock(s) extended; not all on {}",
+                            failed.join(", ")
+                        ),
+                    )
+                };
+                Ok((code, result, summary, failed, to_value(&r)))
+            })
+            .unwrap_or(exit::FAILED);
+        let secs = started.elapsed().as_secs_f64();
+        ctx.update_state(|s| s.record_command("lock-extend", code, secs));
     }
 
     /// Looks at every target once more, for the report and the metrics; returns the targets
