@@ -37,6 +37,8 @@ struct Shared {
 pub struct Context {
     shared: Arc<Shared>,
     observer: Arc<dyn Observer>,
+    /// Targets are read as they stood then (`--as-of`): only versioned buckets can be.
+    as_of: Option<jiff::Timestamp>,
 }
 
 impl Context {
@@ -59,6 +61,25 @@ impl Context {
                 cfg,
             }),
             observer,
+            as_of: None,
+        }
+    }
+
+    /// The same context, reading every target as it stood at `at` (read-only).
+    #[must_use]
+    pub fn reading_as_of(&self, at: jiff::Timestamp) -> Self {
+        Self {
+            as_of: Some(at),
+            ..self.clone()
+        }
+    }
+
+    /// The same context, reading every target as it is now.
+    #[must_use]
+    pub fn reading_now(&self) -> Self {
+        Self {
+            as_of: None,
+            ..self.clone()
         }
     }
 
@@ -68,6 +89,7 @@ impl Context {
         Self {
             shared: self.shared.clone(),
             observer,
+            as_of: self.as_of,
         }
     }
 
@@ -114,7 +136,10 @@ impl Context {
 
     /// Updates the durable target state; a failure is a warning.
     pub fn update_state(&self, f: impl FnOnce(&mut crate::state::State)) {
-        crate::state::update(self.cfg(), &self.observer, f);
+        // What was read of the past (`--as-of`) says nothing of the targets now.
+        if self.as_of.is_none() {
+            crate::state::update(self.cfg(), &self.observer, f);
+        }
     }
 
     /// Opens a target's storage, its secrets looked up in this configuration's vault.
@@ -132,7 +157,7 @@ impl Context {
         {
             return Ok(Box::new(store));
         }
-        crate::store::open(target, self)
+        crate::store::open_as_of(target, self, self.as_of)
     }
 
     /// A unit test's memory store for the target `name`.

@@ -278,3 +278,146 @@ fn locks_are_extended_for_what_kept_snapshots_need_and_not_for_what_only_forgott
         "{report}"
     );
 }
+
+/// Overwrites `key` in the bucket with junk, as an attacker holding cairn's credentials can.
+fn overwrite(bucket: &str, key: &str, tmp: &Path) {
+    let junk = tmp.join("junk");
+    fs::write(&junk, b"overwritten by the attacker").unwrap();
+    let md5 = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl md5 -binary {} | base64", junk.display()))
+        .output()
+        .unwrap();
+    let md5 = format!(
+        "Content-MD5: {}",
+        String::from_utf8(md5.stdout).unwrap().trim()
+    );
+    let (code, body) = s3_lock_request("PUT", &format!("{bucket}/{key}"), &[&md5], Some(&junk));
+    assert_eq!(code, 200, "{body}");
+}
+
+#[test]
+fn after_an_attack_with_the_hosts_own_keys_the_bucket_is_read_and_recovered_as_it_stood() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, b) = backed_up(tmp.path(), "COMPLIANCE");
+    let ledger = tmp.path().join("src/ledger.bin");
+    let first = fs::read(&ledger).unwrap();
+    fs::write(&ledger, pseudo_random(8, 200_000)).unwrap();
+    expect_code(&cairn(&config, &["backup"]), 0);
+    let second = fs::read(&ledger).unwrap();
+    let snaps = json(&cairn(&config, &["--json", "snapshots"]));
+    let ids: Vec<String> = snaps["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    // S3 dates versions to the second: the attack starts in the second after `before`.
+    let before = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    while jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+        == before
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // The attacker holds the password and every credential: forget and prune through cairn,
+    // then delete every object and overwrite `config` and the key through the S3 API.
+    expect_code(
+        &cairn(&config, &["forget", "--keep-last", "1", "--prune"]),
+        0,
+    );
+    let (_, listing) = s3_lock_request("GET", &format!("{b}?list-type=2&prefix=repo/"), &[], None);
+    let keys: Vec<&str> = listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|r| r.split("</Key>").next())
+        .collect();
+    for key in &keys {
+        assert_eq!(
+            s3_lock_request("DELETE", &format!("{b}/{key}"), &[], None).0,
+            204
+        );
+    }
+    overwrite(&b, "repo/config", tmp.path());
+    for key in keys.iter().filter(|k| k.starts_with("repo/keys/")) {
+        overwrite(&b, key, tmp.path());
+    }
+
+    // A clean configuration on another machine: the bucket and an empty folder.
+    let clean = tmp.path().join("clean");
+    fs::create_dir_all(clean.join("src")).unwrap();
+    let fresh = clean.join("fresh");
+    let clean_config = write_config(
+        &clean,
+        &[&clean.join("src")],
+        &format!(
+            "{}{}",
+            locked_target("vault", &b, "compliance", 1),
+            local_target("fresh", &fresh)
+        ),
+    );
+    let out = cairn(&clean_config, &["--json", "snapshots"]);
+    assert!(
+        !text(&out).contains(&ids[0]),
+        "the attack left the snapshots visible: {}",
+        text(&out)
+    );
+    let out = cairn(&clean_config, &["--as-of", &before, "--json", "snapshots"]);
+    let listed = text(&out);
+    for id in &ids {
+        assert!(
+            listed.contains(id.as_str()),
+            "{id} not listed as of {before}: {listed}"
+        );
+    }
+    for (id, content) in ids.iter().zip([&first, &second]) {
+        let dest = tmp.path().join(format!("restored-{id}"));
+        let out = cairn(
+            &clean_config,
+            &[
+                "--as-of",
+                &before,
+                "restore",
+                id,
+                "--target",
+                dest.to_str().unwrap(),
+                "--from",
+                "vault",
+            ],
+        );
+        expect_code(&out, 0);
+        assert_eq!(&fs::read(restored(&dest, &ledger)).unwrap(), content);
+    }
+    let out = cairn(
+        &clean_config,
+        &[
+            "--as-of",
+            &before,
+            "verify",
+            "--only",
+            "vault",
+            "--snapshots",
+            "all",
+        ],
+    );
+    expect_code(&out, 0);
+    // Writing commands do not read the past.
+    expect_code(&cairn(&clean_config, &["--as-of", &before, "backup"]), 2);
+
+    let out = cairn(
+        &clean_config,
+        &[
+            "--as-of", &before, "recover", "--from", "vault", "--to", "fresh",
+        ],
+    );
+    expect_code(&out, 0);
+    let repo = fresh.display().to_string();
+    let out = restic(&repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(snapshot_ids(&repo).len(), 2);
+}

@@ -16,6 +16,7 @@ mod ls;
 mod progress;
 mod prune;
 mod purge;
+mod recover;
 mod report;
 mod restore;
 mod run;
@@ -66,6 +67,13 @@ pub struct Cli {
     /// every repository, except for the verbs that need exactly one.
     #[arg(long = "repo", global = true, value_name = "NAME")]
     pub repo: Vec<String>,
+    /// Read the targets as they stood at TIME (`2026-12-01`, `2026-12-01T08:00`, with `Z` or an
+    /// offset): only a bucket that keeps versions (S3 `object_lock`) can be read so, the newest
+    /// version of each file written by then; later deletions and overwrites are not seen. For
+    /// `snapshots`, `ls`, `find`, `diff`, `restore`, `dump`, `verify`, `check` (with `--from`)
+    /// and `recover`.
+    #[arg(long = "as-of", global = true, value_name = "TIME")]
+    pub as_of: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -134,6 +142,10 @@ pub enum Command {
     /// targets), so that nothing needed today runs out of its lock.
     #[command(name = "lock-extend", after_help = exit::TABLE)]
     LockExtend(lock_extend::Args),
+    /// Copy a locked bucket's repository as it stood at `--as-of TIME` into an empty target
+    /// (after an attack); stock restic reads the result.
+    #[command(after_help = exit::TABLE)]
+    Recover(recover::Args),
     /// Evidence for an auditor: problems in words and, per target, the last backup,
     /// verification and read check; `--html FILE` writes it as one self-contained page.
     #[command(after_help = exit::TABLE)]
@@ -174,6 +186,7 @@ impl Command {
             Self::Verify(_) => "verify",
             Self::Run(_) => "run",
             Self::Report(_) => "report",
+            Self::Recover(_) => "recover",
             Self::LockExtend(_) => "lock-extend",
             Self::Schedule(_) => "schedule",
             Self::Key(_) => "key",
@@ -193,6 +206,22 @@ impl Command {
                 | Self::Purge(_)
                 | Self::Sync(_)
                 | Self::Run(_)
+        )
+    }
+
+    /// Whether it can read the targets as they stood at a moment (`--as-of`).
+    fn reads_as_of(&self) -> bool {
+        matches!(
+            self,
+            Self::Snapshots(_)
+                | Self::Ls(_)
+                | Self::Find(_)
+                | Self::Diff(_)
+                | Self::Restore(_)
+                | Self::Dump(_)
+                | Self::Verify(_)
+                | Self::Check(_)
+                | Self::Recover(_)
         )
     }
 
@@ -221,6 +250,8 @@ pub struct Ctx {
     pub file: Arc<Vec<Config>>,
     /// Whether this is one of several repositories the command runs on.
     pub among_several: bool,
+    /// `--as-of`: the targets are read as they stood then.
+    pub as_of: Option<jiff::Timestamp>,
     /// With several repositories in one `--json` run, each verb's document is kept here and
     /// printed with the others as one.
     collected: Option<std::cell::RefCell<Option<serde_json::Value>>>,
@@ -263,6 +294,7 @@ impl Command {
             | Self::Prune(_)
             | Self::Purge(_)
             | Self::Erase(_)
+            | Self::Recover(_)
             | Self::Key(_) => Scope::One,
             Self::Vault(_) | Self::Schedule(_) | Self::Erasures(_) => Scope::File,
             _ => Scope::All,
@@ -567,8 +599,26 @@ fn run_one(
     several: bool,
     collected: Option<&std::cell::RefCell<Option<serde_json::Value>>>,
 ) -> Result<i32> {
+    let as_of = match &cli.as_of {
+        None => None,
+        Some(t) => {
+            if !command.reads_as_of() {
+                anyhow::bail!(cairn::error::Error::Usage(format!(
+                    "`cairn {}` works on the targets as they are: --as-of is for snapshots, ls, \
+                     find, diff, restore, dump, verify, check and recover",
+                    command.name()
+                )));
+            }
+            Some(cairn::selection::parse_time(t)?)
+        }
+    };
+    let core = Context::new(cfg, Arc::new(reporter.clone()));
     let ctx = Ctx {
-        core: Context::new(cfg, Arc::new(reporter.clone())),
+        core: match as_of {
+            Some(t) => core.reading_as_of(t),
+            None => core,
+        },
+        as_of,
         json: cli.json,
         reporter: reporter.clone(),
         file: file.clone(),
@@ -610,6 +660,7 @@ fn run_one(
         Command::Verify(a) => verify::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
         Command::LockExtend(a) => lock_extend::run(&ctx, a),
+        Command::Recover(a) => recover::run(&ctx, a),
         Command::Report(a) => report::run(
             std::slice::from_ref(ctx.cfg()),
             true,

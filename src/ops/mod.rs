@@ -13,6 +13,7 @@ pub mod lock_extend;
 pub mod ls;
 pub mod prune;
 pub mod purge;
+pub mod recover;
 pub mod restore;
 pub mod run;
 pub mod snapshots;

@@ -131,6 +131,29 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 /// # Errors
 /// The target cannot be set up (an unreadable secret, an invalid setting, an unplugged disk).
 pub fn open(cfg: &TargetConfig, vaults: &dyn Vaults) -> StoreResult<Box<dyn Store>> {
+    open_as_of(cfg, vaults, None)
+}
+
+/// [`open`], read as it stood at `as_of` when set: only a bucket that keeps versions (S3 with
+/// `object_lock`) can be; the store is then read-only.
+///
+/// # Errors
+/// As [`open`]; a target that keeps no versions cannot be read as of a moment.
+pub fn open_as_of(
+    cfg: &TargetConfig,
+    vaults: &dyn Vaults,
+    as_of: Option<jiff::Timestamp>,
+) -> StoreResult<Box<dyn Store>> {
+    if as_of.is_some() && !matches!(cfg.kind, TargetKind::S3 { .. }) {
+        return Err(StoreError::new(
+            StoreErrorKind::Permanent,
+            format!(
+                "`{}`: `--as-of` reads only a bucket that keeps versions (an s3 target with \
+                 `object_lock`)",
+                cfg.name
+            ),
+        ));
+    }
     let policy = Policy {
         retries: cfg.retries,
         timeout: cfg.timeout,
@@ -142,7 +165,7 @@ pub fn open(cfg: &TargetConfig, vaults: &dyn Vaults) -> StoreResult<Box<dyn Stor
         TargetKind::Sftp { .. } => sftp::open(&cfg.kind, policy),
         TargetKind::Smb { .. } => smb::open(&cfg.kind, policy, vaults),
         TargetKind::Azblob { .. } => azblob::open(&cfg.kind, policy, vaults),
-        TargetKind::S3 { .. } => s3::open(&cfg.kind, policy, vaults),
+        TargetKind::S3 { .. } => s3::open(&cfg.kind, policy, vaults, as_of),
     }?;
     #[cfg(feature = "test-hooks")]
     let store = refuse::wrap(halt::wrap(store));

@@ -3,10 +3,10 @@
 //! credentials nobody configured for it.
 
 use super::{
-    Policy, Store, StoreResult,
+    Policy, Store, StoreError, StoreErrorKind, StoreResult,
     azblob::secret_error,
     opendal_store::{Atomicity, OpendalStore},
-    s3_lock::{Bucket, ObjectLocked},
+    s3_lock::{AsOf, Bucket, ObjectLocked},
 };
 use crate::{config::TargetKind, secret::Vaults};
 
@@ -14,6 +14,7 @@ pub(super) fn open(
     kind: &TargetKind,
     policy: Policy,
     vaults: &dyn Vaults,
+    as_of: Option<jiff::Timestamp>,
 ) -> StoreResult<Box<dyn Store>> {
     let TargetKind::S3 {
         endpoint,
@@ -51,6 +52,29 @@ pub(super) fn open(
         builder = builder.checksum_algorithm("md5");
     }
     let location = format!("s3:{}/{bucket}/{path}", endpoint.trim_end_matches('/'));
+    let versions = || {
+        Bucket::new(
+            endpoint,
+            bucket,
+            region,
+            path,
+            *virtual_host_style,
+            (id.expose(), key.expose()),
+            policy.timeout,
+        )
+    };
+    if let Some(at) = as_of {
+        if object_lock.is_none() {
+            return Err(StoreError::new(
+                StoreErrorKind::Permanent,
+                format!(
+                    "{location}: `--as-of` reads only a bucket that keeps versions (an s3 target \
+                     with `object_lock`)"
+                ),
+            ));
+        }
+        return Ok(Box::new(AsOf::new(versions(), at, location)?));
+    }
     let store = OpendalStore::new(
         builder,
         policy,
@@ -62,14 +86,9 @@ pub(super) fn open(
     let Some(lock) = object_lock else {
         return Ok(Box::new(store));
     };
-    let bucket = Bucket::new(
-        endpoint,
-        bucket,
-        region,
-        path,
-        *virtual_host_style,
-        (id.expose(), key.expose()),
-        policy.timeout,
-    );
-    Ok(Box::new(ObjectLocked::new(Box::new(store), bucket, *lock)))
+    Ok(Box::new(ObjectLocked::new(
+        Box::new(store),
+        versions(),
+        *lock,
+    )))
 }

@@ -35,11 +35,54 @@ impl std::fmt::Debug for Bucket {
     }
 }
 
+/// One version of an object, as `ListObjectVersions` gives it (newest first per key).
+#[derive(Debug, Clone)]
+struct Listed {
+    key: String,
+    version: String,
+    modified: jiff::Timestamp,
+    size: u64,
+    /// A delete marker: the key was deleted then.
+    deleted: bool,
+}
+
+/// `s` percent-encoded for a query value (all but RFC 3986's unreserved characters).
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `<name>...</name>` elements of `xml`, in order.
+fn elements<'a>(xml: &'a str, name: &str) -> Vec<(usize, &'a str)> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(start) = xml[from..].find(&open) {
+        let start = from + start + open.len();
+        let Some(end) = xml[start..].find(&close) else {
+            break;
+        };
+        out.push((start, &xml[start..start + end]));
+        from = start + end + close.len();
+    }
+    out
+}
+
 /// An answer: status, one header's value and the body.
 struct Answer {
     status: StatusCode,
     version: Option<String>,
+    /// The body as text (S3's XML).
     body: String,
+    /// The body as sent.
+    raw: Bytes,
 }
 
 /// The text of the first `<name>...</name>` in `xml`.
@@ -142,16 +185,120 @@ impl Bucket {
                 .get("x-amz-version-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let body = resp
-                .text()
+            let raw = resp
+                .bytes()
                 .await
                 .map_err(|e| err(StoreErrorKind::Transient, &e.without_url()))?;
             Ok(Answer {
                 status,
                 version,
-                body,
+                body: String::from_utf8_lossy(&raw).into_owned(),
+                raw,
             })
         })
+    }
+
+    /// Every version and delete marker under the target's prefix, newest first per key
+    /// (keys relative to the prefix).
+    fn versions(&self) -> StoreResult<Vec<Listed>> {
+        let prefix = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut out = Vec::new();
+        let mut marker: Option<(String, String)> = None;
+        loop {
+            let mut q = format!("versions&prefix={}", enc(&prefix));
+            if let Some((k, v)) = &marker {
+                q.push_str(&format!(
+                    "&key-marker={}&version-id-marker={}",
+                    enc(k),
+                    enc(v)
+                ));
+            }
+            let a = self.get(&q)?;
+            if !a.status.is_success() {
+                return Err(StoreError::new(
+                    StoreErrorKind::Permanent,
+                    format!(
+                        "listing versions at {}: HTTP {} {}",
+                        self.base,
+                        a.status.as_u16(),
+                        tag(&a.body, "Code").unwrap_or_default()
+                    ),
+                ));
+            }
+            let mut found: Vec<(usize, Listed)> = Vec::new();
+            for (name, deleted) in [("Version", false), ("DeleteMarker", true)] {
+                for (at, el) in elements(&a.body, name) {
+                    let (Some(key), Some(version), Some(modified)) = (
+                        tag(el, "Key"),
+                        tag(el, "VersionId"),
+                        tag(el, "LastModified").and_then(|t| t.parse().ok()),
+                    ) else {
+                        continue;
+                    };
+                    found.push((
+                        at,
+                        Listed {
+                            key: key.strip_prefix(&prefix).unwrap_or(key).to_string(),
+                            version: version.to_string(),
+                            modified,
+                            size: tag(el, "Size").and_then(|s| s.parse().ok()).unwrap_or(0),
+                            deleted,
+                        },
+                    ));
+                }
+            }
+            // The answer's own order: newest first within each key.
+            found.sort_by_key(|(at, _)| *at);
+            out.extend(found.into_iter().map(|(_, l)| l));
+            if tag(&a.body, "IsTruncated") != Some("true") {
+                return Ok(out);
+            }
+            match (
+                tag(&a.body, "NextKeyMarker"),
+                tag(&a.body, "NextVersionIdMarker"),
+            ) {
+                (Some(k), Some(v)) => marker = Some((k.to_string(), v.to_string())),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// One version of `key`, or a byte range of it.
+    fn read_version(
+        &self,
+        key: &str,
+        version: &str,
+        range: Option<(u64, u64)>,
+    ) -> StoreResult<Bytes> {
+        let r = range.map(|(o, l)| format!("bytes={o}-{}", o + l.max(1) - 1));
+        let headers: Vec<(&str, &str)> = r.iter().map(|r| ("range", r.as_str())).collect();
+        let a = self.send(
+            Method::GET,
+            Some(key),
+            &format!("versionId={}", enc(version)),
+            &headers,
+            Bytes::new(),
+        )?;
+        if a.status.is_success() {
+            return Ok(a.raw);
+        }
+        let kind = if a.status == StatusCode::NOT_FOUND {
+            StoreErrorKind::Absent
+        } else {
+            StoreErrorKind::Permanent
+        };
+        Err(StoreError::new(
+            kind,
+            format!(
+                "reading {key} version {version}: HTTP {} {}",
+                a.status.as_u16(),
+                tag(&a.body, "Code").unwrap_or_default()
+            ),
+        ))
     }
 
     fn get(&self, query: &str) -> StoreResult<Answer> {
@@ -434,5 +581,92 @@ mod tests {
         assert_eq!(tag(rule, "Days"), Some("30"));
         assert_eq!(tag(rule, "Years"), None);
         assert_eq!(tag(xml, "ObjectLockEnabled"), Some("Enabled"));
+    }
+}
+
+/// A locked bucket as it stood at a moment: for each key, the newest version written at or
+/// before it, ignoring later versions and delete markers. Read-only: what an attacker deleted
+/// or overwrote since is read as it was.
+#[derive(Debug)]
+pub(super) struct AsOf {
+    bucket: Bucket,
+    at: jiff::Timestamp,
+    location: String,
+    /// Key -> (version, size).
+    files: std::collections::BTreeMap<String, (String, u64)>,
+}
+
+impl AsOf {
+    pub(super) fn new(bucket: Bucket, at: jiff::Timestamp, location: String) -> StoreResult<Self> {
+        let mut files = std::collections::BTreeMap::new();
+        let mut judged = std::collections::BTreeSet::new();
+        for v in bucket.versions()? {
+            if v.modified > at || judged.contains(&v.key) {
+                continue;
+            }
+            judged.insert(v.key.clone());
+            if !v.deleted {
+                files.insert(v.key, (v.version, v.size));
+            }
+        }
+        Ok(Self {
+            bucket,
+            at,
+            location: format!("{location} as of {at}"),
+            files,
+        })
+    }
+
+    fn version(&self, path: &str) -> StoreResult<&(String, u64)> {
+        self.files.get(path).ok_or_else(|| {
+            StoreError::new(
+                StoreErrorKind::Absent,
+                format!("{path}: not in {} at {}", self.location, self.at),
+            )
+        })
+    }
+
+    fn read_only(&self) -> StoreError {
+        StoreError::new(
+            StoreErrorKind::Permanent,
+            format!(
+                "{} is read as of a past moment: nothing is written there",
+                self.location
+            ),
+        )
+    }
+}
+
+impl Store for AsOf {
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+    fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
+        Ok(self.files.get(path).map(|(_, size)| *size))
+    }
+    fn read(&self, path: &str) -> StoreResult<Bytes> {
+        let (v, _) = self.version(path)?;
+        self.bucket.read_version(path, v, None)
+    }
+    fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes> {
+        let (v, _) = self.version(path)?;
+        self.bucket.read_version(path, v, Some((offset, length)))
+    }
+    fn write(&self, _path: &str, _parts: Vec<Bytes>) -> StoreResult<()> {
+        Err(self.read_only())
+    }
+    fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        Ok(self
+            .files
+            .iter()
+            .filter_map(|(k, (_, size))| Some((k.strip_prefix(&prefix)?.to_string(), *size)))
+            .collect())
+    }
+    fn delete(&self, _path: &str) -> StoreResult<()> {
+        Err(self.read_only())
+    }
+    fn create_dirs(&self, _dirs: &[String]) -> StoreResult<()> {
+        Err(self.read_only())
     }
 }
