@@ -408,6 +408,10 @@ fn after_an_attack_with_the_hosts_own_keys_the_bucket_is_read_and_recovered_as_i
     expect_code(&out, 0);
     // Writing commands do not read the past.
     expect_code(&cairn(&clean_config, &["--as-of", &before, "backup"]), 2);
+    expect_code(
+        &cairn(&clean_config, &["--as-of", &before, "check", "--heal"]),
+        2,
+    );
 
     let out = cairn(
         &clean_config,

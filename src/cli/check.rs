@@ -49,6 +49,13 @@ fn immutability(ctx: &Ctx) -> Result<i32> {
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    if ctx.as_of.is_some() && (args.heal || args.immutability) {
+        anyhow::bail!(cairn::error::Error::Usage(
+            "--as-of reads the past: `check --heal` and `check --immutability` work on the \
+             targets as they are"
+                .into()
+        ));
+    }
     if args.immutability {
         return immutability(ctx);
     }
