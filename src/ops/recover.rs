@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::{
     context::Context,
     error::{Error, Result},
-    layout::{COPY_ORDER, DELETIONS_DIR, KEYS_DIR},
+    layout::{COPY_ORDER, DELETIONS_DIR},
     probe::probe_targets,
     secret::Secret,
     store::Store,
@@ -61,11 +61,10 @@ pub fn run(
         )));
     }
     let mut paths: Vec<String> = Vec::new();
-    for dir in COPY_ORDER[1..]
-        .iter()
-        .copied()
-        .chain([DELETIONS_DIR, KEYS_DIR])
-    {
+    // The deletion records come along (what was forgotten by then stays forgotten); cairn's
+    // endorsements of operators' keys do not (the keys they vouch for are proven at unlock and
+    // copied; the endorsements themselves are not files a proof covers).
+    for dir in COPY_ORDER[1..].iter().copied().chain([DELETIONS_DIR]) {
         let listed = src
             .list(dir)
             .map_err(|e| Error::NoTargetUsable(format!("`{from}`: {e}")))?;
