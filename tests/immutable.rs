@@ -313,6 +313,14 @@ fn after_an_attack_with_the_hosts_own_keys_the_bucket_is_read_and_recovered_as_i
         .map(|s| s["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 2);
+    // A second operator's key, endorsed by cairn: it comes through the recovery too.
+    let out = cairn_cmd(&config)
+        .args(["--operator", "bob", "key", "add"])
+        .env("CAIRN_PASSWORD", PASSWORD)
+        .env("CAIRN_NEW_PASSWORD", "bob's own password")
+        .output()
+        .unwrap();
+    expect_code(&out, 0);
     // S3 dates versions to the second: the attack starts in the second after `before`.
     let before = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -424,4 +432,9 @@ fn after_an_attack_with_the_hosts_own_keys_the_bucket_is_read_and_recovered_as_i
     let out = restic(&repo, &["check", "--read-data"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(snapshot_ids(&repo).len(), 2);
+    let out = restic_cmd(&repo, &["snapshots"])
+        .env("RESTIC_PASSWORD", "bob's own password")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bob's key: {}", text(&out));
 }
