@@ -13,7 +13,9 @@ pub const PARTIAL: i32 = 3;
 /// No target could be reached or used at all; for `verify`: a target could not be reached
 /// (the others were verified and passed).
 pub const UNREACHABLE: i32 = 4;
-/// `verify` or `check`: damage found on at least one target (for `check --heal`: not healed).
+/// `verify` or `check`: damage found on at least one target (for `check --heal`: not healed;
+/// for `check --immutability`: a claimed protection did not hold); `recover`: unproven files
+/// left behind.
 pub const VERIFY_FAILED: i32 = 5;
 /// `backup`: the snapshot was saved, but some source files or folders could not be read (or
 /// changed while read); they are named. Takes precedence over [`PARTIAL`].

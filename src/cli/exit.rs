@@ -11,7 +11,8 @@ Exit codes:
   3   partially done: a required target is offline, unreachable, lagging or failed; the others are complete
   4   no target could be reached or used; verify/check: a target could not be reached (the others passed)
   5   verify/check/run: damage found on a target; erasures --copies: a certificate copy that is not proven
-      (a file damaged, missing, unreadable; check --heal: not healed)
+      (a file damaged, missing, unreadable; check --heal: not healed); check --immutability/run: a
+      target's claimed protection did not hold; recover: unproven files left behind
   6   backup: snapshot saved, but some source files could not be read or changed while read (named)
   10  no repository on any reachable target (run `cairn init`)
   11  the repository is locked by another cairn process (it is named); run: another run is running
