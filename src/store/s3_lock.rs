@@ -85,6 +85,28 @@ struct Answer {
     raw: Bytes,
 }
 
+impl Answer {
+    /// `what` failed with this answer: the status and S3's error code (a missing object is
+    /// absent, anything else permanent).
+    fn error(&self, what: &str) -> StoreError {
+        let kind = if self.status == StatusCode::NOT_FOUND {
+            StoreErrorKind::Absent
+        } else {
+            StoreErrorKind::Permanent
+        };
+        StoreError::new(kind, format!("{what}: {}", self.code()))
+    }
+
+    /// S3's error code and status, for a message.
+    fn code(&self) -> String {
+        format!(
+            "HTTP {} {}",
+            self.status.as_u16(),
+            tag(&self.body, "Code").unwrap_or_default()
+        )
+    }
+}
+
 /// The text of the first `<name>...</name>` in `xml`.
 fn tag<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     let open = format!("<{name}>");
@@ -219,15 +241,7 @@ impl Bucket {
             }
             let a = self.get(&q)?;
             if !a.status.is_success() {
-                return Err(StoreError::new(
-                    StoreErrorKind::Permanent,
-                    format!(
-                        "listing versions at {}: HTTP {} {}",
-                        self.base,
-                        a.status.as_u16(),
-                        tag(&a.body, "Code").unwrap_or_default()
-                    ),
-                ));
+                return Err(a.error(&format!("listing versions at {}", self.base)));
             }
             let mut found: Vec<(usize, Listed)> = Vec::new();
             for (name, deleted) in [("Version", false), ("DeleteMarker", true)] {
@@ -286,19 +300,7 @@ impl Bucket {
         if a.status.is_success() {
             return Ok(a.raw);
         }
-        let kind = if a.status == StatusCode::NOT_FOUND {
-            StoreErrorKind::Absent
-        } else {
-            StoreErrorKind::Permanent
-        };
-        Err(StoreError::new(
-            kind,
-            format!(
-                "reading {key} version {version}: HTTP {} {}",
-                a.status.as_u16(),
-                tag(&a.body, "Code").unwrap_or_default()
-            ),
-        ))
+        Err(a.error(&format!("reading {key} version {version}")))
     }
 
     fn get(&self, query: &str) -> StoreResult<Answer> {
@@ -308,15 +310,7 @@ impl Bucket {
     /// Why the bucket does not enforce `want` on new objects, if it does not.
     pub(super) fn lacks(&self, want: ObjectLock) -> StoreResult<Option<String>> {
         let refused = |what: &str, a: &Answer| {
-            StoreError::new(
-                StoreErrorKind::Permanent,
-                format!(
-                    "reading the bucket's {what} at {}: HTTP {} {}",
-                    self.base,
-                    a.status.as_u16(),
-                    tag(&a.body, "Code").unwrap_or_default()
-                ),
-            )
+            a.error(&format!("reading the bucket's {what} at {}", self.base))
         };
         let v = self.get("versioning")?;
         if !v.status.is_success() {
@@ -383,19 +377,7 @@ impl Bucket {
         if a.status.is_success() {
             return Ok(());
         }
-        let kind = if a.status == StatusCode::NOT_FOUND {
-            StoreErrorKind::Absent
-        } else {
-            StoreErrorKind::Permanent
-        };
-        Err(StoreError::new(
-            kind,
-            format!(
-                "extending the lock of {key}: HTTP {} {}",
-                a.status.as_u16(),
-                tag(&a.body, "Code").unwrap_or_default()
-            ),
-        ))
+        Err(a.error(&format!("extending the lock of {key}")))
     }
 
     /// Writes a canary and tries to destroy it (its version, bypassing governance retention
@@ -420,14 +402,7 @@ impl Bucket {
             body,
         )?;
         if !put.status.is_success() {
-            return Err(StoreError::new(
-                StoreErrorKind::Permanent,
-                format!(
-                    "writing the canary {name}: HTTP {} {}",
-                    put.status.as_u16(),
-                    tag(&put.body, "Code").unwrap_or_default()
-                ),
-            ));
+            return Err(put.error(&format!("writing the canary {name}")));
         }
         let Some(version) = put.version else {
             return Ok(Err(format!(
@@ -448,9 +423,8 @@ impl Bucket {
             )));
         }
         Ok(Ok(format!(
-            "deleting the canary {name} (version {version}) was refused: HTTP {} {}",
-            del.status.as_u16(),
-            tag(&del.body, "Code").unwrap_or_default()
+            "deleting the canary {name} (version {version}) was refused: {}",
+            del.code()
         )))
     }
 }
