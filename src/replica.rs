@@ -84,6 +84,9 @@ pub fn inventories(probed: &[Probed], empty: bool) -> Vec<Option<StoreResult<Inv
 pub fn clean_tmp(store: &dyn Store) -> StoreResult<usize> {
     let tmp = crate::layout::TMP_DIR;
     let mut removed = 0;
+    if store.append_only() {
+        return Ok(0);
+    }
     for (rel, _) in store.list(tmp)? {
         if crate::layout::tmp_owner_alive(&rel) {
             continue;
@@ -162,6 +165,12 @@ impl ForeignFound {
 /// # Errors
 /// The copy could not be written; the original is then left where it is.
 pub fn quarantine(store: &dyn Store, path: &str, bytes: Bytes) -> StoreResult<()> {
+    if store.append_only() {
+        return Err(crate::store::StoreError::new(
+            crate::store::StoreErrorKind::Permanent,
+            format!("{path}: an append-only target moves nothing aside; left to its owner"),
+        ));
+    }
     store.write(&format!("{QUARANTINE_DIR}/{path}"), vec![bytes])?;
     store.delete(path)
 }

@@ -438,3 +438,215 @@ fn after_an_attack_with_the_hosts_own_keys_the_bucket_is_read_and_recovered_as_i
         .unwrap();
     assert!(out.status.success(), "bob's key: {}", text(&out));
 }
+
+/// Issue 28's compromised host: four targets (a local folder, an SFTP server, a bucket locked
+/// in compliance mode for 30 days, an append-only SFTP account), ten nightly backups, then an
+/// attacker with the password and every credential. What survives is read from a clean
+/// configuration.
+#[test]
+fn a_host_taken_over_with_every_key_cannot_destroy_the_locked_bucket_nor_the_append_only_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let ledger = src.join("ledger.bin");
+    let b = lock_bucket(tmp.path(), Some(Some(("COMPLIANCE", 30))));
+    let local = tmp.path().join("local");
+    let (sftp, sftp_dir) = sftp_target("sftp", &unique("host"));
+    let (ao, ao_dir) = append_only_target("ao", &unique("host"), true);
+    let config = write_config(
+        tmp.path(),
+        &[&src],
+        &format!(
+            "{}{sftp}{}{ao}",
+            local_target("local", &local),
+            locked_target("vault", &b, "compliance", 30)
+        ),
+    );
+    let mut nights: Vec<(String, Vec<u8>)> = Vec::new();
+    for night in 1..=10u64 {
+        let content = pseudo_random(night, 150_000);
+        fs::write(&ledger, &content).unwrap();
+        let time = format!("2026-11-{night:02} 03:00:00");
+        let mut args = vec!["--json", "backup", "--time", &time];
+        if night == 1 {
+            args.push("--init");
+        }
+        let out = cairn(&config, &args);
+        expect_code(&out, 0);
+        nights.push((
+            json(&out)["snapshot"].as_str().unwrap().to_string(),
+            content,
+        ));
+    }
+    let ids: std::collections::BTreeSet<String> = nights.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(snapshot_ids(&ao_dir), ids);
+    let ao_before = files_below(Path::new(&ao_dir));
+    let before = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    // S3 dates versions to the second: the attack starts in the second after `before`.
+    while jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+        == before
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // The attack. Through cairn: forget all but the last, and prune.
+    let out = cairn(&config, &["forget", "--keep-last", "1", "--prune"]);
+    expect_code(&out, 0);
+    assert!(
+        text(&out).contains("left to the storage's owner"),
+        "{}",
+        text(&out)
+    );
+    // Through each storage's own API: every object deleted, `config` and the keys overwritten.
+    let (_, listing) = s3_lock_request("GET", &format!("{b}?list-type=2&prefix=repo/"), &[], None);
+    let keys: Vec<&str> = listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|r| r.split("</Key>").next())
+        .collect();
+    for key in &keys {
+        assert_eq!(
+            s3_lock_request("DELETE", &format!("{b}/{key}"), &[], None).0,
+            204
+        );
+    }
+    overwrite(&b, "repo/config", tmp.path());
+    for key in keys.iter().filter(|k| k.starts_with("repo/keys/")) {
+        overwrite(&b, key, tmp.path());
+    }
+    let junk = tmp.path().join("junk");
+    fs::write(&junk, b"overwritten by the attacker").unwrap();
+    for (user, dir) in [
+        (std::env::var("SFTP_USER").unwrap(), &sftp_dir),
+        (std::env::var("SFTP_AO_USER").unwrap(), &ao_dir),
+    ] {
+        let held = files_below(Path::new(dir));
+        let mut commands: Vec<String> = held
+            .keys()
+            .filter(|f| f.starts_with("keys/") || *f == "config")
+            .map(|f| format!("put {} {dir}/{f}", junk.display()))
+            .collect();
+        for f in held.keys() {
+            commands.push(format!("rm {dir}/{f}"));
+            commands.push(format!("rename {dir}/{f} {dir}/{f}.moved"));
+            commands.push(format!("chmod 666 {dir}/{f}"));
+        }
+        let said = sftp_batch(&user, &commands);
+        if *dir == ao_dir {
+            assert_eq!(
+                said.matches("Permission denied").count(),
+                commands.len(),
+                "every attempt refused: {said}"
+            );
+        }
+    }
+    for f in files_below(&local).keys() {
+        fs::remove_file(local.join(f)).unwrap();
+    }
+
+    // The ordinary copies are gone; the append-only one has every file, unchanged.
+    assert!(files_below(Path::new(&sftp_dir)).is_empty());
+    let ao_after = files_below(Path::new(&ao_dir));
+    for (f, bytes) in &ao_before {
+        assert_eq!(
+            ao_after.get(f),
+            Some(bytes),
+            "{f} on the append-only server"
+        );
+    }
+    // Stock restic reads all ten nights there, every byte.
+    assert_eq!(snapshot_ids(&ao_dir), ids);
+    let out = restic(&ao_dir, &["--no-lock", "check", "--read-data"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for (id, content) in &nights {
+        let dest = tmp.path().join(format!("restic-{id}"));
+        let out = restic(
+            &ao_dir,
+            &[
+                "--no-lock",
+                "restore",
+                id,
+                "--target",
+                dest.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(&fs::read(restored(&dest, &ledger)).unwrap(), content);
+    }
+    // cairn itself obeys the (genuine) deletion records there: the kept snapshot only.
+    let ao_only = tmp.path().join("ao-only");
+    fs::create_dir_all(&ao_only).unwrap();
+    let ao_config = write_config(&ao_only, &[&src], &ao);
+    let listed = json(&cairn(&ao_config, &["--json", "snapshots"]));
+    assert_eq!(listed["snapshots"].as_array().unwrap().len(), 1, "{listed}");
+
+    // The bucket, read from a clean configuration as it stood before the attack.
+    let clean = tmp.path().join("clean");
+    fs::create_dir_all(&clean).unwrap();
+    let fresh = clean.join("fresh");
+    let clean_config = write_config(
+        &clean,
+        &[&src],
+        &format!(
+            "{}{}",
+            locked_target("vault", &b, "compliance", 30),
+            local_target("fresh", &fresh)
+        ),
+    );
+    let listed = text(&cairn(
+        &clean_config,
+        &["--as-of", &before, "--json", "snapshots"],
+    ));
+    for id in &ids {
+        assert!(
+            listed.contains(id.as_str()),
+            "{id} as of {before}: {listed}"
+        );
+    }
+    for (id, content) in &nights {
+        let dest = tmp.path().join(format!("restored-{id}"));
+        let out = cairn(
+            &clean_config,
+            &[
+                "--as-of",
+                &before,
+                "restore",
+                id,
+                "--target",
+                dest.to_str().unwrap(),
+                "--from",
+                "vault",
+            ],
+        );
+        expect_code(&out, 0);
+        assert_eq!(&fs::read(restored(&dest, &ledger)).unwrap(), content);
+    }
+    let out = cairn(
+        &clean_config,
+        &[
+            "--as-of",
+            &before,
+            "verify",
+            "--only",
+            "vault",
+            "--snapshots",
+            "all",
+        ],
+    );
+    expect_code(&out, 0);
+    let out = cairn(
+        &clean_config,
+        &[
+            "--as-of", &before, "recover", "--from", "vault", "--to", "fresh",
+        ],
+    );
+    expect_code(&out, 0);
+    let repo = fresh.display().to_string();
+    let out = restic(&repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(snapshot_ids(&repo), ids);
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # start-all.sh - cairn's test servers. Install (idempotently) and start real storage servers on loopback only:
 #   SFTP  : Debian openssh-server, private sshd_config, key auth, internal-sftp   127.0.0.1:$SFTP_PORT
+#           (+ an append-only account, $SFTP_AO_USER: contrib/sftp-append-only/)
 #   SMB   : Debian samba (smbd only, no nmbd/winbind), tdbsam user + password    127.0.0.1:$SMB_PORT
 #   Azure : Azurite (npm) blob service, devstoreaccount1                          127.0.0.1:$AZURITE_PORT
 #   S3    : s3s-fs (crates.io, SigV4 enforced, fs-backed) or moto[server] (PyPI)  127.0.0.1:$S3_PORT
@@ -10,6 +11,7 @@
 # Re-running is safe: installed tools are reused, running servers (checked by pid file AND
 # command line) are left alone, keys/passwords/data persist under $TS_RUN.
 set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
 TS_HOME=${TS_HOME:-/tmp/test-servers}     # installs: npm prefix, python venv, cargo root
 TS_RUN=${TS_RUN:-$TS_HOME/run}            # configs, keys, data dirs, pid files, logs
@@ -123,6 +125,13 @@ mkdir -p "$D/data"; chmod 700 "$D"
 [ -f "$D/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C test-client -f "$D/id_ed25519"
 install -m 600 "$D/id_ed25519.pub" "$D/authorized_keys"
 echo "[$HOST]:$SFTP_PORT $(cut -d' ' -f1,2 "$D/ssh_host_ed25519_key.pub")" >"$D/known_hosts"
+# An unprivileged account whose SFTP session is append-only (root would ignore file modes).
+SFTP_AO_USER=${SFTP_AO_USER:-cairnao}; AO=$TS_RUN/sftp-ao
+id "$SFTP_AO_USER" >/dev/null 2>&1 \
+  || useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$SFTP_AO_USER"
+usermod -p '*' "$SFTP_AO_USER"   # not locked ("!"): sshd without PAM refuses a locked account
+mkdir -p "$AO/data"; chmod o+x "$TS_HOME" "$TS_RUN"; chmod 755 "$AO"; chown "$SFTP_AO_USER" "$AO/data"
+install -m 644 "$D/id_ed25519.pub" "$AO/authorized_keys"
 cat >"$D/sshd_config" <<EOF
 Port $SFTP_PORT
 ListenAddress $HOST
@@ -143,6 +152,11 @@ X11Forwarding no
 PrintMotd no
 MaxStartups 100
 LogLevel VERBOSE
+# The append-only account: contrib/sftp-append-only/sshd_config.snippet, with its own keys file
+# (sshd reads it as that user, who cannot enter $D).
+Match User $SFTP_AO_USER
+    AuthorizedKeysFile $AO/authorized_keys
+$(sed -n '/^Match User/,$p' "$ROOT/contrib/sftp-append-only/sshd_config.snippet" | tail -n +2)
 EOF
 if ours "$D/sshd.pid" "$D/sshd_config"; then
   log "sftp: sshd already running (pid $(cat "$D/sshd.pid"))"
@@ -164,6 +178,9 @@ if [ "$ADD_USER_KNOWN_HOSTS" = 1 ]; then
   ssh-keygen -q -R "[$HOST]:$SFTP_PORT" -f "$UH/known_hosts" >/dev/null 2>&1 || true
   rm -f "$UH/known_hosts.old"; cat "$D/known_hosts" >>"$UH/known_hosts"
 fi
+echo pwd | sftp -q -b - -P "$SFTP_PORT" -i "$D/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes \
+  -o UserKnownHostsFile="$D/known_hosts" -o StrictHostKeyChecking=yes "$SFTP_AO_USER@$HOST" >/dev/null \
+  || die "append-only sftp readiness check failed; see $D/sshd.log"
 log "sftp ready in $(since "$T")"
 
 # ---------------------------------------------------------------- SMB (samba smbd)
@@ -285,6 +302,7 @@ log "s3lock (moto) ready in $(since "$T")"
     SFTP_ENDPOINT "ssh://$HOST:$SFTP_PORT" SFTP_HOST "$HOST" SFTP_PORT "$SFTP_PORT" \
     SFTP_USER "$SFTP_USER" SFTP_KEY "$TS_RUN/sftp/id_ed25519" SFTP_ROOT "$TS_RUN/sftp/data" \
     SFTP_KNOWN_HOSTS "$TS_RUN/sftp/known_hosts" \
+    SFTP_AO_USER "$SFTP_AO_USER" SFTP_AO_ROOT "$AO/data" \
     SMB_HOST "$HOST" SMB_PORT "$SMB_PORT" SMB_SHARE "$SMB_SHARE" SMB_USER "$SMB_USER" \
     SMB_PASSWORD "$SMB_PASSWORD" SMB_SHARE_DIR "$TS_RUN/smb/share" \
     AZBLOB_ENDPOINT "http://$HOST:$AZURITE_PORT/$AZ_ACCOUNT" AZBLOB_ACCOUNT_NAME "$AZ_ACCOUNT" \

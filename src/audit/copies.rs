@@ -134,7 +134,11 @@ pub(super) fn upload(
             .write(&format!("{AUDIT_DIR}/{name}"), vec![sealed])
             .map_err(|e| e.to_string())?;
     }
-    // The head note of this log: how far the targets have seen it.
+    // The head note of this log: how far the targets have seen it. An append-only target
+    // cannot have it rewritten, nor its records taken away.
+    if store.append_only() {
+        return Ok(());
+    }
     if let Some((r, line)) = lines
         .last()
         .and_then(|l| Some((serde_json::from_str::<Record>(l).ok()?, l)))

@@ -55,6 +55,9 @@ pub enum TargetKind {
         path: String,
         /// Host-key policy.
         host_key_checking: HostKeyChecking,
+        /// The server lets this account create and read files but not remove, rename or
+        /// change them (`append_only = true`): cairn then adds files only.
+        append_only: bool,
     },
     /// Azure Blob Storage.
     Azblob {
@@ -170,6 +173,20 @@ pub enum HostKeyChecking {
 }
 
 impl TargetConfig {
+    /// Whether it claims to survive its own credentials (S3 `object_lock`, SFTP
+    /// `append_only`): `check --immutability` proves it.
+    #[must_use]
+    pub fn claims_protection(&self) -> bool {
+        self.locks()
+            || matches!(
+                self.kind,
+                TargetKind::Sftp {
+                    append_only: true,
+                    ..
+                }
+            )
+    }
+
     /// Whether its storage locks what it holds (S3 `object_lock`).
     #[must_use]
     pub fn locks(&self) -> bool {
@@ -444,6 +461,7 @@ settings!(
         key_file: PathBuf,
         path: String,
         host_key_checking: Option<HostKeyChecking>,
+        append_only: Option<bool>,
     }
 );
 
@@ -456,6 +474,7 @@ impl Settings for Sftp {
             key_file: t.abs(self.key_file),
             path: nonempty(self.path, "path", t)?,
             host_key_checking: self.host_key_checking.unwrap_or(HostKeyChecking::Strict),
+            append_only: self.append_only.unwrap_or(false),
         })
     }
 }

@@ -198,6 +198,8 @@ pub struct Obeyed {
     pub files_removed: usize,
     /// Files a record deletes that could not be removed (the first error says why).
     pub files_pending: usize,
+    /// Files a record deletes that an append-only target keeps: left to its owner.
+    pub files_left: usize,
     /// The first error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -232,6 +234,10 @@ pub fn obey<'a>(
     }
     // Snapshots first: a snapshot never outlives the data it needs.
     let mut doomed = deletions.pending(held);
+    if store.append_only() {
+        out.files_left = doomed.len();
+        return out;
+    }
     doomed.sort_by_key(|p| std::cmp::Reverse(crate::layout::stage(p)));
     for path in doomed {
         match store.delete(path) {
@@ -253,6 +259,23 @@ pub struct Removed {
     pub files: usize,
     /// Their bytes.
     pub bytes: u64,
+    /// Files an append-only target keeps (it holds the record, so cairn's readers obey it):
+    /// left to the storage's owner.
+    pub left: usize,
+}
+
+impl Removed {
+    /// What a report says of the files left on an append-only target, if any.
+    #[must_use]
+    pub fn left_note(&self) -> Option<String> {
+        (self.left > 0).then(|| {
+            format!(
+                "append-only: {} file(s) left to the storage's owner (the deletion record \
+                 hides them from cairn)",
+                self.left
+            )
+        })
+    }
 }
 
 /// Where a record must be before anything is removed.
@@ -316,6 +339,10 @@ pub fn record_and_remove(
             let mut out = Removed::default();
             for f in &files {
                 if let Some(size) = s.stat(f).map_err(|e| e.to_string())? {
+                    if s.append_only() {
+                        out.left += 1;
+                        continue;
+                    }
                     s.delete(f).map_err(|e| format!("removing {f}: {e}"))?;
                     out.files += 1;
                     out.bytes += size;

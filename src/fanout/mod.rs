@@ -342,7 +342,13 @@ impl WriteBackend for Fanout {
             d.push(path);
             return Ok(());
         }
-        self.on_all(&format!("removing {path}"), |s| s.delete(&path).map(|()| 0))
+        // An append-only target keeps it (left to its owner).
+        self.on_all(&format!("removing {path}"), |s| {
+            if s.append_only() {
+                return Ok(0);
+            }
+            s.delete(&path).map(|()| 0)
+        })
     }
 }
 

@@ -126,7 +126,9 @@ impl RepoLock {
             .targets
             .iter()
             .filter(|t| {
-                !held.holds(&t.name)
+                // restic's lock files there could never be removed either.
+                !t.store.append_only()
+                    && !held.holds(&t.name)
                     && !self.refused.iter().any(|(n, _)| *n == t.name)
                     && probed
                         .iter()
@@ -229,7 +231,7 @@ pub(crate) fn acquire(
     }
     let release_all = || {
         for ((_, store), t) in candidates.iter().zip(&taken) {
-            if !matches!(t, Taken::Refused(_) | Taken::Full(_)) {
+            if !matches!(t, Taken::Refused(_) | Taken::Full(_)) && !store.append_only() {
                 let _ = store.delete(&holder.file());
             }
         }
@@ -349,6 +351,11 @@ fn take(
     mine: &Bytes,
     sightings: &SightingsNow,
 ) -> Taken {
+    // Its lock file could never be removed; and nothing there can be removed or replaced, so
+    // a second writer cannot harm what the first one wrote.
+    if store.append_only() {
+        return Taken::Ok(Vec::new());
+    }
     let before = match holders(store) {
         Ok(h) => h,
         Err(why) => return Taken::Refused(why),
@@ -398,7 +405,7 @@ fn refresh(targets: &[Locked], holder: &Holder, observer: &Arc<dyn Observer>) {
     let bytes = Bytes::from(serde_json::to_vec_pretty(holder).unwrap_or_default());
     let file = holder.file();
     crate::par::each(targets, |t| {
-        if t.lost.load(Ordering::SeqCst) {
+        if t.lost.load(Ordering::SeqCst) || t.store.append_only() {
             return;
         }
         let ours = t
@@ -437,7 +444,7 @@ impl Drop for RepoLock {
             held.release(&all);
         }
         // Our own file only (its name is our id): another process's takeover survives us.
-        for t in self.targets.iter() {
+        for t in self.targets.iter().filter(|t| !t.store.append_only()) {
             let _ = t.store.delete(&self.holder.file());
         }
         // Cleared, so the file names no holder once we are gone; the flock goes with the handle.

@@ -183,7 +183,7 @@ pub fn run(ctx: &Context, password: &Secret, opts: &ForgetOptions) -> Result<For
                 .position(|(j, _)| *j == i)
                 .map(|k| &results[k])
             {
-                Some(Ok(n)) => target(p, TargetState::Complete, n.files, None),
+                Some(Ok(n)) => target(p, TargetState::Complete, n.files, n.left_note()),
                 Some(Err(e)) => {
                     observer.target_failed(&p.cfg.name, e);
                     target(p, TargetState::Failed, 0, Some(e.clone()))

@@ -390,6 +390,7 @@ pub fn run<P: ProgressBars + Clone>(
                 Ok(done) => {
                     t.files_removed = done.files;
                     t.bytes_removed = done.bytes;
+                    t.detail = done.left_note();
                 }
                 Err(e) => {
                     observer.target_failed(&t.name, &e);

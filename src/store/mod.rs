@@ -40,6 +40,7 @@ use crate::{
 pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use local::{MountState, mount_state};
 pub use mem::MemStore;
+pub use sftp::append_only_folders;
 
 /// A target's storage with its name, as the replication functions take them.
 pub type Named<'a> = (&'a str, &'a dyn Store);
@@ -75,6 +76,12 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// than it was); the new retain-until date. `None`: the storage locks nothing.
     fn extend_lock(&self, _path: &str) -> Option<StoreResult<String>> {
         None
+    }
+
+    /// Whether it only ever adds files (an append-only SFTP account): nothing is removed or
+    /// replaced there, so removals are left to the storage's owner and no lock file is kept.
+    fn append_only(&self) -> bool {
+        false
     }
 }
 
@@ -120,6 +127,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn extend_lock(&self, path: &str) -> Option<StoreResult<String>> {
         (**self).extend_lock(path)
+    }
+    fn append_only(&self) -> bool {
+        (**self).append_only()
     }
 }
 

@@ -82,4 +82,7 @@ impl Store for Refusing {
     fn extend_lock(&self, path: &str) -> Option<super::StoreResult<String>> {
         self.inner.extend_lock(path)
     }
+    fn append_only(&self) -> bool {
+        self.inner.append_only()
+    }
 }

@@ -9,6 +9,10 @@
 //! open for writing), so the renames' own order on disk is the server filesystem's: ext4, XFS,
 //! btrfs and ZFS journal them in order, so a snapshot never survives without its packs.
 
+mod append_only;
+
+pub use append_only::folders as append_only_folders;
+
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use openssh_sftp_client::{
@@ -30,6 +34,7 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         key_file,
         path,
         host_key_checking,
+        append_only,
     } = kind
     else {
         unreachable!("sftp::open is called for sftp targets")
@@ -66,7 +71,7 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         // is a prefix, so that a wrong path shows absent instead of being created.
         .root("/")
         .known_hosts_strategy(strategy);
-    let store = OpendalStore::new(
+    let reads = OpendalStore::new(
         builder,
         policy,
         location,
@@ -74,9 +79,14 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         Atomicity::TmpThenRename,
         true,
     )?
-    .with_prefix(path)
-    .with_durable(Box::new(durable));
-    Ok(Box::new(store))
+    .with_prefix(path);
+    if *append_only {
+        return Ok(Box::new(append_only::AppendOnly {
+            reads,
+            server: durable,
+        }));
+    }
+    Ok(Box::new(reads.with_durable(Box::new(durable))))
 }
 
 /// Syncs files and folders on the server through one SFTP session, opened at the first write.

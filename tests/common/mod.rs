@@ -1083,3 +1083,71 @@ pub fn locked_target(name: &str, bucket: &str, mode: &str, days: u32) -> String 
         env("S3LOCK_ENDPOINT"),
     )
 }
+
+/// An `append_only` SFTP target on the test server's append-only account, its folder prepared
+/// by the storage owner's script (`contrib/sftp-append-only/prepare-folder.sh`) unless
+/// `prepared` is false; returns (toml, folder on disk).
+pub fn append_only_target(name: &str, prefix: &str, prepared: bool) -> (String, String) {
+    let path = format!("{}/{prefix}", env("SFTP_AO_ROOT"));
+    if prepared {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("contrib/sftp-append-only/prepare-folder.sh");
+        let out = Command::new(script)
+            .args([path.as_str(), env("SFTP_AO_USER").as_str()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let toml = format!(
+        "[[target]]\nname = \"{name}\"\nkind = \"sftp\"\nhost = \"{}\"\nport = {}\nuser = \"{}\"\n\
+         key_file = \"{}\"\npath = \"{path}\"\nappend_only = true\ntimeout = 10\nretries = 1\n\n",
+        env("SFTP_HOST"),
+        env("SFTP_PORT"),
+        env("SFTP_AO_USER"),
+        env("SFTP_KEY"),
+    );
+    (toml, path)
+}
+
+/// Runs `sftp` batch commands as `user` on the test server, each allowed to fail (`-` prefix);
+/// returns what it printed.
+pub fn sftp_batch(user: &str, commands: &[String]) -> String {
+    use std::io::Write;
+    let batch: String = commands.iter().map(|c| format!("-{c}\n")).collect();
+    let mut child = Command::new("sftp")
+        .args(["-b", "-", "-P", &env("SFTP_PORT"), "-i", &env("SFTP_KEY")])
+        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", env("SFTP_KNOWN_HOSTS")))
+        .arg(format!("{user}@{}", env("SFTP_HOST")))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(batch.as_bytes())
+        .unwrap();
+    text(&child.wait_with_output().unwrap())
+}
+
+/// Every file below `dir` on this machine (relative path -> bytes), at any depth.
+pub fn files_below(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}

@@ -438,7 +438,8 @@ fn pending_deletions(
         ));
     }
     problems.retain(|p| !deletions.deletes(&p.path));
-    for (_, c) in checked {
+    // An append-only target keeps what is deleted: left to its owner, not a problem.
+    for (_, c) in checked.iter().filter(|(_, c)| !c.store.append_only()) {
         for path in deletions.pending(c.inv.files.keys()) {
             problems.push(Problem::new(
                 &c.probed.cfg.name,

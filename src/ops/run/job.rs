@@ -440,12 +440,17 @@ impl Job<'_> {
         ctx.update_state(|s| s.record_command("verify", code, secs));
     }
 
-    /// Once a day, when a target claims protection (S3 Object Lock): `check --immutability`.
+    /// Once a day, when a target claims protection (S3 Object Lock, append-only SFTP):
+    /// `check --immutability`.
     /// A canary that can be destroyed fails the run as damage does (exit 5, hooks, ping).
     fn immutability(&mut self) {
         let ctx = self.ctx;
         let cfg = ctx.cfg();
-        if !cfg.targets.iter().any(crate::config::TargetConfig::locks) {
+        if !cfg
+            .targets
+            .iter()
+            .any(crate::config::TargetConfig::claims_protection)
+        {
             return;
         }
         let daily: Within = "1d".parse().expect("a valid period");

@@ -286,7 +286,13 @@ pub fn run<P: ProgressBars>(
             t.deletions_pending = deletions
                 .pending(inv.files.keys())
                 .len()
-                .saturating_sub(obeyed.files_removed);
+                .saturating_sub(obeyed.files_removed + obeyed.files_left);
+            if obeyed.files_left > 0 {
+                t.detail.get_or_insert(format!(
+                    "append-only: {} deleted file(s) left to the storage's owner",
+                    obeyed.files_left
+                ));
+            }
             if let Some(e) = obeyed.error {
                 t.state = TargetState::Incomplete;
                 t.detail.get_or_insert(format!("deletions not obeyed: {e}"));

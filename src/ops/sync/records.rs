@@ -124,6 +124,10 @@ pub(super) fn compact(
         let Some(store) = p.store.as_deref() else {
             return Err(format!("`{}` has no store", p.cfg.name));
         };
+        // An append-only target keeps its records beside the tombstone: they say the same.
+        if store.append_only() {
+            return Ok(());
+        }
         old.iter()
             .chain(&superseded)
             .filter(|r| **r != tomb_path)
