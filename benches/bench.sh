@@ -163,3 +163,6 @@ for k in ("cairn-check-4t", "cairn-check-4t-read"):
         print(f"{k}: 4 targets, {files} files, {hashed:.0f} MB hashed, {t:.1f}s, "
               f"{rss/1024:.0f} MiB peak RSS, {len(r['problems'])} problems")
 PY
+
+# Many small files (issue 30): its own tree and table (BENCH_SMALL_FILES=N files, 0 skips).
+[ "${BENCH_SMALL_FILES:-250000}" = 0 ] || CAIRN_BIN="$CAIRN" benches/smallfiles.sh

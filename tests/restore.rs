@@ -207,3 +207,42 @@ fn two_copies_damaged_in_different_blobs_still_give_the_file_back() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("read from `b`"), "{}", text(&o));
 }
+
+/// Small files are read several to a request, pack by pack: a request one copy fails (a blob
+/// of another file in it damaged) and the other fails too (a different file damaged there)
+/// falls back to each file alone, so every file still comes back.
+#[test]
+fn two_copies_damaged_in_different_small_files_of_one_pack_still_give_every_file_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (config, _, _) = two_local_targets(tmp.path(), "first.bin", &pseudo_random(11, 3000));
+    let src = tmp.path().join("src");
+    for i in 0..60 {
+        fs::write(
+            src.join(format!("doc-{i:02}.bin")),
+            pseudo_random(200 + i, 3000),
+        )
+        .unwrap();
+    }
+    expect_code(&cairn(&config, &["backup"]), 0);
+    let (a, b) = (open_store(&config, "a"), open_store(&config, "b"));
+    let packs: std::collections::BTreeSet<String> = file_packs(&config, "a")
+        .into_iter()
+        .filter(|(p, _)| p.contains("doc-"))
+        .flat_map(|(_, packs)| packs)
+        .collect();
+    assert_eq!(packs.len(), 1, "the 60 files share one pack");
+    let path = pack_path(packs.first().unwrap());
+    let bytes = a.read(&path).unwrap();
+    let header = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()) as usize;
+    let blobs_end = bytes.len() - 4 - header;
+    // The first and the last blob of a pack of 60 blobs of ~3 KB.
+    flip_at(a.as_ref(), &path, 100);
+    flip_at(b.as_ref(), &path, blobs_end - 100);
+    let dest = tmp.path().join("restored");
+    let o = cairn(
+        &config,
+        &["restore", "latest", "--target", dest.to_str().unwrap()],
+    );
+    expect_code(&o, 0);
+    assert_same_tree(&src, &restored(&dest, &src));
+}

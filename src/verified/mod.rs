@@ -183,7 +183,87 @@ impl Contents {
     }
 }
 
-fn is_zeros(b: &[u8]) -> bool {
+/// A file whose blobs are one read of one pack (a small file), to be read with others of the
+/// same pack ([`Contents::fetch_many`]).
+#[derive(Debug)]
+pub(crate) struct Piece(Group);
+
+impl Piece {
+    pub(crate) fn pack(&self) -> Id {
+        self.0.pack
+    }
+    pub(crate) fn offset(&self) -> u64 {
+        self.0.offset
+    }
+    pub(crate) fn end(&self) -> u64 {
+        self.0.offset + self.0.length
+    }
+}
+
+/// Most bytes read for several small files in one request.
+pub(crate) const MAX_MANY: u64 = MAX_READ;
+
+impl Contents {
+    /// The file's blobs as one [`Piece`] when they are one read (`None`: several reads, or
+    /// none for an empty file).
+    ///
+    /// # Errors
+    /// A blob of the file is in no index.
+    pub(crate) fn one_read<S: IndexedFull>(
+        repo: &Repository<S>,
+        node: &Node,
+    ) -> Result<Option<Piece>, String> {
+        let mut groups = plan(repo, node)?;
+        Ok(if groups.len() == 1 {
+            groups.pop().map(Piece)
+        } else {
+            None
+        })
+    }
+
+    /// The blobs of each of `pieces` (of one pack, within [`MAX_MANY`] bytes), read in one
+    /// request from the first target whose copy of every one is sound. Where no target gives
+    /// them all, each piece is read alone, so that copies damaged in different places still
+    /// give every file back.
+    pub(crate) fn fetch_many(&self, pieces: &[&Piece]) -> Vec<Result<Vec<Bytes>, String>> {
+        let (Some(first), true) = (pieces.first(), pieces.len() > 1) else {
+            return pieces.iter().map(|p| self.fetch(&p.0)).collect();
+        };
+        let start = pieces.iter().map(|p| p.offset()).min().unwrap_or(0);
+        let end = pieces.iter().map(|p| p.end()).max().unwrap_or(start);
+        let mut blobs = Vec::new();
+        for p in pieces {
+            // Within MAX_MANY of `start`: fits a usize.
+            #[allow(clippy::cast_possible_truncation)]
+            let shift = (p.offset() - start) as usize;
+            blobs.extend(p.0.blobs.iter().map(|b| Blob {
+                id: b.id,
+                at: shift + b.at,
+                length: b.length,
+                plain: b.plain,
+            }));
+        }
+        let all = Group {
+            pack: first.pack(),
+            offset: start,
+            length: end - start,
+            blobs,
+        };
+        match self.fetch(&all) {
+            Ok(plain) => {
+                let mut plain = plain.into_iter();
+                pieces
+                    .iter()
+                    .map(|p| Ok(plain.by_ref().take(p.0.blobs.len()).collect()))
+                    .collect()
+            }
+            Err(_) => pieces.iter().map(|p| self.fetch(&p.0)).collect(),
+        }
+    }
+}
+
+/// Whether `b` is all zeros (a blob a sparse file skips over).
+pub(crate) fn is_zeros(b: &[u8]) -> bool {
     const ZEROS: [u8; 4096] = [0; 4096];
     b.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()])
 }

@@ -1,6 +1,8 @@
 //! `cairn restore`: a snapshot, or a path inside it, into a folder, from one chosen target or
 //! from whichever target answers. Existing files are never overwritten unless asked.
 
+mod files;
+
 use std::{
     collections::BTreeSet,
     io::Read,
@@ -363,7 +365,7 @@ pub fn run<P: ProgressBars>(
     observer.writing_to(&[]);
     let contents = Contents::new(&session.fanout, &repo.key()).map_err(Error::Input)?;
     let if_changed = opts.overwrite == Overwrite::IfChanged;
-    let written = write_contents(
+    let written = files::write_all(
         &repo,
         &contents,
         chosen()?,
@@ -372,12 +374,16 @@ pub fn run<P: ProgressBars>(
         if_changed,
     );
     quiet.store(true, Ordering::Relaxed);
-    // Then rustic_core for the rest: folders, links, special files, hard links, and every
-    // entry's metadata. It takes a written file (size and mtime as in the snapshot) as there.
-    let restored = written.and_then(|unchanged| {
-        report.unchanged = unchanged;
+    // Then rustic_core for the rest: folders, links, special files, hard links, files with
+    // extended attributes, and their metadata. It takes a written file (size and mtime as in
+    // the snapshot) as there; the files finished above it never sees.
+    let restored = written.and_then(|w| {
+        report.unchanged = w.unchanged;
+        let rest = || -> Result<_> {
+            Ok(chosen()?.filter(|r| r.as_ref().map_or(true, |(p, _)| !w.done.contains(p))))
+        };
         let mopts = RestoreOptions::default();
-        let (listing, again) = (chosen()?, chosen()?);
+        let (listing, again) = (rest()?, rest()?);
         Ok(repo
             .prepare_restore(&mopts, listing, &dest, false)
             .and_then(|plan| repo.restore(plan, &mopts, again, &dest))?)
@@ -452,111 +458,6 @@ fn same_as_snapshot<S: IndexedFull>(
     let mut rest = [0u8; 1];
     if f.read(&mut rest).map_err(|e| e.to_string())? > 0 {
         return Err(format!("longer than in the snapshot ({total} bytes)"));
-    }
-    Ok(())
-}
-
-/// Files written at once; each reads its next blobs while it writes.
-const WRITERS: usize = 4;
-
-/// Writes the content of every file of `entries` into place, [`WRITERS`] files at a time, each
-/// streamed blob by blob with every blob checked ([`Contents`]): memory stays a few reads per
-/// writer whatever the size of the restore (rustic_core's own restore buffers what its 20
-/// readers fetch without bound: 1.5 GiB for a 1 GiB tree), and a read error is an error, not
-/// a panic. Each file gets its mtime, so the metadata pass that follows takes it as restored;
-/// the second and later names of a hard link are left to that pass, which links them. With
-/// `if_changed`, an existing file whose content is the snapshot's is kept (only its mtime set);
-/// how many were is returned.
-fn write_contents<S: IndexedFull + Sync>(
-    repo: &Repository<S>,
-    contents: &Contents,
-    entries: impl Iterator<Item = rustic_core::RusticResult<(PathBuf, Node)>>,
-    (dest_root, is_file): (&Path, bool),
-    total: u64,
-    if_changed: bool,
-) -> Result<u64> {
-    let mut linked = BTreeSet::new();
-    let mut files = Vec::new();
-    for entry in entries {
-        let (path, node) = entry?;
-        if node.node_type != NodeType::File {
-            continue;
-        }
-        if node.meta.links > 1 && !linked.insert((node.meta.device_id, node.meta.inode)) {
-            continue;
-        }
-        files.push((dest_path(dest_root, &path, is_file), node));
-    }
-    let bar = repo.progress_bytes("restoring");
-    bar.set_length(total);
-    let results = crate::par::map(&files, WRITERS, |(target, node)| {
-        if if_changed && same_as_snapshot(repo, node, target).is_ok() {
-            bar.inc(node.meta.size);
-            return keep(node, target).map(|()| 1);
-        }
-        write_one(repo, contents, node, target, &bar).map(|()| 0)
-    });
-    bar.finish();
-    results.into_iter().sum()
-}
-
-/// An existing file identical to the snapshot's: only its mtime is set, so the metadata pass
-/// takes it as restored.
-fn keep(node: &Node, target: &Path) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| Error::Io {
-        path: target.to_path_buf(),
-        source,
-    };
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(target)
-        .map_err(io)?;
-    if let Some(mtime) = node.meta.mtime {
-        file.set_modified(std::time::SystemTime::from(mtime))
-            .map_err(io)?;
-    }
-    Ok(())
-}
-
-fn write_one<S: IndexedFull + Sync>(
-    repo: &Repository<S>,
-    contents: &Contents,
-    node: &Node,
-    target: &Path,
-    bar: &Progress,
-) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| Error::Io {
-        path: target.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = target.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    // Never through a link (the way was cleared of them), and the owner's alone until the
-    // metadata pass gives it its mode.
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(target)
-        .map_err(io)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let length = contents
-        .write(repo, node, &mut out, |n| bar.inc(n))
-        .map_err(|why| {
-            Error::Input(format!("{} could not be restored: {why}", target.display()))
-        })?;
-    let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-    // Holes (blobs of zeros skipped over) at the end are made by the length alone.
-    file.set_len(length).map_err(io)?;
-    if let Some(mtime) = node.meta.mtime {
-        file.set_modified(std::time::SystemTime::from(mtime))
-            .map_err(io)?;
     }
     Ok(())
 }
