@@ -7,14 +7,14 @@
 //! attributes); the files finished here it never sees.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{BTreeSet, HashMap},
     fs::{File, FileTimes, Permissions},
     io::{Seek, SeekFrom, Write},
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::{
         Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::SystemTime,
 };
@@ -33,23 +33,30 @@ use crate::{
 
 /// Files written at once; each reads its next blobs while it writes.
 const WRITERS: usize = 4;
+/// Most bytes of other blobs read between two small files read together: a few requests
+/// saved are not worth reading much that nobody asked for (a verification's sample is sparse).
+const MAX_GAP: u64 = 64 << 10;
+/// Files planned and written together: a window of the listing, so that memory stays flat
+/// whatever the number of files (the small files of a folder sit together in its packs).
+const WINDOW: usize = 8192;
 
-/// What the pass did.
-pub(super) struct Written {
-    /// Existing files found identical (with `if-changed`): only their metadata was set.
-    pub unchanged: u64,
-    /// The snapshot paths of the files finished here, metadata and all.
-    pub done: HashSet<PathBuf>,
+/// One regular file to write: where it goes, its node.
+pub(crate) struct Job {
+    pub(crate) target: PathBuf,
+    pub(crate) node: Node,
 }
 
-struct Job {
-    rel: PathBuf,
-    target: PathBuf,
-    node: Node,
+/// Whether this pass finishes `node` (content and metadata), so rustic_core's must not see it:
+/// a regular file with one name and no extended attributes.
+pub(super) fn finished_here(node: &Node) -> bool {
+    node.node_type == NodeType::File
+        && node.meta.links <= 1
+        && node.meta.extended_attributes.is_empty()
 }
 
-/// Writes every regular file of `entries` into place (see the module documentation). With
-/// `if_changed`, an existing file whose content is the snapshot's is kept.
+/// Writes every regular file of `entries` into place (see the module documentation), a
+/// window at a time; stops at the first file that cannot be restored. With `if_changed`, an
+/// existing file whose content is the snapshot's is kept. Returns how many were kept so.
 pub(super) fn write_all<S: IndexedFull + Sync>(
     repo: &Repository<S>,
     contents: &Contents,
@@ -57,9 +64,27 @@ pub(super) fn write_all<S: IndexedFull + Sync>(
     (dest_root, is_file): (&Path, bool),
     total: u64,
     if_changed: bool,
-) -> Result<Written> {
+) -> Result<u64> {
+    let bar = repo.progress_bytes("restoring");
+    bar.set_length(total);
+    let writer = Writer::new(repo, contents, if_changed, true);
+    let flush = |window: &mut Vec<Job>| -> Result<()> {
+        if !is_file {
+            // Folders once each, parents first (the way was cleared of links before).
+            let dirs: BTreeSet<&Path> = window.iter().filter_map(|j| j.target.parent()).collect();
+            for d in dirs {
+                std::fs::create_dir_all(d).map_err(|source| Error::Io {
+                    path: d.to_path_buf(),
+                    source,
+                })?;
+            }
+        }
+        let written = writer.write(window, &bar);
+        window.clear();
+        written.into_iter().collect::<Result<Vec<()>>>().map(drop)
+    };
     let mut linked = BTreeSet::new();
-    let mut jobs = Vec::new();
+    let mut window = Vec::with_capacity(WINDOW);
     for entry in entries {
         let (rel, node) = entry?;
         if node.node_type != NodeType::File {
@@ -70,92 +95,121 @@ pub(super) fn write_all<S: IndexedFull + Sync>(
             continue;
         }
         let target = dest_path(dest_root, &rel, is_file);
-        jobs.push(Job { rel, target, node });
-    }
-    // Folders once each, parents first (the way was cleared of links before).
-    if !is_file {
-        let dirs: BTreeSet<&Path> = jobs.iter().filter_map(|j| j.target.parent()).collect();
-        for d in dirs {
-            std::fs::create_dir_all(d).map_err(|source| Error::Io {
-                path: d.to_path_buf(),
-                source,
-            })?;
+        window.push(Job { target, node });
+        if window.len() == WINDOW {
+            flush(&mut window)?;
         }
     }
-    let not_restored = |j: &Job, why: String| {
-        Error::Input(format!(
-            "{} could not be restored: {why}",
-            j.target.display()
-        ))
-    };
-    let mut small: Vec<(usize, Piece)> = Vec::new();
-    let mut other = Vec::new();
-    for (i, j) in jobs.iter().enumerate() {
-        match Contents::one_read(repo, &j.node).map_err(|why| not_restored(j, why))? {
-            Some(p) => small.push((i, p)),
-            None => other.push(i),
-        }
-    }
-    // Pack order: neighbours in a pack are read together.
-    small.sort_by_key(|(_, p)| (p.pack(), p.offset()));
-    let mut batches: Vec<Vec<(usize, &Piece)>> = Vec::new();
-    for (i, p) in &small {
-        if let Some(b) = batches.last_mut()
-            && let Some((_, first)) = b.first()
-            && first.pack() == p.pack()
-            && p.end().saturating_sub(first.offset()) <= MAX_MANY
-        {
-            b.push((*i, p));
-            continue;
-        }
-        batches.push(vec![(*i, p)]);
-    }
-
-    let bar = repo.progress_bytes("restoring");
-    bar.set_length(total);
-    let pass = Pass {
-        repo,
-        contents,
-        if_changed,
-        bar: &bar,
-        owners: Owners::default(),
-        unchanged: AtomicU64::new(0),
-    };
-    let read_together = crate::par::map(&batches, WRITERS, |batch| {
-        let pieces: Vec<&Piece> = batch.iter().map(|(_, p)| *p).collect();
-        for ((i, _), got) in batch.iter().zip(contents.fetch_many(&pieces)) {
-            let j = &jobs[*i];
-            let blobs = got.map_err(|why| not_restored(j, why))?;
-            pass.file(j, Some(&blobs))?;
-        }
-        Ok(())
-    });
-    read_together.into_iter().collect::<Result<Vec<()>>>()?;
-    let streamed = crate::par::map(&other, WRITERS, |i| pass.file(&jobs[*i], None));
-    streamed.into_iter().collect::<Result<Vec<()>>>()?;
+    flush(&mut window)?;
     bar.finish();
-    Ok(Written {
-        unchanged: pass.unchanged.into_inner(),
-        done: jobs
-            .into_iter()
-            .filter(|j| j.node.meta.links <= 1 && j.node.meta.extended_attributes.is_empty())
-            .map(|j| j.rel)
-            .collect(),
-    })
+    Ok(writer.unchanged.load(Ordering::Relaxed))
 }
 
-struct Pass<'a, S: IndexedFull> {
+/// Writes files, contents and metadata, [`WRITERS`] at a time.
+pub(crate) struct Writer<'a, S: IndexedFull> {
     repo: &'a Repository<S>,
     contents: &'a Contents,
     if_changed: bool,
-    bar: &'a Progress,
     owners: Owners,
     unchanged: AtomicU64,
+    /// Set at the first failure when told to stop there: what is left is not attempted.
+    stop_at_first: bool,
+    stopped: AtomicBool,
 }
 
-impl<S: IndexedFull + Sync> Pass<'_, S> {
+impl<'a, S: IndexedFull + Sync> Writer<'a, S> {
+    /// With `stop_at_first`, the files after a failure are not attempted (their result is
+    /// that failure's words).
+    pub(crate) fn new(
+        repo: &'a Repository<S>,
+        contents: &'a Contents,
+        if_changed: bool,
+        stop_at_first: bool,
+    ) -> Self {
+        Self {
+            repo,
+            contents,
+            if_changed,
+            owners: Owners::default(),
+            unchanged: AtomicU64::new(0),
+            stop_at_first,
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    /// Writes each of `jobs` (their folders exist); each one's result, in order. Small files
+    /// are read together in pack order, the others streamed.
+    pub(crate) fn write(&self, jobs: &[Job], bar: &Progress) -> Vec<Result<()>> {
+        let mut results: Vec<Option<Result<()>>> = (0..jobs.len()).map(|_| None).collect();
+        let mut small: Vec<(usize, Piece)> = Vec::new();
+        let mut other = Vec::new();
+        for (i, j) in jobs.iter().enumerate() {
+            match Contents::one_read(self.repo, &j.node) {
+                Ok(Some(p)) => small.push((i, p)),
+                Ok(None) => other.push(i),
+                Err(why) => results[i] = Some(Err(not_restored(j, &why))),
+            }
+        }
+        // Pack order: neighbours in a pack are read together.
+        small.sort_by_key(|(_, p)| (p.pack(), p.offset()));
+        // A piece joins the read before it when it lies in the same pack, at most MAX_GAP
+        // after the end of that read, and the read stays within MAX_MANY.
+        let mut batches: Vec<(u64, Vec<(usize, &Piece)>)> = Vec::new();
+        for (i, p) in &small {
+            if let Some((end, b)) = batches.last_mut()
+                && let Some((_, first)) = b.first()
+                && first.pack() == p.pack()
+                && p.offset() <= *end + MAX_GAP
+                && p.end().saturating_sub(first.offset()) <= MAX_MANY
+            {
+                *end = (*end).max(p.end());
+                b.push((*i, p));
+                continue;
+            }
+            batches.push((p.end(), vec![(*i, p)]));
+        }
+        let batches: Vec<Vec<(usize, &Piece)>> = batches.into_iter().map(|(_, b)| b).collect();
+        let read_together = crate::par::map(&batches, WRITERS, |batch| {
+            if self.stopped.load(Ordering::Relaxed) {
+                return batch.iter().map(|(i, _)| (*i, Err(stopped()))).collect();
+            }
+            let pieces: Vec<&Piece> = batch.iter().map(|(_, p)| *p).collect();
+            batch
+                .iter()
+                .zip(self.contents.fetch_many(&pieces))
+                .map(|((i, _), got)| {
+                    let j = &jobs[*i];
+                    let done = got
+                        .map_err(|why| not_restored(j, &why))
+                        .and_then(|blobs| self.file(j, Some(&blobs), bar));
+                    (*i, self.note(done))
+                })
+                .collect::<Vec<_>>()
+        });
+        let streamed = crate::par::map(&other, WRITERS, |i| {
+            if self.stopped.load(Ordering::Relaxed) {
+                return (*i, Err(stopped()));
+            }
+            (*i, self.note(self.file(&jobs[*i], None, bar)))
+        });
+        for (i, r) in read_together.into_iter().flatten().chain(streamed) {
+            results[i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(stopped())))
+            .collect()
+    }
+
+    fn note(&self, r: Result<()>) -> Result<()> {
+        if r.is_err() && self.stop_at_first {
+            self.stopped.store(true, Ordering::Relaxed);
+        }
+        r
+    }
+
     /// One file: written from `blobs` (its whole content) or streamed, then its metadata.
-    fn file(&self, j: &Job, blobs: Option<&[Bytes]>) -> Result<()> {
+    fn file(&self, j: &Job, blobs: Option<&[Bytes]>, bar: &Progress) -> Result<()> {
         let io = |source| Error::Io {
             path: j.target.clone(),
             source,
@@ -172,26 +226,21 @@ impl<S: IndexedFull + Sync> Pass<'_, S> {
         };
         let file = if self.if_changed && same_as_snapshot(self.repo, &j.node, &j.target).is_ok() {
             self.unchanged.fetch_add(1, Ordering::Relaxed);
-            self.bar.inc(j.node.meta.size);
+            bar.inc(j.node.meta.size);
             open(false)?
         } else {
             let mut file = open(true)?;
             match blobs {
                 Some(blobs) => {
                     put(&mut file, blobs).map_err(io)?;
-                    self.bar.inc(j.node.meta.size);
+                    bar.inc(j.node.meta.size);
                 }
                 None => {
                     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
                     let length = self
                         .contents
-                        .write(self.repo, &j.node, &mut out, |n| self.bar.inc(n))
-                        .map_err(|why| {
-                            Error::Input(format!(
-                                "{} could not be restored: {why}",
-                                j.target.display()
-                            ))
-                        })?;
+                        .write(self.repo, &j.node, &mut out, |n| bar.inc(n))
+                        .map_err(|why| not_restored(j, &why))?;
                     file = out.into_inner().map_err(|e| io(e.into_error()))?;
                     // Holes (blobs of zeros skipped over) at the end are made by the length.
                     file.set_len(length).map_err(io)?;
@@ -201,6 +250,17 @@ impl<S: IndexedFull + Sync> Pass<'_, S> {
         };
         self.owners.set_metadata(&file, &j.node).map_err(io)
     }
+}
+
+fn not_restored(j: &Job, why: &str) -> Error {
+    Error::Input(format!(
+        "{} could not be restored: {why}",
+        j.target.display()
+    ))
+}
+
+fn stopped() -> Error {
+    Error::Input("not restored: the restore stopped at an earlier failure".into())
 }
 
 /// Writes `blobs` from the start of a new file; a blob of zeros is skipped over, so a sparse

@@ -1,10 +1,10 @@
 //! `cairn restore`: a snapshot, or a path inside it, into a folder, from one chosen target or
 //! from whichever target answers. Existing files are never overwritten unless asked.
 
-mod files;
+pub(crate) mod files;
 
 use std::{
-    collections::BTreeSet,
+    collections::HashSet,
     io::Read,
     path::{Path, PathBuf},
     sync::{
@@ -213,7 +213,7 @@ pub fn run<P: ProgressBars>(
     };
     let mut seen = destination::Seen::default();
     // First pass: what is kept, by the patterns; a folder is kept for what it holds.
-    let mut kept: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut kept: HashSet<PathBuf> = HashSet::new();
     let mut excluded_dirs: Vec<PathBuf> = Vec::new();
     let mut included_dirs: Vec<PathBuf> = Vec::new();
     let mut filtered_out = 0;
@@ -254,7 +254,7 @@ pub fn run<P: ProgressBars>(
             continue;
         }
         for a in path.ancestors().skip(1) {
-            if !a.as_os_str().is_empty() {
+            if !a.as_os_str().is_empty() && !kept.contains(a) {
                 kept.insert(a.to_path_buf());
             }
         }
@@ -291,6 +291,8 @@ pub fn run<P: ProgressBars>(
     for path in &left_as_they_are {
         kept.remove(path);
     }
+    // The usual whole restore: no listing needs filtering again.
+    let all_kept = filtered_out == 0 && left_as_they_are.is_empty();
     if !opts.include.is_empty() && files + skipped + dirs == 0 {
         return Err(Error::Usage(format!(
             "--include {} matches nothing in the snapshot; nothing was restored",
@@ -360,7 +362,7 @@ pub fn run<P: ProgressBars>(
     let chosen = || -> Result<_> {
         Ok(repo
             .ls(&node, &ls_opts)?
-            .filter(|r| r.as_ref().map_or(true, |(p, _)| kept.contains(p))))
+            .filter(|r| all_kept || r.as_ref().map_or(true, |(p, _)| kept.contains(p))))
     };
     observer.writing_to(&[]);
     let contents = Contents::new(&session.fanout, &repo.key()).map_err(Error::Input)?;
@@ -377,10 +379,10 @@ pub fn run<P: ProgressBars>(
     // Then rustic_core for the rest: folders, links, special files, hard links, files with
     // extended attributes, and their metadata. It takes a written file (size and mtime as in
     // the snapshot) as there; the files finished above it never sees.
-    let restored = written.and_then(|w| {
-        report.unchanged = w.unchanged;
+    let restored = written.and_then(|unchanged| {
+        report.unchanged = unchanged;
         let rest = || -> Result<_> {
-            Ok(chosen()?.filter(|r| r.as_ref().map_or(true, |(p, _)| !w.done.contains(p))))
+            Ok(chosen()?.filter(|r| r.as_ref().map_or(true, |(_, n)| !files::finished_here(n))))
         };
         let mopts = RestoreOptions::default();
         let (listing, again) = (rest()?, rest()?);

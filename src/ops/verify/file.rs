@@ -1,26 +1,27 @@
 //! The checks of one sampled file on one target: its chunks and size, the live source, and a
 //! real restore of it.
 
-use std::{
-    fs::File,
-    io::Read,
-    os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-};
+use std::{fs::File, io::Read, os::unix::fs::PermissionsExt, path::Path};
 
 use rustic_core::{
-    BlobId, Id, LocalDestination, LsOptions, RestoreOptions,
+    BlobId, Id,
     repofile::{BlobType, Node},
 };
 use sha2::{Digest, Sha256};
 
 use super::FailureClass;
-use crate::{destination, sample::Candidate};
+use crate::{
+    destination,
+    ops::restore::files::{Job, Writer},
+    sample::Candidate,
+};
 
 /// How one sampled file fared on one target.
 pub(super) struct FileOutcome {
     pub(super) failure: Option<(FailureClass, String)>,
     pub(super) source: SourceCheck,
+    /// The SHA-256 of the whole content, once every chunk passed.
+    pub(super) digest: Option<[u8; 32]>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -59,7 +60,9 @@ pub(super) fn check_file<S: rustic_core::IndexedFull>(
     let fail = |class, what: String, source: SourceCheck| FileOutcome {
         failure: Some((class, what)),
         source,
+        digest: None,
     };
+    let mut digest = Sha256::new();
     for data_id in node.content.iter().flatten() {
         let entry = repo
             .get_index_entry(data_id)
@@ -107,6 +110,7 @@ pub(super) fn check_file<S: rustic_core::IndexedFull>(
                 );
             }
         }
+        digest.update(&blob);
         size += blob.len() as u64;
     }
     if size != node.meta.size {
@@ -127,6 +131,7 @@ pub(super) fn check_file<S: rustic_core::IndexedFull>(
     FileOutcome {
         failure: None,
         source: source_state,
+        digest: Some(digest.finalize().into()),
     }
 }
 
@@ -142,59 +147,54 @@ fn source_unchanged(path: &Path, node: &Node) -> bool {
     m.is_file() && m.len() == node.meta.size && mtime.is_some() && mtime == node.meta.mtime
 }
 
-/// Files restored together. rustic_core reads the holes between a batch's chunks in a pack (up
-/// to 256 KiB each) to save requests; measured on a 1 GiB corpus (10% sample, 637 files, 4
-/// local targets): 1 file per restore 14.6 s / 80 MB read per target, 8: 7.8 s / 81 MB,
-/// 32: 6.9 s / 85 MB, all at once: 7.2 s / 118 MB.
-const RESTORE_BATCH: usize = 16;
+/// A sampled file whose chunks passed: its node, its path in the snapshot, its content's
+/// SHA-256.
+pub(super) type Restorable = (Node, String, [u8; 32]);
 
-/// Restores the sampled files (node, path in the snapshot) through rustic_core's restore and
-/// checks each one's content, mode and mtime on disk, [`RESTORE_BATCH`] files per restore:
-/// rustic_core starts 20 reader threads per restore, so a restore per file cost most of a
-/// sample's time.
-/// A path sampled from two snapshots goes in a later batch; a batch that fails is restored
-/// again file by file, so the failure is pinned on the files it concerns.
-pub(super) fn check_restores<S: rustic_core::IndexedFull>(
+/// Restores the sampled files (node, path in the snapshot, content digest) as `cairn
+/// restore` writes files (contents and metadata in one pass, small files read together by
+/// pack, every blob checked, from this target alone through `contents`) and checks each one's
+/// content, mode and mtime on disk. A path sampled twice (from two snapshots) is restored in a
+/// later round, so each is checked against its own snapshot.
+pub(super) fn check_restores<S: rustic_core::IndexedFull + Sync>(
     repo: &rustic_core::Repository<S>,
-    files: &[(Node, String)],
+    contents: &crate::verified::Contents,
+    files: &[Restorable],
     restore_root: &Path,
 ) -> Vec<Result<(), (FailureClass, String)>> {
     let mut results = vec![Ok(()); files.len()];
     let mut remaining: Vec<usize> = (0..files.len()).collect();
     while !remaining.is_empty() {
         let mut seen = std::collections::BTreeSet::new();
-        let (mut batch, mut later) = (Vec::new(), Vec::new());
+        let (mut round, mut later) = (Vec::new(), Vec::new());
         for i in remaining {
-            if batch.len() < RESTORE_BATCH && seen.insert(files[i].1.as_str()) {
-                batch.push(i);
+            if seen.insert(files[i].1.as_str()) {
+                round.push(i);
             } else {
                 later.push(i);
             }
         }
         let mut ready = Vec::new();
-        for i in batch {
+        for i in round {
             match clear_way(&files[i].0, restore_root, &files[i].1) {
                 Ok(()) => ready.push(i),
                 Err(e) => results[i] = Err(e),
             }
         }
-        ready.sort_by(|a, b| files[*a].1.cmp(&files[*b].1));
-        let nodes = || {
-            ready
-                .iter()
-                .map(|&i| Ok((PathBuf::from(&files[i].1), files[i].0.clone())))
-        };
-        let root = restore_root.to_string_lossy();
-        let opts = RestoreOptions::default();
-        let restored = LocalDestination::new(&root, true, false).and_then(|dest| {
-            repo.prepare_restore(&opts, nodes(), &dest, false)
-                .and_then(|plan| repo.restore(plan, &opts, nodes(), &dest))
-        });
-        for &i in &ready {
-            let (node, path) = &files[i];
-            results[i] = match &restored {
-                Ok(()) => check_written(repo, node, &restore_root.join(path)),
-                Err(_) => check_restore(repo, node, restore_root, path),
+        let jobs: Vec<Job> = ready
+            .iter()
+            .map(|&i| Job {
+                target: restore_root.join(&files[i].1),
+                node: files[i].0.clone(),
+            })
+            .collect();
+        let writer = Writer::new(repo, contents, false, false);
+        let written = writer.write(&jobs, &rustic_core::Progress::hidden());
+        for (&i, w) in ready.iter().zip(written) {
+            let (node, path, digest) = &files[i];
+            results[i] = match w {
+                Ok(()) => check_written(node, &restore_root.join(path), digest),
+                Err(e) => Err((FailureClass::Unreadable, format!("restore failed: {e}"))),
             };
         }
         remaining = later;
@@ -229,39 +229,11 @@ fn clear_way(
     Ok(())
 }
 
-/// Restores one file alone (to pin a failed batch's error on its files) and checks it.
-fn check_restore<S: rustic_core::IndexedFull>(
-    repo: &rustic_core::Repository<S>,
-    node: &Node,
-    restore_root: &Path,
-    c_path: &str,
-) -> std::result::Result<(), (FailureClass, String)> {
-    clear_way(node, restore_root, c_path)?;
-    let dest = &restore_root.join(c_path);
-    let unreadable = |what: String| (FailureClass::Unreadable, what);
-    let d = dest.to_string_lossy();
-    let local = LocalDestination::new(&d, true, true)
-        .map_err(|e| unreadable(format!("restore: {}", crate::error::rustic_words(&e))))?;
-    let ls = LsOptions::default();
-    let opts = RestoreOptions::default();
-    let restored = repo
-        .ls(node, &ls)
-        .and_then(|nodes| repo.prepare_restore(&opts, nodes, &local, false))
-        .and_then(|plan| repo.restore(plan, &opts, repo.ls(node, &ls)?, &local));
-    restored.map_err(|e| {
-        unreadable(format!(
-            "restore failed: {}",
-            crate::error::rustic_words(&e)
-        ))
-    })?;
-    check_written(repo, node, dest)
-}
-
 /// The restored file at `dest` holds the node's content, mode and mtime.
-fn check_written<S: rustic_core::IndexedFull>(
-    repo: &rustic_core::Repository<S>,
+fn check_written(
     node: &Node,
     dest: &Path,
+    digest: &[u8; 32],
 ) -> std::result::Result<(), (FailureClass, String)> {
     let unreadable = |what: String| (FailureClass::Unreadable, what);
     let mut f = File::open(dest)
@@ -280,15 +252,7 @@ fn check_written<S: rustic_core::IndexedFull>(
         written += n as u64;
     }
     let mismatch = |what: String| (FailureClass::Mismatch, format!("restored file: {what}"));
-    // The expected content hash: the chunks in order (each already checked against its id).
-    let mut expected = Sha256::new();
-    for id in node.content.iter().flatten() {
-        let blob = repo
-            .get_blob_cached(&BlobId::from(**id), BlobType::Data)
-            .map_err(|e| unreadable(crate::error::rustic_words(&e)))?;
-        expected.update(&blob);
-    }
-    if written != node.meta.size || hasher.finalize() != expected.finalize() {
+    if written != node.meta.size || hasher.finalize()[..] != digest[..] {
         return Err(mismatch(format!(
             "content differs ({written} bytes written)"
         )));

@@ -10,7 +10,8 @@
 //!   name; packs are read chunk by chunk, never whole, so a sample costs what it checks (whole
 //!   packs are hashed by `check --read-data`), and the bytes read are counted per target;
 //! - if the live source file still has the snapshot's size and mtime, its bytes are compared;
-//! - the file is written to disk by rustic_core's restore and its content, mode and mtime checked.
+//! - the file is written to disk as `cairn restore` writes it (contents and metadata in one pass)
+//!   and its content, mode and mtime checked.
 //!
 //! Content is streamed chunk by chunk (at most one chunk, ≤ 8 MiB, held per file).
 //!
@@ -54,7 +55,7 @@ use crate::{
     state,
 };
 
-use file::{FileOutcome, SourceCheck, check_file, check_restores};
+use file::{FileOutcome, Restorable, SourceCheck, check_file, check_restores};
 pub use hook::run_hook;
 pub use report::{Cause, Failure, FailureClass, TargetVerify, VerifyReport, causes, write_report};
 use witness::{Witness, diagnose_pack, witness_failures};
@@ -154,17 +155,7 @@ pub fn run<P: ProgressBars + Clone>(
 
     let mut candidates = Vec::new();
     for snap in &snaps {
-        let root = repo.node_from_snapshot_and_path(snap, "")?;
-        for item in repo.ls(&root, &LsOptions::default().recursive(true))? {
-            let (path, node) = item?;
-            if node.node_type == NodeType::File {
-                candidates.push(Candidate {
-                    snapshot: snap.id.to_hex().to_string(),
-                    path: path.to_string_lossy().into_owned(),
-                    size: node.meta.size,
-                });
-            }
-        }
+        candidates.extend(candidates_of(&repo, snap)?);
     }
     let total = candidates.len();
     let seed = opts.seed.unwrap_or_else(rand::random);
@@ -288,6 +279,115 @@ fn blank(p: &Probed, state: TargetState) -> TargetVerify {
 /// How a sampled file's failure begins when the trees above it could not be read.
 const TREE_UNREADABLE: &str = "the snapshot's tree cannot be read down to it";
 
+/// Sampled files checked at once on a target (reading, decrypting and hashing their chunks and
+/// the trees above them is CPU work: one core was idle).
+const CHECKERS: usize = 2;
+
+/// The files of `snap`, to sample from. Listing them is most of a small sample's time (every
+/// tree read and parsed), so the folders below the first few levels are listed on
+/// [`CHECKERS`] threads; the order is the same for the same snapshot, so a seed gives the same
+/// sample.
+fn candidates_of<S: rustic_core::IndexedFull + Sync>(
+    repo: &rustic_core::Repository<S>,
+    snap: &SnapshotFile,
+) -> Result<Vec<Candidate>> {
+    let snapshot = snap.id.to_hex().to_string();
+    let candidate = |path: &Path, node: &Node| Candidate {
+        snapshot: snapshot.clone(),
+        path: path.to_string_lossy().into_owned(),
+        size: node.meta.size,
+    };
+    let mut out = Vec::new();
+    // Breadth first from the root until there are folders enough to share out.
+    let mut frontier = vec![(PathBuf::new(), repo.node_from_snapshot_and_path(snap, "")?)];
+    while !frontier.is_empty() && frontier.len() < 4 * CHECKERS {
+        let mut next = Vec::new();
+        for (path, dir) in frontier {
+            let Some(id) = dir.subtree else { continue };
+            for node in repo.get_tree(&id)?.nodes {
+                let below = path.join(node.name());
+                match node.node_type {
+                    NodeType::File => out.push(candidate(&below, &node)),
+                    NodeType::Dir => next.push((below, node)),
+                    _ => {}
+                }
+            }
+        }
+        frontier = next;
+    }
+    let listed = crate::par::map(
+        &frontier,
+        CHECKERS,
+        |(path, dir)| -> Result<Vec<Candidate>> {
+            let mut files = Vec::new();
+            for item in repo.ls(dir, &LsOptions::default().recursive(true))? {
+                let (rel, node) = item?;
+                if node.node_type == NodeType::File {
+                    files.push(candidate(&path.join(rel), &node));
+                }
+            }
+            Ok(files)
+        },
+    );
+    for files in listed {
+        out.extend(files?);
+    }
+    Ok(out)
+}
+
+/// The value behind `m`, even if a checker panicked while holding it (the panic is raised
+/// again when the checkers are joined).
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Trees read from the target being verified, each parsed once while kept: the sampled files
+/// share the trees above them (a snapshot's root, its top folders). Bounded: emptied when
+/// full, so memory does not grow with the sample.
+#[derive(Default)]
+struct Trees(BTreeMap<rustic_core::TreeId, rustic_core::repofile::Tree>);
+
+impl Trees {
+    const MAX: usize = 256;
+}
+
+/// The node at `path` below the tree `root`, read as [`rustic_core::Repository::node_from_path`]
+/// reads it (from this target), through `trees`.
+fn node_at<S: rustic_core::IndexedFull>(
+    repo: &rustic_core::Repository<S>,
+    root: rustic_core::TreeId,
+    path: &str,
+    trees: &mut Trees,
+) -> std::result::Result<Node, String> {
+    let mut id = root;
+    let mut found: Option<Node> = None;
+    for part in std::path::Path::new(path).components() {
+        let std::path::Component::Normal(name) = part else {
+            continue;
+        };
+        if let Some(n) = &found {
+            id = n
+                .subtree
+                .ok_or_else(|| format!("`{}` is not a folder", n.name().to_string_lossy()))?;
+        }
+        if !trees.0.contains_key(&id) {
+            let tree = repo
+                .get_tree(&id)
+                .map_err(|e| crate::error::rustic_words(&e))?;
+            if trees.0.len() >= Trees::MAX {
+                trees.0.clear();
+            }
+            trees.0.insert(id, tree);
+        }
+        let node = trees.0[&id].nodes.iter().find(|n| n.name() == name);
+        found =
+            Some(node.cloned().ok_or_else(|| {
+                format!("`{}` is not in its folder's tree", name.to_string_lossy())
+            })?);
+    }
+    found.ok_or_else(|| "the path names no file".to_string())
+}
+
 fn verify_target<P: ProgressBars + Clone>(
     p: &Probed,
     password: &Secret,
@@ -346,48 +446,57 @@ fn verify_target<P: ProgressBars + Clone>(
     let progress = pb.progress(ProgressType::Counter, &format!("verify {name}"));
     progress.set_length(sample.len() as u64);
 
-    let mut snapshots: BTreeMap<&str, std::result::Result<SnapshotFile, String>> = BTreeMap::new();
-    // The first failure met in a pack speaks for it: the files it affects are one cause.
-    let mut diagnosed: BTreeMap<Id, (FailureClass, String)> = BTreeMap::new();
-    // Each pack's header, read once: a sampled chunk must sit where its pack says.
+    // Shared by the checkers: each snapshot read once; the first failure met in a pack speaks
+    // for it (the files it affects are one cause); each pack's header read once (a sampled
+    // chunk must sit where its pack says).
+    let snapshots: Mutex<BTreeMap<String, std::result::Result<SnapshotFile, String>>> =
+        Mutex::default();
+    let diagnosed: Mutex<BTreeMap<Id, (FailureClass, String)>> = Mutex::default();
     let cipher = crate::sealed::Cipher::new(&repo.key()).ok();
-    let mut headers: BTreeMap<Id, std::result::Result<Vec<header::Entry>, header::Unusable>> =
-        BTreeMap::new();
-    let mut outcomes = Vec::with_capacity(sample.len());
-    // Files whose chunks passed, restored together afterwards: (outcome, node, path).
-    let mut to_restore: Vec<(usize, Node, String)> = Vec::new();
-    for c in sample {
-        t.files += 1;
-        t.bytes += c.size;
-        let snap = snapshots.entry(&c.snapshot).or_insert_with(|| {
-            repo.get_snapshot_from_str(&c.snapshot, |_| true)
-                .map_err(|e| crate::error::rustic_words(&e))
-        });
-        let outcome = match snap {
-            Err(e) => FileOutcome {
-                failure: Some((
-                    FailureClass::Missing,
-                    format!("snapshot {} cannot be read: {e}", &c.snapshot[..8]),
-                )),
-                source: SourceCheck::NotChecked,
-            },
-            Ok(snap) => match repo.node_from_snapshot_and_path(snap, &c.path) {
-                Err(e) => FileOutcome {
+    let headers: Mutex<BTreeMap<Id, std::result::Result<Vec<header::Entry>, header::Unusable>>> =
+        Mutex::default();
+    // Each checker's trees, handed from one file to the next.
+    let pool: Mutex<Vec<Trees>> = Mutex::default();
+    let checked = crate::par::map(sample, CHECKERS, |c| {
+        let snap = locked(&snapshots)
+            .entry(c.snapshot.clone())
+            .or_insert_with(|| {
+                repo.get_snapshot_from_str(&c.snapshot, |_| true)
+                    .map_err(|e| crate::error::rustic_words(&e))
+            })
+            .clone();
+        let mut trees = locked(&pool).pop().unwrap_or_default();
+        let checked = match snap {
+            Err(e) => (
+                FileOutcome {
                     failure: Some((
                         FailureClass::Missing,
-                        format!("{TREE_UNREADABLE}: {}", crate::error::rustic_words(&e)),
+                        format!("snapshot {} cannot be read: {e}", &c.snapshot[..8]),
                     )),
                     source: SourceCheck::NotChecked,
+                    digest: None,
                 },
+                None,
+            ),
+            Ok(snap) => match node_at(&repo, snap.tree, &c.path, &mut trees) {
+                Err(e) => (
+                    FileOutcome {
+                        failure: Some((FailureClass::Missing, format!("{TREE_UNREADABLE}: {e}"))),
+                        source: SourceCheck::NotChecked,
+                        digest: None,
+                    },
+                    None,
+                ),
                 Ok(node) => {
                     let mut diagnose = |pack: Id, e: &rustic_core::RusticError| {
-                        diagnosed
+                        locked(&diagnosed)
                             .entry(pack)
                             .or_insert_with(|| diagnose_pack(store.as_ref(), &pack, e))
                             .clone()
                     };
                     let mut placed = |pack: Id, (offset, length): (u32, u32), id: &Id| {
                         let cipher = cipher.as_ref()?;
+                        let mut headers = locked(&headers);
                         let entries = headers.entry(pack).or_insert_with(|| {
                             let (entries, read) = header::read(store.as_ref(), cipher, &pack);
                             witness.read.fetch_add(read, Ordering::Relaxed);
@@ -420,22 +529,44 @@ fn verify_target<P: ProgressBars + Clone>(
                         Some((FailureClass::Mismatch, why))
                     };
                     let o = check_file(&repo, &node, c, &mut diagnose, &mut placed);
-                    if o.failure.is_none() {
-                        to_restore.push((outcomes.len(), node, c.path.clone()));
-                    }
-                    o
+                    let restorable = match (&o.failure, o.digest) {
+                        (None, Some(digest)) => Some((node, c.path.clone(), digest)),
+                        _ => None,
+                    };
+                    (o, restorable)
                 }
             },
         };
-        outcomes.push(outcome);
+        locked(&pool).push(trees);
         progress.inc(1);
+        checked
+    });
+    let mut outcomes = Vec::with_capacity(sample.len());
+    // Files whose chunks passed, restored together afterwards.
+    let mut to_restore: Vec<(usize, Node, String, [u8; 32])> = Vec::new();
+    for (c, (o, restorable)) in sample.iter().zip(checked) {
+        t.files += 1;
+        t.bytes += c.size;
+        if let Some((node, path, digest)) = restorable {
+            to_restore.push((outcomes.len(), node, path, digest));
+        }
+        outcomes.push(o);
     }
-    let (at, files): (Vec<usize>, Vec<(Node, String)>) =
-        to_restore.into_iter().map(|(i, n, p)| (i, (n, p))).unzip();
-    for (i, result) in at
+    let (at, files): (Vec<usize>, Vec<Restorable>) = to_restore
         .into_iter()
-        .zip(check_restores(&repo, &files, restore_root))
-    {
+        .map(|(i, n, p, d)| (i, (n, p, d)))
+        .unzip();
+    let restored = match crate::verified::Contents::new(&witness.inner, &repo.key()) {
+        Ok(contents) => {
+            let r = check_restores(&repo, &contents, &files, restore_root);
+            witness
+                .read
+                .fetch_add(contents.bytes_read(), Ordering::Relaxed);
+            r
+        }
+        Err(why) => vec![Err((FailureClass::Unreadable, why)); files.len()],
+    };
+    for (i, result) in at.into_iter().zip(restored) {
         outcomes[i].failure = result.err();
     }
     progress.finish();
