@@ -296,6 +296,69 @@ fn overwrite(bucket: &str, key: &str, tmp: &Path) {
     assert_eq!(code, 200, "{body}");
 }
 
+/// What an attacker holding the bucket's credentials does through the S3 API: every object
+/// deleted, then `config` and every key file overwritten.
+fn destroy_through_s3(b: &str, tmp: &Path) {
+    let (_, listing) = s3_lock_request("GET", &format!("{b}?list-type=2&prefix=repo/"), &[], None);
+    let keys: Vec<&str> = listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|r| r.split("</Key>").next())
+        .collect();
+    for key in &keys {
+        assert_eq!(
+            s3_lock_request("DELETE", &format!("{b}/{key}"), &[], None).0,
+            204
+        );
+    }
+    overwrite(b, "repo/config", tmp);
+    for key in keys.iter().filter(|k| k.starts_with("repo/keys/")) {
+        overwrite(b, key, tmp);
+    }
+}
+
+/// From `config`, each of `snapshots` (id, content of `ledger`) restored from `vault` as of
+/// `before` is byte-identical, and `verify --as-of` of every snapshot passes there.
+fn restores_and_verifies_as_of(
+    config: &Path,
+    before: &str,
+    snapshots: &[(&str, &[u8])],
+    tmp: &Path,
+    ledger: &Path,
+) {
+    for (id, content) in snapshots {
+        let dest = tmp.join(format!("restored-{id}"));
+        let out = cairn(
+            config,
+            &[
+                "--as-of",
+                before,
+                "restore",
+                id,
+                "--target",
+                dest.to_str().unwrap(),
+                "--from",
+                "vault",
+            ],
+        );
+        expect_code(&out, 0);
+        assert_eq!(&fs::read(restored(&dest, ledger)).unwrap()[..], *content);
+    }
+    let out = cairn(
+        config,
+        &[
+            "--as-of",
+            before,
+            "verify",
+            "--only",
+            "vault",
+            "--snapshots",
+            "all",
+        ],
+    );
+    expect_code(&out, 0);
+}
+
 #[test]
 fn after_an_attack_with_the_hosts_own_keys_the_bucket_is_read_and_recovered_as_it_stood() {
     let tmp = tempfile::tempdir().unwrap();
@@ -339,22 +402,7 @@ fn after_an_attack_with_the_hosts_own_keys_the_bucket_is_read_and_recovered_as_i
         &cairn(&config, &["forget", "--keep-last", "1", "--prune"]),
         0,
     );
-    let (_, listing) = s3_lock_request("GET", &format!("{b}?list-type=2&prefix=repo/"), &[], None);
-    let keys: Vec<&str> = listing
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|r| r.split("</Key>").next())
-        .collect();
-    for key in &keys {
-        assert_eq!(
-            s3_lock_request("DELETE", &format!("{b}/{key}"), &[], None).0,
-            204
-        );
-    }
-    overwrite(&b, "repo/config", tmp.path());
-    for key in keys.iter().filter(|k| k.starts_with("repo/keys/")) {
-        overwrite(&b, key, tmp.path());
-    }
+    destroy_through_s3(&b, tmp.path());
 
     // A clean configuration on another machine: the bucket and an empty folder.
     let clean = tmp.path().join("clean");
@@ -383,37 +431,8 @@ fn after_an_attack_with_the_hosts_own_keys_the_bucket_is_read_and_recovered_as_i
             "{id} not listed as of {before}: {listed}"
         );
     }
-    for (id, content) in ids.iter().zip([&first, &second]) {
-        let dest = tmp.path().join(format!("restored-{id}"));
-        let out = cairn(
-            &clean_config,
-            &[
-                "--as-of",
-                &before,
-                "restore",
-                id,
-                "--target",
-                dest.to_str().unwrap(),
-                "--from",
-                "vault",
-            ],
-        );
-        expect_code(&out, 0);
-        assert_eq!(&fs::read(restored(&dest, &ledger)).unwrap(), content);
-    }
-    let out = cairn(
-        &clean_config,
-        &[
-            "--as-of",
-            &before,
-            "verify",
-            "--only",
-            "vault",
-            "--snapshots",
-            "all",
-        ],
-    );
-    expect_code(&out, 0);
+    let both: Vec<(&str, &[u8])> = vec![(&ids[0], &first), (&ids[1], &second)];
+    restores_and_verifies_as_of(&clean_config, &before, &both, tmp.path(), &ledger);
     // Writing commands do not read the past.
     expect_code(&cairn(&clean_config, &["--as-of", &before, "backup"]), 2);
     expect_code(
@@ -502,22 +521,7 @@ fn a_host_taken_over_with_every_key_cannot_destroy_the_locked_bucket_nor_the_app
         text(&out)
     );
     // Through each storage's own API: every object deleted, `config` and the keys overwritten.
-    let (_, listing) = s3_lock_request("GET", &format!("{b}?list-type=2&prefix=repo/"), &[], None);
-    let keys: Vec<&str> = listing
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|r| r.split("</Key>").next())
-        .collect();
-    for key in &keys {
-        assert_eq!(
-            s3_lock_request("DELETE", &format!("{b}/{key}"), &[], None).0,
-            204
-        );
-    }
-    overwrite(&b, "repo/config", tmp.path());
-    for key in keys.iter().filter(|k| k.starts_with("repo/keys/")) {
-        overwrite(&b, key, tmp.path());
-    }
+    destroy_through_s3(&b, tmp.path());
     let junk = tmp.path().join("junk");
     fs::write(&junk, b"overwritten by the attacker").unwrap();
     for (user, dir) in [
@@ -607,37 +611,11 @@ fn a_host_taken_over_with_every_key_cannot_destroy_the_locked_bucket_nor_the_app
             "{id} as of {before}: {listed}"
         );
     }
-    for (id, content) in &nights {
-        let dest = tmp.path().join(format!("restored-{id}"));
-        let out = cairn(
-            &clean_config,
-            &[
-                "--as-of",
-                &before,
-                "restore",
-                id,
-                "--target",
-                dest.to_str().unwrap(),
-                "--from",
-                "vault",
-            ],
-        );
-        expect_code(&out, 0);
-        assert_eq!(&fs::read(restored(&dest, &ledger)).unwrap(), content);
-    }
-    let out = cairn(
-        &clean_config,
-        &[
-            "--as-of",
-            &before,
-            "verify",
-            "--only",
-            "vault",
-            "--snapshots",
-            "all",
-        ],
-    );
-    expect_code(&out, 0);
+    let all: Vec<(&str, &[u8])> = nights
+        .iter()
+        .map(|(id, c)| (id.as_str(), c.as_slice()))
+        .collect();
+    restores_and_verifies_as_of(&clean_config, &before, &all, tmp.path(), &ledger);
     let out = cairn(
         &clean_config,
         &[

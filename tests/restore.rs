@@ -169,6 +169,12 @@ fn a_pack_no_target_holds_intact_is_an_error_naming_the_file_not_a_crash() {
 }
 
 /// Flips one byte of the file at `path` on `store`, `at` bytes from its start.
+/// Where a pack's blobs end (its header follows, then the header's length).
+fn blobs_end(pack: &[u8]) -> usize {
+    let header = u32::from_le_bytes(pack[pack.len() - 4..].try_into().unwrap()) as usize;
+    pack.len() - 4 - header
+}
+
 fn flip_at(store: &dyn cairn::store::Store, path: &str, at: usize) {
     let mut bytes = store.read(path).unwrap().to_vec();
     bytes[at] ^= 0x40;
@@ -188,9 +194,7 @@ fn two_copies_damaged_in_different_blobs_still_give_the_file_back() {
     assert!(!packs.is_empty());
     for pack in &packs {
         let path = pack_path(pack);
-        let bytes = a.read(&path).unwrap();
-        let header = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()) as usize;
-        let blobs_end = bytes.len() - 4 - header;
+        let blobs_end = blobs_end(&a.read(&path).unwrap());
         // A chunk is at least 512 KiB: the pack's first and last bytes of blobs lie in
         // different blobs.
         assert!(blobs_end > 1 << 20, "pack {pack} holds one blob only");
@@ -232,10 +236,8 @@ fn two_copies_damaged_in_different_small_files_of_one_pack_still_give_every_file
         .collect();
     assert_eq!(packs.len(), 1, "the 60 files share one pack");
     let path = pack_path(packs.first().unwrap());
-    let bytes = a.read(&path).unwrap();
-    let header = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().unwrap()) as usize;
-    let blobs_end = bytes.len() - 4 - header;
     // The first and the last blob of a pack of 60 blobs of ~3 KB.
+    let blobs_end = blobs_end(&a.read(&path).unwrap());
     flip_at(a.as_ref(), &path, 100);
     flip_at(b.as_ref(), &path, blobs_end - 100);
     let dest = tmp.path().join("restored");
