@@ -81,7 +81,12 @@ pub(super) fn write_all<S: IndexedFull + Sync>(
         }
         let written = writer.write(window, &bar);
         window.clear();
-        written.into_iter().collect::<Result<Vec<()>>>().map(drop)
+        // The failure itself, not a file left out after it.
+        written
+            .into_iter()
+            .flatten()
+            .collect::<Result<Vec<()>>>()
+            .map(drop)
     };
     let mut linked = BTreeSet::new();
     let mut window = Vec::with_capacity(WINDOW);
@@ -118,8 +123,7 @@ pub(crate) struct Writer<'a, S: IndexedFull> {
 }
 
 impl<'a, S: IndexedFull + Sync> Writer<'a, S> {
-    /// With `stop_at_first`, the files after a failure are not attempted (their result is
-    /// that failure's words).
+    /// With `stop_at_first`, the files after a failure are not attempted.
     pub(crate) fn new(
         repo: &'a Repository<S>,
         contents: &'a Contents,
@@ -137,9 +141,10 @@ impl<'a, S: IndexedFull + Sync> Writer<'a, S> {
         }
     }
 
-    /// Writes each of `jobs` (their folders exist); each one's result, in order. Small files
-    /// are read together in pack order, the others streamed.
-    pub(crate) fn write(&self, jobs: &[Job], bar: &Progress) -> Vec<Result<()>> {
+    /// Writes each of `jobs` (their folders exist); each one's result, in order, `None` for a
+    /// file not attempted (after a failure, when told to stop there). Small files are read
+    /// together in pack order, the others streamed.
+    pub(crate) fn write(&self, jobs: &[Job], bar: &Progress) -> Vec<Option<Result<()>>> {
         let mut results: Vec<Option<Result<()>>> = (0..jobs.len()).map(|_| None).collect();
         let mut small: Vec<(usize, Piece)> = Vec::new();
         let mut other = Vec::new();
@@ -171,7 +176,7 @@ impl<'a, S: IndexedFull + Sync> Writer<'a, S> {
         let batches: Vec<Vec<(usize, &Piece)>> = batches.into_iter().map(|(_, b)| b).collect();
         let read_together = crate::par::map(&batches, WRITERS, |batch| {
             if self.stopped.load(Ordering::Relaxed) {
-                return batch.iter().map(|(i, _)| (*i, Err(stopped()))).collect();
+                return Vec::new();
             }
             let pieces: Vec<&Piece> = batch.iter().map(|(_, p)| *p).collect();
             batch
@@ -184,21 +189,22 @@ impl<'a, S: IndexedFull + Sync> Writer<'a, S> {
                         .and_then(|blobs| self.file(j, Some(&blobs), bar));
                     (*i, self.note(done))
                 })
-                .collect::<Vec<_>>()
+                .collect()
         });
         let streamed = crate::par::map(&other, WRITERS, |i| {
             if self.stopped.load(Ordering::Relaxed) {
-                return (*i, Err(stopped()));
+                return None;
             }
-            (*i, self.note(self.file(&jobs[*i], None, bar)))
+            Some((*i, self.note(self.file(&jobs[*i], None, bar))))
         });
-        for (i, r) in read_together.into_iter().flatten().chain(streamed) {
+        for (i, r) in read_together
+            .into_iter()
+            .flatten()
+            .chain(streamed.into_iter().flatten())
+        {
             results[i] = Some(r);
         }
         results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(stopped())))
-            .collect()
     }
 
     fn note(&self, r: Result<()>) -> Result<()> {
@@ -257,10 +263,6 @@ fn not_restored(j: &Job, why: &str) -> Error {
         "{} could not be restored: {why}",
         j.target.display()
     ))
-}
-
-fn stopped() -> Error {
-    Error::Input("not restored: the restore stopped at an earlier failure".into())
 }
 
 /// Writes `blobs` from the start of a new file; a blob of zeros is skipped over, so a sparse

@@ -193,8 +193,10 @@ pub(super) fn check_restores<S: rustic_core::IndexedFull + Sync>(
         for (&i, w) in ready.iter().zip(written) {
             let (node, path, digest) = &files[i];
             results[i] = match w {
-                Ok(()) => check_written(node, &restore_root.join(path), digest),
-                Err(e) => Err((FailureClass::Unreadable, format!("restore failed: {e}"))),
+                Some(Ok(())) => check_written(node, &restore_root.join(path), digest),
+                Some(Err(e)) => Err((FailureClass::Unreadable, format!("restore failed: {e}"))),
+                // The writer is told to attempt every file.
+                None => Err((FailureClass::Unreadable, "not restored".into())),
             };
         }
         remaining = later;
