@@ -36,6 +36,7 @@ pub(super) struct Section {
     exclude_if_present: Vec<String>,
     #[serde(default)]
     one_file_system: bool,
+    uploads_in_flight: Option<std::num::NonZeroUsize>,
     targets: Option<Spanned<Vec<String>>>,
     retention: Option<RetentionConfig>,
     verify: Option<Spanned<VerifyConfig>>,
@@ -229,6 +230,7 @@ pub(super) fn views(
                         tags: s.tags,
                         exclude_if_present: s.exclude_if_present,
                         one_file_system: s.one_file_system,
+                        uploads_in_flight: s.uploads_in_flight,
                     },
                     place,
                     sources_line: src.key_line(span.clone(), "sources"),

@@ -210,6 +210,11 @@ pub struct BackupConfig {
     /// Do not cross filesystem boundaries.
     #[serde(default)]
     pub one_file_system: bool,
+    /// Packs uploaded at once while the backup goes on (default 2): each is held in memory
+    /// until every target has it (a data pack is about 16 MiB; 32 MiB in a repository
+    /// initialised by an earlier cairn).
+    #[serde(default)]
+    pub uploads_in_flight: Option<std::num::NonZeroUsize>,
 }
 
 /// `[vault]`: where the credentials vault is and how its passphrase is found.

@@ -5,7 +5,8 @@
 //! write is dropped for the rest of the run and receives nothing more: since rustic_core writes
 //! packs, then index files, then the snapshot, a dropped target can never get a snapshot whose
 //! data it lacks. The run fails only when no target is left. Reads go to the targets in order and
-//! fall back to the next one on any error.
+//! fall back to the next one on any error. Packs are uploaded without rustic_core waiting for
+//! them, a few at a time ([`uploads`]); everything that depends on them waits.
 
 use std::sync::{Arc, Mutex, atomic::Ordering};
 
@@ -22,9 +23,11 @@ use crate::{
 };
 
 pub mod member;
+mod uploads;
 
 use member::first_sound;
 pub use member::{Dropped, Member};
+use uploads::InFlight;
 
 /// Listings by file type: ids with sizes.
 type Listings = Vec<(FileType, Vec<(Id, u32)>)>;
@@ -46,7 +49,14 @@ pub struct Fanout {
     /// Files already read and checked by cairn, handed to rustic_core's first read of them
     /// instead of reading them again.
     preread: Arc<Mutex<std::collections::BTreeMap<String, Bytes>>>,
+    /// Pack uploads started and not yet stored (or failed).
+    in_flight: Arc<InFlight>,
 }
+
+/// Packs uploaded at once when not told otherwise: what keeps a remote target's per-file
+/// round trips and its server's sync off the chunker's path (each data pack is ~32 MiB held in
+/// memory until every target has it).
+pub const UPLOADS_IN_FLIGHT: usize = 2;
 
 impl Fanout {
     /// A fan-out over `members`, read in the given order.
@@ -60,7 +70,21 @@ impl Fanout {
             hidden: Arc::default(),
             deferred: Arc::default(),
             preread: Arc::default(),
+            in_flight: Arc::new(InFlight::new(UPLOADS_IN_FLIGHT)),
         }
+    }
+
+    /// This fan-out, with at most `packs` pack uploads in flight (at least one).
+    #[must_use]
+    pub fn with_uploads_in_flight(mut self, packs: usize) -> Self {
+        self.in_flight = Arc::new(InFlight::new(packs));
+        self
+    }
+
+    /// Waits until every pack upload started has been stored or has failed (and dropped its
+    /// target).
+    pub fn settle(&self) {
+        self.in_flight.settle();
     }
 
     /// This fan-out, reading every file only from a target whose copy hashes to its name.
@@ -149,9 +173,19 @@ impl Fanout {
         m.fail(why);
     }
 
-    /// Runs `f` on each active member, concurrently; a member whose call fails is dropped.
-    /// Fails only when no member succeeded.
+    /// Runs `f` on each active member, concurrently, once every upload in flight has landed; a
+    /// member whose call fails is dropped. Fails only when no member succeeded.
     fn on_all(
+        &self,
+        what: &str,
+        f: impl Fn(&dyn Store) -> StoreResult<u64> + Sync,
+    ) -> RusticResult<()> {
+        self.settle();
+        self.on_active(what, f)
+    }
+
+    /// [`Self::on_all`] without waiting for uploads in flight.
+    fn on_active(
         &self,
         what: &str,
         f: impl Fn(&dyn Store) -> StoreResult<u64> + Sync,
@@ -250,6 +284,7 @@ impl ReadBackend for Fanout {
     }
 
     fn list_with_size(&self, tpe: FileType) -> RusticResult<Vec<(Id, u32)>> {
+        self.settle();
         let decided = self.listings.lock().ok().and_then(|l| {
             l.iter()
                 .find(|(t, _)| *t == tpe)
@@ -269,6 +304,7 @@ impl ReadBackend for Fanout {
 
     fn read_full(&self, tpe: FileType, id: &Id) -> RusticResult<Bytes> {
         let path = file_path(tpe, id);
+        self.in_flight.wait_for(&path);
         if let Some(bytes) = self.preread.lock().ok().and_then(|mut p| p.remove(&path)) {
             return Ok(bytes);
         }
@@ -287,6 +323,7 @@ impl ReadBackend for Fanout {
         length: u32,
     ) -> RusticResult<Bytes> {
         let path = file_path(tpe, id);
+        self.in_flight.wait_for(&path);
         if let Some(packs) = &self.verified
             && tpe != FileType::Config
         {
@@ -328,10 +365,33 @@ impl WriteBackend for Fanout {
         let path = file_path(tpe, id);
         let parts = buf.into_vec();
         let size: u64 = parts.iter().map(|b| b.len() as u64).sum();
+        let what = format!("writing {path}");
         // Bytes clones share one allocation: every target writes the same buffers.
-        self.on_all(&format!("writing {path}"), |s| {
-            s.write(&path, parts.clone()).map(|()| size)
-        })
+        let write = move |s: &dyn Store| s.write(&path, parts.clone()).map(|()| size);
+        if tpe != FileType::Pack {
+            return self.on_all(&what, write);
+        }
+        // Fail now rather than take a pack no target can store; a failure in flight drops its
+        // targets, and the next file written or the next settling says so.
+        if self.active().is_empty() {
+            return Err(no_target(&what, &self.members));
+        }
+        let landing = self.in_flight.start(&file_path(tpe, id));
+        let fan = self.clone();
+        std::thread::Builder::new()
+            .name("cairn-upload".into())
+            .spawn(move || {
+                let _landed = landing;
+                // Its error is each failed target's, recorded when it is dropped.
+                let _ = fan.on_active(&what, write);
+            })
+            .map(drop)
+            .map_err(|e| {
+                RusticError::new(
+                    ErrorKind::Backend,
+                    format!("cannot start an upload thread: {e}"),
+                )
+            })
     }
 
     fn remove(&self, tpe: FileType, id: &Id, _cacheable: bool) -> RusticResult<()> {
@@ -383,14 +443,8 @@ mod tests {
             Bytes::from_static(b"pack").into(),
         )
         .unwrap();
-        let dropped = f.members()[0].failure().unwrap();
-        assert!(
-            matches!(&dropped, Dropped::Store { error, .. } if error.kind == StoreErrorKind::Transient),
-            "{dropped}"
-        );
-        assert!(dropped.to_string().contains("disk on fire"));
-        assert_eq!(f.members()[1].bytes_written(), 4);
-        // Later files, the snapshot above all, go only to the targets still in the run.
+        // The pack's upload is in flight; the snapshot waits for it, so it goes only to the
+        // targets still in the run.
         f.write_bytes(
             FileType::Snapshot,
             &id2,
@@ -398,11 +452,144 @@ mod tests {
             Bytes::from_static(b"snap").into(),
         )
         .unwrap();
+        let dropped = f.members()[0].failure().unwrap();
+        assert!(
+            matches!(&dropped, Dropped::Store { error, .. } if error.kind == StoreErrorKind::Transient),
+            "{dropped}"
+        );
+        assert!(dropped.to_string().contains("disk on fire"));
+        assert_eq!(f.members()[1].bytes_written(), 8);
         assert!(!a.path().join(file_path(FileType::Snapshot, &id2)).exists());
         assert!(b.path().join(file_path(FileType::Snapshot, &id2)).exists());
         // Reads skip the dropped target and come from the good one.
         assert_eq!(&f.read_full(FileType::Pack, &id).unwrap()[..], b"pack");
         assert_eq!(f.list_with_size(FileType::Pack).unwrap(), vec![(id, 4)]);
+    }
+
+    /// A store whose pack writes wait for `gate`, then fail; any other write opens the gate
+    /// first and goes through.
+    #[derive(Debug)]
+    struct PackFailsLate {
+        inner: Box<dyn Store>,
+        gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    }
+
+    impl PackFailsLate {
+        fn open(gate: &(Mutex<bool>, std::sync::Condvar)) {
+            *gate.0.lock().unwrap() = true;
+            gate.1.notify_all();
+        }
+    }
+
+    impl Store for PackFailsLate {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn stat(&self, p: &str) -> StoreResult<Option<u64>> {
+            self.inner.stat(p)
+        }
+        fn read(&self, p: &str) -> StoreResult<Bytes> {
+            self.inner.read(p)
+        }
+        fn read_range(&self, p: &str, o: u64, l: u64) -> StoreResult<Bytes> {
+            self.inner.read_range(p, o, l)
+        }
+        fn write(&self, p: &str, parts: Vec<Bytes>) -> StoreResult<()> {
+            if !p.starts_with("data/") {
+                Self::open(&self.gate);
+                return self.inner.write(p, parts);
+            }
+            let (open, opened) = &*self.gate;
+            drop(opened.wait_while(open.lock().unwrap(), |o| !*o).unwrap());
+            Err(StoreError::new(StoreErrorKind::Permanent, "pack refused"))
+        }
+        fn list(&self, d: &str) -> StoreResult<Vec<(String, u64)>> {
+            self.inner.list(d)
+        }
+        fn delete(&self, p: &str) -> StoreResult<()> {
+            self.inner.delete(p)
+        }
+        fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
+            self.inner.create_dirs(dirs)
+        }
+    }
+
+    #[test]
+    fn an_index_waits_for_the_packs_in_flight_and_skips_a_target_that_failed_one() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let late = PackFailsLate {
+            inner: local(a.path()),
+            gate: gate.clone(),
+        };
+        let f = fanout(vec![Box::new(late), local(b.path())]);
+        let (pack, index) = (Id::random(), Id::random());
+        f.write_bytes(
+            FileType::Pack,
+            &pack,
+            false,
+            Bytes::from_static(b"pack").into(),
+        )
+        .unwrap();
+        let writer = {
+            let f = f.clone();
+            std::thread::spawn(move || {
+                f.write_bytes(
+                    FileType::Index,
+                    &index,
+                    false,
+                    Bytes::from_static(b"idx").into(),
+                )
+            })
+        };
+        // Either the index reached a store while the pack was still on its way (the gate is
+        // open: the fault this test is for), or it is held back until the pack lands.
+        while !*gate.0.lock().unwrap() && f.in_flight.waiting.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        PackFailsLate::open(&gate);
+        writer.join().unwrap().unwrap();
+        assert!(
+            !a.path().join(file_path(FileType::Index, &index)).exists(),
+            "an index reached a target before the pack it names was stored there"
+        );
+        assert!(b.path().join(file_path(FileType::Index, &index)).exists());
+        assert!(
+            f.members()[0]
+                .failure()
+                .unwrap()
+                .to_string()
+                .contains("pack refused")
+        );
+    }
+
+    #[test]
+    fn a_pack_no_target_stored_fails_the_index_written_after_it() {
+        let a = tempfile::tempdir().unwrap();
+        let f = fanout(vec![on_fire(local(a.path()))]);
+        let pack = Id::random();
+        // Accepted while in flight: rustic_core does not wait for it.
+        f.write_bytes(
+            FileType::Pack,
+            &pack,
+            false,
+            Bytes::from_static(b"pack").into(),
+        )
+        .unwrap();
+        let e = f
+            .write_bytes(
+                FileType::Index,
+                &Id::random(),
+                false,
+                Bytes::from_static(b"index").into(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no target is left") && e.contains("disk on fire"),
+            "{e}"
+        );
+        assert!(!a.path().join(file_path(FileType::Pack, &pack)).exists());
     }
 
     #[test]

@@ -265,6 +265,7 @@ pub fn run<P: ProgressBars + Clone>(
     let src = source::local(&rustic_opts, &paths.paths(), unread.clone())?;
     observer.writing_to(session.fanout.members());
     let result = repo.archive(&rustic_opts, &src, snap, &paths.paths());
+    session.fanout.settle();
     observer.writing_done();
     let snap = result?;
     let unread = unread.take();

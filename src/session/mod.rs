@@ -20,7 +20,7 @@ use crate::{
     context::Context,
     deletion,
     error::{Error, Result},
-    fanout::{Fanout, Member, list_type},
+    fanout::{Fanout, Member, UPLOADS_IN_FLIGHT, list_type},
     probe::{Probe, Probed, one_repository, probe_all, probe_targets},
     proof::Proof,
     replica::ForeignFound,
@@ -167,6 +167,12 @@ impl Session {
                 })
                 .collect(),
             ctx.observer().clone(),
+        )
+        .with_uploads_in_flight(
+            ctx.cfg()
+                .backup
+                .uploads_in_flight
+                .map_or(UPLOADS_IN_FLIGHT, std::num::NonZeroUsize::get),
         );
         Ok(Self {
             probed,
@@ -323,6 +329,8 @@ impl Session {
     /// What became of every configured target, in configuration order.
     #[must_use]
     pub fn outcomes(&self) -> Vec<TargetOutcome> {
+        // A pack upload still in flight may yet drop its target.
+        self.fanout.settle();
         let mut out: Vec<(usize, TargetOutcome)> = Vec::new();
         for (pos, &i) in self.members.iter().enumerate() {
             let p = &self.probed[i];

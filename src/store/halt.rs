@@ -53,13 +53,15 @@ impl Halting {
     }
 
     /// Counts one step; parks for good once `limit` is reached (after `done`, which is the
-    /// step itself, so the step is complete when the run stands still).
+    /// step itself, so the step is complete when the run stands still). Steps taken at once (packs are uploaded concurrently) are counted
+    /// before they are done, so that exactly `limit` are done and the marker gets one line.
     fn step<T>(&self, count: &AtomicU64, limit: u64, done: impl FnOnce() -> T) -> T {
-        if count.load(Ordering::SeqCst) >= limit {
+        let nth = count.fetch_add(1, Ordering::SeqCst) + 1;
+        if nth > limit {
             Self::park();
         }
         let done = done();
-        if count.fetch_add(1, Ordering::SeqCst) + 1 >= limit {
+        if nth == limit {
             if let Some(marker) = std::env::var_os("CAIRN_TEST_HALT_MARKER")
                 && let Ok(mut f) = std::fs::OpenOptions::new()
                     .create(true)

@@ -437,7 +437,8 @@ impl<BE: DecryptWriteBackend> RawPacker<BE> {
                 indexer,
                 cacheable: blob_type.is_cacheable(),
             },
-            1,
+            // cairn's patch: 0 (was 1), a hand-over, not a queue of whole packs.
+            0,
             1,
         ));
 
@@ -825,21 +826,17 @@ impl Actor {
         let (finish_tx, finish_rx) = bounded::<RusticResult<()>>(0);
 
         let _join_handle = std::thread::spawn(move || {
-            scope(|scope| {
-                let status = rx
-                    .into_iter()
-                    .readahead_scoped(scope)
-                    .map(|(file, index): (BytesList, IndexPack)| {
-                        let id = hash_reader(file.clone().reader())
-                            .expect("reading from memory cannot fail");
-                        (file, PackId::from(id), index)
-                    })
-                    .readahead_scoped(scope)
-                    .map(|load| fwh.process(load))
-                    .readahead_scoped(scope)
-                    .try_for_each(|index| fwh.index(index?));
-                _ = finish_tx.send(status);
-            });
+            // cairn's patch: one stage, no read-ahead threads (each held a whole pack): a pack
+            // is hashed, handed to the backend and indexed before the next is taken. The
+            // backend decides how many uploads are in flight.
+            let status = rx
+                .into_iter()
+                .try_for_each(|(file, index): (BytesList, IndexPack)| {
+                    let id = hash_reader(file.clone().reader())
+                        .expect("reading from memory cannot fail");
+                    fwh.index(fwh.process((file, PackId::from(id), index))?)
+                });
+            _ = finish_tx.send(status);
         });
 
         Self {
