@@ -1,10 +1,7 @@
 //! `kind = "azblob"`: Azure Blob Storage (or Azurite). A blob is written whole by one request,
 //! so a reader never sees half of it.
 
-use super::{
-    Policy, Store, StoreResult,
-    opendal_store::{Atomicity, OpendalStore},
-};
+use super::{Policy, Store, StoreResult, opendal_store::OpendalStore};
 use crate::{config::TargetKind, secret::Vaults};
 
 pub(super) fn open(
@@ -44,7 +41,7 @@ pub(super) fn open(
         "azblob:{}/{container}/{path}",
         endpoint.trim_end_matches('/')
     );
-    let store = OpendalStore::new(builder, policy, location, secrets, Atomicity::Native, false)?;
+    let store = OpendalStore::new(builder, policy, location, secrets, false)?;
     Ok(Box::new(store))
 }
 

@@ -21,10 +21,7 @@ use bytes::Bytes;
 
 use crate::layout::TMP_DIR;
 
-use super::{
-    Policy, Store, StoreError, StoreErrorKind, StoreResult,
-    opendal_store::{Atomicity, OpendalStore},
-};
+use super::{Policy, Store, StoreError, StoreErrorKind, StoreResult, opendal_store::OpendalStore};
 
 /// Whether a removable disk is there to be written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,14 +186,7 @@ impl LocalStore {
             let tmp = self.path.join(TMP_DIR).to_string_lossy().into_owned();
             builder = builder.atomic_write_dir(&tmp);
         }
-        let store = OpendalStore::new(
-            builder,
-            self.policy,
-            self.location(),
-            Vec::new(),
-            Atomicity::Native,
-            true,
-        )?;
+        let store = OpendalStore::new(builder, self.policy, self.location(), Vec::new(), true)?;
         let cell = if create { &self.inner } else { &self.reader };
         Ok(Some(cell.get_or_init(|| store)))
     }

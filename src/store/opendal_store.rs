@@ -1,9 +1,9 @@
 //! [`Store`] over an opendal service (local folders, SFTP, Azure Blob, S3).
 //!
 //! Layer order, set here once: a timeout on each attempt, inside a retry of transient errors
-//! with jittered backoff. Writes are made atomic where the service is not: object stores put a
-//! whole object at once, a local folder writes through opendal's atomic write folder, and SFTP
-//! writes to a temporary name and renames it into place.
+//! with jittered backoff. Writes are whole where used: object stores put a whole object at once,
+//! a local folder writes through opendal's atomic write folder. SFTP writes are not made here
+//! (see `sftp.rs`).
 
 use bytes::Bytes;
 use opendal::{
@@ -14,32 +14,13 @@ use opendal::{
 
 use super::{Policy, Store, StoreError, StoreErrorKind, StoreResult, redact, runtime};
 
-/// How a write reaches its final name without ever being seen half-done.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Atomicity {
-    /// The service (or its configuration) already writes atomically.
-    Native,
-    /// Write to [`crate::layout::TMP_DIR`], then rename.
-    TmpThenRename,
-}
-
-/// Makes a written file, or a folder's entries, durable on the server: what a service's own
-/// writer leaves out (opendal's SFTP writer closes a file without syncing it).
-pub(crate) trait Durable: Send + Sync {
-    /// Syncs a file's content, by repository-relative path.
-    fn sync_file(&self, path: &str) -> StoreResult<()>;
-}
-
 /// A blocking opendal operator with cairn's layers and error classification.
 pub(crate) struct OpendalStore {
     op: opendal::blocking::Operator,
     location: String,
     /// Values to scrub from error messages (tokens that may appear in URLs).
     secrets: Vec<String>,
-    atomicity: Atomicity,
     has_dirs: bool,
-    /// With [`Atomicity::TmpThenRename`]: the temporary file is synced before the rename.
-    durable: Option<Box<dyn Durable>>,
     /// Put before every path (`""`, or a folder ending in `/`): for a service whose own root
     /// would be created at connection (SFTP), so that a missing folder stays visible.
     prefix: String,
@@ -50,7 +31,6 @@ impl std::fmt::Debug for OpendalStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpendalStore")
             .field("location", &self.location)
-            .field("atomicity", &self.atomicity)
             .finish_non_exhaustive()
     }
 }
@@ -62,7 +42,6 @@ impl OpendalStore {
         policy: Policy,
         location: String,
         secrets: Vec<String>,
-        atomicity: Atomicity,
         has_dirs: bool,
     ) -> StoreResult<Self> {
         let handle = runtime()?;
@@ -92,9 +71,7 @@ impl OpendalStore {
             op,
             location,
             secrets,
-            atomicity,
             has_dirs,
-            durable: None,
             prefix: String::new(),
         })
     }
@@ -115,12 +92,6 @@ impl OpendalStore {
         format!("{}{path}", self.prefix)
     }
 
-    /// Syncs every write through `durable` (see [`Durable`]).
-    pub(crate) fn with_durable(mut self, durable: Box<dyn Durable>) -> Self {
-        self.durable = Some(durable);
-        self
-    }
-
     fn error(&self, what: &str, path: &str, e: &opendal::Error) -> StoreError {
         let kind = if e.kind() == ErrorKind::NotFound {
             StoreErrorKind::NotFound
@@ -138,37 +109,6 @@ impl OpendalStore {
                 &self.secrets,
             ),
         )
-    }
-
-    fn write_via_tmp(&self, path: &str, buf: Buffer) -> StoreResult<()> {
-        let tmp = crate::layout::tmp_name(path);
-        let result = self
-            .op
-            .write(&self.at(&tmp), buf)
-            .map_err(|e| self.error("writing", &tmp, &e))
-            .and_then(|_| self.durable.as_ref().map_or(Ok(()), |d| d.sync_file(&tmp)))
-            .and_then(|()| self.rename_over(&tmp, path));
-        if result.is_err() {
-            let _ = self.op.delete(&self.at(&tmp));
-        }
-        result
-    }
-
-    // SFTP's rename refuses an existing destination; content-addressed files are only ever
-    // replaced by equal bytes (or on purpose, by tests), so deleting first is safe.
-    fn rename_over(&self, tmp: &str, path: &str) -> StoreResult<()> {
-        match self.op.rename(&self.at(tmp), &self.at(path)) {
-            Ok(()) => Ok(()),
-            Err(first) => {
-                if self.stat(path)?.is_none() {
-                    return Err(self.error("renaming into", path, &first));
-                }
-                self.delete(path)?;
-                self.op
-                    .rename(&self.at(tmp), &self.at(path))
-                    .map_err(|e| self.error("renaming into", path, &e))
-            }
-        }
     }
 }
 
@@ -240,15 +180,10 @@ impl Store for OpendalStore {
     }
 
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
-        let buf = Buffer::from(parts);
-        match self.atomicity {
-            Atomicity::Native => self
-                .op
-                .write(&self.at(path), buf)
-                .map(|_| ())
-                .map_err(|e| self.error("writing", path, &e)),
-            Atomicity::TmpThenRename => self.write_via_tmp(path, buf),
-        }
+        self.op
+            .write(&self.at(path), Buffer::from(parts))
+            .map(|_| ())
+            .map_err(|e| self.error("writing", path, &e))
     }
 
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
@@ -333,11 +268,7 @@ impl Store for OpendalStore {
         if !self.has_dirs {
             return Ok(());
         }
-        let mut all: Vec<&str> = dirs.iter().map(String::as_str).collect();
-        if self.atomicity == Atomicity::TmpThenRename {
-            all.push(crate::layout::TMP_DIR);
-        }
-        for d in all {
+        for d in dirs {
             self.op
                 .create_dir(&self.at(&format!("{d}/")))
                 .map_err(|e| self.error("creating folder", d, &e))?;

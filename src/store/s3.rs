@@ -5,7 +5,7 @@
 use super::{
     Policy, Store, StoreError, StoreErrorKind, StoreResult,
     azblob::secret_error,
-    opendal_store::{Atomicity, OpendalStore},
+    opendal_store::OpendalStore,
     s3_lock::{AsOf, Bucket, ObjectLocked},
 };
 use crate::{config::TargetKind, secret::Vaults};
@@ -80,7 +80,6 @@ pub(super) fn open(
         policy,
         location,
         vec![key.expose().to_string()],
-        Atomicity::Native,
         false,
     )?;
     let Some(lock) = object_lock else {

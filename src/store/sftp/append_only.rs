@@ -16,19 +16,19 @@ use std::path::Path;
 use bytes::Bytes;
 use openssh_sftp_client::metadata::Permissions;
 
-use super::{OpendalStore, Syncer};
+use super::{OpendalStore, Server};
 use crate::store::{Protection, Store, StoreError, StoreErrorKind, StoreResult};
 
 /// Reads through opendal; adds files through a session of its own; removes nothing.
 #[derive(Debug)]
 pub(in crate::store) struct AppendOnly {
     pub(super) reads: OpendalStore,
-    pub(super) server: Syncer,
+    pub(super) server: Server,
 }
 
-impl std::fmt::Debug for Syncer {
+impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Syncer")
+        f.debug_struct("Server")
             .field("location", &self.location)
             .finish_non_exhaustive()
     }
@@ -54,10 +54,6 @@ pub fn folders(repository: &[String]) -> Vec<String> {
 }
 
 impl AppendOnly {
-    fn full(&self, path: &str) -> String {
-        format!("{}/{path}", self.server.root)
-    }
-
     fn failed(&self, what: &str, e: impl std::fmt::Display) -> StoreError {
         let text = e.to_string();
         let kind = if crate::store::error::says_full(&text) {
@@ -68,25 +64,6 @@ impl AppendOnly {
         self.server.err(kind, what, text)
     }
 
-    fn run<T>(
-        &self,
-        what: &str,
-        work: impl std::future::Future<Output = StoreResult<T>>,
-    ) -> StoreResult<T> {
-        let timeout = self.server.timeout;
-        crate::store::runtime()?.block_on(async {
-            tokio::time::timeout(timeout, work)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(self
-                        .server
-                        .err(StoreErrorKind::Transient, what, "timed out"))
-                })
-        })
-    }
-
-    /// Writes `parts` under a fresh temporary name, syncs and closes it, and links it to
-    /// `path`. A name that already exists is kept if it holds the same bytes, else refused.
     async fn add(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
         let sftp = self.server.session().await?;
         if !sftp.support_hardlink() {
@@ -110,7 +87,7 @@ impl AppendOnly {
                 .options()
                 .write(true)
                 .create_new(true)
-                .open(self.full(&tmp))
+                .open(self.server.full(&tmp))
                 .await?;
             f.write_all_zero_copy(&mut sent).await?;
             f.sync_all().await?;
@@ -128,11 +105,15 @@ impl AppendOnly {
             };
             return Err(self.failed(&format!("writing {tmp}"), why));
         }
-        let Err(e) = sftp.fs().hard_link(self.full(&tmp), self.full(path)).await else {
+        let Err(e) = sftp
+            .fs()
+            .hard_link(self.server.full(&tmp), self.server.full(path))
+            .await
+        else {
             return Ok(());
         };
         // The name exists (a link never replaces one): the same bytes are fine.
-        match sftp.fs().read(self.full(path)).await {
+        match sftp.fs().read(self.server.full(path)).await {
             Ok(held) if held.as_ref() == parts.concat().as_slice() => Ok(()),
             Ok(_) => Err(self.server.err(
                 StoreErrorKind::Permanent,
@@ -153,7 +134,7 @@ impl AppendOnly {
         let body = Bytes::from_static(b"cairn immutability canary\n");
         self.add(&name, vec![body.clone()]).await?;
         let sftp = self.server.session().await?;
-        let full = self.full(&name);
+        let full = self.server.full(&name);
         let mut fs = sftp.fs();
         let mut done = Vec::new();
         if fs.remove_file(&full).await.is_ok() {
@@ -210,11 +191,13 @@ impl Store for AppendOnly {
         self.reads.read_range(path, offset, length)
     }
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
-        self.reads.list(dir)
+        self.server
+            .run(&format!("listing {dir}"), self.server.list(dir))
     }
 
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
-        self.run(&format!("writing {path}"), self.add(path, parts))
+        self.server
+            .run(&format!("writing {path}"), self.add(path, parts))
     }
 
     fn delete(&self, path: &str) -> StoreResult<()> {
@@ -230,12 +213,12 @@ impl Store for AppendOnly {
 
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
         let want = folders(dirs);
-        let missing = self.run("checking its folders", async {
+        let missing = self.server.run("checking its folders", async {
             let sftp = self.server.session().await?;
             let mut fs = sftp.fs();
             let mut missing = Vec::new();
             for d in &want {
-                match fs.metadata(self.full(d)).await {
+                match fs.metadata(self.server.full(d)).await {
                     Ok(m) if m.file_type().is_some_and(|t| t.is_dir()) => {}
                     _ => missing.push(d.clone()),
                 }
@@ -258,7 +241,7 @@ impl Store for AppendOnly {
     }
 
     fn protection(&self) -> Option<Protection> {
-        let (immutable, detail) = match self.run("proving append-only", self.canary()) {
+        let (immutable, detail) = match self.server.run("proving append-only", self.canary()) {
             Err(e) => (false, format!("could not be checked: {e}")),
             Ok(Ok(refused)) => (true, refused),
             Ok(Err(destroyed)) => (false, destroyed),
