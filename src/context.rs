@@ -18,6 +18,9 @@ use crate::{
     vault::Opener,
 };
 
+/// A target's name, and the moment it is read as of.
+type StoreKey = (String, Option<jiff::Timestamp>);
+
 /// What every command of one configuration shares.
 #[derive(Debug)]
 struct Shared {
@@ -26,6 +29,10 @@ struct Shared {
     lockout: Lockout,
     trail: Trail,
     keys: KeyCache,
+    /// Targets' storages opened so far (by name and `--as-of`): each command's phases (probe,
+    /// catch-up, backup, retention) reuse one, and with it its connections; an SFTP or SMB
+    /// session costs a log-in each time.
+    stores: std::sync::Mutex<std::collections::BTreeMap<StoreKey, Arc<dyn Store>>>,
     /// Unit tests run the commands over memory stores: a target named here opens as that store,
     /// whatever its kind says.
     #[cfg(test)]
@@ -56,6 +63,7 @@ impl Context {
                 lockout,
                 trail: Trail::default(),
                 keys: KeyCache::default(),
+                stores: std::sync::Mutex::default(),
                 #[cfg(test)]
                 memory: std::sync::Mutex::default(),
                 cfg,
@@ -157,7 +165,21 @@ impl Context {
         {
             return Ok(Box::new(store));
         }
-        crate::store::open_as_of(target, self, self.as_of)
+        let key = (target.name.clone(), self.as_of);
+        let opened = self
+            .shared
+            .stores
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&key).cloned());
+        if let Some(store) = opened {
+            return Ok(Box::new(store));
+        }
+        let store: Arc<dyn Store> = Arc::from(crate::store::open_as_of(target, self, self.as_of)?);
+        if let Ok(mut s) = self.shared.stores.lock() {
+            s.insert(key, store.clone());
+        }
+        Ok(Box::new(store))
     }
 
     /// A unit test's memory store for the target `name`.
