@@ -1,9 +1,8 @@
-//! [`Store`] over an opendal service (local folders, SFTP, Azure Blob, S3).
+//! [`Store`] over an opendal service (local folders, Azure Blob, S3).
 //!
 //! Layer order, set here once: a timeout on each attempt, inside a retry of transient errors
 //! with jittered backoff. Writes are whole where used: object stores put a whole object at once,
-//! a local folder writes through opendal's atomic write folder. SFTP writes are not made here
-//! (see `sftp.rs`).
+//! a local folder writes through opendal's atomic write folder.
 
 use bytes::Bytes;
 use opendal::{
@@ -21,9 +20,6 @@ pub(crate) struct OpendalStore {
     /// Values to scrub from error messages (tokens that may appear in URLs).
     secrets: Vec<String>,
     has_dirs: bool,
-    /// Put before every path (`""`, or a folder ending in `/`): for a service whose own root
-    /// would be created at connection (SFTP), so that a missing folder stays visible.
-    prefix: String,
 }
 
 // By hand: the secrets to scrub are secrets, and the operator holds the credentials.
@@ -72,24 +68,7 @@ impl OpendalStore {
             location,
             secrets,
             has_dirs,
-            prefix: String::new(),
         })
-    }
-
-    /// Addresses every path below `folder` (relative to the service's root).
-    pub(crate) fn with_prefix(mut self, folder: &str) -> Self {
-        let folder = folder.trim_matches('/');
-        self.prefix = if folder.is_empty() {
-            String::new()
-        } else {
-            format!("{folder}/")
-        };
-        self
-    }
-
-    /// The service's path of a repository path.
-    fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.prefix)
     }
 
     fn error(&self, what: &str, path: &str, e: &opendal::Error) -> StoreError {
@@ -142,7 +121,7 @@ impl Store for OpendalStore {
     }
 
     fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
-        match self.op.stat(&self.at(path)) {
+        match self.op.stat(path) {
             Ok(m) => Ok(Some(m.content_length())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.error("checking", path, &e)),
@@ -151,7 +130,7 @@ impl Store for OpendalStore {
 
     fn read(&self, path: &str) -> StoreResult<Bytes> {
         self.op
-            .read(&self.at(path))
+            .read(path)
             .map(|b| b.to_bytes())
             .map_err(|e| self.error("reading", path, &e))
     }
@@ -163,7 +142,7 @@ impl Store for OpendalStore {
         };
         let bytes = self
             .op
-            .read_options(&self.at(path), opts)
+            .read_options(path, opts)
             .map(|b| b.to_bytes())
             .map_err(|e| self.error("reading", path, &e))?;
         if bytes.len() as u64 != length {
@@ -181,7 +160,7 @@ impl Store for OpendalStore {
 
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
         self.op
-            .write(&self.at(path), Buffer::from(parts))
+            .write(path, Buffer::from(parts))
             .map(|_| ())
             .map_err(|e| self.error("writing", path, &e))
     }
@@ -191,7 +170,7 @@ impl Store for OpendalStore {
             recursive: true,
             ..ListOptions::default()
         };
-        let entries = match self.op.list_options(&self.at(&format!("{dir}/")), opts) {
+        let entries = match self.op.list_options(&&format!("{dir}/"), opts) {
             Ok(entries) => entries,
             // An object store answers an empty list for a missing prefix: a 404 means the
             // bucket or container (or the endpoint path) is wrong.
@@ -216,12 +195,7 @@ impl Store for OpendalStore {
                 ));
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                let root = if self.prefix.is_empty() {
-                    "/"
-                } else {
-                    &self.prefix
-                };
-                return match self.op.stat(root) {
+                return match self.op.stat("/") {
                     Ok(_) => Ok(Vec::new()),
                     Err(e) if e.kind() == ErrorKind::NotFound => Err(StoreError::new(
                         StoreErrorKind::Absent,
@@ -232,20 +206,7 @@ impl Store for OpendalStore {
             }
             Err(e) => return Err(self.error("listing", dir, &e)),
         };
-        // opendal's SFTP lists a missing folder as empty: then the target's folder must exist.
-        if entries.is_empty() && !self.prefix.is_empty() {
-            match self.op.stat(&self.prefix) {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound => {
-                    return Err(StoreError::new(
-                        StoreErrorKind::Absent,
-                        format!("{}: the target's folder does not exist", self.location),
-                    ));
-                }
-                Err(e) => return Err(self.error("checking", "/", &e)),
-            }
-        }
-        let prefix = self.at(&format!("{dir}/"));
+        let prefix = format!("{dir}/");
         Ok(entries
             .into_iter()
             .filter(|e| e.metadata().is_file())
@@ -257,7 +218,7 @@ impl Store for OpendalStore {
     }
 
     fn delete(&self, path: &str) -> StoreResult<()> {
-        match self.op.delete(&self.at(path)) {
+        match self.op.delete(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.error("deleting", path, &e)),
@@ -270,7 +231,7 @@ impl Store for OpendalStore {
         }
         for d in dirs {
             self.op
-                .create_dir(&self.at(&format!("{d}/")))
+                .create_dir(&format!("{d}/"))
                 .map_err(|e| self.error("creating folder", d, &e))?;
         }
         Ok(())

@@ -29,7 +29,7 @@ use openssh_sftp_client::{
 };
 use tokio::io::AsyncSeek;
 
-use super::{Policy, Store, StoreError, StoreErrorKind, StoreResult, opendal_store::OpendalStore};
+use super::{Policy, Store, StoreError, StoreErrorKind, StoreResult};
 use crate::config::{HostKeyChecking, TargetKind};
 
 pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Store>> {
@@ -52,11 +52,11 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
             format!("key file {}: {e}", key_file.display()),
         ));
     }
-    // opendal's names for ssh's StrictHostKeyChecking yes / accept-new / no.
-    let (strategy, known_hosts) = match host_key_checking {
-        HostKeyChecking::Strict => ("strict", KnownHosts::Strict),
-        HostKeyChecking::AcceptNew => ("add", KnownHosts::Add),
-        HostKeyChecking::Off => ("accept", KnownHosts::Accept),
+    // ssh's StrictHostKeyChecking yes / accept-new / no.
+    let known_hosts = match host_key_checking {
+        HostKeyChecking::Strict => KnownHosts::Strict,
+        HostKeyChecking::AcceptNew => KnownHosts::Add,
+        HostKeyChecking::Off => KnownHosts::Accept,
     };
     let location = format!("sftp://{user}@{host}:{port}{path}");
     let server = Server {
@@ -69,20 +69,10 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         location: location.clone(),
         sftp: tokio::sync::Mutex::default(),
     };
-    let builder = opendal::services::Sftp::default()
-        .endpoint(&format!("ssh://{host}:{port}"))
-        .user(user)
-        .key(&key_file.to_string_lossy())
-        // opendal creates its root at every connection: "/" exists, and the target's folder
-        // is a prefix, so that a wrong path shows absent instead of being created.
-        .root("/")
-        .known_hosts_strategy(strategy);
-    let reads = OpendalStore::new(builder, policy, location, Vec::new(), true)?.with_prefix(path);
     if *append_only {
-        return Ok(Box::new(append_only::AppendOnly { reads, server }));
+        return Ok(Box::new(append_only::AppendOnly { server }));
     }
     Ok(Box::new(SftpStore {
-        reads,
         server,
         retries: policy.retries,
     }))
@@ -210,6 +200,56 @@ impl Server {
                     .map_err(|_| self.failed(&what, &first))
             }
             Err(e) => Err(self.failed(&what, &e)),
+        }
+    }
+
+    /// The size of a file, or `None`.
+    async fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
+        let sftp = self.session().await?;
+        match sftp.fs().metadata(self.full(path)).await {
+            Ok(m) => Ok(Some(m.len().unwrap_or(0))),
+            Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => Ok(None),
+            Err(e) => Err(self.failed(&format!("checking {path}"), &e)),
+        }
+    }
+
+    /// `length` bytes from `offset` (the whole file when `None`), read `DEPTH` pieces at once.
+    async fn read(&self, path: &str, range: Option<(u64, u64)>) -> StoreResult<Bytes> {
+        let sftp = self.session().await?;
+        let what = format!("reading {path}");
+        let failed = |e: SftpError| self.failed(&what, &e);
+        let mut f = sftp
+            .options()
+            .read(true)
+            .open(self.full(path))
+            .await
+            .map_err(failed)?;
+        let (offset, length) = match range {
+            Some(r) => r,
+            None => (0, f.metadata().await.map_err(failed)?.len().unwrap_or(0)),
+        };
+        let got = read_pipelined(&f, offset, length).await.map_err(failed);
+        let _ = f.close().await;
+        let got = got?;
+        if got.len() as u64 != length {
+            return Err(StoreError::new(
+                StoreErrorKind::Permanent,
+                format!(
+                    "{what} on {}: got {} of {length} bytes at offset {offset}",
+                    self.location,
+                    got.len()
+                ),
+            ));
+        }
+        Ok(got)
+    }
+
+    /// Removes a file; one already gone is fine.
+    async fn delete(&self, path: &str) -> StoreResult<()> {
+        let sftp = self.session().await?;
+        match sftp.fs().remove_file(self.full(path)).await {
+            Ok(()) | Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => Ok(()),
+            Err(e) => Err(self.failed(&format!("deleting {path}"), &e)),
         }
     }
 
@@ -369,6 +409,56 @@ async fn write_pipelined(f: &File, parts: &[Bytes]) -> Result<(), SftpError> {
     Ok(())
 }
 
+/// `length` bytes of `f` from `offset`, through `DEPTH` clones of its handle at once; shorter
+/// only where the file ends.
+async fn read_pipelined(f: &File, offset: u64, length: u64) -> Result<Bytes, SftpError> {
+    let pieces: Vec<(u64, usize)> = (0..length.div_ceil(PIECE as u64))
+        .map(|i| {
+            let at = i * PIECE as u64;
+            (offset + at, (length - at).min(PIECE as u64) as usize)
+        })
+        .collect();
+    let pieces = Arc::new(pieces);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut readers: tokio::task::JoinSet<Result<Vec<(usize, Bytes)>, SftpError>> =
+        tokio::task::JoinSet::new();
+    for _ in 0..DEPTH.min(pieces.len()) {
+        let (mut f, pieces, next) = (f.clone(), pieces.clone(), next.clone());
+        readers.spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&(at, len)) = pieces.get(i) else {
+                    return Ok(got);
+                };
+                std::pin::Pin::new(&mut f)
+                    .start_seek(std::io::SeekFrom::Start(at))
+                    .map_err(SftpError::IOError)?;
+                let bytes = f.read_all(len, bytes::BytesMut::new()).await?;
+                got.push((i, bytes.freeze()));
+            }
+        });
+    }
+    let mut got = Vec::with_capacity(pieces.len());
+    while let Some(done) = readers.join_next().await {
+        got.extend(done.map_err(|e| SftpError::IOError(std::io::Error::other(e)))??);
+    }
+    got.sort_unstable_by_key(|(i, _)| *i);
+    if let [(_, one)] = got.as_slice() {
+        return Ok(one.clone());
+    }
+    let mut whole = bytes::BytesMut::with_capacity(length as usize);
+    for (_, piece) in got {
+        let short = piece.len() < PIECE;
+        whole.extend_from_slice(&piece);
+        // The file ended there: what follows, if anything, was read past its end.
+        if short {
+            break;
+        }
+    }
+    Ok(whole.freeze())
+}
+
 /// One folder's entries: (name, is a folder, size); links and the like are left out.
 async fn read_dir(sftp: &Sftp, full: &str) -> Result<Vec<(String, bool, u64)>, SftpError> {
     let entries = sftp.fs().open_dir(full).await?.read_dir();
@@ -391,10 +481,9 @@ async fn read_dir(sftp: &Sftp, full: &str) -> Result<Vec<(String, bool, u64)>, S
     Ok(out)
 }
 
-/// An SFTP target: reads through opendal; writes, folders and listings through [`Server`].
+/// An SFTP target, retrying what failed on a broken session.
 #[derive(Debug)]
 struct SftpStore {
-    reads: OpendalStore,
     server: Server,
     retries: usize,
 }
@@ -417,16 +506,27 @@ impl SftpStore {
 
 impl Store for SftpStore {
     fn location(&self) -> String {
-        self.reads.location()
+        self.server.location.clone()
     }
     fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
-        self.reads.stat(path)
+        self.retried(|| {
+            self.server
+                .run(&format!("checking {path}"), self.server.stat(path))
+        })
     }
     fn read(&self, path: &str) -> StoreResult<Bytes> {
-        self.reads.read(path)
+        self.retried(|| {
+            self.server
+                .run(&format!("reading {path}"), self.server.read(path, None))
+        })
     }
     fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes> {
-        self.reads.read_range(path, offset, length)
+        self.retried(|| {
+            self.server.run(
+                &format!("reading {path}"),
+                self.server.read(path, Some((offset, length))),
+            )
+        })
     }
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
         self.retried(|| {
@@ -435,7 +535,10 @@ impl Store for SftpStore {
         })
     }
     fn delete(&self, path: &str) -> StoreResult<()> {
-        self.reads.delete(path)
+        self.retried(|| {
+            self.server
+                .run(&format!("deleting {path}"), self.server.delete(path))
+        })
     }
 
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {

@@ -16,13 +16,12 @@ use std::path::Path;
 use bytes::Bytes;
 use openssh_sftp_client::metadata::Permissions;
 
-use super::{OpendalStore, Server};
+use super::Server;
 use crate::store::{Protection, Store, StoreError, StoreErrorKind, StoreResult};
 
 /// Reads through opendal; adds files through a session of its own; removes nothing.
 #[derive(Debug)]
 pub(in crate::store) struct AppendOnly {
-    pub(super) reads: OpendalStore,
     pub(super) server: Server,
 }
 
@@ -179,16 +178,21 @@ impl AppendOnly {
 
 impl Store for AppendOnly {
     fn location(&self) -> String {
-        self.reads.location()
+        self.server.location.clone()
     }
     fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
-        self.reads.stat(path)
+        self.server
+            .run(&format!("checking {path}"), self.server.stat(path))
     }
     fn read(&self, path: &str) -> StoreResult<Bytes> {
-        self.reads.read(path)
+        self.server
+            .run(&format!("reading {path}"), self.server.read(path, None))
     }
     fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes> {
-        self.reads.read_range(path, offset, length)
+        self.server.run(
+            &format!("reading {path}"),
+            self.server.read(path, Some((offset, length))),
+        )
     }
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
         self.server
