@@ -170,7 +170,7 @@ impl Store for OpendalStore {
             recursive: true,
             ..ListOptions::default()
         };
-        let entries = match self.op.list_options(&&format!("{dir}/"), opts) {
+        let entries = match self.op.list_options(&format!("{dir}/"), opts) {
             Ok(entries) => entries,
             // An object store answers an empty list for a missing prefix: a 404 means the
             // bucket or container (or the endpoint path) is wrong.
