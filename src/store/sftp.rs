@@ -68,6 +68,7 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         timeout: policy.timeout,
         location: location.clone(),
         sftp: tokio::sync::Mutex::default(),
+        readers: std::sync::Mutex::default(),
     };
     if *append_only {
         return Ok(Box::new(append_only::AppendOnly { server }));
@@ -90,7 +91,14 @@ struct Server {
     /// The session; dropped after an error so that the next write opens a new one.
     /// Held across connecting, so that concurrent first writes open one session, not several.
     sftp: tokio::sync::Mutex<Option<Arc<Sftp>>>,
+    /// Read handles kept open, most recent last: verify and restore read many ranges of each
+    /// pack, and an open costs a round trip. A path's handle is forgotten when cairn writes or
+    /// removes it, and all of them with the session.
+    readers: std::sync::Mutex<Vec<(String, File)>>,
 }
+
+/// Read handles kept open per target.
+const READERS: usize = 16;
 
 impl Server {
     fn err(&self, kind: StoreErrorKind, what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -110,6 +118,38 @@ impl Server {
             _ => StoreErrorKind::Transient,
         };
         self.err(kind, what, text)
+    }
+
+    fn readers(&self) -> std::sync::MutexGuard<'_, Vec<(String, File)>> {
+        self.readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets the read handle of `path` (about to be replaced or removed).
+    fn forget_reader(&self, path: &str) {
+        self.readers().retain(|(p, _)| p != path);
+    }
+
+    /// A read handle of `path`, kept or opened.
+    async fn reader(&self, sftp: &Sftp, path: &str) -> Result<File, SftpError> {
+        {
+            let mut kept = self.readers();
+            if let Some(i) = kept.iter().position(|(p, _)| p == path) {
+                let entry = kept.remove(i);
+                let f = entry.1.clone();
+                kept.push(entry);
+                return Ok(f);
+            }
+        }
+        let f = sftp.options().read(true).open(self.full(path)).await?;
+        let mut kept = self.readers();
+        if kept.len() >= READERS {
+            // Dropping the last clone closes the handle.
+            kept.remove(0);
+        }
+        kept.push((path.to_string(), f.clone()));
+        Ok(f)
     }
 
     /// A repository path on the server.
@@ -150,6 +190,7 @@ impl Server {
                 .unwrap_or_else(|_| Err(self.err(StoreErrorKind::Transient, what, "timed out")));
             if done.is_err() {
                 *self.sftp.lock().await = None;
+                self.readers().clear();
             }
             done
         })
@@ -157,6 +198,7 @@ impl Server {
 
     /// Creates `path` whole under a temporary name in `tmp`, synced, and renames it into place.
     async fn put(&self, tmp: &str, path: &str, parts: &[Bytes]) -> StoreResult<()> {
+        self.forget_reader(path);
         let sftp = self.session().await?;
         let (tmp_full, full) = (self.full(tmp), self.full(path));
         let sent = parts.to_vec();
@@ -180,6 +222,8 @@ impl Server {
         if renamed.is_err() {
             let _ = sftp.fs().remove_file(&tmp_full).await;
         }
+        // A read meanwhile may have kept a handle of the file replaced.
+        self.forget_reader(path);
         renamed
     }
 
@@ -218,19 +262,12 @@ impl Server {
         let sftp = self.session().await?;
         let what = format!("reading {path}");
         let failed = |e: SftpError| self.failed(&what, &e);
-        let mut f = sftp
-            .options()
-            .read(true)
-            .open(self.full(path))
-            .await
-            .map_err(failed)?;
+        let mut f = self.reader(&sftp, path).await.map_err(failed)?;
         let (offset, length) = match range {
             Some(r) => r,
             None => (0, f.metadata().await.map_err(failed)?.len().unwrap_or(0)),
         };
-        let got = read_pipelined(&f, offset, length).await.map_err(failed);
-        let _ = f.close().await;
-        let got = got?;
+        let got = read_pipelined(&f, offset, length).await.map_err(failed)?;
         if got.len() as u64 != length {
             return Err(StoreError::new(
                 StoreErrorKind::Permanent,
@@ -246,6 +283,7 @@ impl Server {
 
     /// Removes a file; one already gone is fine.
     async fn delete(&self, path: &str) -> StoreResult<()> {
+        self.forget_reader(path);
         let sftp = self.session().await?;
         match sftp.fs().remove_file(self.full(path)).await {
             Ok(()) | Err(SftpError::SftpError(SftpErrorKind::NoSuchFile, _)) => Ok(()),
