@@ -493,6 +493,25 @@ path = "/srv/cairn"
     }
 
     #[test]
+    fn uploads_in_flight_is_a_count_of_at_least_one() {
+        assert_eq!(parse(OK).unwrap().backup.uploads_in_flight, None);
+        let four = OK.replace("sources = [", "uploads_in_flight = 4\nsources = [");
+        assert_eq!(
+            parse(&four)
+                .unwrap()
+                .backup
+                .uploads_in_flight
+                .map(std::num::NonZeroUsize::get),
+            Some(4)
+        );
+        let m = msg(&OK.replace("sources = [", "uploads_in_flight = 0\nsources = ["));
+        assert!(
+            m.contains("line 6") && m.contains("`uploads_in_flight`"),
+            "{m}"
+        );
+    }
+
+    #[test]
     fn inline_secret_is_refused() {
         let m = msg(&OK.replace("env:PW", "hunter2"));
         assert!(m.contains("line 3") && m.contains("reference"), "{m}");
