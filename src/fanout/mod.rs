@@ -422,6 +422,10 @@ mod tests {
         Box::new(Failing::new(store, "write", fire))
     }
 
+    fn put(f: &Fanout, tpe: FileType, id: &Id, bytes: &'static [u8]) -> RusticResult<()> {
+        f.write_bytes(tpe, id, false, Bytes::from_static(bytes).into())
+    }
+
     fn fanout(stores: Vec<Box<dyn Store>>) -> Fanout {
         let members = stores
             .into_iter()
@@ -436,22 +440,10 @@ mod tests {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let f = fanout(vec![on_fire(local(a.path())), local(b.path())]);
         let (id, id2) = (Id::random(), Id::random());
-        f.write_bytes(
-            FileType::Pack,
-            &id,
-            false,
-            Bytes::from_static(b"pack").into(),
-        )
-        .unwrap();
+        put(&f, FileType::Pack, &id, b"pack").unwrap();
         // The pack's upload is in flight; the snapshot waits for it, so it goes only to the
         // targets still in the run.
-        f.write_bytes(
-            FileType::Snapshot,
-            &id2,
-            false,
-            Bytes::from_static(b"snap").into(),
-        )
-        .unwrap();
+        put(&f, FileType::Snapshot, &id2, b"snap").unwrap();
         let dropped = f.members()[0].failure().unwrap();
         assert!(
             matches!(&dropped, Dropped::Store { error, .. } if error.kind == StoreErrorKind::Transient),
@@ -524,23 +516,10 @@ mod tests {
         };
         let f = fanout(vec![Box::new(late), local(b.path())]);
         let (pack, index) = (Id::random(), Id::random());
-        f.write_bytes(
-            FileType::Pack,
-            &pack,
-            false,
-            Bytes::from_static(b"pack").into(),
-        )
-        .unwrap();
+        put(&f, FileType::Pack, &pack, b"pack").unwrap();
         let writer = {
             let f = f.clone();
-            std::thread::spawn(move || {
-                f.write_bytes(
-                    FileType::Index,
-                    &index,
-                    false,
-                    Bytes::from_static(b"idx").into(),
-                )
-            })
+            std::thread::spawn(move || put(&f, FileType::Index, &index, b"idx"))
         };
         // Either the index reached a store while the pack was still on its way (the gate is
         // open: the fault this test is for), or it is held back until the pack lands.
@@ -569,20 +548,8 @@ mod tests {
         let f = fanout(vec![on_fire(local(a.path()))]);
         let pack = Id::random();
         // Accepted while in flight: rustic_core does not wait for it.
-        f.write_bytes(
-            FileType::Pack,
-            &pack,
-            false,
-            Bytes::from_static(b"pack").into(),
-        )
-        .unwrap();
-        let e = f
-            .write_bytes(
-                FileType::Index,
-                &Id::random(),
-                false,
-                Bytes::from_static(b"index").into(),
-            )
+        put(&f, FileType::Pack, &pack, b"pack").unwrap();
+        let e = put(&f, FileType::Index, &Id::random(), b"index")
             .unwrap_err()
             .to_string();
         assert!(
@@ -596,14 +563,7 @@ mod tests {
     fn the_run_fails_when_no_target_is_left() {
         let a = tempfile::tempdir().unwrap();
         let f = fanout(vec![on_fire(local(a.path()))]);
-        let e = f
-            .write_bytes(
-                FileType::Index,
-                &Id::random(),
-                false,
-                Bytes::from_static(b"x").into(),
-            )
-            .unwrap_err();
+        let e = put(&f, FileType::Index, &Id::random(), b"x").unwrap_err();
         assert!(e.to_string().contains("disk on fire"), "{e}");
     }
 
