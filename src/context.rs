@@ -18,8 +18,9 @@ use crate::{
     vault::Opener,
 };
 
-/// A target's name, and the moment it is read as of.
-type StoreKey = (String, Option<jiff::Timestamp>);
+/// A target as opened: its name, its settings (a client's view of a target is another folder
+/// under the same name), and the moment it is read as of.
+type StoreKey = (String, String, Option<jiff::Timestamp>);
 
 /// What every command of one configuration shares.
 #[derive(Debug)]
@@ -29,7 +30,7 @@ struct Shared {
     lockout: Lockout,
     trail: Trail,
     keys: KeyCache,
-    /// Targets' storages opened so far (by name and `--as-of`): each command's phases (probe,
+    /// Targets' storages opened so far (by name, settings and `--as-of`): each command's phases (probe,
     /// catch-up, backup, retention) reuse one, and with it its connections; an SFTP or SMB
     /// session costs a log-in each time.
     stores: std::sync::Mutex<std::collections::BTreeMap<StoreKey, Arc<dyn Store>>>,
@@ -165,7 +166,8 @@ impl Context {
         {
             return Ok(Box::new(store));
         }
-        let key = (target.name.clone(), self.as_of);
+        let settings = format!("{:?} {} {:?}", target.kind, target.retries, target.timeout);
+        let key = (target.name.clone(), settings, self.as_of);
         let opened = self
             .shared
             .stores
