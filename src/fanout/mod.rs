@@ -54,8 +54,8 @@ pub struct Fanout {
 }
 
 /// Packs uploaded at once when not told otherwise: what keeps a remote target's per-file
-/// round trips and its server's sync off the chunker's path (each data pack is ~32 MiB held in
-/// memory until every target has it).
+/// round trips and its server's sync off the chunker's path (each data pack, about 16 MiB, is
+/// held in memory until every target has it).
 pub const UPLOADS_IN_FLIGHT: usize = 2;
 
 impl Fanout {
@@ -371,8 +371,8 @@ impl WriteBackend for Fanout {
         if tpe != FileType::Pack {
             return self.on_all(&what, write);
         }
-        // Fail now rather than take a pack no target can store; a failure in flight drops its
-        // targets, and the next file written or the next settling says so.
+        // Fail now rather than take a pack no target can store. A failure in flight drops its
+        // targets: the next file written fails if none is left, and the run's outcome names them.
         if self.active().is_empty() {
             return Err(no_target(&what, &self.members));
         }

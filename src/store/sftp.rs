@@ -177,8 +177,9 @@ impl Server {
         Ok(sftp)
     }
 
-    /// Runs `work` within the target's timeout; after a failure the session is dropped, so
-    /// that the next attempt connects again (perhaps the session was what broke).
+    /// Runs `work` within the target's timeout; after a transient failure (a timeout, a broken
+    /// session) the session is dropped, so that the next attempt connects again. The server's
+    /// own answers (no such file, permission denied) keep it.
     fn run<T>(
         &self,
         what: &str,
@@ -188,7 +189,7 @@ impl Server {
             let done = tokio::time::timeout(self.timeout, work)
                 .await
                 .unwrap_or_else(|_| Err(self.err(StoreErrorKind::Transient, what, "timed out")));
-            if done.is_err() {
+            if matches!(&done, Err(e) if e.kind == StoreErrorKind::Transient) {
                 *self.sftp.lock().await = None;
                 self.readers().clear();
             }
