@@ -391,7 +391,7 @@ fn sigkill_at_any_point_leaves_every_target_sound_and_the_next_run_completes() {
     let src = tmp.path().join("src");
     fs::create_dir_all(&src).unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    // A killed run cannot close its ssh control masters (opendal's SFTP starts them with
+    // A killed run cannot close its ssh control masters (its SFTP sessions start them with
     // ControlPersist): a key file at a path of its own lets the guard below find and end them.
     let key = tmp.path().join("kill-test-key");
     fs::copy(env("SFTP_KEY"), &key).unwrap();

@@ -167,7 +167,7 @@ fn one_backup_lands_identically_on_all_five_kinds_and_each_restores_alone() {
     }
 }
 
-/// opendal's SFTP connections are `ssh` control masters; none may outlive a cairn run (a nightly
+/// SFTP sessions are `ssh` control masters; none may outlive a cairn run (a nightly
 /// job would otherwise leave one behind per connection per night).
 #[test]
 fn no_ssh_process_outlives_a_run() {

@@ -197,8 +197,8 @@ impl Policy {
 }
 
 // The async storage clients (opendal, smb2) run on one runtime owned here, so that it can be
-// shut down before the process exits: dropping it closes their connections (opendal's SFTP
-// connections are `ssh` control masters, which otherwise outlive the process). Process-wide
+// shut down before the process exits: dropping it closes their connections (the SFTP
+// sessions are `ssh` control masters, which otherwise outlive the process). Process-wide
 // on purpose: it holds no configuration, and every client of every repository shares its
 // threads.
 static RUNTIME: Mutex<Option<tokio::runtime::Runtime>> = Mutex::new(None);

@@ -1,6 +1,6 @@
 //! No `ssh` process outlives cairn.
 //!
-//! opendal's SFTP connections are `ssh` control masters started with `-f` (they detach) and
+//! The SFTP sessions (openssh's process mux) are `ssh` control masters started with `-f` (they detach) and
 //! `ControlPersist=yes` (they never exit on their own). openssh-sftp-client closes a master from a
 //! task that dropping the connection also aborts; when the abort lands while the exit request is
 //! being sent, the master is orphaned with its control socket deleted, and lives on. A nightly

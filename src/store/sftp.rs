@@ -1,10 +1,13 @@
-//! `kind = "sftp"`: an OpenSSH server. Reads and listings go through opendal's SFTP service;
-//! writes and folders through one SFTP session of cairn's own. Both run the system `ssh`
-//! client (key authentication, `~/.ssh/known_hosts`).
+//! `kind = "sftp"`: an OpenSSH server, through one SFTP session of cairn's own per target and
+//! command (openssh-sftp-client over the system `ssh`: key authentication, `~/.ssh/known_hosts`).
 //!
-//! Why writes are not opendal's: its writer closes a file without syncing it, and re-encodes
-//! every byte it sends one at a time (a fifth of the SFTP backup's CPU on a 2-core machine).
-//! Here a file is written to a temporary name (its buffers handed to the session as they are),
+//! Not opendal's SFTP service: its writer closes a file without syncing it and re-encodes every
+//! byte it sends one at a time (5% of all CPU samples of a backup to SFTP on 2 cores, about 1.2
+//! CPU-s for 700 MiB), its pool checks each connection with a request before every operation,
+//! and it lists and creates folders one request after another. Reads and writes here are
+//! pipelined (`DEPTH` requests outstanding), listings and folders asked for a level at once.
+//!
+//! A file is written to a temporary name (its buffers handed to the session as they are),
 //! synced (OpenSSH's `fsync@openssh.com`) and closed through the one handle, then renamed over
 //! its name (`posix-rename@openssh.com`, atomic, where offered): an interrupted upload never
 //! leaves a short file under a repository name, and a power cut on the server never leaves a file
