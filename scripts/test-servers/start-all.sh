@@ -35,7 +35,7 @@ S3_ACCESS_KEY=${S3_ACCESS_KEY:-testaccesskey}
 S3_SECRET_KEY=${S3_SECRET_KEY:-testsecretkey}
 S3_BUCKET=${S3_BUCKET:-backup}
 S3_REGION=${S3_REGION:-us-east-1}
-ADD_USER_KNOWN_HOSTS=${ADD_USER_KNOWN_HOSTS:-1}  # opendal sftp defaults to StrictHostKeyChecking=yes
+ADD_USER_KNOWN_HOSTS=${ADD_USER_KNOWN_HOSTS:-1}  # SFTP targets default to host_key_checking = "strict"
 
 log() { printf '[start-all %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
