@@ -19,7 +19,7 @@ pub(super) struct InFlight {
     paths: Mutex<HashSet<String>>,
     changed: Condvar,
     limit: usize,
-    /// Threads waiting here now: lets a unit test know one is held back.
+    /// Threads waiting here now: lets a unit test see that one is held back.
     #[cfg(test)]
     pub(super) waiting: std::sync::atomic::AtomicUsize,
 }
@@ -67,6 +67,9 @@ impl InFlight {
             self.waiting
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             paths = self.changed.wait(paths).unwrap_or_else(|p| p.into_inner());
+            #[cfg(test)]
+            self.waiting
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
         paths
     }
@@ -88,41 +91,47 @@ impl Drop for Landing {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Barrier;
+    use std::sync::atomic::Ordering;
 
     use super::*;
 
+    /// Spins until a thread waits in `flight`, or `past` says it went on.
+    fn held_or_past(flight: &InFlight, past: impl Fn() -> bool) {
+        while flight.waiting.load(Ordering::SeqCst) == 0 && !past() {
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
-    fn settling_waits_for_every_upload_and_room_is_bounded() {
+    fn room_is_bounded_and_settling_waits_for_every_upload() {
         let flight = Arc::new(InFlight::new(2));
         let a = flight.start("data/a");
         let b = flight.start("data/b");
-        let (go, landed) = (Arc::new(Barrier::new(2)), Arc::new(Mutex::new(Vec::new())));
+        let passed = Arc::new(Mutex::new(Vec::new()));
         let waiter = {
-            let (flight, go, landed) = (flight.clone(), go.clone(), landed.clone());
+            let (flight, passed) = (flight.clone(), passed.clone());
             std::thread::spawn(move || {
-                go.wait();
-                // No room until one lands; then settling waits for the rest.
                 let c = flight.start("data/c");
-                landed.lock().unwrap().push("room");
+                passed.lock().unwrap().push("room");
                 drop(c);
                 flight.settle();
-                landed.lock().unwrap().push("settled");
+                passed.lock().unwrap().push("settled");
             })
         };
-        go.wait();
-        landed.lock().unwrap().push("a");
+        let went = |what: &'static str| passed.lock().unwrap().contains(&what);
+        // Two in flight: a third waits for room.
+        held_or_past(&flight, || went("room"));
+        assert!(!went("room"), "a third upload started beside two");
         drop(a);
-        flight.wait_for("data/a");
-        landed.lock().unwrap().push("b");
+        // Room now, but settling waits for `b`.
+        while !went("room") {
+            std::thread::yield_now();
+        }
+        held_or_past(&flight, || went("settled"));
+        assert!(!went("settled"), "settled while an upload was in flight");
         drop(b);
         waiter.join().unwrap();
-        let order = landed.lock().unwrap().clone();
-        assert_eq!(order.first(), Some(&"a"));
-        assert_eq!(order.last(), Some(&"settled"));
-        assert!(
-            order.iter().position(|s| *s == "b") < order.iter().position(|s| *s == "settled"),
-            "{order:?}"
-        );
+        assert!(went("settled"));
+        flight.wait_for("data/a");
     }
 }
