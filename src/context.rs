@@ -30,9 +30,9 @@ struct Shared {
     lockout: Lockout,
     trail: Trail,
     keys: KeyCache,
-    /// Targets' storages opened so far (by name, settings and `--as-of`): each command's phases (probe,
-    /// catch-up, backup, retention) reuse one, and with it its connections; an SFTP or SMB
-    /// session costs a log-in each time.
+    /// Targets' storages opened so far (by name, settings and `--as-of`): each command's
+    /// phases (probe, catch-up, backup, retention) reuse one, and with it its connections; an
+    /// SFTP or SMB session costs a log-in each time.
     stores: std::sync::Mutex<std::collections::BTreeMap<StoreKey, Arc<dyn Store>>>,
     /// Unit tests run the commands over memory stores: a target named here opens as that store,
     /// whatever its kind says.

@@ -43,7 +43,7 @@ pub struct InitReport {
 /// Data packs of a new repository: restic's own default size (rustic_core's is 32 MiB). Every
 /// pack is held whole in memory from the chunker until each target has stored it, a few at a
 /// time: with 32 MiB packs one SFTP target took the backup to 221-243 MiB, with 16 MiB to
-/// 148-168 MiB, at the same speed (benches/remote.sh). Kept in the repository's `config`, which
+/// 148-168 MiB, at the same speed (the corpus of benches/remote.sh). Kept in the repository's `config`, which
 /// restic reads without minding the field.
 const DATA_PACK_SIZE: bytesize::ByteSize = bytesize::ByteSize::mib(16);
 

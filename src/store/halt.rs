@@ -53,8 +53,9 @@ impl Halting {
     }
 
     /// Counts one step; parks for good once `limit` is reached (after `done`, which is the
-    /// step itself, so the step is complete when the run stands still). Steps taken at once (packs are uploaded concurrently) are counted
-    /// before they are done, so that exactly `limit` are done and the marker gets one line.
+    /// step itself, so the step is complete when the run stands still). Steps taken at once
+    /// (packs are uploaded concurrently) are counted before they are done, so that exactly
+    /// `limit` are done and the marker gets one line.
     fn step<T>(&self, count: &AtomicU64, limit: u64, done: impl FnOnce() -> T) -> T {
         let nth = count.fetch_add(1, Ordering::SeqCst) + 1;
         if nth > limit {
