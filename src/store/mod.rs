@@ -182,6 +182,27 @@ pub fn open_as_of(
     Ok(store)
 }
 
+/// `got`, when it is the `length` bytes asked for at `offset` of `path`: a short read is an
+/// error, never a silently shorter range.
+pub(crate) fn whole_range(
+    got: Bytes,
+    path: &str,
+    location: &str,
+    offset: u64,
+    length: u64,
+) -> StoreResult<Bytes> {
+    if got.len() as u64 == length {
+        return Ok(got);
+    }
+    Err(StoreError::new(
+        StoreErrorKind::Permanent,
+        format!(
+            "reading {path} on {location}: got {} of {length} bytes at offset {offset}",
+            got.len()
+        ),
+    ))
+}
+
 /// How hard one target tries before an operation fails.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Policy {

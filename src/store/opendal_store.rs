@@ -145,17 +145,7 @@ impl Store for OpendalStore {
             .read_options(path, opts)
             .map(|b| b.to_bytes())
             .map_err(|e| self.error("reading", path, &e))?;
-        if bytes.len() as u64 != length {
-            return Err(StoreError::new(
-                StoreErrorKind::Permanent,
-                format!(
-                    "reading {path} on {}: got {} of {length} bytes at offset {offset}",
-                    self.location,
-                    bytes.len()
-                ),
-            ));
-        }
-        Ok(bytes)
+        super::whole_range(bytes, path, &self.location, offset, length)
     }
 
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {

@@ -69,6 +69,7 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
         known_hosts,
         root: path.trim_end_matches('/').to_string(),
         timeout: policy.timeout,
+        retries: policy.retries,
         location: location.clone(),
         sftp: tokio::sync::Mutex::default(),
         readers: std::sync::Mutex::default(),
@@ -76,10 +77,7 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
     if *append_only {
         return Ok(Box::new(append_only::AppendOnly { server }));
     }
-    Ok(Box::new(SftpStore {
-        server,
-        retries: policy.retries,
-    }))
+    Ok(Box::new(SftpStore { server }))
 }
 
 /// cairn's own SFTP session with the server, opened at the first write.
@@ -90,6 +88,8 @@ struct Server {
     known_hosts: KnownHosts,
     root: String,
     timeout: Duration,
+    /// Extra attempts after a transient failure.
+    retries: usize,
     location: String,
     /// The session; dropped after an error so that the next write opens a new one.
     /// Held across connecting, so that concurrent first writes open one session, not several.
@@ -200,6 +200,25 @@ impl Server {
         })
     }
 
+    /// [`Self::run`] of what `op` makes, again after a transient failure, `retries` times.
+    fn call<T, F: std::future::Future<Output = StoreResult<T>>>(
+        &self,
+        what: &str,
+        op: impl Fn() -> F,
+    ) -> StoreResult<T> {
+        (|| self.run(what, op()))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Policy::MIN_BACKOFF)
+                    .with_max_delay(Policy::MAX_BACKOFF)
+                    .with_max_times(self.retries)
+                    .with_jitter(),
+            )
+            .sleep(std::thread::sleep)
+            .when(|e: &StoreError| e.kind == StoreErrorKind::Transient)
+            .call()
+    }
+
     /// Creates `path` whole under a temporary name in `tmp`, synced, and renames it into place.
     async fn put(&self, tmp: &str, path: &str, parts: &[Bytes]) -> StoreResult<()> {
         self.forget_reader(path);
@@ -272,17 +291,7 @@ impl Server {
             None => (0, f.metadata().await.map_err(failed)?.len().unwrap_or(0)),
         };
         let got = read_pipelined(&f, offset, length).await.map_err(failed)?;
-        if got.len() as u64 != length {
-            return Err(StoreError::new(
-                StoreErrorKind::Permanent,
-                format!(
-                    "{what} on {}: got {} of {length} bytes at offset {offset}",
-                    self.location,
-                    got.len()
-                ),
-            ));
-        }
-        Ok(got)
+        super::whole_range(got, path, &self.location, offset, length)
     }
 
     /// Removes a file; one already gone is fine.
@@ -408,7 +417,7 @@ const DEPTH: usize = 8;
 
 /// Writes `parts` (a file's bytes, in order) through `DEPTH` clones of `f`'s handle at once,
 /// each piece at its own offset; the buffers are sent as they are, never copied.
-async fn write_pipelined(f: &File, parts: &[Bytes]) -> Result<(), SftpError> {
+pub(super) async fn write_pipelined(f: &File, parts: &[Bytes]) -> Result<(), SftpError> {
     let mut pieces: Vec<(u64, Vec<Bytes>)> = Vec::new();
     let (mut offset, mut piece, mut filled) = (0u64, Vec::new(), 0usize);
     for part in parts {
@@ -523,27 +532,10 @@ async fn read_dir(sftp: &Sftp, full: &str) -> Result<Vec<(String, bool, u64)>, S
     Ok(out)
 }
 
-/// An SFTP target, retrying what failed on a broken session.
+/// An SFTP target.
 #[derive(Debug)]
 struct SftpStore {
     server: Server,
-    retries: usize,
-}
-
-impl SftpStore {
-    /// `f`, again after a transient failure (a broken session, a timeout), `retries` times.
-    fn retried<T>(&self, f: impl FnMut() -> StoreResult<T>) -> StoreResult<T> {
-        f.retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Policy::MIN_BACKOFF)
-                .with_max_delay(Policy::MAX_BACKOFF)
-                .with_max_times(self.retries)
-                .with_jitter(),
-        )
-        .sleep(std::thread::sleep)
-        .when(|e: &StoreError| e.kind == StoreErrorKind::Transient)
-        .call()
-    }
 }
 
 impl Store for SftpStore {
@@ -551,52 +543,43 @@ impl Store for SftpStore {
         self.server.location.clone()
     }
     fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
-        self.retried(|| {
-            self.server
-                .run(&format!("checking {path}"), self.server.stat(path))
-        })
+        self.server
+            .call(&format!("checking {path}"), || self.server.stat(path))
     }
     fn read(&self, path: &str) -> StoreResult<Bytes> {
-        self.retried(|| {
-            self.server
-                .run(&format!("reading {path}"), self.server.read(path, None))
-        })
+        self.server
+            .call(&format!("reading {path}"), || self.server.read(path, None))
     }
     fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes> {
-        self.retried(|| {
-            self.server.run(
-                &format!("reading {path}"),
-                self.server.read(path, Some((offset, length))),
-            )
+        self.server.call(&format!("reading {path}"), || {
+            self.server.read(path, Some((offset, length)))
         })
     }
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
-        self.retried(|| {
-            self.server
-                .run(&format!("listing {dir}"), self.server.list(dir))
-        })
+        self.server
+            .call(&format!("listing {dir}"), || self.server.list(dir))
     }
     fn delete(&self, path: &str) -> StoreResult<()> {
-        self.retried(|| {
-            self.server
-                .run(&format!("deleting {path}"), self.server.delete(path))
-        })
+        self.server
+            .call(&format!("deleting {path}"), || self.server.delete(path))
     }
 
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
         let what = format!("writing {path}");
         let put = || {
-            let tmp = crate::layout::tmp_name(path);
-            self.server.run(&what, self.server.put(&tmp, path, &parts))
+            self.server.call(&what, || {
+                let (tmp, parts) = (crate::layout::tmp_name(path), &parts);
+                async move { self.server.put(&tmp, path, parts).await }
+            })
         };
-        match self.retried(put) {
+        match put() {
             // A folder is missing (made by hand, or by restic without cairn's temporary
             // folder): create it and the temporary one, once, and write again.
             Err(e) if e.kind == StoreErrorKind::NotFound => {
                 let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
                 let dirs = [crate::layout::TMP_DIR.to_string(), parent.to_string()];
                 self.create_dirs(&dirs)?;
-                self.retried(put)
+                put()
             }
             other => other,
         }
@@ -605,9 +588,7 @@ impl Store for SftpStore {
     fn create_dirs(&self, dirs: &[String]) -> StoreResult<()> {
         let mut all = dirs.to_vec();
         all.push(crate::layout::TMP_DIR.to_string());
-        self.retried(|| {
-            self.server
-                .run("creating folders", self.server.mkdirs(&all))
-        })
+        self.server
+            .call("creating folders", || self.server.mkdirs(&all))
     }
 }

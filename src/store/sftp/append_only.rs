@@ -19,7 +19,7 @@ use openssh_sftp_client::metadata::Permissions;
 use super::Server;
 use crate::store::{Protection, Store, StoreError, StoreErrorKind, StoreResult};
 
-/// Reads through opendal; adds files through a session of its own; removes nothing.
+/// Reads and adds files through cairn's own session; removes nothing.
 #[derive(Debug)]
 pub(in crate::store) struct AppendOnly {
     pub(super) server: Server,
@@ -63,6 +63,8 @@ impl AppendOnly {
         self.server.err(kind, what, text)
     }
 
+    /// Writes `parts` under a fresh temporary name, syncs and closes it, and links it to
+    /// `path`. A name that already exists is kept if it holds the same bytes, else refused.
     async fn add(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
         let sftp = self.server.session().await?;
         if !sftp.support_hardlink() {
@@ -79,8 +81,6 @@ impl AppendOnly {
             crate::layout::tmp_name(path),
             rand::random::<u64>()
         );
-        // The write consumes its buffers; these clones share their bytes.
-        let mut sent = parts.clone();
         let written = async {
             let mut f = sftp
                 .options()
@@ -88,7 +88,7 @@ impl AppendOnly {
                 .create_new(true)
                 .open(self.server.full(&tmp))
                 .await?;
-            f.write_all_zero_copy(&mut sent).await?;
+            super::write_pipelined(&f, &parts).await?;
             f.sync_all().await?;
             f.close().await
         };
@@ -182,21 +182,20 @@ impl Store for AppendOnly {
     }
     fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
         self.server
-            .run(&format!("checking {path}"), self.server.stat(path))
+            .call(&format!("checking {path}"), || self.server.stat(path))
     }
     fn read(&self, path: &str) -> StoreResult<Bytes> {
         self.server
-            .run(&format!("reading {path}"), self.server.read(path, None))
+            .call(&format!("reading {path}"), || self.server.read(path, None))
     }
     fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes> {
-        self.server.run(
-            &format!("reading {path}"),
-            self.server.read(path, Some((offset, length))),
-        )
+        self.server.call(&format!("reading {path}"), || {
+            self.server.read(path, Some((offset, length)))
+        })
     }
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
         self.server
-            .run(&format!("listing {dir}"), self.server.list(dir))
+            .call(&format!("listing {dir}"), || self.server.list(dir))
     }
 
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
