@@ -491,14 +491,7 @@ pub fn again<P: ProgressBars + Clone>(
     };
     let mut out = Vec::new();
     for cert in purges {
-        let Ok(decided) = cert.decided.parse::<jiff::Timestamp>() else {
-            continue;
-        };
-        let came_back: BTreeSet<String> = snaps
-            .iter()
-            .filter(|(id, time)| *time <= decided && !cert.judged.contains(id))
-            .map(|(id, _)| id.clone())
-            .collect();
+        let came_back = came_back(&snaps, &cert);
         if came_back.is_empty() {
             continue;
         }
@@ -528,6 +521,24 @@ pub fn again<P: ProgressBars + Clone>(
         }
     }
     Ok(out)
+}
+
+/// The snapshots from before `cert`'s purge that it never judged. Its time is kept to the
+/// second: a snapshot taken within that second counts as before it (it may hold the paths).
+fn came_back(snaps: &[(String, jiff::Timestamp)], cert: &Certificate) -> BTreeSet<String> {
+    let Some(next_second) = cert
+        .decided
+        .parse::<jiff::Timestamp>()
+        .ok()
+        .and_then(|t| t.checked_add(jiff::SignedDuration::from_secs(1)).ok())
+    else {
+        return BTreeSet::new();
+    };
+    snaps
+        .iter()
+        .filter(|(id, time)| *time < next_second && !cert.judged.contains(id))
+        .map(|(id, _)| id.clone())
+        .collect()
 }
 
 /// The purged chunks that kept files hold (each with one such file), and per target the
@@ -650,6 +661,22 @@ fn look_up(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_taken_in_the_second_a_purge_was_decided_came_back_if_never_judged() {
+        let mut cert = Certificate::new(Kind::Purge, "acme", "art. 17", "op", &[]);
+        cert.decided = "2026-12-08T01:26:14Z".into();
+        cert.judged = vec!["judged".into()];
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let snaps = vec![
+            ("before".to_string(), at("2026-12-08T01:26:13.9Z")),
+            ("same-second".to_string(), at("2026-12-08T01:26:14.6Z")),
+            ("judged".to_string(), at("2026-12-08T01:26:10Z")),
+            ("after".to_string(), at("2026-12-08T01:26:15Z")),
+        ];
+        let back: Vec<String> = came_back(&snaps, &cert).into_iter().collect();
+        assert_eq!(back, ["before", "same-second"]);
+    }
 
     #[test]
     fn an_exact_glob_removes_exactly_its_path_whatever_the_name() {
