@@ -56,6 +56,8 @@ pub(crate) struct Contents {
     cipher: Arc<Cipher>,
     /// Bytes read from the targets.
     read: Arc<std::sync::atomic::AtomicU64>,
+    /// Blobs already read and checked (by [`Self::blobs`]): given from here, not read again.
+    ready: Option<Arc<std::collections::BTreeMap<Id, Bytes>>>,
 }
 
 impl Contents {
@@ -68,7 +70,16 @@ impl Contents {
             fanout: fanout.clone(),
             cipher: Arc::new(Cipher::new(key)?),
             read: Arc::default(),
+            ready: None,
         })
+    }
+
+    /// These contents, giving the blobs of `ready` without reading them again.
+    pub(crate) fn with_ready(&self, ready: std::collections::BTreeMap<Id, Bytes>) -> Self {
+        Self {
+            ready: Some(Arc::new(ready)),
+            ..self.clone()
+        }
     }
 
     /// Bytes read from the targets so far.
@@ -147,6 +158,11 @@ impl Contents {
 
     /// The blobs of `g`, from the first target whose copy of every one is sound.
     fn fetch(&self, g: &Group) -> Result<Vec<Bytes>, String> {
+        if let Some(ready) = &self.ready
+            && let Some(blobs) = g.blobs.iter().map(|b| ready.get(&b.id).cloned()).collect()
+        {
+            return Ok(blobs);
+        }
         let path = file_path(FileType::Pack, &g.pack);
         let what = format!("reading {path}");
         first_sound(&self.fanout.active(), &self.fanout.fell_back(&what), |m| {
@@ -271,6 +287,105 @@ impl Contents {
     }
 }
 
+/// Blobs of one pack less than this apart are read in one request, the bytes between them
+/// too: a request costs more than this many bytes on any link (and the sampled paths' trees
+/// lie scattered through a tree pack).
+const GAP: u64 = 64 << 10;
+
+impl Contents {
+    /// The blobs `ids` (trees or data), in that order, each checked as every blob here is.
+    /// Those of one pack less than [`GAP`] apart are read together (up to [`MAX_READ`]
+    /// bytes), the groups on `workers` threads; a blob in no index, or in a read that failed
+    /// on every target, is an error (the caller may read it alone to learn why).
+    pub(crate) fn blobs<S: IndexedFull + Sync, T: rustic_core::PackedId + Sync>(
+        &self,
+        repo: &Repository<S>,
+        ids: &[T],
+        workers: usize,
+    ) -> Vec<Result<Bytes, String>> {
+        let mut out: Vec<Result<Bytes, String>> =
+            ids.iter().map(|_| Err("not read".to_string())).collect();
+        let mut placed: Vec<Placed> = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let blob: rustic_core::BlobId = (*id).into();
+            match repo.get_index_entry(id) {
+                Ok(e) => placed.push((
+                    *e.pack,
+                    u64::from(e.location.offset),
+                    u64::from(e.location.length),
+                    e.location.uncompressed_length.map(|n| n.get() as usize),
+                    i,
+                )),
+                Err(_) => out[i] = Err(format!("blob {} is in no index", &blob.to_hex()[..8])),
+            }
+        }
+        let groups = group(placed, |i| ids[i].into());
+        let fetched = crate::par::map(&groups, workers, |(g, _)| self.fetch(g));
+        for ((_, at), got) in groups.iter().zip(fetched) {
+            match got {
+                Ok(blobs) => {
+                    for (&i, b) in at.iter().zip(blobs) {
+                        out[i] = Ok(b);
+                    }
+                }
+                Err(e) => {
+                    for &i in at {
+                        out[i] = Err(e.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A blob to read: its pack, offset, stored length, plain length when compressed, and its
+/// place among the blobs asked for.
+type Placed = (Id, u64, u64, Option<usize>, usize);
+
+/// `placed` in reads: blobs of one pack less than [`GAP`] apart (in offset order) share one
+/// read of at most [`MAX_READ`] bytes, or a blob is read alone; each read with the places of
+/// its blobs. `id` gives the blob id of a place.
+fn group(
+    mut placed: Vec<Placed>,
+    id: impl Fn(usize) -> rustic_core::BlobId,
+) -> Vec<(Group, Vec<usize>)> {
+    placed.sort_unstable();
+    let mut groups: Vec<(Group, Vec<usize>)> = Vec::new();
+    for (pack, offset, length, plain, i) in placed {
+        // One blob is at most 4 GiB (the index's u32), a group at most MAX_READ or one blob:
+        // offsets within a group fit a usize.
+        #[allow(clippy::cast_possible_truncation)]
+        let blob = |at: u64| Blob {
+            id: *id(i),
+            at: at as usize,
+            length: length as usize,
+            plain,
+        };
+        if let Some((g, at)) = groups.last_mut()
+            && g.pack == pack
+            && offset >= g.offset + g.length
+            && offset - (g.offset + g.length) < GAP
+            && offset + length - g.offset <= MAX_READ
+        {
+            g.blobs.push(blob(offset - g.offset));
+            g.length = offset + length - g.offset;
+            at.push(i);
+            continue;
+        }
+        groups.push((
+            Group {
+                pack,
+                offset,
+                length,
+                blobs: vec![blob(0)],
+            },
+            vec![i],
+        ));
+    }
+    groups
+}
+
 /// zstd's decompression of one blob, through this thread's context (making a context per
 /// blob was an eighth of a small-file restore's CPU).
 fn decompress(data: &[u8], capacity: usize) -> Option<Vec<u8>> {
@@ -367,6 +482,45 @@ impl std::io::Read for ContentReader<'_> {
 mod tests {
     use super::*;
     use crate::{fanout::Fanout, store::local_for_tests as local};
+
+    /// Read ahead, blobs of one pack a little apart share a read (the bytes between read
+    /// too); far apart, in another pack, or past [`MAX_READ`], they do not.
+    #[test]
+    fn blobs_of_a_pack_less_than_a_gap_apart_share_one_read() {
+        let (p, q) = (Id::new([1; 32]), Id::new([2; 32]));
+        let id = |i: usize| rustic_core::BlobId::from(Id::new([u8::try_from(i).unwrap(); 32]));
+        let a = 1_000 + GAP - 1; // GAP - 1 after the first blob's end
+        let b = a + 500 + GAP; // GAP after the second's
+        let placed = vec![
+            (p, a, 500, None, 0),
+            (p, 0, 1_000, Some(2_000), 1),
+            (q, 1_000, 100, None, 2),
+            (p, 0, 1_000, Some(2_000), 3),
+            (p, b, 100, None, 4),
+            (p, b + 110, MAX_READ, None, 5),
+        ];
+        // A read: pack, offset, length, the places of its blobs, their offsets in it.
+        type Read = (Id, u64, u64, Vec<usize>, Vec<usize>);
+        let reads: Vec<Read> = group(placed, id)
+            .into_iter()
+            .map(|(g, at)| {
+                let offsets = g.blobs.iter().map(|b| b.at).collect();
+                (g.pack, g.offset, g.length, at, offsets)
+            })
+            .collect();
+        let a_at = usize::try_from(a).unwrap();
+        assert_eq!(
+            reads,
+            vec![
+                (p, 0, 1_000, vec![1], vec![0]),
+                // The same blob asked for twice is read twice, never overlapped.
+                (p, 0, a + 500, vec![3, 0], vec![0, a_at]),
+                (p, b, 100, vec![4], vec![0]),
+                (p, b + 110, MAX_READ, vec![5], vec![0]),
+                (q, 1_000, 100, vec![2], vec![0]),
+            ]
+        );
+    }
 
     /// A blob is checked by its id, not only by its MAC: one that opens with the key but is
     /// another blob (moved, or an old one put in its place) is not used, nor one that does not

@@ -17,6 +17,7 @@ use crate::{
 };
 
 /// How one sampled file fared on one target.
+#[derive(Clone)]
 pub(super) struct FileOutcome {
     pub(super) failure: Option<(FailureClass, String)>,
     pub(super) source: SourceCheck,
@@ -24,19 +25,21 @@ pub(super) struct FileOutcome {
     pub(super) digest: Option<[u8; 32]>,
 }
 
-#[derive(PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(super) enum SourceCheck {
     Compared,
     Changed,
     NotChecked,
 }
 
-/// Reads the file chunk by chunk (decrypted, so each chunk's MAC is checked), checking each
-/// chunk's SHA-256 against its id, the size, and the live source.
+/// Reads the file chunk by chunk (decrypted, so each chunk's MAC is checked; those in `ready`
+/// were read ahead), checking each chunk's SHA-256 against its id, the size, and the live
+/// source.
 pub(super) fn check_file<S: rustic_core::IndexedFull>(
     repo: &rustic_core::Repository<S>,
     node: &Node,
     c: &Candidate,
+    ready: &std::collections::BTreeMap<Id, bytes::Bytes>,
     diagnose: &mut impl FnMut(Id, &rustic_core::RusticError) -> (FailureClass, String),
     placed: &mut impl FnMut(Id, (u32, u32), &Id) -> Option<(FailureClass, String)>,
 ) -> FileOutcome {
@@ -68,10 +71,11 @@ pub(super) fn check_file<S: rustic_core::IndexedFull>(
             .get_index_entry(data_id)
             .map(|ie| (*ie.pack, (ie.location.offset, ie.location.length)));
         let pack = entry.as_ref().map(|(p, _)| *p).map_err(|_| ());
-        let blob = match (
-            pack,
-            repo.get_blob_cached(&BlobId::from(**data_id), BlobType::Data),
-        ) {
+        let read = || match ready.get(&**data_id) {
+            Some(b) => Ok(b.clone()),
+            None => repo.get_blob_cached(&BlobId::from(**data_id), BlobType::Data),
+        };
+        let blob = match (pack, read()) {
             (Err(_), _) => {
                 return fail(
                     FailureClass::Missing,

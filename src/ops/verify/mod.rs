@@ -4,16 +4,24 @@
 //! The sample is chosen once (seeded, reproducible) and then checked on every target through a
 //! repository opened over that target alone, so a damaged file on one target can never be
 //! hidden by a good copy on another. For each sampled file and target:
-//! - every chunk is read through rustic_core's decode path and its SHA-256 compared with its
-//!   blob id, and the assembled size with the snapshot's;
-//! - every whole repository file read (keys, index, snapshot) has its SHA-256 compared with its
-//!   name; packs are read chunk by chunk, never whole, so a sample costs what it checks (whole
-//!   packs are hashed by `check --read-data`), and the bytes read are counted per target;
+//! - every chunk is read from that target, opened with the key, and its SHA-256 compared with
+//!   its blob id; the assembled size with the snapshot's;
+//! - every whole repository file read (keys, index, snapshots) has its SHA-256 compared with
+//!   its name; packs are read in the ranges of the sampled chunks and trees (neighbours less
+//!   than 64 KiB apart in one request, the bytes between them too), never whole, so a sample
+//!   costs what it checks (whole packs are hashed by `check --read-data`); the bytes read are
+//!   counted per target;
+//! - each sampled chunk must sit where its pack's own header says;
 //! - if the live source file still has the snapshot's size and mtime, its bytes are compared;
-//! - the file is written to disk as `cairn restore` writes it (contents and metadata in one pass)
-//!   and its content, mode and mtime checked.
+//! - the file is written to disk as `cairn restore` writes it (contents and metadata in one
+//!   pass), from the chunks just checked, and its content, mode and mtime checked.
 //!
-//! Content is streamed chunk by chunk (at most one chunk, ≤ 8 MiB, held per file).
+//! The sample is checked in batches of [`BATCH`] files: the trees on their paths are read a
+//! level at a time, then their chunks (at most [`READ_AHEAD`] bytes; a file beyond that is read
+//! chunk by chunk), so that a sample spread over many folders and packs costs a request per
+//! neighbourhood, not per tree and chunk (one per chunk, on Azure, was most of a remote
+//! target's time). A tree or chunk the read-ahead could not have is read alone, and its
+//! failure said as before.
 //!
 //! Here: the options, choosing the sample, and each target's run. The report types are in
 //! [`report`], the hash-checking backend in `witness`, the checks of one file in `file`, the
@@ -55,7 +63,7 @@ use crate::{
     state,
 };
 
-use file::{FileOutcome, Restorable, SourceCheck, check_file, check_restores};
+use file::{FileOutcome, SourceCheck, check_file, check_restores};
 pub use hook::run_hook;
 pub use report::{Cause, Failure, FailureClass, TargetVerify, VerifyReport, causes, write_report};
 use witness::{Witness, diagnose_pack, witness_failures};
@@ -358,6 +366,7 @@ fn node_at<S: rustic_core::IndexedFull>(
     root: rustic_core::TreeId,
     path: &str,
     trees: &mut Trees,
+    read_ahead: &TreeMap,
 ) -> std::result::Result<Node, String> {
     let mut id = root;
     let mut found: Option<Node> = None;
@@ -369,6 +378,13 @@ fn node_at<S: rustic_core::IndexedFull>(
             id = n
                 .subtree
                 .ok_or_else(|| format!("`{}` is not a folder", n.name().to_string_lossy()))?;
+        }
+        if let Some(tree) = read_ahead.get(&id) {
+            let node = tree.nodes.iter().find(|n| n.name() == name);
+            found = Some(node.cloned().ok_or_else(|| {
+                format!("`{}` is not in its folder's tree", name.to_string_lossy())
+            })?);
+            continue;
         }
         if !trees.0.contains_key(&id) {
             let tree = repo
@@ -386,6 +402,110 @@ fn node_at<S: rustic_core::IndexedFull>(
             })?);
     }
     found.ok_or_else(|| "the path names no file".to_string())
+}
+
+/// Trees read ahead for a batch of the sample.
+type TreeMap = BTreeMap<rustic_core::TreeId, rustic_core::repofile::Tree>;
+
+/// Chunks read ahead for a batch of the sample, each already checked against its id.
+type BlobMap = BTreeMap<Id, bytes::Bytes>;
+
+/// Most bytes of chunks read ahead for one batch (a file beyond it is read chunk by chunk).
+const READ_AHEAD: u64 = 32 << 20;
+
+/// The chunks of `nodes` (up to [`READ_AHEAD`] stored bytes, whole files), read from this
+/// target with neighbours in a pack together: a sample of small files in one pack costs a
+/// request or two, not one per file. A chunk that cannot be had this way is left out;
+/// [`check_file`] reads it alone and says why.
+fn chunks_of<'a, S: rustic_core::IndexedFull + Sync>(
+    repo: &rustic_core::Repository<S>,
+    contents: &crate::verified::Contents,
+    nodes: impl Iterator<Item = &'a Node>,
+) -> BlobMap {
+    let mut ids = std::collections::BTreeSet::new();
+    let mut bytes = 0u64;
+    for node in nodes {
+        let chunks: Vec<rustic_core::DataId> = node.content.iter().flatten().copied().collect();
+        let size: u64 = chunks
+            .iter()
+            .filter(|id| !ids.contains(*id))
+            .filter_map(|id| repo.get_index_entry(id).ok())
+            .map(|e| u64::from(e.location.length))
+            .sum();
+        if bytes + size > READ_AHEAD {
+            continue;
+        }
+        bytes += size;
+        ids.extend(chunks);
+    }
+    let ids: Vec<rustic_core::DataId> = ids.into_iter().collect();
+    ids.iter()
+        .zip(contents.blobs(repo, &ids, CHECKERS))
+        .filter_map(|(id, got)| Some((**id, got.ok()?)))
+        .collect()
+}
+
+/// Sampled files whose trees are read ahead together: bounds what is held for a large sample.
+const BATCH: usize = 256;
+
+/// The trees on the way to each of `paths` (a snapshot's root tree and a path below it), read
+/// from this target a level at a time, neighbours in a pack together, each checked against
+/// its id: a sample of files in different folders would otherwise cost one request per tree.
+/// A tree that cannot be had this way is left out; [`node_at`] reads it alone and says why.
+fn trees_on_paths<S: rustic_core::IndexedFull + Sync>(
+    repo: &rustic_core::Repository<S>,
+    contents: &crate::verified::Contents,
+    paths: &[(rustic_core::TreeId, &str)],
+) -> TreeMap {
+    let mut known = TreeMap::new();
+    let mut walks: Vec<(rustic_core::TreeId, Vec<&std::ffi::OsStr>)> = paths
+        .iter()
+        .map(|(root, path)| {
+            let parts = Path::new(path)
+                .components()
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(n) => Some(n),
+                    _ => None,
+                })
+                .collect();
+            (*root, parts)
+        })
+        .collect();
+    while !walks.is_empty() {
+        let wanted: Vec<rustic_core::TreeId> = walks
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !known.contains_key(id))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for (id, got) in wanted.iter().zip(contents.blobs(repo, &wanted, CHECKERS)) {
+            if let Some(tree) = got
+                .ok()
+                .and_then(|b| serde_json::from_slice::<rustic_core::repofile::Tree>(&b).ok())
+            {
+                known.insert(*id, tree);
+            }
+        }
+        // On to the folder below, while the path goes on.
+        walks = walks
+            .into_iter()
+            .filter_map(|(id, parts)| {
+                let (first, rest) = parts.split_first()?;
+                if rest.is_empty() {
+                    return None;
+                }
+                let sub = known
+                    .get(&id)?
+                    .nodes
+                    .iter()
+                    .find(|n| n.name() == *first)?
+                    .subtree?;
+                Some((sub, rest.to_vec()))
+            })
+            .collect();
+    }
+    known
 }
 
 fn verify_target<P: ProgressBars + Clone>(
@@ -457,117 +577,139 @@ fn verify_target<P: ProgressBars + Clone>(
         Mutex::default();
     // Each checker's trees, handed from one file to the next.
     let pool: Mutex<Vec<Trees>> = Mutex::default();
-    let checked = crate::par::map(sample, CHECKERS, |c| {
-        let snap = locked(&snapshots)
+    let snapshot_of = |c: &Candidate| {
+        locked(&snapshots)
             .entry(c.snapshot.clone())
             .or_insert_with(|| {
                 repo.get_snapshot_from_str(&c.snapshot, |_| true)
                     .map_err(|e| crate::error::rustic_words(&e))
             })
-            .clone();
-        let mut trees = locked(&pool).pop().unwrap_or_default();
-        let checked = match snap {
-            Err(e) => (
-                FileOutcome {
-                    failure: Some((
-                        FailureClass::Missing,
-                        format!("snapshot {} cannot be read: {e}", &c.snapshot[..8]),
-                    )),
-                    source: SourceCheck::NotChecked,
-                    digest: None,
-                },
-                None,
-            ),
-            Ok(snap) => match node_at(&repo, snap.tree, &c.path, &mut trees) {
-                Err(e) => (
-                    FileOutcome {
-                        failure: Some((FailureClass::Missing, format!("{TREE_UNREADABLE}: {e}"))),
-                        source: SourceCheck::NotChecked,
-                        digest: None,
-                    },
-                    None,
-                ),
-                Ok(node) => {
-                    let mut diagnose = |pack: Id, e: &rustic_core::RusticError| {
-                        locked(&diagnosed)
-                            .entry(pack)
-                            .or_insert_with(|| diagnose_pack(store.as_ref(), &pack, e))
-                            .clone()
-                    };
-                    let mut placed = |pack: Id, (offset, length): (u32, u32), id: &Id| {
-                        let cipher = cipher.as_ref()?;
-                        let mut headers = locked(&headers);
-                        let entries = headers.entry(pack).or_insert_with(|| {
-                            let (entries, read) = header::read(store.as_ref(), cipher, &pack);
-                            witness.read.fetch_add(read, Ordering::Relaxed);
-                            entries
-                        });
-                        let path = crate::layout::file_path(rustic_core::FileType::Pack, &pack);
-                        let why = match entries {
-                            Err((class, why)) => {
-                                return Some((*class, format!("pack {path} {why}")));
-                            }
-                            Ok(entries) => match entries.iter().find(|e| e.id == *id) {
-                                None => format!(
-                                    "pack {path}: its header does not list chunk {}",
-                                    &id.to_hex()[..8]
-                                ),
-                                Some(e) if e.offset == offset && e.length == length => {
-                                    return None;
-                                }
-                                Some(e) => format!(
-                                    "pack {path}: its header puts chunk {} at {}+{}, the \
-                                     index at {}+{}",
-                                    &id.to_hex()[..8],
-                                    e.offset,
-                                    e.length,
-                                    offset,
-                                    length
-                                ),
-                            },
-                        };
-                        Some((FailureClass::Mismatch, why))
-                    };
-                    let o = check_file(&repo, &node, c, &mut diagnose, &mut placed);
-                    let restorable = match (&o.failure, o.digest) {
-                        (None, Some(digest)) => Some((node, c.path.clone(), digest)),
-                        _ => None,
-                    };
-                    (o, restorable)
-                }
-            },
+            .clone()
+    };
+    let contents = crate::verified::Contents::new(&witness.inner, &repo.key());
+    // The sampled file's node, or why it cannot be had from this target.
+    let resolve = |c: &Candidate, read_ahead: &TreeMap| -> std::result::Result<Node, FileOutcome> {
+        let unfound = |what: String| FileOutcome {
+            failure: Some((FailureClass::Missing, what)),
+            source: SourceCheck::NotChecked,
+            digest: None,
         };
+        let snap = snapshot_of(c)
+            .map_err(|e| unfound(format!("snapshot {} cannot be read: {e}", &c.snapshot[..8])))?;
+        let mut trees = locked(&pool).pop().unwrap_or_default();
+        let node = node_at(&repo, snap.tree, &c.path, &mut trees, read_ahead)
+            .map_err(|e| unfound(format!("{TREE_UNREADABLE}: {e}")));
         locked(&pool).push(trees);
-        progress.inc(1);
-        checked
-    });
-    let mut outcomes = Vec::with_capacity(sample.len());
-    // Files whose chunks passed, restored together afterwards.
-    let mut to_restore: Vec<(usize, Node, String, [u8; 32])> = Vec::new();
-    for (c, (o, restorable)) in sample.iter().zip(checked) {
+        node
+    };
+    let check = |c: &Candidate, node: Node, ready: &BlobMap| {
+        let mut diagnose = |pack: Id, e: &rustic_core::RusticError| {
+            locked(&diagnosed)
+                .entry(pack)
+                .or_insert_with(|| diagnose_pack(store.as_ref(), &pack, e))
+                .clone()
+        };
+        let mut placed = |pack: Id, (offset, length): (u32, u32), id: &Id| {
+            let cipher = cipher.as_ref()?;
+            let mut headers = locked(&headers);
+            let entries = headers.entry(pack).or_insert_with(|| {
+                let (entries, read) = header::read(store.as_ref(), cipher, &pack);
+                witness.read.fetch_add(read, Ordering::Relaxed);
+                entries
+            });
+            let path = crate::layout::file_path(rustic_core::FileType::Pack, &pack);
+            let why = match entries {
+                Err((class, why)) => {
+                    return Some((*class, format!("pack {path} {why}")));
+                }
+                Ok(entries) => match entries.iter().find(|e| e.id == *id) {
+                    None => format!(
+                        "pack {path}: its header does not list chunk {}",
+                        &id.to_hex()[..8]
+                    ),
+                    Some(e) if e.offset == offset && e.length == length => {
+                        return None;
+                    }
+                    Some(e) => format!(
+                        "pack {path}: its header puts chunk {} at {}+{}, the index at {}+{}",
+                        &id.to_hex()[..8],
+                        e.offset,
+                        e.length,
+                        offset,
+                        length
+                    ),
+                },
+            };
+            Some((FailureClass::Mismatch, why))
+        };
+        let o = check_file(&repo, &node, c, ready, &mut diagnose, &mut placed);
+        let restorable = match (&o.failure, o.digest) {
+            (None, Some(digest)) => Some((node, c.path.clone(), digest)),
+            _ => None,
+        };
+        (o, restorable)
+    };
+    let mut outcomes: Vec<FileOutcome> = Vec::with_capacity(sample.len());
+    for batch in sample.chunks(BATCH) {
+        let read_ahead = contents.as_ref().map_or_else(
+            |_| TreeMap::new(),
+            |contents| {
+                let paths: Vec<(rustic_core::TreeId, &str)> = batch
+                    .iter()
+                    .filter_map(|c| Some((snapshot_of(c).ok()?.tree, c.path.as_str())))
+                    .collect();
+                trees_on_paths(&repo, contents, &paths)
+            },
+        );
+        let nodes = crate::par::map(batch, CHECKERS, |c| resolve(c, &read_ahead));
+        drop(read_ahead);
+        let ready = contents.as_ref().map_or_else(
+            |_| BlobMap::new(),
+            |contents| {
+                chunks_of(
+                    &repo,
+                    contents,
+                    nodes.iter().filter_map(|n| n.as_ref().ok()),
+                )
+            },
+        );
+        let work: Vec<(&Candidate, std::result::Result<Node, FileOutcome>)> =
+            batch.iter().zip(nodes).collect();
+        let checked = crate::par::map(&work, CHECKERS, |(c, node)| {
+            let done = match node {
+                Ok(node) => check(c, node.clone(), &ready),
+                Err(unfound) => (unfound.clone(), None),
+            };
+            progress.inc(1);
+            done
+        });
+        // The files whose chunks passed are restored, from the chunks just checked.
+        let (mut at, mut files) = (Vec::new(), Vec::new());
+        for (o, restorable) in checked {
+            if let Some(r) = restorable {
+                at.push(outcomes.len());
+                files.push(r);
+            }
+            outcomes.push(o);
+        }
+        let restored = match &contents {
+            Ok(contents) => {
+                check_restores(&repo, &contents.with_ready(ready), &files, restore_root)
+            }
+            Err(why) => vec![Err((FailureClass::Unreadable, why.clone())); files.len()],
+        };
+        for (i, result) in at.into_iter().zip(restored) {
+            outcomes[i].failure = result.err();
+        }
+    }
+    if let Ok(contents) = &contents {
+        witness
+            .read
+            .fetch_add(contents.bytes_read(), Ordering::Relaxed);
+    }
+    for c in sample {
         t.files += 1;
         t.bytes += c.size;
-        if let Some((node, path, digest)) = restorable {
-            to_restore.push((outcomes.len(), node, path, digest));
-        }
-        outcomes.push(o);
-    }
-    let (at, files): (Vec<usize>, Vec<Restorable>) = to_restore
-        .into_iter()
-        .map(|(i, n, p, d)| (i, (n, p, d)))
-        .unzip();
-    let restored = match crate::verified::Contents::new(&witness.inner, &repo.key()) {
-        Ok(contents) => {
-            let r = check_restores(&repo, &contents, &files, restore_root);
-            witness
-                .read
-                .fetch_add(contents.bytes_read(), Ordering::Relaxed);
-            r
-        }
-        Err(why) => vec![Err((FailureClass::Unreadable, why)); files.len()],
-    };
-    for (i, result) in at.into_iter().zip(restored) {
-        outcomes[i].failure = result.err();
     }
     progress.finish();
 
