@@ -12,6 +12,9 @@ use rustic_core::{FileType, Id};
 use super::FailureClass;
 use crate::{layout::file_path, sealed::Cipher, store::Store};
 
+/// The bytes read from a pack's end for its header: a header of up to about 400 blobs.
+const TAIL: u64 = 16 << 10;
+
 /// One blob as the header places it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
@@ -45,22 +48,35 @@ pub(crate) fn read(
                 "is {size} bytes long, too short for a header"
             )));
         }
-        let tail = store.read_range(&path, size - 4, 4).map_err(unreadable)?;
+        // The header is most often within the last TAIL bytes: one read, not two.
+        let span = size.min(TAIL);
+        let tail = store
+            .read_range(&path, size - span, span)
+            .map_err(unreadable)?;
         read += tail.len() as u64;
-        let len = u32::from_le_bytes(
-            tail[..]
-                .try_into()
-                .map_err(|_| damaged("gave a short read".into()))?,
-        );
+        let len = tail
+            .len()
+            .checked_sub(4)
+            .and_then(|at| tail.get(at..))
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .ok_or_else(|| damaged("gave a short read".into()))?;
         if u64::from(len) + 4 > size {
             return Err(damaged(format!(
                 "has a header length of {len} bytes, more than the pack holds ({size})"
             )));
         }
-        let sealed = store
-            .read_range(&path, size - 4 - u64::from(len), u64::from(len))
-            .map_err(unreadable)?;
-        read += sealed.len() as u64;
+        // Within the tail's length, a usize.
+        #[allow(clippy::cast_possible_truncation)]
+        let sealed = if u64::from(len) + 4 <= span {
+            tail.slice(tail.len() - 4 - len as usize..tail.len() - 4)
+        } else {
+            let sealed = store
+                .read_range(&path, size - 4 - u64::from(len), u64::from(len))
+                .map_err(unreadable)?;
+            read += sealed.len() as u64;
+            sealed
+        };
         let plain = cipher.open_raw(&sealed).ok_or_else(|| {
             damaged("has a header that does not open with the repository key".into())
         })?;
@@ -108,6 +124,54 @@ fn parse(plain: &[u8]) -> Result<Vec<Entry>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A header within the pack's last bytes is read with them, in one read; a longer one
+    /// (a pack of many small files) is read whole after them.
+    #[test]
+    fn a_short_header_is_read_with_the_tail_and_a_long_one_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::local_for_tests(dir.path());
+        let cipher = Cipher::new(&rustic_core::repofile::MasterKey::new()).unwrap();
+        for (n, name, reads) in [(3u16, 1u8, 1), (500, 2, 2)] {
+            let blobs: Vec<Vec<u8>> = (0..n).map(|i| vec![7; 100 + usize::from(i)]).collect();
+            let mut plain = Vec::new();
+            let mut want = Vec::new();
+            let mut offset = 0u32;
+            for (i, b) in blobs.iter().enumerate() {
+                let length = u32::try_from(b.len()).unwrap();
+                let mut raw = [0u8; 32];
+                raw[..8].copy_from_slice(&i.to_le_bytes());
+                let id = Id::new(raw);
+                plain.push(0);
+                plain.extend(length.to_le_bytes());
+                plain.extend(raw);
+                want.push(Entry { id, offset, length });
+                offset += length;
+            }
+            let sealed = cipher.seal(&plain).unwrap().1;
+            let mut pack: Vec<u8> = blobs.concat();
+            pack.extend(&sealed);
+            pack.extend(u32::try_from(sealed.len()).unwrap().to_le_bytes());
+            let id = Id::new([name; 32]);
+            store
+                .write(&file_path(FileType::Pack, &id), vec![pack.clone().into()])
+                .unwrap();
+            let (entries, read) = super::read(store.as_ref(), &cipher, &id);
+            assert_eq!(entries.unwrap(), want, "{n} blobs");
+            let tail = (pack.len() as u64).min(TAIL);
+            let expected = if reads == 1 {
+                tail
+            } else {
+                tail + sealed.len() as u64
+            };
+            assert_eq!(
+                read,
+                expected,
+                "{n} blobs: header of {} bytes",
+                sealed.len()
+            );
+        }
+    }
 
     #[test]
     fn entries_of_both_kinds_follow_each_other() {
