@@ -165,46 +165,56 @@ fn ready(store: &dyn Store, config: Bytes) -> Probe {
 /// Probes these targets concurrently.
 #[must_use]
 pub fn probe_targets(ctx: &Context, targets: &[TargetConfig]) -> Vec<Probed> {
-    let probed: Vec<Probed> = crate::par::each_caught(targets, |t| probe_one(ctx, t))
-        .into_iter()
-        .zip(targets)
-        .map(|(r, t)| {
-            r.unwrap_or_else(|why| Probed {
-                cfg: t.clone(),
-                store: None,
-                probe: Probe::Unreachable(format!("probe {why}")),
-            })
-        })
-        .collect();
-    leave_out_foreign(ctx, probed)
+    probe_targets_then(ctx, targets, &|_| {})
 }
 
-/// Once this machine knows the repository (its `config` remembered in the state folder), a
-/// target holding another one is left out, named, instead of stopping every command: nothing
-/// is read from it or written to it.
-fn leave_out_foreign(ctx: &Context, mut probed: Vec<Probed>) -> Vec<Probed> {
+/// [`probe_targets`], handing each to `then` as soon as it is probed (see [`probe_all_then`]).
+pub fn probe_targets_then(
+    ctx: &Context,
+    targets: &[TargetConfig],
+    then: &(dyn Fn(&Probed) + Sync),
+) -> Vec<Probed> {
     let known = ctx
         .state_dir()
         .ok()
         .and_then(|d| crate::state::State::load(&d).ok())
         .and_then(|s| s.repository);
+    crate::par::each_caught(targets, |t| {
+        let mut p = probe_one(ctx, t);
+        leave_out_foreign(ctx, known.as_deref(), &mut p);
+        then(&p);
+        p
+    })
+    .into_iter()
+    .zip(targets)
+    .map(|(r, t)| {
+        r.unwrap_or_else(|why| Probed {
+            cfg: t.clone(),
+            store: None,
+            probe: Probe::Unreachable(format!("probe {why}")),
+        })
+    })
+    .collect()
+}
+
+/// Once this machine knows the repository (`known`: its `config`'s hash, remembered in the
+/// state folder), a target holding another one is left out, named, instead of stopping every
+/// command: nothing is read from it or written to it.
+fn leave_out_foreign(ctx: &Context, known: Option<&str>, p: &mut Probed) {
     let Some(known) = known else {
-        return probed;
+        return;
     };
     let name = ctx.cfg().repository.name.as_deref().unwrap_or("repository");
-    for p in &mut probed {
-        if let Probe::Ready { config, .. } = &p.probe
-            && crate::layout::sha256_hex(config) != known
-        {
-            p.probe = Probe::Foreign(format!(
-                "holds another repository than the one this machine has been using as `{name}` \
-                 (its `config` differs); left out: nothing is read from it or written to it \
-                 (if the repository was re-created on purpose, remove `repository` from \
-                 targets.json in the state folder)"
-            ));
-        }
+    if let Probe::Ready { config, .. } = &p.probe
+        && crate::layout::sha256_hex(config) != known
+    {
+        p.probe = Probe::Foreign(format!(
+            "holds another repository than the one this machine has been using as `{name}` \
+             (its `config` differs); left out: nothing is read from it or written to it \
+             (if the repository was re-created on purpose, remove `repository` from \
+             targets.json in the state folder)"
+        ));
     }
-    probed
 }
 
 /// Probes the targets concurrently (all, or only `only`), in configuration order.
@@ -212,13 +222,27 @@ fn leave_out_foreign(ctx: &Context, mut probed: Vec<Probed>) -> Vec<Probed> {
 /// # Errors
 /// `only` names no configured target.
 pub fn probe_all(ctx: &Context, only: Option<&str>) -> Result<Vec<Probed>> {
+    probe_all_then(ctx, only, &|_| {})
+}
+
+/// [`probe_all`], handing each target to `then` as soon as it is probed (on its own thread,
+/// while the others are still being probed): a slow log-in need not hold up what one target
+/// can already do.
+///
+/// # Errors
+/// As [`probe_all`].
+pub fn probe_all_then(
+    ctx: &Context,
+    only: Option<&str>,
+    then: &(dyn Fn(&Probed) + Sync),
+) -> Result<Vec<Probed>> {
     let cfg = ctx.cfg();
     let chosen: Vec<&TargetConfig> = match only {
         Some(name) => vec![cfg.target(name)?],
         None => cfg.targets.iter().collect(),
     };
     let chosen: Vec<TargetConfig> = chosen.into_iter().cloned().collect();
-    Ok(probe_targets(ctx, &chosen))
+    Ok(probe_targets_then(ctx, &chosen, then))
 }
 
 /// The gate for commands that work on the targets' files directly (sync, check): some

@@ -16,6 +16,23 @@ use crate::{error::Result, secret::Secret};
 #[derive(Debug, Default)]
 pub struct KeyCache {
     derived: Mutex<Vec<(String, KeyId, MasterKey)>>,
+    /// Unit tests: told when a key is derived.
+    #[cfg(test)]
+    told: std::sync::Condvar,
+}
+
+#[cfg(test)]
+impl KeyCache {
+    /// Waits up to `timeout` for a key to be derived; whether one was.
+    pub(crate) fn wait_for_a_key(&self, timeout: std::time::Duration) -> bool {
+        let d = self.derived.lock().unwrap();
+        !self
+            .told
+            .wait_timeout_while(d, timeout, |d| d.is_empty())
+            .unwrap()
+            .0
+            .is_empty()
+    }
 }
 
 /// Opens a repository over any backend (the fan-out, or one target alone).
@@ -57,6 +74,8 @@ pub fn open_repository<P: ProgressBars>(
     let repo = open_repository_with(be, &Credentials::password(password.expose()), pb)?;
     if let (Some(id), Ok(mut d)) = (*repo.key_id(), keys.derived.lock()) {
         d.push((tag, id, repo.key().clone()));
+        #[cfg(test)]
+        keys.told.notify_all();
     }
     Ok(repo)
 }

@@ -98,7 +98,7 @@ pub fn run<P: ProgressBars>(
     b: &Selector,
     pb: P,
 ) -> Result<DiffReport> {
-    let session = Session::open(ctx, None)?;
+    let session = Session::open(ctx, None, password)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
     let (sa, na) = selection::node(&repo, a, ctx.trail())?;
     let (sb, nb) = selection::node(&repo, b, ctx.trail())?;

@@ -39,7 +39,7 @@ pub fn run<P: ProgressBars>(
     pb: P,
     out: &mut impl Write,
 ) -> Result<Dumped> {
-    let session = Session::open(ctx, from)?;
+    let session = Session::open(ctx, from, password)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
     let (_, node) = selection::node(&repo, sel, ctx.trail())?;
     let contents = Contents::new(&session.fanout, &repo.key()).map_err(Error::Input)?;

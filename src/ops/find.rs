@@ -86,7 +86,7 @@ pub fn run<P: ProgressBars>(
     if matchers.is_empty() {
         return Err(Error::Input("give at least one pattern".into()));
     }
-    let session = Session::open(ctx, None)?;
+    let session = Session::open(ctx, None, password)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
     let all = repo.get_all_snapshots()?;
     let mut snaps: Vec<_> = if opts.snapshots.is_empty() {

@@ -55,7 +55,7 @@ pub fn run<P: ProgressBars>(
     pb: P,
     mut each: impl FnMut(LsEntry),
 ) -> Result<()> {
-    let session = Session::open(ctx, from)?;
+    let session = Session::open(ctx, from, password)?;
     let repo = session.repository(password, pb)?.to_indexed()?;
     let (_, node) = selection::node(&repo, sel, ctx.trail())?;
     for item in repo.ls(&node, &LsOptions::default().recursive(true))? {

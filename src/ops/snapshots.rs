@@ -50,7 +50,7 @@ pub struct SnapshotsReport {
 /// # Errors
 /// No target holds the repository; wrong password.
 pub fn run<P: ProgressBars>(ctx: &Context, password: &Secret, pb: P) -> Result<SnapshotsReport> {
-    let session = Session::open(ctx, None)?;
+    let session = Session::open(ctx, None, password)?;
     let repo = session.repository(password, pb)?;
 
     // Which target holds which snapshot file.

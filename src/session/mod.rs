@@ -8,7 +8,10 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    sync::Arc,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use rustic_core::{FileType, Id, OpenStatus, ProgressBars, Repository};
@@ -21,14 +24,14 @@ use crate::{
     deletion,
     error::{Error, Result},
     fanout::{Fanout, Member, UPLOADS_IN_FLIGHT, list_type},
-    probe::{Probe, Probed, one_repository, probe_all, probe_targets},
+    probe::{Probe, Probed, one_repository, probe_all_then, probe_targets},
     proof::Proof,
     replica::ForeignFound,
     repo::{open_repository, open_repository_with},
     report::{TargetOutcome, TargetState},
     secret::Secret,
     store::Named,
-    unlock::unlock_with,
+    unlock::{Begun, unlock_begun, unlock_with},
 };
 
 /// What the session is for.
@@ -56,7 +59,22 @@ pub struct Session {
     pub fanout: Fanout,
     /// Packs a member lacks that an index names (found by [`Self::archiving_repository`]).
     holes: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
+    /// The unlock begun while probing ([`Session::open`]), for [`Session::repository`].
+    begun: Mutex<Option<Begun>>,
     ctx: Context,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(b) = self
+            .begun
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            b.settle_unused(&self.ctx);
+        }
+    }
 }
 
 impl Session {
@@ -66,16 +84,41 @@ impl Session {
     /// # Errors
     /// No target holds the repository ([`Error::NoRepository`] or, when some could not be
     /// reached, [`Error::NoTargetUsable`]); two targets hold different repositories.
-    pub fn open(ctx: &Context, from: Option<&str>) -> Result<Self> {
-        let probed = probe_all(ctx, from)?;
-        let not_used = ctx
-            .cfg()
-            .targets
-            .iter()
-            .filter(|t| !probed.iter().any(|p| p.cfg.name == t.name))
-            .cloned()
-            .collect();
-        Self::from_probed(ctx, probed, not_used, Mode::Read, &[])
+    pub fn open(ctx: &Context, from: Option<&str>, password: &Secret) -> Result<Self> {
+        // The unlock begins on the first target probed, while a remote log-in goes on.
+        let first = AtomicBool::new(true);
+        let begun: Mutex<Option<Begun>> = Mutex::default();
+        let probed = probe_all_then(ctx, from, &|p| {
+            if matches!(p.probe, Probe::Ready { .. })
+                && first.swap(false, Ordering::SeqCst)
+                && let Some(b) = crate::unlock::begin(ctx, p, password)
+            {
+                *begun.lock().unwrap_or_else(PoisonError::into_inner) = Some(b);
+            }
+        });
+        let begun = begun.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let opened = probed.and_then(|probed| {
+            let not_used = ctx
+                .cfg()
+                .targets
+                .iter()
+                .filter(|t| !probed.iter().any(|p| p.cfg.name == t.name))
+                .cloned()
+                .collect();
+            Self::from_probed(ctx, probed, not_used, Mode::Read, &[])
+        });
+        match opened {
+            Ok(mut session) => {
+                session.begun = Mutex::new(begun);
+                Ok(session)
+            }
+            Err(e) => {
+                if let Some(b) = begun {
+                    b.settle_unused(ctx);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// [`Session::open`] over targets already probed. `untrusted` names targets that hold files
@@ -182,6 +225,7 @@ impl Session {
             mode,
             fanout,
             holes: std::sync::Mutex::default(),
+            begun: Mutex::default(),
             ctx: ctx.clone(),
         })
     }
@@ -218,7 +262,15 @@ impl Session {
         } else {
             probe_targets(&self.ctx, &self.not_used)
         };
-        let proof = unlock_with(&self.ctx, &self.probed, &others, password)?;
+        let begun = self
+            .begun
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let proof = match begun {
+            Some(b) => unlock_begun(&self.ctx, &self.probed, &others, password, b)?,
+            None => unlock_with(&self.ctx, &self.probed, &others, password)?,
+        };
         self.reader(&proof, pb)
     }
 

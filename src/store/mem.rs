@@ -28,6 +28,21 @@ pub struct MemStore {
     /// refuses a file and keeps what was uploaded, as a hostile one would).
     #[cfg(test)]
     refusing: Mutex<Option<(String, Refused)>>,
+    /// Unit tests: the next read of this path first runs this (a target slow to answer, held
+    /// until something else has happened).
+    #[cfg(test)]
+    held: Mutex<Option<(String, Hold)>>,
+}
+
+/// What a held read waits for.
+#[cfg(test)]
+struct Hold(Box<dyn FnOnce() + Send>);
+
+#[cfg(test)]
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("hold")
+    }
 }
 
 impl MemStore {
@@ -61,6 +76,12 @@ impl MemStore {
             .unwrap_or_default()
     }
 
+    /// Holds the next read of `path` until `hold` returns.
+    #[cfg(test)]
+    pub(crate) fn hold_read(&self, path: &str, hold: impl FnOnce() + Send + 'static) {
+        *self.held.lock().unwrap() = Some((path.to_string(), Hold(Box::new(hold))));
+    }
+
     fn files(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
         // A panic while holding the map leaves it consistent (single inserts and removes).
         self.files
@@ -77,6 +98,17 @@ impl Store for MemStore {
         Ok(self.files().get(path).map(|b| b.len() as u64))
     }
     fn read(&self, path: &str) -> StoreResult<Bytes> {
+        #[cfg(test)]
+        {
+            let mut held = self.held.lock().unwrap();
+            if held.as_ref().is_some_and(|(p, _)| p == path) {
+                let hold = held.take().map(|(_, h)| h);
+                drop(held);
+                if let Some(Hold(hold)) = hold {
+                    hold();
+                }
+            }
+        }
         self.files()
             .get(path)
             .cloned()

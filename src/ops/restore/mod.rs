@@ -175,7 +175,7 @@ pub fn run<P: ProgressBars>(
     let include = Patterns::new(&opts.include)?;
     let exclude = Patterns::new(&opts.exclude)?;
     let started = Instant::now();
-    let session = Session::open(ctx, opts.from.as_deref())?;
+    let session = Session::open(ctx, opts.from.as_deref(), password)?;
     let planned = Arc::new(AtomicU64::new(0));
     let quiet = Arc::new(AtomicBool::new(false));
     let pb = Titled {

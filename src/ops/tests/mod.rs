@@ -533,3 +533,38 @@ fn two_configurations_in_one_process_keep_to_their_own() {
 }
 
 mod replay;
+
+/// A reading command begins the unlock (the key's derivation, a third of a second) on the
+/// first target probed while a slow one is still being probed (a remote log-in): the slow
+/// target's probe is held until a key was derived, and still takes part. The attempt begun
+/// early is the command's one attempt: two wrong passwords lock a lockout of two, not one.
+#[test]
+fn the_unlock_begins_while_a_slow_target_is_probed_and_counts_once() {
+    let s = Setup::new(2);
+    init::run(&s.ctx(2), &pw(), false, NoProgressBars).unwrap();
+    backed_up(&s, 2);
+    let ctx = s.over(s.config_with(2, "[security]\nlockout_attempts = 2\n"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiting = ctx.clone();
+    s.stores[1].hold_read("config", move || {
+        let derived = waiting
+            .keys()
+            .wait_for_a_key(std::time::Duration::from_secs(60));
+        tx.send(derived).unwrap();
+    });
+    let r = super::snapshots::run(&ctx, &pw(), NoProgressBars).unwrap();
+    assert!(
+        rx.recv().unwrap(),
+        "the slow target's probe was held and no key was derived meanwhile"
+    );
+    assert_eq!(r.snapshots.len(), 1);
+    assert_eq!(r.snapshots[0].targets.len(), 2, "{:?}", r.targets);
+
+    let wrong = Secret::new("not-the-password".into());
+    for _ in 0..2 {
+        let e = super::snapshots::run(&ctx, &wrong, NoProgressBars).unwrap_err();
+        assert!(matches!(e, crate::error::Error::WrongPassword), "{e}");
+    }
+    let e = super::snapshots::run(&ctx, &pw(), NoProgressBars).unwrap_err();
+    assert!(matches!(e, crate::error::Error::LockedOut { .. }), "{e}");
+}

@@ -129,7 +129,7 @@ pub fn run<P: ProgressBars + Clone>(
     for t in &opts.targets {
         cfg.target(t)?;
     }
-    let session = Session::open(ctx, None)?;
+    let session = Session::open(ctx, None, password)?;
     let repo = session.repository(password, pb.clone())?.to_indexed()?;
 
     let mut snaps: Vec<SnapshotFile> = if opts.snapshots.is_empty() {
