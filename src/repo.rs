@@ -19,10 +19,18 @@ pub struct KeyCache {
     /// Unit tests: told when a key is derived.
     #[cfg(test)]
     told: std::sync::Condvar,
+    /// Unit tests: how many keys were derived from a password.
+    #[cfg(test)]
+    derivations: std::sync::atomic::AtomicUsize,
 }
 
 #[cfg(test)]
 impl KeyCache {
+    /// How many keys were derived from a password.
+    pub(crate) fn derivations(&self) -> usize {
+        self.derivations.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Waits up to `timeout` for a key to be derived; whether one was.
     pub(crate) fn wait_for_a_key(&self, timeout: std::time::Duration) -> bool {
         let d = self.derived.lock().unwrap();
@@ -32,6 +40,19 @@ impl KeyCache {
             .unwrap()
             .0
             .is_empty()
+    }
+}
+
+impl KeyCache {
+    /// Keeps the master key a new key file `id` holds for `password` (made by `init`): the
+    /// commands that go on to open it need not derive it again.
+    pub(crate) fn remember(&self, password: &Secret, id: KeyId, key: MasterKey) {
+        let tag = crate::layout::sha256_hex(password.expose().as_bytes());
+        if let Ok(mut d) = self.derived.lock() {
+            d.push((tag, id, key));
+            #[cfg(test)]
+            self.told.notify_all();
+        }
     }
 }
 
@@ -71,6 +92,9 @@ pub fn open_repository<P: ProgressBars>(
             return open_repository_with(be, &Credentials::Masterkey(key), pb);
         }
     }
+    #[cfg(test)]
+    keys.derivations
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let repo = open_repository_with(be, &Credentials::password(password.expose()), pb)?;
     if let (Some(id), Ok(mut d)) = (*repo.key_id(), keys.derived.lock()) {
         d.push((tag, id, repo.key().clone()));

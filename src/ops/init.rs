@@ -224,6 +224,9 @@ fn create<P: ProgressBars>(
             .set_version(2u32)
             .set_datapack_size(DATA_PACK_SIZE),
     )?;
+    if let Some(id) = *repo.key_id() {
+        ctx.keys().remember(password, id, repo.key());
+    }
     let repository_id = repo.config().id.to_hex().to_string();
     // This machine knows the repository from now on: a target later found holding another
     // one is left out, not obeyed.

@@ -568,3 +568,19 @@ fn the_unlock_begins_while_a_slow_target_is_probed_and_counts_once() {
     let e = super::snapshots::run(&ctx, &pw(), NoProgressBars).unwrap_err();
     assert!(matches!(e, crate::error::Error::LockedOut { .. }), "{e}");
 }
+
+/// The key `init` just made is not derived again by the commands after it in the same run
+/// (`backup --init`, `run --init`): scrypt costs a third of a second and 128 MiB each time.
+#[test]
+fn a_key_made_by_init_is_not_derived_again_by_the_backup_after_it() {
+    let s = Setup::new(2);
+    let ctx = s.ctx(2);
+    init::run(&ctx, &pw(), false, NoProgressBars).unwrap();
+    let opts = backup::BackupOptions::default();
+    backup::run(&ctx, &pw(), &opts, NoProgressBars).unwrap();
+    assert_eq!(ctx.keys().derivations(), 0);
+    // Another command derives it, once.
+    let next = s.ctx(2);
+    backup::run(&next, &pw(), &opts, NoProgressBars).unwrap();
+    assert_eq!(next.keys().derivations(), 1);
+}
