@@ -78,8 +78,10 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// Probes the targets (all, or only `from`) and applies the consistency gate, for reading.
-    /// A session that writes comes only from [`crate::lock::LockedTargets::writer`].
+    /// Probes the targets (all, or only `from`) and applies the consistency gate, for reading;
+    /// the unlock with `password` begins on the first target probed, while the others are
+    /// (see [`crate::unlock::Begun`]), and [`Self::repository`] finishes it. A session that
+    /// writes comes only from [`crate::lock::LockedTargets::writer`].
     ///
     /// # Errors
     /// No target holds the repository ([`Error::NoRepository`] or, when some could not be

@@ -219,6 +219,25 @@ impl Server {
             .call()
     }
 
+    /// [`Self::stat`], retried (both SFTP stores read alike; only their writes differ).
+    pub(super) fn blocking_stat(&self, path: &str) -> StoreResult<Option<u64>> {
+        self.call(&format!("checking {path}"), || self.stat(path))
+    }
+
+    /// [`Self::read`], retried.
+    pub(super) fn blocking_read(
+        &self,
+        path: &str,
+        range: Option<(u64, u64)>,
+    ) -> StoreResult<Bytes> {
+        self.call(&format!("reading {path}"), || self.read(path, range))
+    }
+
+    /// [`Self::list`], retried.
+    pub(super) fn blocking_list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
+        self.call(&format!("listing {dir}"), || self.list(dir))
+    }
+
     /// Creates `path` whole under a temporary name in `tmp`, synced, and renames it into place.
     async fn put(&self, tmp: &str, path: &str, parts: &[Bytes]) -> StoreResult<()> {
         self.forget_reader(path);
@@ -543,21 +562,16 @@ impl Store for SftpStore {
         self.server.location.clone()
     }
     fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
-        self.server
-            .call(&format!("checking {path}"), || self.server.stat(path))
+        self.server.blocking_stat(path)
     }
     fn read(&self, path: &str) -> StoreResult<Bytes> {
-        self.server
-            .call(&format!("reading {path}"), || self.server.read(path, None))
+        self.server.blocking_read(path, None)
     }
     fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes> {
-        self.server.call(&format!("reading {path}"), || {
-            self.server.read(path, Some((offset, length)))
-        })
+        self.server.blocking_read(path, Some((offset, length)))
     }
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
-        self.server
-            .call(&format!("listing {dir}"), || self.server.list(dir))
+        self.server.blocking_list(dir)
     }
     fn delete(&self, path: &str) -> StoreResult<()> {
         self.server

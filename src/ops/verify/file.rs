@@ -157,8 +157,9 @@ pub(super) type Restorable = (Node, String, [u8; 32]);
 
 /// Restores the sampled files (node, path in the snapshot, content digest) as `cairn
 /// restore` writes files (contents and metadata in one pass, small files read together by
-/// pack, every blob checked, from this target alone through `contents`) and checks each one's
-/// content, mode and mtime on disk. A path sampled twice (from two snapshots) is restored in a
+/// pack, every blob checked, from this target alone through `contents`, which gives the
+/// chunks just checked without reading them again) and checks each one's content, mode and
+/// mtime on disk. A path sampled twice (from two snapshots) is restored in a
 /// later round, so each is checked against its own snapshot.
 pub(super) fn check_restores<S: rustic_core::IndexedFull + Sync>(
     repo: &rustic_core::Repository<S>,

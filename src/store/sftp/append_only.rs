@@ -181,21 +181,16 @@ impl Store for AppendOnly {
         self.server.location.clone()
     }
     fn stat(&self, path: &str) -> StoreResult<Option<u64>> {
-        self.server
-            .call(&format!("checking {path}"), || self.server.stat(path))
+        self.server.blocking_stat(path)
     }
     fn read(&self, path: &str) -> StoreResult<Bytes> {
-        self.server
-            .call(&format!("reading {path}"), || self.server.read(path, None))
+        self.server.blocking_read(path, None)
     }
     fn read_range(&self, path: &str, offset: u64, length: u64) -> StoreResult<Bytes> {
-        self.server.call(&format!("reading {path}"), || {
-            self.server.read(path, Some((offset, length)))
-        })
+        self.server.blocking_read(path, Some((offset, length)))
     }
     fn list(&self, dir: &str) -> StoreResult<Vec<(String, u64)>> {
-        self.server
-            .call(&format!("listing {dir}"), || self.server.list(dir))
+        self.server.blocking_list(dir)
     }
 
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
