@@ -167,8 +167,8 @@ fn one_backup_lands_identically_on_all_five_kinds_and_each_restores_alone() {
     }
 }
 
-/// SFTP sessions are `ssh` control masters; none may outlive a cairn run (a nightly
-/// job would otherwise leave one behind per connection per night).
+/// No `ssh` of an SFTP session may outlive a cairn run (a nightly job would otherwise leave
+/// one behind per connection per night).
 #[test]
 fn no_ssh_process_outlives_a_run() {
     let tmp = tempfile::tempdir().unwrap();
@@ -190,4 +190,83 @@ fn no_ssh_process_outlives_a_run() {
         .filter(|c| c.contains(key.to_str().unwrap()))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// An SFTP session is one `ssh` that cairn starts with the SFTP subsystem (no control master
+/// beside it). Where this CPU has AES instructions and no ssh configuration chose ciphers,
+/// AES-GCM goes first; a configuration that chose them is obeyed. A wrapper on `PATH` notes
+/// each `ssh` run and hands it to the real one; for the second backup it also stands in for a
+/// `Ciphers` line in the user's configuration (added to `ssh -G` without `-F`).
+#[test]
+fn an_sftp_session_is_one_ssh_with_aes_gcm_first_unless_configured_otherwise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.txt"), b"hello").unwrap();
+    let real_ssh = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v ssh"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let (bin, runs) = (tmp.path().join("bin"), tmp.path().join("ssh-runs"));
+    fs::create_dir_all(&bin).unwrap();
+    fs::write(
+        bin.join("ssh"),
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{runs}'\n\
+             if [ -n \"$CHOSEN\" ] && [ \"$1\" = -G ] && [ \"$2\" != -F ]; then\n\
+             exec {real} -G -o \"Ciphers=$CHOSEN\" \"$@\"\nfi\nexec {real} \"$@\"\n",
+            runs = runs.display(),
+            real = real_ssh.trim()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(
+        bin.join("ssh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let cpu = fs::read_to_string("/proc/cpuinfo").unwrap();
+    let flags = cpu.lines().find(|l| l.starts_with("flags")).unwrap_or("");
+    let aes = flags.split_whitespace().any(|f| f == "aes")
+        && flags.split_whitespace().any(|f| f == "pclmulqdq");
+
+    let (sftp, _) = sftp_target("dc", &unique("one-ssh"));
+    let config = write_config(tmp.path(), &[&src], &sftp);
+    let backup = |chosen: &str| {
+        let o = in_own_words(
+            cairn_cmd(&config)
+                .args(["backup", "--init"])
+                .env("CAIRN_PASSWORD", "one-ssh-password")
+                .env("PATH", &path)
+                .env("CHOSEN", chosen)
+                .output()
+                .unwrap(),
+        );
+        expect_code(&o, 0);
+        let said = fs::read_to_string(&runs).unwrap();
+        fs::remove_file(&runs).unwrap();
+        let sessions: Vec<String> = said
+            .lines()
+            .filter(|l| !l.starts_with("-G "))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(sessions.len(), 1, "{said}");
+        let subsystem = format!(" -s -- {} sftp", env("SFTP_HOST"));
+        assert!(sessions[0].ends_with(&subsystem), "{said}");
+        sessions.into_iter().next().unwrap()
+    };
+
+    let session = backup("");
+    assert_eq!(
+        session.contains("-o Ciphers=aes128-gcm@openssh.com,aes256-gcm@openssh.com,"),
+        aes,
+        "AES instructions: {aes}; {session}"
+    );
+    let session = backup("chacha20-poly1305@openssh.com");
+    assert!(!session.contains("Ciphers"), "{session}");
 }

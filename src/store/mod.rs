@@ -218,8 +218,8 @@ impl Policy {
 }
 
 // The async storage clients (opendal, smb2) run on one runtime owned here, so that it can be
-// shut down before the process exits: dropping it closes their connections (the SFTP
-// sessions are `ssh` control masters, which otherwise outlive the process). Process-wide
+// shut down before the process exits: dropping it closes their connections (and ends the SFTP
+// sessions' `ssh` processes). Process-wide
 // on purpose: it holds no configuration, and every client of every repository shares its
 // threads.
 static RUNTIME: Mutex<Option<tokio::runtime::Runtime>> = Mutex::new(None);
@@ -271,8 +271,7 @@ pub fn shutdown() {
     if let Some(rt) = rt {
         rt.shutdown_timeout(Duration::from_secs(5));
     }
-    // An SFTP master whose closing task was cut short (by the shutdown, or by the client's own
-    // abort on drop) is still running: end it.
+    // An SFTP session's ssh still running (its session was not dropped): end it.
     reaper::reap_ssh();
 }
 

@@ -1,12 +1,10 @@
 //! No `ssh` process outlives cairn.
 //!
-//! The SFTP sessions (openssh's process mux) are `ssh` control masters started with `-f` (they detach) and
-//! `ControlPersist=yes` (they never exit on their own). openssh-sftp-client closes a master from a
-//! task that dropping the connection also aborts; when the abort lands while the exit request is
-//! being sent, the master is orphaned with its control socket deleted, and lives on. A nightly
-//! job would collect one per night. So this process becomes the *subreaper* of what it starts:
-//! detached masters are reparented to it, not to init, and at exit the ones still running are
-//! terminated.
+//! An SFTP session's `ssh` is cairn's child, killed when the session is dropped. One whose
+//! session is still held when cairn exits (a store not dropped, a runtime cut short) is
+//! terminated here, and this process is the *subreaper* of what it starts, so that anything an
+//! `ssh` leaves behind (a `ProxyCommand` of the user's configuration) is reparented to it, not
+//! to init, and found the same way.
 
 use std::time::{Duration, Instant};
 

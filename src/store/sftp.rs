@@ -1,5 +1,6 @@
 //! `kind = "sftp"`: an OpenSSH server, through one SFTP session of cairn's own per target and
-//! command (openssh-sftp-client over the system `ssh`: key authentication, `~/.ssh/known_hosts`).
+//! command (openssh-sftp-client over an `ssh` process cairn starts, see `ssh`: key
+//! authentication, `~/.ssh/known_hosts`, the user's ssh configuration).
 //!
 //! Not opendal's SFTP service: its writer closes a file without syncing it and re-encodes every
 //! byte it sends one at a time (5% of all CPU samples of a backup to SFTP on 2 cores, about 1.2
@@ -17,23 +18,19 @@
 //! without its packs.
 
 mod append_only;
+mod ssh;
 
 pub use append_only::folders as append_only_folders;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use backon::{BlockingRetryable, ExponentialBuilder};
 use bytes::Bytes;
-use openssh_sftp_client::{
-    Error as SftpError, Sftp, SftpOptions,
-    error::SftpErrorKind,
-    file::File,
-    openssh::{KnownHosts, SessionBuilder},
-};
+use openssh_sftp_client::{Error as SftpError, Sftp, error::SftpErrorKind, file::File};
 use tokio::io::AsyncSeek;
 
 use super::{Policy, Store, StoreError, StoreErrorKind, StoreResult};
-use crate::config::{HostKeyChecking, TargetKind};
+use crate::config::TargetKind;
 
 pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Store>> {
     let TargetKind::Sftp {
@@ -55,18 +52,16 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
             format!("key file {}: {e}", key_file.display()),
         ));
     }
-    // ssh's StrictHostKeyChecking yes / accept-new / no.
-    let known_hosts = match host_key_checking {
-        HostKeyChecking::Strict => KnownHosts::Strict,
-        HostKeyChecking::AcceptNew => KnownHosts::Add,
-        HostKeyChecking::Off => KnownHosts::Accept,
-    };
     let location = format!("sftp://{user}@{host}:{port}{path}");
     let server = Server {
-        endpoint: format!("ssh://{host}:{port}"),
-        user: user.clone(),
-        key_file: key_file.clone(),
-        known_hosts,
+        ssh: ssh::Ssh::new(
+            host.clone(),
+            *port,
+            user.clone(),
+            key_file.clone(),
+            *host_key_checking,
+            policy.timeout,
+        ),
         root: path.trim_end_matches('/').to_string(),
         timeout: policy.timeout,
         retries: policy.retries,
@@ -82,10 +77,7 @@ pub(super) fn open(kind: &TargetKind, policy: Policy) -> StoreResult<Box<dyn Sto
 
 /// cairn's own SFTP session with the server, opened at the first write.
 struct Server {
-    endpoint: String,
-    user: String,
-    key_file: PathBuf,
-    known_hosts: KnownHosts,
+    ssh: ssh::Ssh,
     root: String,
     timeout: Duration,
     /// Extra attempts after a transient failure.
@@ -165,16 +157,11 @@ impl Server {
         if let Some(s) = held.as_ref() {
             return Ok(s.clone());
         }
-        let mut b = SessionBuilder::default();
-        b.user(self.user.clone())
-            .keyfile(&self.key_file)
-            .known_hosts_check(self.known_hosts.clone());
-        let transient =
-            |e: &dyn std::fmt::Display| self.err(StoreErrorKind::Transient, "connecting", e);
-        let session = b.connect(&self.endpoint).await.map_err(|e| transient(&e))?;
-        let sftp = Sftp::from_session(session, SftpOptions::default())
+        let sftp = self
+            .ssh
+            .open()
             .await
-            .map_err(|e| transient(&e))?;
+            .map_err(|e| self.err(StoreErrorKind::Transient, "connecting", e))?;
         let sftp = Arc::new(sftp);
         *held = Some(sftp.clone());
         Ok(sftp)
