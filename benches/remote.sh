@@ -29,9 +29,9 @@ RUN=$(date +%s)   # fresh folders and prefixes on every server, each run
 OUT=$R/restore; [ "$(df -B1 --output=avail /dev/shm 2>/dev/null | tail -1)" -gt $((3 * SIZE << 20)) ] 2>/dev/null && OUT=/dev/shm/cairn-bench-remote
 rm -rf "$R/state" "$R/restic-cache" "$R/results" "$R"/local-* "$OUT"
 SFTP_DIR=$SFTP_ROOT/bench-$RUN
-# What this run wrote to the servers' folders goes when it ends (about 5 GiB a run with the 1 GiB
-# corpus); Azurite keeps its blobs (under bench-$RUN-*) until its data folder is cleared.
-trap 'rm -rf "$SFTP_DIR"-* "$SMB_SHARE_DIR"/bench-*"$RUN"*' EXIT
+# What this run wrote to the servers goes when it ends (about 7 GiB a run with the 1 GiB corpus).
+trap 'rm -rf "$SFTP_DIR"-* "$SMB_SHARE_DIR"/bench-*"$RUN"*
+      python3 benches/azput.py --delete "bench-$RUN-" "bench-raw-$RUN/" >/dev/null || true' EXIT
 
 target() { # target KIND NAME : one [[target]] of that kind, in fresh places
   case $1 in

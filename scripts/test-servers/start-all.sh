@@ -9,7 +9,9 @@
 # Usage:  eval "$(start-all.sh)"      (stdout = export lines only; progress goes to stderr)
 #         later: source "$TS_RUN/env.sh";  stop: stop-all.sh [--purge]
 # Re-running is safe: installed tools are reused, running servers (checked by pid file AND
-# command line) are left alone, keys/passwords/data persist under $TS_RUN.
+# command line) are left alone with their data, keys/passwords persist under $TS_RUN. A server
+# started afresh starts empty: what earlier runs wrote to it is deleted (tests and benches use
+# fresh names each run, and the suite wrote tens of GiB a week to Azurite alone).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 
@@ -38,6 +40,7 @@ S3_REGION=${S3_REGION:-us-east-1}
 ADD_USER_KNOWN_HOSTS=${ADD_USER_KNOWN_HOSTS:-1}  # SFTP targets default to host_key_checking = "strict"
 
 log() { printf '[start-all %s] %s\n' "$(date +%T)" "$*" >&2; }
+empty() { find "$1" -mindepth 1 -maxdepth 1 -exec rm -rf {} +; }   # a data folder, kept itself
 die() { log "ERROR: $*"; exit 1; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2fs", b - a }'; }
@@ -162,6 +165,7 @@ if ours "$D/sshd.pid" "$D/sshd_config"; then
   log "sftp: sshd already running (pid $(cat "$D/sshd.pid"))"
 else
   need_free_port "$SFTP_PORT"
+  empty "$D/data"; empty "$AO/data"
   mkdir -p /run/sshd                              # privilege-separation dir Debian's sshd insists on
   /usr/sbin/sshd -t -f "$D/sshd_config"
   /usr/sbin/sshd -f "$D/sshd_config" -E "$D/sshd.log"   # daemonizes, writes PidFile
@@ -226,6 +230,7 @@ if ours "$D/smbd.pid" "$D/smb.conf"; then
   log "smb: smbd already running (pid $(cat "$D/smbd.pid"))"
 else
   need_free_port "$SMB_PORT"
+  empty "$D/share"
   spawn "$D/smbd.pid" "$D/log/smbd.out" /usr/sbin/smbd --foreground --no-process-group \
     --configfile="$D/smb.conf" --debug-stdout --debuglevel=1
   wait_until 15 port_open "$SMB_PORT" || die "smbd did not listen; see $D/log/smbd.out"
@@ -241,6 +246,7 @@ if ours "$D/azurite.pid" "$D/data"; then
   log "azurite: already running (pid $(cat "$D/azurite.pid"))"
 else
   need_free_port "$AZURITE_PORT"
+  empty "$D/data"
   # --disableTelemetry: Azurite >= 3.33 otherwise tries to send telemetry off the machine
   spawn "$D/azurite.pid" "$D/azurite.log" "$AZ_BIN" --blobHost "$HOST" --blobPort "$AZURITE_PORT" \
     --location "$D/data" --skipApiVersionCheck --loose --disableTelemetry --silent
@@ -267,6 +273,7 @@ if ours "$D/s3.pid" "$S3_BIN"; then
   log "s3 ($S3_IMPL): already running (pid $(cat "$D/s3.pid"))"
 else
   need_free_port "$S3_PORT"
+  empty "$D/data"
   if [ "$S3_IMPL" = s3s-fs ]; then
     spawn "$D/s3.pid" "$D/s3.log" "$S3_BIN" --host "$HOST" --port "$S3_PORT" \
       --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" "$D/data"
