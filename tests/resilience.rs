@@ -366,23 +366,31 @@ fn count_files(dir: &Path) -> usize {
 }
 
 /// Ends, on drop, the ssh processes started with this key file.
-struct SshMasters(PathBuf);
+struct SshGuard(PathBuf);
 
-impl Drop for SshMasters {
+impl Drop for SshGuard {
     fn drop(&mut self) {
-        let key = self.0.to_string_lossy().into_owned();
-        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .contains(&key)
-            {
-                let _ = Command::new("kill")
-                    .arg(e.file_name().to_string_lossy().as_ref())
-                    .status();
-            }
+        for pid in ssh_with(&self.0) {
+            let _ = Command::new("kill").arg(pid).status();
         }
     }
+}
+
+/// The pids of running processes whose command line names `key` (zombies left out).
+fn ssh_with(key: &Path) -> Vec<String> {
+    let key = key.to_string_lossy().into_owned();
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(&key)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 #[test]
@@ -391,11 +399,11 @@ fn sigkill_at_any_point_leaves_every_target_sound_and_the_next_run_completes() {
     let src = tmp.path().join("src");
     fs::create_dir_all(&src).unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    // A killed run cannot close its ssh control masters (its SFTP sessions start them with
-    // ControlPersist): a key file at a path of its own lets the guard below find and end them.
+    // A key file at a path of its own finds this test's ssh processes: a killed run's must end
+    // with it (its SFTP session's ssh sees its input close); the guard ends any left on failure.
     let key = tmp.path().join("kill-test-key");
     fs::copy(env("SFTP_KEY"), &key).unwrap();
-    let _masters = SshMasters(key.clone());
+    let _guard = SshGuard(key.clone());
     let (sftp, sftp_dir) = sftp_target("dc", &unique("kill"));
     let sftp = sftp.replace(&env("SFTP_KEY"), key.to_str().unwrap());
     let config = write_config(
@@ -441,6 +449,7 @@ fn sigkill_at_any_point_leaves_every_target_sound_and_the_next_run_completes() {
         let finished = run.try_wait().unwrap().is_some();
         let _ = run.kill(); // SIGKILL
         let _ = run.wait();
+        wait_for("the killed run's ssh to end", || ssh_with(&key).is_empty());
         if trial < 5 {
             assert!(
                 !finished,
