@@ -181,6 +181,46 @@ fn unreachable_sftp_server_fails_fast_and_is_named() {
     assert_eq!(r["targets"][1]["state"], "unreachable");
 }
 
+/// A refused SFTP log-in is reported with ssh's own reason, not as a bare connection failure:
+/// a key the server does not know, and a server whose host key is not the one on record.
+#[test]
+fn a_refused_sftp_log_in_says_why_in_ssh_s_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f.txt"), b"hello").unwrap();
+    let stranger = tmp.path().join("stranger-key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (sftp, _) = sftp_target("dc", &unique("refused"));
+    let sftp = sftp.replace("retries = 1", "retries = 0");
+    let cases = [
+        (
+            sftp.replace(&env("SFTP_KEY"), stranger.to_str().unwrap()),
+            "Permission denied (publickey)",
+        ),
+        // The host key on record is under the address, not under this name for it.
+        (
+            sftp.replace(
+                &format!("host = \"{}\"", env("SFTP_HOST")),
+                "host = \"localhost\"",
+            ),
+            "Host key verification failed",
+        ),
+    ];
+    for (target, why) in cases {
+        let config = write_config(tmp.path(), &[&src], &target);
+        let o = cairn(&config, &["snapshots"]);
+        expect_code(&o, 4);
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert!(said.contains("ssh: ") && said.contains(why), "{}", text(&o));
+    }
+}
+
 #[test]
 fn no_repository_and_foreign_repository_are_refused() {
     let tmp = tempfile::tempdir().unwrap();

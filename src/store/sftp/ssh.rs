@@ -27,13 +27,13 @@ const SAID: usize = 4096;
 
 /// How cairn runs `ssh` for one target.
 pub(super) struct Ssh {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub key_file: PathBuf,
-    pub host_key_checking: HostKeyChecking,
+    host: String,
+    port: u16,
+    user: String,
+    key_file: PathBuf,
+    host_key_checking: HostKeyChecking,
     /// ssh's own bound on connecting (the caller bounds the whole log-in as well).
-    pub connect_timeout: Duration,
+    connect_timeout: Duration,
     /// The cipher list given to ssh (`None`: its configuration's), decided at the first log-in.
     ciphers: OnceCell<Option<String>>,
 }
