@@ -275,9 +275,10 @@ impl Store for SmbStore {
 
     fn write(&self, path: &str, parts: Vec<Bytes>) -> StoreResult<()> {
         let full = self.full(path);
-        // A small file in one piece goes in one round trip (CREATE+WRITE+FLUSH compounded);
-        // a larger one is handed over a part at a time, never copied whole (a pack held as
-        // one more 16 MiB copy per upload in flight: 38 MiB of an SMB backup's peak heap).
+        // A small file goes in one round trip (CREATE+WRITE+FLUSH compounded), a file in one
+        // part as it is; a larger one in `PIECE`s, never copied whole (a pack held as one more
+        // 16 MiB copy per upload in flight was 38 MiB of an SMB backup's peak heap). Either
+        // way smb2 flushes the file before it closes it.
         let size: usize = parts.iter().map(Bytes::len).sum();
         let whole = match parts.as_slice() {
             [one] => Some(one.clone()),
