@@ -161,7 +161,7 @@ impl Server {
             .ssh
             .open()
             .await
-            .map_err(|e| self.err(StoreErrorKind::Transient, "connecting", e))?;
+            .map_err(|(kind, why)| self.err(kind, "connecting", why))?;
         let sftp = Arc::new(sftp);
         *held = Some(sftp.clone());
         Ok(sftp)

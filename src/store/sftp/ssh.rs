@@ -17,6 +17,7 @@ use std::{path::PathBuf, process::Stdio, time::Duration};
 use openssh_sftp_client::{Sftp, SftpAuxiliaryData, SftpOptions};
 use tokio::{io::AsyncReadExt, process::Command, sync::OnceCell};
 
+use super::StoreErrorKind;
 use crate::config::HostKeyChecking;
 
 /// OpenSSH's AES-GCM ciphers, in the order they go first.
@@ -84,8 +85,9 @@ impl Ssh {
         ]
     }
 
-    /// Logs in and starts the SFTP subsystem. The error is ssh's own reason where it gave one.
-    pub(super) async fn open(&self) -> Result<Sftp, String> {
+    /// Logs in and starts the SFTP subsystem. The error is ssh's own reason where it gave one,
+    /// and final where the server refused the key or did not prove its own.
+    pub(super) async fn open(&self) -> Result<Sftp, (StoreErrorKind, String)> {
         let ciphers = self
             .ciphers
             .get_or_init(|| async {
@@ -106,11 +108,16 @@ impl Ssh {
             .stderr(Stdio::piped())
             // Dropped with the session (a failed one included): no ssh outlives its session.
             .kill_on_drop(true);
-        let mut child = ssh.spawn().map_err(|e| format!("cannot run ssh: {e}"))?;
+        let mut child = ssh
+            .spawn()
+            .map_err(|e| (StoreErrorKind::Transient, format!("cannot run ssh: {e}")))?;
         let (Some(stdin), Some(stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            return Err("ssh started without its pipes".into());
+            return Err((
+                StoreErrorKind::Transient,
+                "ssh started without its pipes".into(),
+            ));
         };
         // Drained all along (a full pipe would stall ssh); the tail is kept for an error.
         let said = tokio::spawn(async move {
@@ -132,7 +139,8 @@ impl Ssh {
                     .ok()
                     .and_then(Result::ok)
                     .unwrap_or_default();
-                Err(reason(&String::from_utf8_lossy(&said), &e.to_string()))
+                let why = reason(&String::from_utf8_lossy(&said), &e.to_string());
+                Err((refusal(&why), why))
             }
         }
     }
@@ -196,6 +204,17 @@ fn reason(said: &str, client: &str) -> String {
     }
 }
 
+/// How a failed log-in is classed: a refused key or a host key not on record is not what
+/// another attempt a few seconds later changes (a host key that changed may be an attacker's);
+/// anything else (no answer, a connection dropped, too many log-ins at once) may be.
+fn refusal(why: &str) -> StoreErrorKind {
+    if why.contains("Permission denied (") || why.contains("Host key verification failed") {
+        StoreErrorKind::Permanent
+    } else {
+        StoreErrorKind::Transient
+    }
+}
+
 /// Whether this CPU has AES and carry-less multiply instructions (AES-GCM's fast path).
 fn aes_in_hardware() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -254,5 +273,24 @@ mod tests {
             "ssh: root@127.0.0.1: Permission denied (publickey)."
         );
         assert_eq!(reason("", "unexpected EOF"), "unexpected EOF");
+    }
+
+    #[test]
+    fn a_refused_key_or_host_key_is_final_a_lost_connection_is_not() {
+        let final_ = [
+            "ssh: root@127.0.0.1: Permission denied (publickey).",
+            "ssh: Host key verification failed.",
+        ];
+        for why in final_ {
+            assert_eq!(refusal(why), StoreErrorKind::Permanent, "{why}");
+        }
+        let again = [
+            "ssh: connect to host 127.0.0.1 port 1: Connection refused",
+            "ssh: kex_exchange_identification: Connection closed by remote host",
+            "unexpected EOF",
+        ];
+        for why in again {
+            assert_eq!(refusal(why), StoreErrorKind::Transient, "{why}");
+        }
     }
 }
